@@ -1,0 +1,385 @@
+"""YAML -> validated, typed configuration.
+
+Every section is a frozen pydantic model that rejects unknown keys, so a typo in a plant's config is an error
+at start-up and not a silently ignored setting. Secrets never live in the YAML: passwords come from an
+environment variable (`password_env`) or a file (`password_file`) and are held as `SecretStr`, which masks
+itself in every repr. `load_config` raises `ConfigError` with the key path and, where the YAML has one, the
+line number; the CLI turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "AlarmsConfig",
+    "AuthConfig",
+    "BridgeConfig",
+    "ConfigError",
+    "HealthConfig",
+    "HistoryConfig",
+    "OpcUaConfig",
+    "Role",
+    "SyncConfig",
+    "TlsConfig",
+    "UserConfig",
+    "WinCCConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used. `str()` is the one line the operator sees."""
+
+    def __init__(self, message: str, key: str | None = None, line: int | None = None) -> None:
+        self.key = key
+        self.line = line
+        where = ""
+        if key:
+            where = f"{key}: "
+        if line is not None:
+            where = f"line {line}: {where}"
+        super().__init__(f"{where}{message}")
+
+
+class Role(StrEnum):
+    """What an OPC UA user may do. Each role includes the rights of the ones before it."""
+
+    reader = "reader"  # browse, read, subscribe, read history
+    operator = "operator"  # + write tags, acknowledge alarms
+    admin = "admin"  # + admin methods
+
+    @property
+    def can_write(self) -> bool:
+        return self in (Role.operator, Role.admin)
+
+    @property
+    def can_acknowledge(self) -> bool:
+        return self in (Role.operator, Role.admin)
+
+    @property
+    def is_admin(self) -> bool:
+        return self is Role.admin
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
+    """Resolve a secret from its environment variable or file; raise ValueError naming the source only."""
+    if env and file:
+        raise ValueError(f"give either {what}_env or {what}_file, not both")
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"environment variable {env} (from {what}_env) is not set")
+        return SecretStr(value)
+    if file:
+        try:
+            return SecretStr(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise ValueError(f"cannot read {what}_file {file}: {exc.strerror}") from None
+    return None
+
+
+class AuthConfig(_Section):
+    mode: Literal["none", "basic", "token"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    _password: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> AuthConfig:
+        if self.mode != "none" and not self.username:
+            raise ValueError(f"auth mode {self.mode!r} needs a username")
+        self._password = _read_secret(self.password_env, self.password_file, "password")
+        if self.mode != "none" and self._password is None:
+            raise ValueError(f"auth mode {self.mode!r} needs password_env or password_file")
+        return self
+
+    @property
+    def password(self) -> SecretStr | None:
+        return self._password
+
+
+class TlsConfig(_Section):
+    verify: bool = True
+    ca_file: Path | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"CA file {v} does not exist")
+        return v
+
+
+class TimeoutsConfig(_Section):
+    connect_s: float = Field(default=5.0, gt=0)
+    read_s: float = Field(default=10.0, gt=0)
+    write_s: float = Field(default=10.0, gt=0)
+
+
+class RetryConfig(_Section):
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+
+
+class AcknowledgeRequest(_Section):
+    """restservice has no acknowledge call; a site that has one (e.g. a script endpoint) names it here.
+
+    `path` may contain `{id}`; `body` is a JSON template whose string values may contain `{id}`, `{comment}`
+    and `{user}`.
+    """
+
+    method: Literal["POST", "PUT"] = "POST"
+    path: str
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
+class WinCCConfig(_Section):
+    url: str = "http://127.0.0.1:8700"
+    dialect: Literal["dp", "restservice"] = "dp"
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    browse_root: str = ""
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    browse_page_size: int = Field(default=1000, ge=1, le=100_000)
+    rebrowse_s: float = Field(default=0, ge=0, description="0 = browse only at start")
+    acknowledge: AcknowledgeRequest | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        if "@" in v.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("credentials do not belong in the URL; use wincc.auth")
+        return v.rstrip("/")
+
+
+_POLICIES = {
+    "None",
+    "Basic256Sha256_Sign",
+    "Basic256Sha256_SignAndEncrypt",
+    "Aes128Sha256RsaOaep_Sign",
+    "Aes128Sha256RsaOaep_SignAndEncrypt",
+    "Aes256Sha256RsaPss_Sign",
+    "Aes256Sha256RsaPss_SignAndEncrypt",
+}
+_DEPRECATED_POLICIES = {"Basic128Rsa15", "Basic256"}
+_HASH_RE = re.compile(r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
+
+
+class UserConfig(_Section):
+    name: str = Field(min_length=1)
+    password_hash: SecretStr
+    role: Role = Role.reader
+
+    @field_validator("password_hash")
+    @classmethod
+    def _is_hash(cls, v: SecretStr) -> SecretStr:
+        if not _HASH_RE.match(v.get_secret_value()):
+            raise ValueError("must be a scrypt$... hash from `wincc-opcua-bridge hash-password`, not a password")
+        return v
+
+
+class OpcUaConfig(_Section):
+    endpoint: str = "opc.tcp://0.0.0.0:4840/wincc"
+    public_hostname: str | None = Field(
+        default=None, description="hostname clients use (Docker/NAT); default: the endpoint's host, or this host"
+    )
+    namespace_uri: str = "urn:wincc-opcua-bridge:tags"
+    application_uri: str = "urn:wincc-opcua-bridge:server"
+    server_name: str = "WinCC OPC UA Bridge"
+    security_policies: list[str] = Field(
+        default_factory=lambda: [
+            "Basic256Sha256_Sign",
+            "Basic256Sha256_SignAndEncrypt",
+            "Aes128Sha256RsaOaep_Sign",
+            "Aes128Sha256RsaOaep_SignAndEncrypt",
+            "Aes256Sha256RsaPss_Sign",
+            "Aes256Sha256RsaPss_SignAndEncrypt",
+        ]
+    )
+    users: list[UserConfig] = Field(default_factory=list)
+    anonymous: Literal["none", "read"] = "none"
+    pki_dir: Path = Path("./pki")
+    auto_accept_client_certs: bool = False
+    write_rules: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="user name -> glob patterns of tags that user may write; users not listed may write all",
+    )
+    max_references_per_node: int = Field(default=1000, ge=10, description="Browse page size when the client sets none")
+    failed_login_limit: int = Field(default=5, ge=1, description="failed logins per client per minute")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _opc_tcp(cls, v: str) -> str:
+        if not re.match(r"^opc\.tcp://[^/\s:]+(:\d+)?(/.*)?$", v):
+            raise ValueError("must look like opc.tcp://host:port/path")
+        return v
+
+    @field_validator("security_policies")
+    @classmethod
+    def _known_policies(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one security policy")
+        for p in v:
+            if p.split("_")[0] in _DEPRECATED_POLICIES:
+                raise ValueError(f"{p} is deprecated and insecure; use Basic256Sha256 or Aes*")
+            if p not in _POLICIES:
+                raise ValueError(f"unknown security policy {p!r}; known: {', '.join(sorted(_POLICIES))}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> OpcUaConfig:
+        names = [u.name for u in self.users]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"user names must be unique: {', '.join(dupes)}")
+        return self
+
+
+class SyncConfig(_Section):
+    interval_ms: int = Field(default=1000, ge=50, description="default poll group; also the fastest offered")
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    poll_groups_ms: list[int] = Field(
+        default_factory=lambda: [1000, 5000, 10000],
+        description="poll intervals a client's sampling interval is rounded up to",
+    )
+    idle_interval_ms: int = Field(default=10_000, ge=100, description="tags nobody subscribed or read recently")
+    read_recent_s: float = Field(default=60.0, ge=0, description="a Read keeps a tag in fast polling this long")
+    on_failure: Literal["bad", "uncertain"] = "bad"
+    max_backoff_s: float = Field(default=30.0, gt=0)
+
+
+class HistoryConfig(_Section):
+    enabled: bool = True
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    page_size: int = Field(default=1000, ge=1, le=100_000, description="values per archive REST request")
+    max_continuation_points: int = Field(default=100, ge=1)
+
+
+class AlarmsConfig(_Section):
+    enabled: bool = True
+    poll_ms: int = Field(default=1000, ge=100)
+
+
+class HealthConfig(_Section):
+    listen: str | None = "127.0.0.1:8081"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[^\s:]*:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$", v):
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8081")
+        return v
+
+
+class BridgeConfig(_Section):
+    wincc: WinCCConfig = Field(default_factory=WinCCConfig)
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data, every secret replaced by '***'."""
+        return _mask(self.model_dump(mode="json"))
+
+
+def _mask(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: ("***" if k in ("password_hash", "password", "token") and v else _mask(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_mask(v) for v in data]
+    return data
+
+
+def _key_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each key path in a YAML document to its 1-based line, so errors can point at the line."""
+    lines: dict[tuple[Any, ...], int] = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            lines.update({k: v for k, v in _key_lines(value_node, path + (key,)).items() if k != path + (key,)})
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_key_lines(item, path + (i,)))
+    return lines
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def parse_config(text: str, source: str = "<config>") -> BridgeConfig:
+    """Validate YAML text. Raises ConfigError naming the first bad key and its line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"{source} is not valid YAML: {getattr(exc, 'problem', exc)}", line=line) from None
+    if data is None:
+        data, node = {}, None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of sections (wincc, opcua, sync, ...)", line=1)
+    lines = _key_lines(node) if node is not None else {}
+    try:
+        return BridgeConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see config/demo.yaml for every key)"
+        elif err["type"] == "missing":
+            msg = "required value is missing"
+        count = exc.error_count()
+        if count > 1:
+            msg += f" (and {count - 1} more error{'s' if count > 2 else ''})"
+        raise ConfigError(msg, key=key or None, line=_line_for(loc, lines)) from None
+
+
+def load_config(path: str | Path) -> BridgeConfig:
+    """Read and validate a config file. Raises ConfigError (never another exception) when it cannot be used."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    return parse_config(text, source=str(p))

@@ -1,0 +1,59 @@
+"""The one interface the UA side uses to talk to WinCC, whatever the dialect.
+
+`open_client(config)` returns an implementation for `wincc.dialect`; use it as an async context manager.
+Every method raises only `WinCCError` subclasses for whole-request failures; per-item failures come back as
+`TagError` / `WriteResult(error=...)` in the result, so one bad tag never spoils a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagInfo, TagValue, WriteResult
+
+__all__ = ["WinCCClient"]
+
+
+@runtime_checkable
+class WinCCClient(Protocol):
+    dialect: str
+
+    async def __aenter__(self) -> WinCCClient: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+        """Every folder and tag under `wincc.browse_root`, following continuation points. Parents before children."""
+        ...
+
+    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+        """Current values, in batches of `batch_size`, at most `max_concurrency` requests in flight.
+
+        Raises WinCCError only if every batch failed the same way (e.g. WinCC unreachable); a failed batch among
+        good ones gives its tags TagError."""
+        ...
+
+    async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
+        """Write values; one WriteResult per name. Never retried. Never raises for per-item or transport errors:
+        a timeout gives WriteError.timeout, an unreachable WinCC WriteError.unreachable."""
+        ...
+
+    async def active_alarms(self) -> list[Alarm]: ...
+
+    async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
+        """Raises WinCCNotFound (unknown id), WinCCRejected with status 409 (already acknowledged),
+        NotImplementedError (dialect without an acknowledge call and none configured)."""
+        ...
+
+    async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]: ...
+
+    def archive(
+        self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
+    ) -> AsyncIterator[list[ArchiveValue]]:
+        """Archived values of one tag, oldest first, start and end inclusive, as pages of at most page_size.
+        Pages past the REST cap are fetched by asking again from the last timestamp (dropping repeats)."""
+        ...
