@@ -169,6 +169,10 @@ class WinCCConfig(_Section):
     requests_per_second: float | None = Field(default=None, gt=0)
     browse_page_size: int = Field(default=1000, ge=1, le=100_000)
     rebrowse_s: float = Field(default=0, ge=0, description="0 = browse only at start")
+    browse_snapshot: Path | None = Field(
+        default=Path("nodesets/last-browse.xml"),
+        description="NodeSet2 model of the last good browse; used at start when WinCC is unreachable (null = off)",
+    )
     acknowledge: AcknowledgeRequest | None = None
 
     @field_validator("url")

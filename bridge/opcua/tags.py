@@ -1,0 +1,71 @@
+"""The directory of tags the address space serves: WinCC name <-> NodeId <-> TagInfo.
+
+NodeId scheme (stable across restarts, re-browse and machines):
+- tag:     ns=<opcua.namespace_uri>;s=<exact WinCC tag name>
+- folder:  ns=<opcua.namespace_uri>/folders;s=<path segments joined by "/", each with "%" and "/" percent-escaped>
+- bridge:  ns=<opcua.namespace_uri>/bridge;s=<name>   (BridgeStatus and other objects of the bridge itself)
+Folders and the bridge's own nodes live in their own namespaces, so no WinCC tag name can ever collide with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from asyncua import ua
+
+from bridge.wincc.models import TagInfo
+
+__all__ = ["TagDirectory", "folder_node_id", "folder_id_string"]
+
+
+def folder_id_string(path: tuple[str, ...]) -> str:
+    return "/".join(seg.replace("%", "%25").replace("/", "%2F") for seg in path)
+
+
+def folder_node_id(path: tuple[str, ...], ns: int) -> ua.NodeId:
+    return ua.NodeId(folder_id_string(path), ns, ua.NodeIdType.String)
+
+
+class TagDirectory:
+    """Every tag currently in the address space, indexed both ways. Owned by the address space builder;
+    read by sync, writes and history."""
+
+    def __init__(self, tag_ns: int, folder_ns: int, bridge_ns: int) -> None:
+        self.tag_ns = tag_ns
+        self.folder_ns = folder_ns
+        self.bridge_ns = bridge_ns
+        self._tags: dict[str, TagInfo] = {}
+
+    def node_id(self, name: str) -> ua.NodeId:
+        return ua.NodeId(name, self.tag_ns, ua.NodeIdType.String)
+
+    def folder_node_id(self, path: tuple[str, ...]) -> ua.NodeId:
+        return folder_node_id(path, self.folder_ns)
+
+    def tag_for(self, node_id: ua.NodeId) -> TagInfo | None:
+        if node_id.NamespaceIndex != self.tag_ns or not isinstance(node_id.Identifier, str):
+            return None
+        return self._tags.get(node_id.Identifier)
+
+    def get(self, name: str) -> TagInfo | None:
+        return self._tags.get(name)
+
+    def add(self, tags: Iterable[TagInfo]) -> None:
+        for t in tags:
+            self._tags[t.name] = t
+
+    def remove(self, names: Iterable[str]) -> None:
+        for n in names:
+            self._tags.pop(n, None)
+
+    def names(self) -> list[str]:
+        return list(self._tags)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tags
+
+    def __iter__(self) -> Iterator[TagInfo]:
+        return iter(list(self._tags.values()))
+
+    def __len__(self) -> int:
+        return len(self._tags)

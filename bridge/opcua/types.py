@@ -1,0 +1,150 @@
+"""WinCC data types <-> OPC UA VariantTypes and values.
+
+Reads are tolerant (WinCC installations send 1.0 for an int or "12" for a number; the UA side gets the exact
+type or the tag goes Bad). Writes are strict: a value is sent to WinCC only if it converts to the tag's type
+without loss, otherwise the node answers BadTypeMismatch and WinCC never sees it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import ua
+
+from bridge.wincc.models import DataType
+
+__all__ = ["VARIANT_TYPES", "from_wincc", "to_wincc", "variant_type"]
+
+VT = ua.VariantType
+VARIANT_TYPES: dict[DataType, ua.VariantType] = {
+    DataType.bool: VT.Boolean,
+    DataType.int8: VT.SByte,
+    DataType.int16: VT.Int16,
+    DataType.int32: VT.Int32,
+    DataType.int64: VT.Int64,
+    DataType.uint8: VT.Byte,
+    DataType.uint16: VT.UInt16,
+    DataType.uint32: VT.UInt32,
+    DataType.uint64: VT.UInt64,
+    DataType.float: VT.Float,
+    DataType.double: VT.Double,
+    DataType.string: VT.String,
+    DataType.datetime: VT.DateTime,
+}
+_INT_RANGE: dict[DataType, tuple[int, int]] = {
+    DataType.int8: (-(2**7), 2**7 - 1),
+    DataType.int16: (-(2**15), 2**15 - 1),
+    DataType.int32: (-(2**31), 2**31 - 1),
+    DataType.int64: (-(2**63), 2**63 - 1),
+    DataType.uint8: (0, 2**8 - 1),
+    DataType.uint16: (0, 2**16 - 1),
+    DataType.uint32: (0, 2**32 - 1),
+    DataType.uint64: (0, 2**64 - 1),
+}
+_FLOAT_MAX = 3.4028234663852886e38
+
+
+def variant_type(data_type: DataType) -> ua.VariantType:
+    return VARIANT_TYPES[data_type]
+
+
+def _parse_datetime(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def from_wincc(data_type: DataType, raw: Any) -> Any:
+    """A value as WinCC sent it -> the Python value for the tag's VariantType. Raises ValueError if impossible."""
+    if raw is None:
+        raise ValueError("no value")
+    if data_type is DataType.bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, (int, float)) and raw in (0, 1):
+            return bool(raw)
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "0", "1"):
+            return raw.strip().lower() in ("true", "1")
+        raise ValueError(f"{raw!r} is not a bool")
+    if data_type in _INT_RANGE:
+        if isinstance(raw, bool):
+            return int(raw)
+        if isinstance(raw, str):
+            raw = float(raw) if any(c in raw for c in ".eE") else int(raw, 0)
+        if isinstance(raw, float):
+            if not raw.is_integer():
+                raise ValueError(f"{raw!r} is not an integer")
+            raw = int(raw)
+        if not isinstance(raw, int):
+            raise ValueError(f"{raw!r} is not an integer")
+        lo, hi = _INT_RANGE[data_type]
+        if not lo <= raw <= hi:
+            raise ValueError(f"{raw} does not fit {data_type}")
+        return raw
+    if data_type in (DataType.float, DataType.double):
+        if isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, (int, float)):
+            return float(raw)
+        if isinstance(raw, str):
+            return float(raw)  # accepts "NaN", "inf"
+        raise ValueError(f"{raw!r} is not a number")
+    if data_type is DataType.string:
+        return raw if isinstance(raw, str) else str(raw)
+    if data_type is DataType.datetime:
+        if isinstance(raw, datetime):
+            return raw
+        if isinstance(raw, str):
+            return _parse_datetime(raw)
+        raise ValueError(f"{raw!r} is not an ISO 8601 time")
+    raise ValueError(f"unsupported type {data_type}")
+
+
+def to_wincc(data_type: DataType, variant: ua.Variant) -> Any:
+    """A written Variant -> the JSON value sent to WinCC, only if the conversion loses nothing.
+
+    Raises TypeError (-> BadTypeMismatch) otherwise. Arrays and nulls are never accepted for scalar tags."""
+    value, vt = variant.Value, variant.VariantType
+    if value is None or isinstance(value, (list, tuple)) or getattr(variant, "Dimensions", None):
+        raise TypeError("scalar value required")
+    if data_type is DataType.bool:
+        if vt is VT.Boolean and isinstance(value, bool):
+            return value
+        raise TypeError(f"{vt.name} cannot be written to a Boolean tag")
+    if data_type in _INT_RANGE:
+        if isinstance(value, bool) or vt in (VT.Boolean, VT.String, VT.DateTime):
+            raise TypeError(f"{vt.name} cannot be written to an integer tag")
+        if isinstance(value, float):
+            if not (math.isfinite(value) and value.is_integer()):
+                raise TypeError(f"{value!r} is not a whole number")
+            value = int(value)
+        if not isinstance(value, int):
+            raise TypeError(f"{vt.name} cannot be written to an integer tag")
+        lo, hi = _INT_RANGE[data_type]
+        if not lo <= value <= hi:
+            raise TypeError(f"{value} does not fit {data_type}")
+        return value
+    if data_type in (DataType.float, DataType.double):
+        if isinstance(value, bool) or vt in (VT.Boolean, VT.String, VT.DateTime):
+            raise TypeError(f"{vt.name} cannot be written to a floating-point tag")
+        if not isinstance(value, (int, float)):
+            raise TypeError(f"{vt.name} cannot be written to a floating-point tag")
+        f = float(value)
+        if isinstance(value, int) and int(f) != value:
+            raise TypeError(f"{value} loses precision as {data_type}")
+        if data_type is DataType.float and math.isfinite(f):
+            if abs(f) > _FLOAT_MAX or struct.unpack("f", struct.pack("f", f))[0] != f and vt is not VT.Float:
+                raise TypeError(f"{value!r} loses precision as float")
+        return f
+    if data_type is DataType.string:
+        if vt is VT.String and isinstance(value, str):
+            return value
+        raise TypeError(f"{vt.name} cannot be written to a String tag")
+    if data_type is DataType.datetime:
+        if vt is VT.DateTime and isinstance(value, datetime):
+            v = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        raise TypeError(f"{vt.name} cannot be written to a DateTime tag")
+    raise TypeError(f"unsupported type {data_type}")
