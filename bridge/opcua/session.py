@@ -10,15 +10,22 @@ continuation points; `on_close` handlers release that state when the session end
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from asyncua import ua
+from asyncua.server import binary_server_asyncio
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.ua_binary import struct_from_binary
 
-__all__ = ["BridgeInternalServer", "BridgeSession", "ServiceHandlers"]
+__all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers"]
+
+_BROWSE_REQUEST = ua.NodeId(ua.ObjectIds.BrowseRequest_Encoding_DefaultBinary)
+_BROWSE_NEXT_REQUEST = ua.NodeId(ua.ObjectIds.BrowseNextRequest_Encoding_DefaultBinary)
 
 Handler = Callable[["BridgeSession", Any], Awaitable[Any]]
 
@@ -79,12 +86,43 @@ class BridgeSession(InternalSession):
         await super().close_session(delete_subs)
 
 
+class BridgeUaProcessor(UaProcessor):
+    """asyncua 2.1's UaProcessor has no BrowseNext branch at all: the request never reaches the session and the
+    client gets BadServiceUnsupported. This processor decodes BrowseNext and hands it to the BridgeSession, with
+    the same session checks asyncua applies to every service; everything else goes to asyncua unchanged.
+    Permission: whoever may Browse may BrowseNext (asyncua's SimpleRoleRuleset lists only Browse)."""
+
+    async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        if typeid != _BROWSE_NEXT_REQUEST or not isinstance(self.session, BridgeSession):
+            return await super()._process_message(typeid, requesthdr, seqhdr, body)
+        if not self.session.is_activated():
+            raise ua.UaStatusCodeError(ua.StatusCodes.BadSessionNotActivated)
+        permissions = self._connection.security_policy.permissions
+        if permissions is not None and permissions.check_validity(self.session.user, _BROWSE_REQUEST, body) is False:
+            raise ua.uaerrors.BadUserAccessDenied
+        self.session_last_activity = time.monotonic()
+        self.session.touch()
+        params = struct_from_binary(ua.BrowseNextParameters, body)
+        response = ua.BrowseNextResponse()
+        response.Parameters.Results = await self.session.browse_next(params)
+        self.send_response(requesthdr.RequestHandle, seqhdr, response)
+        return True
+
+
+def _install_processor() -> None:
+    # asyncua creates one UaProcessor per connection by looking the class up in this module; the subclass only
+    # changes BrowseNext for BridgeSessions, so other servers in the same process behave exactly as before
+    if binary_server_asyncio.UaProcessor is UaProcessor:
+        binary_server_asyncio.UaProcessor = BridgeUaProcessor  # type: ignore[misc]
+
+
 class BridgeInternalServer(InternalServer):
     """An InternalServer whose client sessions are BridgeSessions (the internal admin session stays asyncua's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handlers = ServiceHandlers()
+        _install_processor()
 
     def create_session(self, name: str, user: Any = None, external: bool = False) -> InternalSession:
         from asyncua.crypto.permission_rules import User, UserRole

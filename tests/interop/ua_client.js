@@ -153,5 +153,6 @@ async function run(spec) {
 }
 
 run(JSON.parse(process.argv[2]))
-  .then((out) => { process.stdout.write(JSON.stringify(out) + "\n"); process.exit(0); })
+  // exit only once the (possibly large) output is flushed: a pipe is asynchronous in node
+  .then((out) => { process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0)); })
   .catch((err) => { process.stderr.write(String(err && err.stack ? err.stack : err) + "\n"); process.exit(3); });

@@ -1,0 +1,72 @@
+"""The ceiling: a bare asyncua server with the same tags and folders as the bridge, values written from memory.
+
+Run as a separate process: `python -m bench.baseline_server --port P --tags N --change-rate R`. Prints one JSON line
+`{"ready": true, "build_s": ...}` when it serves, then changes R*N values per second (spread over 10 ticks a second)
+until killed. Names and folders follow the simulator's generated tags (bench.naming), so clients subscribe to the
+same NodeIds in both cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from asyncua import Server, ua
+
+from bench.naming import NAMESPACE_URI, generated_tags
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tags", type=int, required=True)
+    ap.add_argument("--change-rate", type=float, default=0.01, help="fraction of tags changing per second")
+    ap.add_argument("--dialect", default="dp")
+    args = ap.parse_args()
+
+    server = Server()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/wincc")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    await server.init()
+    t0 = time.monotonic()
+    ns = await server.register_namespace(NAMESPACE_URI)
+    folder_ns = await server.register_namespace(NAMESPACE_URI + "/folders")
+    folders: dict[tuple[str, ...], object] = {}
+    objects = server.nodes.objects
+    nodes = []
+    for name, folder_path in generated_tags(args.tags, args.dialect):
+        parent = objects
+        for i in range(1, len(folder_path) + 1):
+            key = folder_path[:i]
+            if key not in folders:
+                folders[key] = await parent.add_folder(ua.NodeId("/".join(key), folder_ns), key[-1])
+            parent = folders[key]
+        var = await parent.add_variable(ua.NodeId(name, ns), name.rsplit(".", 1)[-1], ua.Variant(0.0, ua.VariantType.Double))
+        nodes.append(var.nodeid)
+    build_s = time.monotonic() - t0
+    await server.start()
+    print(json.dumps({"ready": True, "build_s": build_s, "tags": len(nodes)}), flush=True)
+
+    ticks_per_s = 10
+    per_tick = max(1, round(args.tags * args.change_rate / ticks_per_s)) if args.change_rate > 0 else 0
+    cursor = 0
+    value = 0.0
+    next_tick = time.monotonic()
+    while True:
+        next_tick += 1 / ticks_per_s
+        value += 1.0
+        for _ in range(per_tick):
+            nodeid = nodes[cursor]
+            cursor = (cursor + 1) % len(nodes)
+            await server.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)
