@@ -1,0 +1,231 @@
+"""`wincc-opcua-bridge` (also `python -m bridge`): run | demo | simulate | check-config | hash-password | browse |
+export-nodeset.
+
+Exit codes: 0 ok (also after SIGINT/SIGTERM), 2 bad config or usage (one line naming the key), 1 unexpected error
+(one line; the traceback only with --log-level debug). Heavy modules are imported inside the commands, so
+`--help`, `check-config` and `hash-password` work fast and without a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge import __version__
+from bridge.config import BridgeConfig, ConfigError, load_config, parse_config
+from bridge.logs import RedactingFilter, configure_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+# demo-only credentials: printed on the console for the person trying the demo, their hashes are in demo.yaml
+DEMO_USERS = {"operator": "operator", "reader": "reader", "admin": "admin"}
+DEMO_WINCC_PASSWORD = "demo-wincc"
+DEMO_WINCC_ENV = "WINCC_DEMO_PASSWORD"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wincc-opcua-bridge", description="OPC UA server in front of the WinCC REST API")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="human", choices=["human", "json"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve OPC UA until SIGINT/SIGTERM")
+    run.add_argument("--config", required=True, type=Path, help="YAML config file")
+
+    sub.add_parser("demo", help="simulator + bridge in one process with the bundled demo config (no file needed)")
+
+    sim = sub.add_parser("simulate", help="run the WinCC REST simulator alone")
+    from bridge.simulator import add_arguments
+
+    add_arguments(sim)
+
+    chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked")
+    chk.add_argument("file", type=Path)
+
+    hp = sub.add_parser("hash-password", help="print the scrypt$... hash for opcua.users[].password_hash")
+    hp.add_argument("--password", help="the password (default: read from stdin, or prompt on a terminal)")
+
+    br = sub.add_parser("browse", help="print WinCC's folders and tags as the bridge sees them")
+    br.add_argument("--config", required=True, type=Path)
+
+    ex = sub.add_parser("export-nodeset", help="browse WinCC and write the model as NodeSet2 XML")
+    ex.add_argument("--config", required=True, type=Path)
+    ex.add_argument("--out", type=Path, default=Path("nodesets/wincc.xml"))
+    return p
+
+
+def _register_secrets(redact: RedactingFilter, config: BridgeConfig) -> None:
+    pw = config.wincc.auth.password
+    if pw is not None:
+        redact.add(pw.get_secret_value())
+
+
+async def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await work(stop)
+
+
+def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
+    config = load_config(config_path)
+    _register_secrets(redact, config)
+    from bridge.opcua.server import serve
+
+    asyncio.run(_until_signal(lambda stop: serve(config, stop)))
+    return 0
+
+
+def _demo_config() -> BridgeConfig:
+    text = resources.files("bridge").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return parse_config(text, source="bridge/demo.yaml")
+
+
+def _cmd_demo(redact: RedactingFilter) -> int:
+    os.environ.setdefault(DEMO_WINCC_ENV, DEMO_WINCC_PASSWORD)
+    config = _demo_config()
+    _register_secrets(redact, config)
+    from bridge.opcua.security import endpoint_urls
+    from bridge.opcua.server import serve
+    from bridge.simulator import Simulator, SimulatorOptions
+
+    port = int(config.wincc.url.rsplit(":", 1)[1])
+    options = SimulatorOptions(
+        dialect=config.wincc.dialect, port=port, auth="basic", username=config.wincc.auth.username or "opcua",
+        password=os.environ[DEMO_WINCC_ENV],
+    )
+
+    async def work(stop: asyncio.Event) -> None:
+        sim = Simulator(options)
+        await sim.start()
+        try:
+            _, public = endpoint_urls(config.opcua)
+            users = ", ".join(f"{u}/{p}" for u, p in DEMO_USERS.items())
+            print(
+                f"\nWinCC simulator: {sim.url} ({options.dialect} dialect)\n"
+                f"OPC UA endpoint: {public}  (security None or Basic256Sha256/Aes*, anonymous may read)\n"
+                f"Users (demo only): {users}\n"
+                f"Health: http://{config.health.listen}/healthz  /readyz  /metrics\n"
+                f"Tags: Objects > WinCC > System1 (Tank1, Pump1, Reactor, ...). Ctrl+C stops.\n",
+                flush=True,
+            )
+            await serve(config, stop)
+        finally:
+            await sim.stop()
+
+    asyncio.run(_until_signal(work))
+    return 0
+
+
+def _cmd_simulate(ns: argparse.Namespace) -> int:
+    from bridge.simulator import options_from_args, serve
+
+    options = options_from_args(ns)
+    asyncio.run(_until_signal(lambda stop: serve(options, stop)))
+    return 0
+
+
+def _cmd_check_config(path: Path) -> int:
+    config = load_config(path)
+    print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _cmd_hash_password(password: str | None) -> int:
+    from bridge.passwords import hash_password
+
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                print("passwords differ", file=sys.stderr)
+                return 2
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("an empty password is not allowed", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+async def _browse(config: BridgeConfig) -> list[Any]:
+    from bridge.wincc.client import open_client
+
+    async with open_client(config.wincc, batch_size=config.sync.batch_size) as client:
+        return [item async for item in client.browse()]
+
+
+def _cmd_browse(path: Path, redact: RedactingFilter) -> int:
+    config = load_config(path)
+    _register_secrets(redact, config)
+    from bridge.wincc.models import Folder
+
+    for item in asyncio.run(_browse(config)):
+        if isinstance(item, Folder):
+            print(f"{'  ' * (len(item.path) - 1)}{item.name}/")
+        else:
+            extra = {k: v for k, v in (("unit", item.unit), ("min", item.low), ("max", item.high)) if v is not None}
+            flags = "".join(f for f, on in ((" writable", item.writable), (" archived", item.archived)) if on)
+            print(f"{'  ' * len(item.folder)}{item.display_name}  [{item.data_type}]{flags}"
+                  f"{' ' + json.dumps(extra, ensure_ascii=False) if extra else ''}  = {item.name}")
+    return 0
+
+
+def _cmd_export(path: Path, out: Path, redact: RedactingFilter) -> int:
+    config = load_config(path)
+    _register_secrets(redact, config)
+    from bridge.opcua.nodeset import write_nodeset
+
+    items = asyncio.run(_browse(config))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_nodeset(items, out, config.opcua.namespace_uri)
+    print(f"wrote {len(items)} nodes to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    redact = configure_logging(ns.log_level, ns.log_format)
+    try:
+        match ns.command:
+            case "run":
+                return _cmd_run(ns.config, redact)
+            case "demo":
+                return _cmd_demo(redact)
+            case "simulate":
+                return _cmd_simulate(ns)
+            case "check-config":
+                return _cmd_check_config(ns.file)
+            case "hash-password":
+                return _cmd_hash_password(ns.password)
+            case "browse":
+                return _cmd_browse(ns.config, redact)
+            case "export-nodeset":
+                return _cmd_export(ns.config, ns.out, redact)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # one line for the operator; the traceback only when debugging
+        log.debug("unexpected error", exc_info=True)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 2

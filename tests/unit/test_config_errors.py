@@ -1,0 +1,125 @@
+"""Bad configs are rejected with one message naming the key (and line); secrets never show."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, Role, load_config, parse_config
+from bridge.passwords import hash_password, verify_password
+
+
+def test_typo_names_key_and_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("wincc:\n  url: http://a:1\n  dialekt: dp\n")
+    assert err.value.key == "wincc.dialekt"
+    assert err.value.line == 3
+    assert "unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("sync:\n  interval_ms: fast\n")
+    assert err.value.key == "sync.interval_ms" and err.value.line == 2
+
+
+def test_missing_env_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("wincc:\n  auth: {mode: basic, username: u, password_env: NO_SUCH_VAR_FOR_TEST}\n")
+    assert "NO_SUCH_VAR_FOR_TEST" in str(err.value) and err.value.key == "wincc.auth"
+
+
+def test_unreadable_password_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"wincc:\n  auth: {{mode: basic, username: u, password_file: {tmp_path / 'missing'}}}\n")
+    assert "password_file" in str(err.value)
+
+
+def test_plain_password_instead_of_hash_is_rejected() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("opcua:\n  users:\n    - {name: op, password_hash: secret123, role: operator}\n")
+    assert err.value.key == "opcua.users[0].password_hash"
+    assert "secret123" not in str(err.value)
+
+
+@pytest.mark.parametrize("policy", ["Basic128Rsa15_SignAndEncrypt", "Basic256_Sign"])
+def test_deprecated_policy_refused(policy: str) -> None:
+    with pytest.raises(ConfigError, match="deprecated"):
+        parse_config(f"opcua:\n  security_policies: [{policy}]\n")
+
+
+def test_secrets_masked_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_WINCC_PW", "s3cr3t-wincc")
+    h = hash_password("op-pass")
+    cfg = parse_config(
+        "wincc:\n  auth: {mode: basic, username: u, password_env: T_WINCC_PW}\n"
+        f"opcua:\n  users:\n    - {{name: op, password_hash: '{h}', role: operator}}\n"
+    )
+    assert cfg.wincc.auth.password is not None and cfg.wincc.auth.password.get_secret_value() == "s3cr3t-wincc"
+    assert cfg.opcua.users[0].role is Role.operator
+    for text in (repr(cfg), str(cfg), str(cfg.masked())):
+        assert "s3cr3t-wincc" not in text and h not in text
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_password_hash_roundtrip() -> None:
+    h = hash_password("pw")
+    assert verify_password("pw", h) and not verify_password("pW", h) and not verify_password("pw", "scrypt$x")
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge", *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_help_lists_commands() -> None:
+    done = _cli("--help")
+    assert done.returncode == 0
+    for cmd in ("run", "demo", "simulate", "check-config", "hash-password", "browse", "export-nodeset"):
+        assert cmd in done.stdout
+
+
+def test_cli_check_config_typo_exits_2(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("opcua:\n  endpiont: opc.tcp://x:4840\n")
+    done = _cli("check-config", str(f))
+    assert done.returncode == 2
+    assert "opcua.endpiont" in done.stderr and "line 2" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_run_bad_config_exits_2(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("sync: {batch_size: 0}\n")
+    done = _cli("run", "--config", str(f))
+    assert done.returncode == 2 and "sync.batch_size" in done.stderr
+
+
+def test_cli_check_config_masks(tmp_path: Path) -> None:
+    h = hash_password("x")
+    f = tmp_path / "ok.yaml"
+    f.write_text(f"opcua:\n  users:\n    - {{name: a, password_hash: '{h}'}}\n")
+    done = _cli("check-config", str(f))
+    assert done.returncode == 0, done.stderr
+    assert h not in done.stdout and "***" in done.stdout
+
+
+def test_cli_hash_password_from_stdin() -> None:
+    done = _cli("hash-password", stdin="correct horse\n")
+    assert done.returncode == 0
+    assert verify_password("correct horse", done.stdout.strip())
+
+
+def test_demo_config_files_identical_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "bridge/demo.yaml").read_bytes() == (root / "config/demo.yaml").read_bytes()
+    monkeypatch.setenv("WINCC_DEMO_PASSWORD", "x")
+    from bridge.cli import _demo_config
+
+    assert _demo_config().opcua.anonymous == "read"
