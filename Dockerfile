@@ -15,7 +15,8 @@ USER bridge
 WORKDIR /data
 VOLUME ["/config", "/pki"]
 EXPOSE 4840 8081
-# /healthz answers while the process and its event loop are alive; health.listen must be 0.0.0.0:8081 in the config
+# /healthz answers while the process and its event loop are alive (the default health.listen 127.0.0.1:8081 is
+# enough for this check; set 0.0.0.0:8081 to let Prometheus scrape /metrics from outside)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8081/healthz', timeout=4).status == 200 else 1)"
 ENTRYPOINT ["wincc-opcua-bridge"]
