@@ -1,9 +1,9 @@
 """The ceiling: a bare asyncua server with the same tags and folders as the bridge, values written from memory.
 
-Run as a separate process: `python -m bench.baseline_server --port P --tags N --change-rate R`. Prints one JSON line
+Run as a separate process: `python -m bench.baseline_server --port P --tags-file F --change-rate R`. Prints one JSON line
 `{"ready": true, "build_s": ...}` when it serves, then changes R*N values per second (spread over 10 ticks a second)
-until killed. Names and folders follow the simulator's generated tags (bench.naming), so clients subscribe to the
-same NodeIds in both cases.
+until killed. Names and folders are the ones the simulator serves (browsed once by bench.naming), so clients subscribe to
+the same NodeIds in both cases.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
 from asyncua import Server, ua
 
-from bench.naming import NAMESPACE_URI, generated_tags
+from bench.naming import NAMESPACE_URI, load_tags
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--tags", type=int, required=True)
+    ap.add_argument("--tags-file", type=Path, required=True, help="JSON from bench.naming.save_tags")
     ap.add_argument("--change-rate", type=float, default=0.01, help="fraction of tags changing per second")
-    ap.add_argument("--dialect", default="dp")
     args = ap.parse_args()
 
     server = Server()
@@ -37,7 +37,8 @@ async def main() -> None:
     folders: dict[tuple[str, ...], object] = {}
     objects = server.nodes.objects
     nodes = []
-    for name, folder_path in generated_tags(args.tags, args.dialect):
+    tags = load_tags(args.tags_file)
+    for name, folder_path in tags:
         parent = objects
         for i in range(1, len(folder_path) + 1):
             key = folder_path[:i]
@@ -51,7 +52,7 @@ async def main() -> None:
     print(json.dumps({"ready": True, "build_s": build_s, "tags": len(nodes)}), flush=True)
 
     ticks_per_s = 10
-    per_tick = max(1, round(args.tags * args.change_rate / ticks_per_s)) if args.change_rate > 0 else 0
+    per_tick = max(1, round(len(tags) * args.change_rate / ticks_per_s)) if args.change_rate > 0 else 0
     cursor = 0
     value = 0.0
     next_tick = time.monotonic()

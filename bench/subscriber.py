@@ -1,6 +1,6 @@
 """One subscribed OPC UA client in its own process: subscribes to every tag, counts notifications, measures latency.
 
-`python -m bench.subscriber --endpoint URL --tags N --seconds S [--sampling-ms 1000] [--warmup S]`
+`python -m bench.subscriber --endpoint URL --tags-file F --seconds S [--sampling-ms 1000] [--warmup S]`
 prints one JSON line: notifications, per second, and latency percentiles (receive time - SourceTimestamp, which
 the simulator stamps at the moment it changes a value; both on this machine's clock).
 """
@@ -11,11 +11,12 @@ import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 from datetime import UTC, datetime
 
 from asyncua import Client, ua
 
-from bench.naming import NAMESPACE_URI, generated_tags
+from bench.naming import NAMESPACE_URI, load_tags
 
 
 class Counter:
@@ -45,12 +46,12 @@ def percentile(values: list[float], p: float) -> float | None:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--tags", type=int, required=True)
-    ap.add_argument("--dialect", default="dp")
+    ap.add_argument("--tags-file", type=Path, required=True, help="JSON from bench.naming.save_tags")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--sampling-ms", type=float, default=1000)
     ap.add_argument("--publish-ms", type=float, default=500)
+    ap.add_argument("--signal-window", action="store_true", help='print "start" when counting starts')
     args = ap.parse_args()
 
     client = Client(args.endpoint, timeout=60)
@@ -65,7 +66,7 @@ async def main() -> None:
             ),
             counter,
         )
-        names = [name for name, _ in generated_tags(args.tags, args.dialect)]
+        names = [name for name, _ in load_tags(args.tags_file)]
         t0 = time.monotonic()
         for i in range(0, len(names), 2000):
             nodes = [client.get_node(ua.NodeId(n, ns)) for n in names[i : i + 2000]]
@@ -73,6 +74,8 @@ async def main() -> None:
         subscribe_s = time.monotonic() - t0
         await asyncio.sleep(args.warmup)  # initial values of every item arrive first; not counted
         counter.counting = True
+        if args.signal_window:
+            print("start", flush=True)
         t1 = time.monotonic()
         await asyncio.sleep(args.seconds)
         counter.counting = False

@@ -1,0 +1,240 @@
+"""Benchmarks of the bridge, each next to a bare-asyncua baseline measured in the same run.
+
+    python -m bench [--quick] [--json FILE] [--only sync,startup,...]
+
+Every process under test is separate: the simulator, the server (bridge or baseline) and one subscribed client.
+CPU and RSS are read from /proc for the server process only. These machines are noisy, so the ratios (bridge /
+baseline, same run) are the figures to compare across runs, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.naming import browse_tags, save_tags
+from bench.procstat import CpuWindow, rss_bytes
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+@dataclass
+class Results:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, scenario: str, metric: str, bridge: float | None, baseline: float | None = None,
+            unit: str = "", goal: str = "") -> None:
+        ratio = bridge / baseline if bridge is not None and baseline not in (None, 0) else None
+        row = {"scenario": scenario, "metric": metric, "bridge": bridge, "baseline": baseline, "ratio": ratio,
+               "unit": unit, "goal": goal}
+        self.rows.append(row)
+        fmt = lambda v: "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+        print(f"  {scenario:<22} {metric:<34} bridge {fmt(bridge):>10} {unit:<8} baseline {fmt(baseline):>10}"
+              f"  ratio {fmt(ratio):>6}  {goal}", flush=True)
+
+
+# ---- processes -------------------------------------------------------------------------------------------------
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+@contextmanager
+def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            cwd=log.parent)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@contextmanager
+def simulator(tmp: Path, tags: int, change_rate: float, dialect: str = "dp") -> Iterator[str]:
+    port = free_port()
+    cmd = [PY, "-m", "bridge.simulator", "--port", str(port), "--dialect", dialect, "--tags", str(tags),
+           "--change-rate", str(change_rate)]
+    with process(cmd, tmp / f"sim-{port}.log") as proc:
+        _wait_http(f"http://127.0.0.1:{port}/_sim/health", proc, 120)
+        yield f"http://127.0.0.1:{port}"
+
+
+def bridge_config(tmp: Path, sim_base: str, dialect: str, interval_ms: int = 1000) -> tuple[Path, str, str]:
+    ua_port, health_port = free_port(), free_port()
+    cfg = {
+        "wincc": {"url": sim_base if dialect == "dp" else sim_base + "/WinCCRestService", "dialect": dialect,
+                  "browse_snapshot": None, "max_concurrency": 4},
+        "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{ua_port}/wincc", "security_policies": ["None"],
+                  "anonymous": "read", "pki_dir": str(tmp / "pki"), "auto_accept_client_certs": True},
+        "sync": {"interval_ms": interval_ms, "batch_size": 500, "poll_groups_ms": [interval_ms, 5000],
+                 "idle_interval_ms": 10000},
+        "health": {"listen": f"127.0.0.1:{health_port}"},
+    }
+    path = tmp / f"bridge-{ua_port}.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path, cfg["opcua"]["endpoint"], f"http://127.0.0.1:{health_port}"
+
+
+@contextmanager
+def bridge(tmp: Path, sim_base: str, dialect: str = "dp") -> Iterator[tuple[subprocess.Popen[bytes], str, str, float]]:
+    cfg, endpoint, health = bridge_config(tmp, sim_base, dialect)
+    with process([PY, "-m", "bridge", "--log-level", "warning", "run", "--config", str(cfg)], cfg.with_suffix(".log")) as p:
+        ready_s = _wait_http(health + "/readyz", p, 300)
+        yield p, endpoint, health, ready_s
+
+
+@contextmanager
+def baseline(tmp: Path, tags_file: Path, change_rate: float) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
+    port = free_port()
+    log = tmp / f"baseline-{port}.log"
+    t0 = time.monotonic()
+    with process([PY, "-m", "bench.baseline_server", "--port", str(port), "--tags-file", str(tags_file),
+                  "--change-rate", str(change_rate)], log) as p:
+        deadline = time.monotonic() + 600
+        while '"ready"' not in log.read_text():
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"baseline server failed: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield p, f"opc.tcp://127.0.0.1:{port}/wincc", time.monotonic() - t0
+
+
+# ---- scenarios -------------------------------------------------------------------------------------------------
+async def _tags_file(tmp: Path, sim_base: str, dialect: str = "dp") -> tuple[Path, int]:
+    tags = await browse_tags(sim_base if dialect == "dp" else sim_base + "/WinCCRestService", dialect)
+    path = tmp / f"tags-{len(tags)}.json"
+    save_tags(tags, path)
+    return path, len(tags)
+
+
+def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float) -> None:
+    name = f"sync {n // 1000}k @{rate:.0%}/s"
+    with simulator(tmp, n, rate) as sim:
+        tags_file, total = asyncio.run(_tags_file(tmp, sim))
+        figures: dict[str, dict[str, float]] = {}
+        with baseline(tmp, tags_file, rate) as (p, endpoint, _):
+            figures["baseline"] = _measure(endpoint, tags_file, seconds, p.pid)
+        httpx.post(sim + "/_sim/stats/reset")
+        with bridge(tmp, sim) as (p, endpoint, health, _):
+            figures["bridge"] = _measure(endpoint, tags_file, seconds, p.pid)
+            stats = httpx.get(sim + "/_sim/stats").json()
+            metrics = httpx.get(health + "/metrics").text
+    b, base = figures["bridge"], figures["baseline"]
+    res.add(name, "notifications/s delivered", b["per_second"], base["per_second"], "1/s")
+    res.add(name, "server CPU", b["cpu"], base["cpu"], "cores", "<=0.5 at 100k@1%" if n == 100_000 and rate == 0.01 else "")
+    res.add(name, "CPU per notification", b["cpu_per_notif_us"], base["cpu_per_notif_us"], "us", "ratio<=1.2")
+    res.add(name, "latency p50", b.get("p50"), None, "ms")
+    res.add(name, "latency p99", b.get("p99"), None, "ms", "<= interval+100 ms")
+    late = _metric(metrics, "late_cycles")
+    res.add(name, "late poll cycles", late, None, "")
+    reads = sum(v for k, v in stats.get("requests", {}).items() if "ReadMultiple" in k)
+    res.add(name, "REST reads (whole run)", float(reads), None, "", f"ceil(N/500)={math.ceil(total / 500)} per cycle")
+
+
+def _metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith("wincc_bridge_") and name in line.split(" ")[0]:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _measure(endpoint: str, tags_file: Path, seconds: float, pid: int) -> dict[str, float]:
+    cmd = [PY, "-m", "bench.subscriber", "--endpoint", endpoint, "--tags-file", str(tags_file),
+           "--seconds", str(seconds), "--warmup", "3", "--signal-window"]
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    window = CpuWindow(pid)
+    assert client.stdout is not None
+    report: dict[str, Any] = {}
+    for line in client.stdout:  # the client prints "start" when it starts counting and its report at the end
+        line = line.strip()
+        if line == "start":
+            window.start()
+        elif line.startswith("{"):
+            cpu = window.stop()
+            report = json.loads(line)
+            report["cpu"] = cpu
+    client.wait(60)
+    if client.returncode != 0 or not report:
+        raise RuntimeError(f"subscriber failed: {client.stderr.read()[-2000:] if client.stderr else ''}")
+    per_s = report["per_second"] or math.nan
+    return {"per_second": per_s, "cpu": report["cpu"], "cpu_per_notif_us": report["cpu"] / per_s * 1e6,
+            "p50": report.get("latency_p50_ms"), "p99": report.get("latency_p99_ms")}
+
+
+def scenario_startup_memory(res: Results, tmp: Path, n: int) -> None:
+    name = f"start-up {n // 1000}k"
+    with simulator(tmp, n, 0.0) as sim:
+        tags_file, _ = asyncio.run(_tags_file(tmp, sim))
+        with baseline(tmp, tags_file, 0.0) as (p, _, ready_s):
+            base_ready, base_rss = ready_s, rss_bytes(p.pid)
+        with bridge(tmp, sim) as (p, _, _, ready_s):
+            bridge_ready, bridge_rss = ready_s, rss_bytes(p.pid)
+    with simulator(tmp, 0, 0.0) as sim:  # the same processes with no generated tags: the base to subtract
+        with bridge(tmp, sim) as (p, _, _, _):
+            empty_rss = rss_bytes(p.pid)
+    res.add(name, "process start -> all tags readable", bridge_ready, base_ready, "s", "build <= 10 s at 100k")
+    res.add(f"memory {n // 1000}k", "RSS per tag over base", (bridge_rss - empty_rss) / n / 1024, None, "KB",
+            "<= 5 KB")
+    res.add(f"memory {n // 1000}k", "RSS total", bridge_rss / 2**20, base_rss / 2**20, "MB")
+
+
+SCENARIOS = ("sync", "startup")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--quick", action="store_true", help="about 2 minutes: 10k tags only")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--only", default=",".join(SCENARIOS))
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+    res = Results()
+    sizes = [10_000] if args.quick else [10_000, 50_000, 100_000]
+    rates = [0.01, 0.1] if args.quick else [0.01, 0.1, 1.0]
+    seconds = 8 if args.quick else 20
+    print(f"bench on {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as d:
+        tmp = Path(d)
+        if "sync" in only:
+            for n in sizes:
+                for rate in rates:
+                    scenario_sync(res, tmp, n, rate, seconds)
+        if "startup" in only:
+            for n in ([10_000] if args.quick else [10_000, 100_000]):
+                scenario_startup_memory(res, tmp, n)
+    if args.json:
+        args.json.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "rows": res.rows}, indent=2))
+    return 0
