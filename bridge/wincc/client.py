@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagInfo, TagValue, WriteResult
 
-__all__ = ["WinCCClient"]
+if TYPE_CHECKING:
+    from bridge.config import WinCCConfig
+
+__all__ = ["WinCCClient", "open_client"]
 
 
 @runtime_checkable
@@ -57,3 +60,17 @@ class WinCCClient(Protocol):
         """Archived values of one tag, oldest first, start and end inclusive, as pages of at most page_size.
         Pages past the REST cap are fetched by asking again from the last timestamp (dropping repeats)."""
         ...
+
+
+def open_client(config: WinCCConfig, *, batch_size: int = 500) -> WinCCClient:
+    """The client for `config.dialect`. No I/O happens here; use the result as an async context manager."""
+    # Imported here: the dialect modules import the transport (httpx), which the Protocol alone does not need.
+    if config.dialect == "dp":
+        from bridge.wincc.dp import DpClient
+
+        return DpClient(config, batch_size=batch_size)
+    if config.dialect == "restservice":
+        from bridge.wincc.restservice import RestServiceClient
+
+        return RestServiceClient(config, batch_size=batch_size)
+    raise ValueError(f"unknown WinCC dialect {config.dialect!r}")

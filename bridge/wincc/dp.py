@@ -1,0 +1,370 @@
+"""Dialect `dp`: the WinCC REST data-point API (see wincc-rest-contract.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from bridge.config import WinCCConfig
+from bridge.wincc.errors import WinCCError, WinCCTimeout, WinCCUnauthorized
+from bridge.wincc.models import (
+    Alarm,
+    AlarmState,
+    ArchiveValue,
+    DataType,
+    Folder,
+    TagError,
+    TagErrorKind,
+    TagInfo,
+    TagValue,
+    WriteError,
+    WriteResult,
+    decode_quality,
+)
+from bridge.wincc.parse import chunks, format_ts, opt_float, parse_ts, to_wire
+from bridge.wincc.transport import Transport
+
+__all__ = ["DpClient", "page_archive"]
+
+log = logging.getLogger(__name__)
+
+READ_MANY_PATH = "/WinCC/REST/Tags/ReadMultiple"
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _dedupe(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+async def page_archive(
+    fetch: Callable[[datetime, int], Awaitable[list[ArchiveValue]]],
+    start: datetime,
+    end: datetime,
+    page_size: int,
+) -> AsyncIterator[list[ArchiveValue]]:
+    """Read past the server's cap: ask again from the last timestamp and drop exactly the values already yielded
+    at that timestamp (several values may share one). Stops when an answer brings nothing new."""
+    cursor = start
+    dup = 0  # values at `cursor` already yielded
+    while True:
+        limit = page_size + dup
+        answer = await fetch(cursor, limit)
+        fresh: list[ArchiveValue] = []
+        skip = dup
+        for v in answer:
+            if v.timestamp < cursor or v.timestamp > end:
+                continue
+            if skip and v.timestamp == cursor:
+                skip -= 1
+                continue
+            fresh.append(v)
+        if not fresh:
+            if answer and len(answer) >= limit and dup:
+                log.warning("archive: more than %d values share one timestamp; stopping there", len(answer))
+            return
+        for i in range(0, len(fresh), page_size):
+            yield fresh[i : i + page_size]
+        last = fresh[-1].timestamp
+        if last == cursor:
+            dup += sum(1 for v in fresh if v.timestamp == last)
+        else:
+            cursor = last
+            dup = sum(1 for v in fresh if v.timestamp == last)
+
+
+def archive_value(raw: Any) -> ArchiveValue:
+    if not isinstance(raw, dict):
+        raise ValueError("archive value is not an object")
+    quality = raw.get("quality", raw.get("qualityCode"))
+    return ArchiveValue(value=raw.get("value"), quality=decode_quality(quality), timestamp=parse_ts(raw.get("timestamp")))
+
+
+def archive_values(raw: Any, where: str) -> list[ArchiveValue]:
+    out: list[ArchiveValue] = []
+    for item in raw:
+        try:
+            out.append(archive_value(item))
+        except (ValueError, TypeError) as exc:
+            log.warning("%s: skipping an archive value: %s", where, exc)
+    return out
+
+
+class DpClient:
+    """WinCCClient for the dp dialect."""
+
+    dialect = "dp"
+
+    def __init__(self, config: WinCCConfig, transport: Transport | None = None, *, batch_size: int = 500) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self._config = config
+        self._t = transport if transport is not None else Transport(config)
+        self._batch = batch_size
+        self._unknown_types: set[str] = set()
+
+    async def __aenter__(self) -> DpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._t.aclose()
+
+    # -- browse ---------------------------------------------------------------------------------------------
+
+    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
+        root = self._config.browse_root.strip()
+        if root and not root.endswith("."):
+            root += "."
+        if root:
+            segments = tuple(s for s in root[:-1].split(".") if s)
+            for i in range(1, len(segments) + 1):
+                yield Folder(path=segments[:i])
+        # Depth first with an explicit stack: parents are yielded before their children, no recursion limit.
+        stack = [root]
+        while stack:
+            path = stack.pop()
+            children: list[str] = []
+            async for item in self._browse_level(path):
+                if isinstance(item, Folder):
+                    yield item
+                    children.append(".".join(item.path) + ".")
+                else:
+                    yield item
+            stack.extend(reversed(children))
+
+    async def _browse_level(self, path: str) -> AsyncIterator[Folder | TagInfo]:
+        continuation: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"path": path, "limit": self._config.browse_page_size, "continuation": continuation}
+            body = await self._t.request_json("GET", "/api/dp/browse", params=params, retry=True)
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise self._t.bad_answer("GET", "/api/dp/browse", "answer has no items list")
+            for raw in body["items"]:
+                item = self._browse_item(raw)
+                if item is not None:
+                    yield item
+            nxt = body.get("continuation")
+            if not nxt:
+                return
+            if not isinstance(nxt, str) or nxt in seen:
+                raise self._t.bad_answer("GET", "/api/dp/browse", "continuation point repeats or is not text")
+            seen.add(nxt)
+            continuation = nxt
+
+    def _browse_item(self, raw: Any) -> Folder | TagInfo | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"].strip("."):
+            log.warning("browse: skipping an item without a name: %r", raw)
+            return None
+        name: str = raw["name"]
+        kind = raw.get("kind")
+        if kind == "folder":
+            return Folder(path=tuple(s for s in name.rstrip(".").split(".")))
+        segments = name.split(".")
+        type_text = raw.get("type")
+        try:
+            data_type = DataType(type_text)
+        except ValueError:
+            if name not in self._unknown_types:
+                self._unknown_types.add(name)
+                log.warning("browse: tag %s has unknown type %r; offering it as double", name, type_text)
+            data_type = DataType.double
+        unit = raw.get("unit")
+        desc = raw.get("description")
+        return TagInfo(
+            name=name,
+            data_type=data_type,
+            folder=tuple(segments[:-1]),
+            display_name=segments[-1] or name,
+            unit=unit if isinstance(unit, str) else None,
+            description=desc if isinstance(desc, str) else None,
+            low=opt_float(raw.get("min")),
+            high=opt_float(raw.get("max")),
+            writable=raw.get("writable") is True,
+            archived=raw.get("archived") is True,
+        )
+
+    # -- read -----------------------------------------------------------------------------------------------
+
+    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+        wanted = _dedupe(names)
+        if not wanted:
+            return {}
+        batches = list(chunks(wanted, self._batch))
+        results = await asyncio.gather(*(self._read_chunk(b) for b in batches), return_exceptions=True)
+        out: dict[str, TagValue | TagError] = {}
+        failures: list[WinCCError] = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, WinCCError):
+                failures.append(result)
+                for n in batch:
+                    out[n] = TagError(n, f"batch failed: {result}", TagErrorKind.bad_answer)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.update(result)
+        if len(failures) == len(batches):
+            raise failures[0]
+        return {n: out[n] for n in wanted}
+
+    async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
+        body = await self._t.request_json("POST", READ_MANY_PATH, json={"TagNames": batch}, retry=True)
+        if not isinstance(body, dict) or not isinstance(body.get("Tags"), list):
+            raise self._t.bad_answer("POST", READ_MANY_PATH, "answer has no Tags list")
+        out: dict[str, TagValue | TagError] = {}
+        items = body["Tags"]
+        for i, raw in enumerate(items):
+            name = raw.get("Name") if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                # Answers come in request order: an item without a usable name is that position's tag.
+                if i < len(batch) and batch[i] not in out:
+                    out[batch[i]] = TagError(batch[i], "answer item has no Name", TagErrorKind.bad_answer)
+                continue
+            if name not in batch:
+                continue
+            out[name] = self._tag_value(name, raw)
+        for n in batch:
+            out.setdefault(n, TagError(n, "missing from the answer", TagErrorKind.bad_answer))
+        return out
+
+    @staticmethod
+    def _tag_value(name: str, raw: dict[str, Any]) -> TagValue | TagError:
+        error = raw.get("Error")
+        if error:
+            text = str(error)
+            kind = TagErrorKind.not_found if "not found" in text.lower() else TagErrorKind.item_error
+            return TagError(name, text, kind)
+        try:
+            quality = decode_quality(raw.get("Quality"))
+            ts_raw = raw.get("Timestamp")
+            timestamp = parse_ts(ts_raw)
+        except (ValueError, TypeError) as exc:
+            return TagError(name, f"bad item: {exc}", TagErrorKind.bad_answer)
+        return TagValue(name=name, value=raw.get("Value"), quality=quality, timestamp=timestamp)
+
+    # -- write ----------------------------------------------------------------------------------------------
+
+    async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
+        results = await asyncio.gather(*(self._write_one(n, v) for n, v in items.items()))
+        return {r.name: r for r in results}
+
+    async def _write_one(self, name: str, value: Any) -> WriteResult:
+        path = f"/api/dp/{_q(name)}"
+        try:
+            response = await self._t.send("PUT", path, json={"value": to_wire(value)}, kind="write", check=False)
+        except WinCCTimeout as exc:
+            return WriteResult(name, WriteError.timeout, str(exc))
+        except WinCCUnauthorized as exc:
+            return WriteResult(name, WriteError.forbidden, str(exc))
+        except WinCCError as exc:
+            return WriteResult(name, WriteError.unreachable, str(exc))
+        status = response.status_code
+        where = f"PUT {path}: HTTP {status}"
+        if 200 <= status < 300:
+            try:
+                body = self._t.parse_json("PUT", path, response)
+            except WinCCError as exc:
+                return WriteResult(name, WriteError.unreachable, str(exc))
+            if not isinstance(body, dict):
+                return WriteResult(name, WriteError.unreachable, f"{where}: answer is not an object")
+            return WriteResult(name, None, "", body.get("value", value))
+        if status == 400:
+            text = ""
+            try:
+                body = response.json()
+                if isinstance(body, dict) and isinstance(body.get("error"), str):
+                    text = body["error"]
+            except ValueError:
+                pass
+            low = text.strip().lower()
+            if low.startswith("type mismatch"):
+                kind = WriteError.type_mismatch
+            elif low.startswith("out of range"):
+                kind = WriteError.out_of_range
+            else:
+                kind = WriteError.invalid
+            return WriteResult(name, kind, f"{where}: {text}" if text else where)
+        if status in (401, 403):
+            return WriteResult(name, WriteError.forbidden, where)
+        if status == 404:
+            return WriteResult(name, WriteError.not_found, where)
+        if status >= 500:
+            return WriteResult(name, WriteError.unreachable, where)
+        return WriteResult(name, WriteError.other, where)
+
+    # -- alarms ---------------------------------------------------------------------------------------------
+
+    async def active_alarms(self) -> list[Alarm]:
+        body = await self._t.request_json("GET", "/api/alerts/active", retry=True)
+        return self._alerts("/api/alerts/active", body)
+
+    async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]:
+        params = {"start": format_ts(start), "end": format_ts(end), "limit": limit}
+        body = await self._t.request_json("GET", "/api/alerts/history", params=params, retry=True)
+        return self._alerts("/api/alerts/history", body)
+
+    async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
+        path = f"/api/alert/{_q(alarm_id)}/acknowledge"
+        await self._t.request_json("POST", path, json={"comment": comment, "user": user}, kind="write")
+
+    def _alerts(self, path: str, body: Any) -> list[Alarm]:
+        if not isinstance(body, dict) or not isinstance(body.get("alerts"), list):
+            raise self._t.bad_answer("GET", path, "answer has no alerts list")
+        out: list[Alarm] = []
+        for raw in body["alerts"]:
+            try:
+                out.append(_alert(raw))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("GET %s: skipping an alert: %s", path, exc)
+        return out
+
+    # -- archive --------------------------------------------------------------------------------------------
+
+    async def archive(
+        self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
+    ) -> AsyncIterator[list[ArchiveValue]]:
+        name = tag.name if isinstance(tag, TagInfo) else tag
+        path = f"/api/history/{_q(name)}"
+
+        async def fetch(since: datetime, limit: int) -> list[ArchiveValue]:
+            params = {"start": format_ts(since), "end": format_ts(end), "limit": limit}
+            body = await self._t.request_json("GET", path, params=params, retry=True)
+            if not isinstance(body, dict) or not isinstance(body.get("values"), list):
+                raise self._t.bad_answer("GET", path, "answer has no values list")
+            return archive_values(body["values"], f"GET {path}")
+
+        async for page in page_archive(fetch, start, end, page_size):
+            yield page
+
+
+def _alert(raw: Any) -> Alarm:
+    if not isinstance(raw, dict):
+        raise TypeError("alert is not an object")
+    alarm_id = raw["id"]
+    if alarm_id is None or isinstance(alarm_id, (dict, list)):
+        raise ValueError("alert has no id")
+    known = {"id", "dp", "text", "class", "priority", "state", "acknowledged", "timestamp", "value"}
+    priority = raw.get("priority", 1)
+    return Alarm(
+        id=str(alarm_id),
+        text=str(raw.get("text") or ""),
+        state=AlarmState(str(raw.get("state", "came")).lower()),
+        acknowledged=raw.get("acknowledged") is True,
+        timestamp=parse_ts(raw.get("timestamp")),
+        tag=raw.get("dp") if isinstance(raw.get("dp"), str) else None,
+        alarm_class=str(raw.get("class") or "Alarm"),
+        priority=int(priority) if isinstance(priority, (int, float)) and not isinstance(priority, bool) else 1,
+        value=raw.get("value"),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+

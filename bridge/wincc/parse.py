@@ -1,0 +1,53 @@
+"""Small tolerant parsers shared by both dialects: timestamps, qualities, numbers, chunking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+__all__ = ["chunks", "format_ts", "opt_float", "parse_ts", "to_wire"]
+
+T = TypeVar("T")
+
+
+def parse_ts(raw: Any) -> datetime:
+    """ISO 8601 (with `Z` or an offset) -> aware UTC datetime. A missing offset is taken as UTC."""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"timestamp {raw!r} is not ISO 8601 text")
+    text = raw.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def format_ts(dt: datetime) -> str:
+    """UTC with milliseconds and `Z`, the form WinCC documents (naive datetimes are taken as UTC)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def to_wire(value: Any) -> Any:
+    """A value as it travels in JSON: datetimes as ISO text, everything else as is."""
+    if isinstance(value, datetime):
+        return format_ts(value)
+    return value
+
+
+def opt_float(raw: Any) -> float | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])

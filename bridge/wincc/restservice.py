@@ -1,0 +1,486 @@
+"""Dialect `restservice`: WinCC V7.5 SP2 / V8 "WinCCRestService" (see wincc-rest-contract.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from bridge.config import WinCCConfig
+from bridge.wincc.dp import archive_values, page_archive
+from bridge.wincc.errors import WinCCError, WinCCNotFound, WinCCTimeout, WinCCUnauthorized
+from bridge.wincc.models import (
+    Alarm,
+    AlarmState,
+    ArchiveValue,
+    DataType,
+    Folder,
+    TagError,
+    TagErrorKind,
+    TagInfo,
+    TagValue,
+    WriteError,
+    WriteResult,
+    decode_quality,
+)
+from bridge.wincc.parse import chunks, format_ts, opt_float, parse_ts, to_wire
+from bridge.wincc.transport import Transport
+
+__all__ = ["DATA_TYPES", "RestServiceClient"]
+
+log = logging.getLogger(__name__)
+
+DATA_TYPES: dict[int, DataType] = {
+    1: DataType.bool,
+    2: DataType.int8,
+    3: DataType.uint8,
+    4: DataType.int16,
+    5: DataType.uint16,
+    6: DataType.int32,
+    7: DataType.uint32,
+    8: DataType.float,
+    9: DataType.double,
+    10: DataType.string,
+    11: DataType.string,
+}
+
+_WRITE_ERRORS: dict[int, WriteError] = {
+    1: WriteError.not_found,
+    2: WriteError.type_mismatch,
+    3: WriteError.out_of_range,
+    4: WriteError.not_writable,
+    7: WriteError.forbidden,
+}
+
+VALUES_PATH = "/tagManagement/Values"
+ARCHIVE_VALUES_PATH = "/tagLogging/Values"
+# The message list has no "all" value; this is far above any plant's count of pending alarms.
+ACTIVE_ALARMS_MAX = 10_000
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _list(body: Any, key: str) -> list[Any] | None:
+    """Accept a bare array or `{key: [...]}`."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict) and isinstance(body.get(key), list):
+        return body[key]
+    return None
+
+
+def _error_code(raw: dict[str, Any]) -> int:
+    code = raw.get("errorCode", raw.get("errorcode", 0))
+    if code is None or code == "":
+        return 0
+    if isinstance(code, bool):
+        raise ValueError("errorCode is not a number")
+    return int(code)
+
+
+class RestServiceClient:
+    """WinCCClient for the restservice dialect."""
+
+    dialect = "restservice"
+
+    def __init__(self, config: WinCCConfig, transport: Transport | None = None, *, batch_size: int = 500) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self._config = config
+        self._t = transport if transport is not None else Transport(config)
+        self._batch = batch_size
+        self._logged_types: set[str] = set()
+        self._archive_map: dict[str, tuple[str, str]] | None = None  # variableName -> (archive, archive tag)
+
+    async def __aenter__(self) -> RestServiceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._t.aclose()
+
+    # -- browse ---------------------------------------------------------------------------------------------
+
+    async def _get_list(self, path: str, key: str) -> list[Any]:
+        body = await self._t.request_json("GET", path, retry=True)
+        items = _list(body, key)
+        if items is None:
+            raise self._t.bad_answer("GET", path, f"answer is neither an array nor has {key}")
+        return items
+
+    async def _optional_list(self, path: str, key: str) -> list[Any]:
+        """Connections and groups only name folders; variables name theirs too, so a 404 here is not fatal."""
+        try:
+            return await self._get_list(path, key)
+        except WinCCNotFound:
+            log.info("GET %s answered 404; folders come from the variables only", path)
+            return []
+
+    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
+        root = self._config.browse_root.strip().strip(".")
+        yielded: set[tuple[str, ...]] = set()
+
+        def wanted(connection: str) -> bool:
+            return not root or connection == root
+
+        def folders(path: tuple[str, ...]) -> list[Folder]:
+            out = []
+            for i in range(1, len(path) + 1):
+                if path[:i] not in yielded:
+                    yielded.add(path[:i])
+                    out.append(Folder(path=path[:i]))
+            return out
+
+        for raw in await self._optional_list("/tagManagement/Connections", "connections"):
+            name = raw.get("name") if isinstance(raw, dict) else raw if isinstance(raw, str) else None
+            if isinstance(name, str) and name and wanted(name):
+                for f in folders((name,)):
+                    yield f
+        for raw in await self._optional_list("/tagManagement/Groups", "groups"):
+            if not isinstance(raw, dict):
+                continue
+            name, conn = raw.get("name"), raw.get("connection")
+            if isinstance(name, str) and name and isinstance(conn, str) and conn and wanted(conn):
+                for f in folders((conn, name)):
+                    yield f
+        archives = await self._load_archive_map()
+        continuation: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"itemLimit": self._config.browse_page_size, "continuationPoint": continuation}
+            body = await self._t.request_json("GET", "/tagManagement/Variables", params=params, retry=True)
+            items = _list(body, "variables")
+            if items is None:
+                raise self._t.bad_answer("GET", "/tagManagement/Variables", "answer has no variables")
+            for raw in items:
+                tag = self._tag_info(raw, archives)
+                if tag is None or (root and (not tag.folder or tag.folder[0] != root)):
+                    continue
+                for f in folders(tag.folder):
+                    yield f
+                yield tag
+            nxt = body.get("continuationPoint") if isinstance(body, dict) else None
+            if not nxt:
+                return
+            if not isinstance(nxt, str) or nxt in seen:
+                raise self._t.bad_answer("GET", "/tagManagement/Variables", "continuation point repeats or is not text")
+            seen.add(nxt)
+            continuation = nxt
+
+    def _tag_info(self, raw: Any, archives: dict[str, tuple[str, str]]) -> TagInfo | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+            log.warning("browse: skipping a variable without a name: %r", raw)
+            return None
+        name: str = raw["name"]
+        code = raw.get("dataType")
+        data_type = DATA_TYPES.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
+        if data_type is None:
+            if name not in self._logged_types:
+                self._logged_types.add(name)
+                log.warning("browse: variable %s has unknown dataType %r; offering it as double", name, code)
+            data_type = DataType.double
+        conn, group = raw.get("connection"), raw.get("group")
+        folder: tuple[str, ...] = ()
+        if isinstance(conn, str) and conn:
+            folder = (conn, group) if isinstance(group, str) and group else (conn,)
+        unit = raw.get("unit")
+        desc = raw.get("description")
+        arch = archives.get(name)
+        return TagInfo(
+            name=name,
+            data_type=data_type,
+            folder=folder,
+            display_name=name,
+            unit=unit if isinstance(unit, str) and unit else None,
+            description=desc if isinstance(desc, str) and desc else None,
+            low=opt_float(raw.get("lowLimit")),
+            high=opt_float(raw.get("highLimit")),
+            writable=True,  # VAR has no writable flag: WinCC's answer to a write decides
+            archived=arch is not None,
+            archive=arch[0] if arch else None,
+            archive_tag=arch[1] if arch else None,
+        )
+
+    async def _load_archive_map(self) -> dict[str, tuple[str, str]]:
+        mapping: dict[str, tuple[str, str]] = {}
+        try:
+            archives = await self._get_list("/tagLogging/Archives", "archives")
+        except WinCCNotFound:
+            log.info("WinCC has no tag logging archives (404)")
+            archives = []
+        for raw in archives:
+            name = raw.get("name") if isinstance(raw, dict) else raw if isinstance(raw, str) else None
+            if not isinstance(name, str) or not name:
+                continue
+            try:
+                variables = await self._get_list(f"/tagLogging/Archive/{_q(name)}/Variables", "variables")
+            except WinCCNotFound:
+                continue
+            for v in variables:
+                if not isinstance(v, dict):
+                    continue
+                tag_name, var = v.get("name"), v.get("variableName")
+                if isinstance(tag_name, str) and tag_name and isinstance(var, str) and var:
+                    mapping.setdefault(var, (name, tag_name))
+        self._archive_map = mapping
+        return mapping
+
+    # -- read -----------------------------------------------------------------------------------------------
+
+    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return {}
+        batches = list(chunks(wanted, self._batch))
+        results = await asyncio.gather(*(self._read_chunk(b) for b in batches), return_exceptions=True)
+        out: dict[str, TagValue | TagError] = {}
+        failures: list[WinCCError] = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, WinCCError):
+                failures.append(result)
+                for n in batch:
+                    out[n] = TagError(n, f"batch failed: {result}", TagErrorKind.bad_answer)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.update(result)
+        if len(failures) == len(batches):
+            raise failures[0]
+        return {n: out[n] for n in wanted}
+
+    async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
+        body = await self._t.request_json("POST", VALUES_PATH, json={"variableNames": batch}, retry=True)
+        items = _list(body, "values")
+        if items is None:
+            raise self._t.bad_answer("POST", VALUES_PATH, "answer is neither an array nor has values")
+        wanted = set(batch)
+        out: dict[str, TagValue | TagError] = {}
+        for i, raw in enumerate(items):
+            name = raw.get("variableName") if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                if i < len(batch) and batch[i] not in out:
+                    out[batch[i]] = TagError(batch[i], "answer item has no variableName", TagErrorKind.bad_answer)
+                continue
+            if name in wanted:
+                out[name] = _tag_value(name, raw)
+        for n in batch:
+            out.setdefault(n, TagError(n, "missing from the answer", TagErrorKind.bad_answer))
+        return out
+
+    # -- write ----------------------------------------------------------------------------------------------
+
+    async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
+        pairs = list(items.items())
+        if not pairs:
+            return {}
+        parts = await asyncio.gather(*(self._write_chunk(c) for c in chunks(pairs, self._batch)))
+        out: dict[str, WriteResult] = {}
+        for part in parts:
+            out.update(part)
+        return {n: out[n] for n, _ in pairs}
+
+    async def _write_chunk(self, pairs: list[tuple[str, Any]]) -> dict[str, WriteResult]:
+        body_out = [{"variableName": n, "value": to_wire(v)} for n, v in pairs]
+
+        def all_(kind: WriteError, reason: str) -> dict[str, WriteResult]:
+            return {n: WriteResult(n, kind, reason) for n, _ in pairs}
+
+        try:
+            response = await self._t.send("PUT", VALUES_PATH, json=body_out, kind="write", check=False)
+        except WinCCTimeout as exc:
+            return all_(WriteError.timeout, str(exc))
+        except WinCCUnauthorized as exc:
+            return all_(WriteError.forbidden, str(exc))
+        except WinCCError as exc:
+            return all_(WriteError.unreachable, str(exc))
+        status = response.status_code
+        where = f"PUT {VALUES_PATH}: HTTP {status}"
+        if not 200 <= status < 300:
+            kind = {
+                400: WriteError.invalid,
+                401: WriteError.forbidden,
+                403: WriteError.forbidden,
+                404: WriteError.not_found,
+            }.get(status, WriteError.unreachable if status >= 500 else WriteError.other)
+            return all_(kind, where)
+        try:
+            body = self._t.parse_json("PUT", VALUES_PATH, response)
+        except WinCCError as exc:
+            return all_(WriteError.unreachable, str(exc))
+        answers = _list(body, "values")
+        if answers is None:
+            return all_(WriteError.unreachable, f"{where}: answer is not an array")
+        values = dict(pairs)
+        out: dict[str, WriteResult] = {}
+        for raw in answers:
+            name = raw.get("variableName") if isinstance(raw, dict) else None
+            if not isinstance(name, str) or name not in values:
+                continue
+            try:
+                code = _error_code(raw)
+            except (ValueError, TypeError):
+                out[name] = WriteResult(name, WriteError.unreachable, f"{where}: unreadable errorCode")
+                continue
+            desc = str(raw.get("errorDescription") or "")
+            if code == 0:
+                out[name] = WriteResult(name, None, "", values[name])
+            else:
+                out[name] = WriteResult(name, _WRITE_ERRORS.get(code, WriteError.other), f"errorCode {code}: {desc}")
+        for n, _ in pairs:
+            out.setdefault(n, WriteResult(n, WriteError.unreachable, f"{where}: {n} missing from the answer"))
+        return out
+
+    # -- alarms ---------------------------------------------------------------------------------------------
+
+    async def active_alarms(self) -> list[Alarm]:
+        path = "/alarmLogging/MessageList"
+        body = await self._t.request_json("GET", path, params={"maxValues": ACTIVE_ALARMS_MAX}, retry=True)
+        return self._messages(path, body)
+
+    async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]:
+        path = "/alarmLogging/ShortTermArchive"
+        params = {"maxValues": limit, "timeFrom": format_ts(start), "timeTo": format_ts(end)}
+        body = await self._t.request_json("GET", path, params=params, retry=True)
+        return self._messages(path, body)
+
+    def _messages(self, path: str, body: Any) -> list[Alarm]:
+        items = _list(body, "messages")
+        if items is None:
+            raise self._t.bad_answer("GET", path, "answer has no messages")
+        out: list[Alarm] = []
+        for raw in items:
+            try:
+                out.append(_message(raw))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("GET %s: skipping a message: %s", path, exc)
+        return out
+
+    async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
+        req = self._config.acknowledge
+        if req is None:
+            raise NotImplementedError("restservice has no acknowledge call and wincc.acknowledge is not configured")
+        path = req.path.replace("{id}", _q(alarm_id))
+        if not path.startswith("/"):
+            path = "/" + path
+        values = {"{id}": alarm_id, "{comment}": comment, "{user}": user}
+
+        def fill(node: Any) -> Any:
+            if isinstance(node, str):
+                for key, val in values.items():
+                    node = node.replace(key, val)
+                return node
+            if isinstance(node, dict):
+                return {k: fill(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [fill(v) for v in node]
+            return node
+
+        await self._t.send(req.method, path, json=fill(req.body), kind="write", check=True)
+
+    # -- archive --------------------------------------------------------------------------------------------
+
+    async def archive(
+        self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
+    ) -> AsyncIterator[list[ArchiveValue]]:
+        archive_name, archive_tag = await self._archive_of(tag)
+
+        async def fetch(since: datetime, limit: int) -> list[ArchiveValue]:
+            request = {
+                "archives": [
+                    {
+                        "name": archive_name,
+                        "variables": [
+                            {"name": archive_tag, "timeFrom": format_ts(since), "timeTo": format_ts(end), "maxValues": limit}
+                        ],
+                    }
+                ]
+            }
+            body = await self._t.request_json("POST", ARCHIVE_VALUES_PATH, json=request, retry=True)
+            archives = _list(body, "archives")
+            if archives is None:
+                raise self._t.bad_answer("POST", ARCHIVE_VALUES_PATH, "answer has no archives")
+            for a in archives:
+                if not isinstance(a, dict) or a.get("name", archive_name) != archive_name:
+                    continue
+                for v in a.get("variables") or []:
+                    if isinstance(v, dict) and v.get("name", archive_tag) == archive_tag:
+                        values = v.get("values")
+                        if not isinstance(values, list):
+                            raise self._t.bad_answer("POST", ARCHIVE_VALUES_PATH, "variable has no values list")
+                        return archive_values(values, f"POST {ARCHIVE_VALUES_PATH}")
+            return []
+
+        async for page in page_archive(fetch, start, end, page_size):
+            yield page
+
+    async def _archive_of(self, tag: TagInfo | str) -> tuple[str, str]:
+        if isinstance(tag, TagInfo) and tag.archive and tag.archive_tag:
+            return tag.archive, tag.archive_tag
+        name = tag.name if isinstance(tag, TagInfo) else tag
+        mapping = self._archive_map if self._archive_map is not None else await self._load_archive_map()
+        if name not in mapping:
+            mapping = await self._load_archive_map()  # archives may have been configured since the last look
+        if name not in mapping:
+            raise WinCCNotFound(f"{name!r} is in no tag logging archive", status=None)
+        return mapping[name]
+
+
+def _tag_value(name: str, raw: dict[str, Any]) -> TagValue | TagError:
+    try:
+        code = _error_code(raw)
+    except (ValueError, TypeError):
+        return TagError(name, "unreadable errorCode", TagErrorKind.bad_answer)
+    if code != 0:
+        desc = str(raw.get("errorDescription") or "")
+        kind = TagErrorKind.not_found if code == 1 else TagErrorKind.item_error
+        return TagError(name, f"errorCode {code}: {desc}".rstrip(": "), kind)
+    try:
+        quality = decode_quality(raw.get("qualityCode", raw.get("quality")))
+        timestamp = parse_ts(raw.get("timestamp"))
+    except (ValueError, TypeError) as exc:
+        return TagError(name, f"bad item: {exc}", TagErrorKind.bad_answer)
+    return TagValue(name=name, value=raw.get("value"), quality=quality, timestamp=timestamp)
+
+
+_STATES: dict[int, tuple[AlarmState, bool]] = {
+    1: (AlarmState.came, False),
+    2: (AlarmState.went, False),
+    3: (AlarmState.came, True),
+    4: (AlarmState.went, True),
+}
+
+
+def _message(raw: Any) -> Alarm:
+    if not isinstance(raw, dict):
+        raise TypeError("message is not an object")
+    instance = raw["instanceId"]
+    if instance is None or isinstance(instance, (dict, list, bool)):
+        raise ValueError("message has no instanceId")
+    state_raw = raw.get("state")
+    if isinstance(state_raw, bool) or not isinstance(state_raw, (int, str)):
+        raise ValueError(f"message state {state_raw!r} unknown")
+    state = _STATES.get(int(state_raw))
+    if state is None:
+        raise ValueError(f"message state {state_raw!r} unknown")
+    priority = raw.get("priority", 1)
+    known = {"instanceId", "state", "text", "class", "priority", "timestamp", "variableName", "value"}
+    var = raw.get("variableName")
+    return Alarm(
+        id=str(instance),
+        text=str(raw.get("text") or ""),
+        state=state[0],
+        acknowledged=state[1],
+        timestamp=parse_ts(raw.get("timestamp")),
+        tag=var if isinstance(var, str) and var else None,
+        alarm_class=str(raw.get("class") or "Alarm"),
+        priority=int(priority) if isinstance(priority, (int, float)) and not isinstance(priority, bool) else 1,
+        value=raw.get("value"),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )

@@ -1,0 +1,397 @@
+"""dp dialect against respx: every endpoint, batching, partial errors, write mapping, archive paging."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import respx
+
+from bridge.config import WinCCConfig
+from bridge.wincc import WinCCClient, open_client
+from bridge.wincc.errors import WinCCBadAnswer, WinCCNotFound, WinCCRejected, WinCCUnreachable
+from bridge.wincc.models import AlarmState, DataType, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteError
+from bridge.wincc.parse import format_ts, parse_ts
+
+BASE = "http://wincc.test:8700"
+TS = "2026-11-24T10:15:30.250Z"
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def cfg(**kw: object) -> WinCCConfig:
+    base = {"url": BASE, "retry": {"attempts": 2, "backoff_s": 0}}
+    base |= kw
+    return WinCCConfig.model_validate(base)
+
+
+def query(request: httpx.Request) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(str(request.url)).query, keep_blank_values=True).items()}
+
+
+def read_ok(request: httpx.Request) -> httpx.Response:
+    names = json.loads(request.content)["TagNames"]
+    return httpx.Response(
+        200, json={"Tags": [{"Name": n, "Value": 1.5, "Quality": 192, "Timestamp": TS, "Error": None} for n in names]}
+    )
+
+
+def test_protocol_and_dialect() -> None:
+    client = open_client(cfg())
+    assert isinstance(client, WinCCClient)
+    assert client.dialect == "dp"
+
+
+# -- browse -------------------------------------------------------------------------------------------------
+
+
+async def test_browse_recurses_pages_and_orders_parents_first() -> None:
+    tree = {
+        "": [{"name": "System1", "kind": "folder"}],
+        "System1.": [
+            {"name": "System1.Tank1", "kind": "folder"},
+            {"name": "System1.Pump", "kind": "dp", "type": "bool", "writable": True},
+        ],
+        "System1.Tank1.": [
+            {
+                "name": "System1.Tank1.Level",
+                "kind": "dp",
+                "type": "float",
+                "unit": "m",
+                "description": "level",
+                "min": 0,
+                "max": 10,
+                "writable": True,
+                "archived": True,
+            },
+            {"name": "System1.Tank1.Odd", "kind": "dp", "type": "quaternion"},
+        ],
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = query(request)
+        items = tree[q["path"]]
+        assert q["limit"] == "2"
+        start = int(q.get("continuation") or 0)
+        page = items[start : start + 2]
+        nxt = str(start + 2) if start + 2 < len(items) else None
+        return httpx.Response(200, json={"path": q["path"], "items": page, "continuation": nxt})
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/dp/browse").mock(side_effect=handler)
+        async with open_client(cfg(browse_page_size=2)) as client:
+            got = [x async for x in client.browse()]
+    assert got[0] == Folder(("System1",))
+    assert got[1] == Folder(("System1", "Tank1"))
+    names = [x.name if isinstance(x, TagInfo) else x.path for x in got]
+    assert names.index(("System1", "Tank1")) < names.index("System1.Tank1.Level")
+    level = next(x for x in got if isinstance(x, TagInfo) and x.name == "System1.Tank1.Level")
+    assert level == TagInfo(
+        name="System1.Tank1.Level",
+        data_type=DataType.float,
+        folder=("System1", "Tank1"),
+        display_name="Level",
+        unit="m",
+        description="level",
+        low=0.0,
+        high=10.0,
+        writable=True,
+        archived=True,
+    )
+    odd = next(x for x in got if isinstance(x, TagInfo) and x.name == "System1.Tank1.Odd")
+    assert odd.data_type == DataType.double and not odd.writable
+    pump = next(x for x in got if isinstance(x, TagInfo) and x.name == "System1.Pump")
+    assert pump.data_type == DataType.bool and pump.folder == ("System1",)
+
+
+async def test_browse_from_root() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/dp/browse").mock(
+            return_value=httpx.Response(200, json={"items": [{"name": "S.T.x", "kind": "dp", "type": "int16"}]})
+        )
+        async with open_client(cfg(browse_root="S.T")) as client:
+            got = [x async for x in client.browse()]
+        assert query(route.calls[0].request)["path"] == "S.T."
+    assert got[:2] == [Folder(("S",)), Folder(("S", "T"))]
+    assert isinstance(got[2], TagInfo) and got[2].display_name == "x"
+
+
+async def test_browse_bad_answer() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/dp/browse").mock(return_value=httpx.Response(200, json={"nope": 1}))
+        async with open_client(cfg()) as client:
+            with pytest.raises(WinCCBadAnswer):
+                _ = [x async for x in client.browse()]
+
+
+# -- read ---------------------------------------------------------------------------------------------------
+
+
+async def test_read_10000_tags_in_20_requests() -> None:
+    names = [f"System1.T{i}" for i in range(10_000)]
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        async with open_client(cfg(), batch_size=500) as client:
+            out = await client.read(names)
+        assert route.call_count == 20
+        assert all(len(json.loads(c.request.content)["TagNames"]) == 500 for c in route.calls)
+    assert list(out) == names
+    v = out["System1.T42"]
+    assert isinstance(v, TagValue) and v.value == 1.5 and v.quality == 0xC0
+    assert v.timestamp == datetime(2026, 11, 24, 10, 15, 30, 250000, tzinfo=UTC)
+
+
+async def test_read_item_errors_and_bad_items() -> None:
+    answer = {
+        "Tags": [
+            {"Name": "ok", "Value": 3, "Quality": "uncertain", "Timestamp": "2026-11-24T11:15:30+01:00", "Error": None},
+            {"Name": "gone", "Value": None, "Quality": None, "Timestamp": None, "Error": "not found"},
+            {"Name": "err", "Error": "driver down"},
+            {"Name": "badq", "Value": 1, "Quality": "splendid", "Timestamp": TS},
+            {"Name": "badts", "Value": 1, "Quality": 192, "Timestamp": "yesterday"},
+            {"Name": "noq", "Value": "x", "Timestamp": TS},
+        ]
+    }
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(200, json=answer))
+        async with open_client(cfg()) as client:
+            out = await client.read(["ok", "gone", "err", "badq", "badts", "noq", "missing"])
+    assert isinstance(out["ok"], TagValue) and out["ok"].quality == 0x40
+    assert out["ok"].timestamp == datetime(2026, 11, 24, 10, 15, 30, tzinfo=UTC)
+    assert isinstance(out["gone"], TagError) and out["gone"].kind == TagErrorKind.not_found
+    assert isinstance(out["err"], TagError) and out["err"].kind == TagErrorKind.item_error
+    assert isinstance(out["badq"], TagError) and out["badq"].kind == TagErrorKind.bad_answer
+    assert isinstance(out["badts"], TagError) and out["badts"].kind == TagErrorKind.bad_answer
+    assert isinstance(out["noq"], TagValue) and out["noq"].quality == 0xC0
+    assert isinstance(out["missing"], TagError) and out["missing"].kind == TagErrorKind.bad_answer
+
+
+async def test_read_partial_batch_failure() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if "b0" in json.loads(request.content)["TagNames"]:
+            return httpx.Response(400, json={"error": "no"})
+        return read_ok(request)
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=handler)
+        async with open_client(cfg(), batch_size=2) as client:
+            out = await client.read(["a0", "a1", "b0", "b1", "c0"])
+    assert isinstance(out["a0"], TagValue) and isinstance(out["c0"], TagValue)
+    assert isinstance(out["b0"], TagError) and out["b0"].kind == TagErrorKind.bad_answer
+    assert isinstance(out["b1"], TagError)
+
+
+async def test_read_all_batches_fail_raises() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(503))
+        async with open_client(cfg(), batch_size=2) as client:
+            with pytest.raises(WinCCUnreachable):
+                await client.read(["a", "b", "c"])
+
+
+async def test_read_malformed_json_all_fail() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(200, text="<html>"))
+        async with open_client(cfg()) as client:
+            with pytest.raises(WinCCBadAnswer):
+                await client.read(["a"])
+
+
+async def test_read_wrong_types_in_items() -> None:
+    answer = {"Tags": ["junk", {"Name": 5}, {"Name": "c", "Quality": True, "Timestamp": TS}]}
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(200, json=answer))
+        async with open_client(cfg()) as client:
+            out = await client.read(["a", "b", "c"])
+    assert all(isinstance(out[n], TagError) and out[n].kind == TagErrorKind.bad_answer for n in "abc")
+
+
+async def test_read_empty_and_duplicates() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        async with open_client(cfg()) as client:
+            assert await client.read([]) == {}
+            out = await client.read(["a", "a"])
+        assert route.call_count == 1
+    assert list(out) == ["a"]
+
+
+# -- write --------------------------------------------------------------------------------------------------
+
+
+async def test_write_status_mapping_and_quoting() -> None:
+    odd = "Tank 1/Level:ä.x"
+    with respx.mock(base_url=BASE) as mock:
+        ok = mock.put("/api/dp/ok").mock(return_value=httpx.Response(200, json={"name": "ok", "value": 50}))
+        mock.put("/api/dp/tm").mock(return_value=httpx.Response(400, json={"error": "type mismatch: want float"}))
+        mock.put("/api/dp/oor").mock(return_value=httpx.Response(400, json={"error": "out of range 0..10"}))
+        mock.put("/api/dp/inv").mock(return_value=httpx.Response(400, json={"error": "weird"}))
+        mock.put("/api/dp/ro").mock(return_value=httpx.Response(403))
+        mock.put("/api/dp/nf").mock(return_value=httpx.Response(404))
+        mock.put("/api/dp/to").mock(side_effect=httpx.ConnectTimeout("t"))
+        mock.put("/api/dp/ce").mock(side_effect=httpx.ConnectError("refused"))
+        mock.put("/api/dp/five").mock(return_value=httpx.Response(500))
+        mock.put("/api/dp/badbody").mock(return_value=httpx.Response(200, text="nope"))
+        quoted = mock.put(url=f"{BASE}/api/dp/Tank%201%2FLevel%3A%C3%A4.x").mock(
+            return_value=httpx.Response(200, json={"name": odd, "value": 1})
+        )
+        async with open_client(cfg()) as client:
+            names = ["ok", "tm", "oor", "inv", "ro", "nf", "to", "ce", "five", "badbody", odd]
+            out = await client.write({n: 50 for n in names})
+        assert json.loads(ok.calls[0].request.content) == {"value": 50}
+        assert quoted.call_count == 1
+    assert out["ok"].ok and out["ok"].value == 50
+    assert out["tm"].error == WriteError.type_mismatch and "type mismatch" in out["tm"].reason
+    assert out["oor"].error == WriteError.out_of_range
+    assert out["inv"].error == WriteError.invalid
+    assert out["ro"].error == WriteError.forbidden
+    assert out["nf"].error == WriteError.not_found
+    assert out["to"].error == WriteError.timeout
+    assert out["ce"].error == WriteError.unreachable
+    assert out["five"].error == WriteError.unreachable
+    assert out["badbody"].error == WriteError.unreachable
+    assert out[odd].ok
+
+
+async def test_write_datetime_as_iso() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        r = mock.put("/api/dp/d").mock(return_value=httpx.Response(200, json={"name": "d"}))
+        async with open_client(cfg()) as client:
+            await client.write({"d": datetime(2026, 1, 2, 3, 4, 5, 678900, tzinfo=UTC)})
+        assert json.loads(r.calls[0].request.content) == {"value": "2026-01-02T03:04:05.678Z"}
+
+
+# -- alarms -------------------------------------------------------------------------------------------------
+
+ALERT = {
+    "id": "1042",
+    "dp": "System1.Tank1.Level",
+    "text": "Tank 1 level high",
+    "class": "Alarm",
+    "priority": 500,
+    "state": "came",
+    "acknowledged": False,
+    "timestamp": TS,
+    "value": 9.7,
+}
+
+
+async def test_active_alarms() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/alerts/active").mock(
+            return_value=httpx.Response(200, json={"alerts": [ALERT, {"id": "x", "state": "bogus"}]})
+        )
+        async with open_client(cfg()) as client:
+            alarms = await client.active_alarms()
+    assert len(alarms) == 1
+    a = alarms[0]
+    assert (a.id, a.tag, a.state, a.acknowledged, a.priority, a.value) == (
+        "1042",
+        "System1.Tank1.Level",
+        AlarmState.came,
+        False,
+        500,
+        9.7,
+    )
+
+
+async def test_alarm_history_params() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/history").mock(
+            return_value=httpx.Response(200, json={"alerts": [ALERT, ALERT | {"state": "went", "acknowledged": True}]})
+        )
+        async with open_client(cfg()) as client:
+            alarms = await client.alarm_history(T0, T0 + timedelta(hours=1), limit=10)
+        assert query(route.calls[0].request) == {
+            "start": "2026-11-24T10:00:00.000Z",
+            "end": "2026-11-24T11:00:00.000Z",
+            "limit": "10",
+        }
+    assert [a.state for a in alarms] == [AlarmState.came, AlarmState.went]
+    assert alarms[1].acknowledged
+
+
+async def test_acknowledge() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        ok = mock.post("/api/alert/1042/acknowledge").mock(
+            return_value=httpx.Response(200, json={"id": "1042", "acknowledged": True})
+        )
+        mock.post("/api/alert/9/acknowledge").mock(return_value=httpx.Response(404))
+        mock.post("/api/alert/5/acknowledge").mock(return_value=httpx.Response(409))
+        async with open_client(cfg()) as client:
+            await client.acknowledge("1042", "seen", "operator")
+            with pytest.raises(WinCCNotFound):
+                await client.acknowledge("9", "", "u")
+            with pytest.raises(WinCCRejected) as info:
+                await client.acknowledge("5", "", "u")
+        assert json.loads(ok.calls[0].request.content) == {"comment": "seen", "user": "operator"}
+    assert info.value.status == 409
+
+
+# -- archive ------------------------------------------------------------------------------------------------
+
+
+def archive_server(values: list[tuple[datetime, float]], cap: int):
+    """A fake /api/history that honours start/end inclusively and caps answers at min(limit, cap)."""
+    requests: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = query(request)
+        requests.append(q)
+        start, end, limit = parse_ts(q["start"]), parse_ts(q["end"]), int(q["limit"])
+        sel = [(t, v) for t, v in values if start <= t <= end][: min(limit, cap)]
+        return httpx.Response(
+            200,
+            json={"name": "x", "values": [{"value": v, "quality": 192, "timestamp": format_ts(t)} for t, v in sel]},
+        )
+
+    return handler, requests
+
+
+async def test_archive_pages_past_cap_with_shared_timestamps() -> None:
+    # 25 values; several share timestamps, including across page boundaries.
+    values = [(T0 + timedelta(seconds=i // 3), float(i)) for i in range(25)]
+    handler, requests = archive_server(values, cap=4)
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/history/A.B").mock(side_effect=handler)
+        async with open_client(cfg()) as client:
+            pages = [p async for p in client.archive("A.B", T0, T0 + timedelta(hours=1), page_size=4)]
+    got = [v.value for p in pages for v in p]
+    assert got == [float(i) for i in range(25)]
+    assert all(len(p) <= 4 for p in pages)
+    assert len(requests) < 40
+
+
+async def test_archive_respects_end_and_tag_info() -> None:
+    values = [(T0 + timedelta(seconds=i), float(i)) for i in range(10)]
+    handler, _ = archive_server(values, cap=1000)
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/history/A.B").mock(side_effect=handler)
+        async with open_client(cfg()) as client:
+            tag = TagInfo("A.B", DataType.double, archived=True)
+            pages = [p async for p in client.archive(tag, T0 + timedelta(seconds=2), T0 + timedelta(seconds=5))]
+    assert [v.value for p in pages for v in p] == [2.0, 3.0, 4.0, 5.0]
+
+
+async def test_archive_not_archived() -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/history/nope").mock(return_value=httpx.Response(404))
+        async with open_client(cfg()) as client:
+            with pytest.raises(WinCCNotFound):
+                _ = [p async for p in client.archive("nope", T0, T0)]
+
+
+def test_timestamps() -> None:
+    assert parse_ts("2026-11-24T10:15:30.250Z") == datetime(2026, 11, 24, 10, 15, 30, 250000, tzinfo=UTC)
+    assert parse_ts("2026-11-24T12:15:30+02:00") == datetime(2026, 11, 24, 10, 15, 30, tzinfo=UTC)
+    assert format_ts(datetime(2026, 11, 24, 12, 0, tzinfo=UTC) + timedelta(microseconds=1500)) == (
+        "2026-11-24T12:00:00.001Z"
+    )
+    with pytest.raises(ValueError):
+        parse_ts("tomorrow")

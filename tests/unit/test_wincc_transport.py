@@ -1,0 +1,341 @@
+"""Transport: auth, re-login, retries, Retry-After, error mapping, and no secret in any log line or message."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+import respx
+
+from bridge.config import WinCCConfig
+from bridge.wincc import open_client
+from bridge.wincc.dp import DpClient
+from bridge.wincc.errors import (
+    WinCCBadAnswer,
+    WinCCError,
+    WinCCForbidden,
+    WinCCNotFound,
+    WinCCRejected,
+    WinCCTimeout,
+    WinCCUnauthorized,
+    WinCCUnreachable,
+)
+from bridge.wincc.transport import Transport
+
+BASE = "http://wincc.test:8700"
+PASSWORD = "s3cret-PassW0rd"
+TOKEN = "tok-ABCDEF-123456"
+TS = "2026-11-24T10:15:30.250Z"
+
+
+def cfg(monkeypatch: pytest.MonkeyPatch, mode: str = "token", **kw: object) -> WinCCConfig:
+    monkeypatch.setenv("WINCC_TEST_PW", PASSWORD)
+    auth = {"mode": mode}
+    if mode != "none":
+        auth |= {"username": "bridge", "password_env": "WINCC_TEST_PW"}
+    base = {"url": BASE, "auth": auth, "retry": {"attempts": 3, "backoff_s": 0, "max_backoff_s": 1}}
+    base |= kw
+    return WinCCConfig.model_validate(base)
+
+
+def read_ok(request: httpx.Request) -> httpx.Response:
+    names = json.loads(request.content)["TagNames"]
+    return httpx.Response(
+        200, json={"Tags": [{"Name": n, "Value": 1, "Quality": 192, "Timestamp": TS, "Error": None} for n in names]}
+    )
+
+
+def login_ok(token: str = TOKEN, expires: int = 900) -> httpx.Response:
+    return httpx.Response(200, json={"token": token, "expiresIn": expires})
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, s: float) -> None:
+        self.calls.append(s)
+
+
+async def test_token_login_and_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        login = mock.post("/api/auth/login").mock(return_value=login_ok())
+        rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        async with open_client(cfg(monkeypatch)) as client:
+            await client.read(["a"])
+            await client.read(["b"])
+        assert login.call_count == 1
+        assert json.loads(login.calls[0].request.content) == {"username": "bridge", "password": PASSWORD}
+        assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in rm.calls)
+
+
+async def test_401_relogin_once_then_success(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        login = mock.post("/api/auth/login").mock(side_effect=[login_ok("t1"), login_ok("t2")])
+        rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(
+            side_effect=[httpx.Response(401), read_ok(httpx.Request("POST", BASE, json={"TagNames": ["a"]}))]
+        )
+        async with open_client(cfg(monkeypatch)) as client:
+            out = await client.read(["a"])
+        assert out["a"].value == 1
+        assert login.call_count == 2
+        assert [c.request.headers["Authorization"] for c in rm.calls] == ["Bearer t1", "Bearer t2"]
+
+
+async def test_401_twice_raises_unauthorized_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with respx.mock(base_url=BASE) as mock:
+        login = mock.post("/api/auth/login").mock(return_value=login_ok())
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(401))
+        async with open_client(cfg(monkeypatch)) as client:
+            with pytest.raises(WinCCUnauthorized) as info:
+                await client.read(["a"])
+        assert login.call_count == 2
+    text = str(info.value) + repr(info.value)
+    assert "401" in text and "/WinCC/REST/Tags/ReadMultiple" in text
+    for secret in (PASSWORD, TOKEN):
+        assert secret not in text
+        assert secret not in caplog.text
+
+
+async def test_login_refused(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/api/auth/login").mock(return_value=httpx.Response(401, json={"error": "bad credentials"}))
+        async with open_client(cfg(monkeypatch)) as client:
+            with pytest.raises(WinCCUnauthorized) as info:
+                await client.active_alarms()
+    assert PASSWORD not in str(info.value) and PASSWORD not in caplog.text
+
+
+async def test_relogin_before_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        # expiresIn 0: the token is due at once, so every request logs in first.
+        login = mock.post("/api/auth/login").mock(side_effect=[login_ok("t1", 0), login_ok("t2", 0)])
+        rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        async with open_client(cfg(monkeypatch)) as client:
+            await client.read(["a"])
+            await client.read(["a"])
+        assert login.call_count == 2
+        assert rm.calls[1].request.headers["Authorization"] == "Bearer t2"
+
+
+async def test_basic_auth_header(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with respx.mock(base_url=BASE) as mock:
+        rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        async with open_client(cfg(monkeypatch, "basic")) as client:
+            await client.read(["a"])
+        assert rm.calls[0].request.headers["Authorization"].startswith("Basic ")
+    assert PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("status", "exc"),
+    [(403, WinCCForbidden), (404, WinCCNotFound), (400, WinCCRejected), (409, WinCCRejected), (401, WinCCUnauthorized)],
+)
+async def test_status_mapping(monkeypatch: pytest.MonkeyPatch, status: int, exc: type[WinCCError]) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(return_value=httpx.Response(status, json={"error": "x"}))
+        async with open_client(cfg(monkeypatch, "basic")) as client:
+            with pytest.raises(exc) as info:
+                await client.active_alarms()
+        assert route.call_count == 1  # 4xx is never retried
+    assert info.value.status == status
+    assert "GET /api/alerts/active" in str(info.value) and str(status) in str(info.value)
+
+
+async def test_500_retried_then_success(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(
+            side_effect=[httpx.Response(500), httpx.Response(502), httpx.Response(200, json={"alerts": []})]
+        )
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            assert await client.active_alarms() == []
+        assert route.call_count == 3
+
+
+async def test_500_exhausts_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(return_value=httpx.Response(500))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            with pytest.raises(WinCCUnreachable) as info:
+                await client.active_alarms()
+        assert route.call_count == 3
+    assert info.value.status == 500
+
+
+async def test_backoff_grows_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfg(monkeypatch, "none", retry={"attempts": 5, "backoff_s": 1, "max_backoff_s": 2.5})
+    sleeps = Sleeps()
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/alerts/active").mock(return_value=httpx.Response(503))
+        async with DpClient(config, Transport(config, sleep=sleeps)) as client:
+            with pytest.raises(WinCCUnreachable):
+                await client.active_alarms()
+    assert len(sleeps.calls) == 4
+    assert 0.5 <= sleeps.calls[0] <= 1.5
+    assert all(s <= 2.5 for s in sleeps.calls)
+
+
+async def test_429_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfg(monkeypatch, "none", retry={"attempts": 3, "backoff_s": 0.01, "max_backoff_s": 30})
+    sleeps = Sleeps()
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(
+            side_effect=[httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json={"alerts": []})]
+        )
+        async with DpClient(config, Transport(config, sleep=sleeps)) as client:
+            assert await client.active_alarms() == []
+    assert route.call_count == 2
+    assert sleeps.calls == [7.0]
+
+
+async def test_429_exhausted_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfg(monkeypatch, "none")
+    sleeps = Sleeps()
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/alerts/active").mock(return_value=httpx.Response(429, headers={"Retry-After": "1"}))
+        async with DpClient(config, Transport(config, sleep=sleeps)) as client:
+            with pytest.raises(WinCCRejected) as info:
+                await client.active_alarms()
+    assert info.value.status == 429
+    assert sleeps.calls == [1.0, 1.0]
+
+
+async def test_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(side_effect=httpx.ReadTimeout("slow"))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            with pytest.raises(WinCCTimeout) as info:
+                await client.active_alarms()
+        assert route.call_count == 3
+    assert "/api/alerts/active" in str(info.value)
+
+
+async def test_connection_refused_real_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: bind, read the number, close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = cfg(monkeypatch, "none", url=f"http://127.0.0.1:{port}", retry={"attempts": 2, "backoff_s": 0})
+    async with open_client(config) as client:
+        with pytest.raises(WinCCUnreachable) as info:
+            await client.active_alarms()
+    assert not isinstance(info.value, WinCCTimeout)
+    assert "GET /api/alerts/active" in str(info.value)
+
+
+async def test_connect_error_mocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(side_effect=httpx.ConnectError("refused"))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            with pytest.raises(WinCCUnreachable):
+                await client.active_alarms()
+        assert route.call_count == 3
+
+
+async def test_malformed_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/alerts/active").mock(return_value=httpx.Response(200, content=b"{not json"))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            with pytest.raises(WinCCBadAnswer):
+                await client.active_alarms()
+
+
+@pytest.mark.parametrize("body", [[], {"alerts": "no"}, {"other": []}, 5, None])
+async def test_wrong_shape(monkeypatch: pytest.MonkeyPatch, body: object) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/alerts/active").mock(return_value=httpx.Response(200, json=body))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            with pytest.raises(WinCCBadAnswer):
+                await client.active_alarms()
+
+
+async def test_writes_never_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.put("/api/dp/a").mock(return_value=httpx.Response(503))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            out = await client.write({"a": 1})
+        assert route.call_count == 1
+    assert out["a"].error == "unreachable"
+
+
+async def test_acknowledge_never_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/api/alert/7/acknowledge").mock(return_value=httpx.Response(500))
+        async with open_client(cfg(monkeypatch, "none")) as client:
+            with pytest.raises(WinCCUnreachable):
+                await client.acknowledge("7", "c", "u")
+        assert route.call_count == 1
+
+
+async def test_tls_verify_off_warns_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.wincc.transport")
+    client = open_client(cfg(monkeypatch, "none", url="https://wincc.test", tls={"verify": False}))
+    await client.aclose()
+    assert sum("verify" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_concurrency_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    in_flight = 0
+    peak = 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return read_ok(request)
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=slow)
+        async with open_client(cfg(monkeypatch, "none", max_concurrency=3), batch_size=10) as client:
+            out = await client.read([f"t{i}" for i in range(200)])
+    assert len(out) == 200
+    assert 1 <= peak <= 3
+
+
+async def test_requests_per_second_paces(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfg(monkeypatch, "none", requests_per_second=4)
+    sleeps = Sleeps()
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/api/alerts/active").mock(return_value=httpx.Response(200, json={"alerts": []}))
+        async with DpClient(config, Transport(config, sleep=sleeps)) as client:
+            for _ in range(3):
+                await client.active_alarms()
+    # the first request goes at once; the next ones wait for their slot (about 0.25 s apart)
+    assert len(sleeps.calls) == 2
+    assert all(0 < s <= 0.5 for s in sleeps.calls)
+
+
+async def test_ca_file_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import certifi
+
+    config = cfg(monkeypatch, "none", url="https://wincc.test", tls={"ca_file": certifi.where()})
+    with respx.mock(base_url="https://wincc.test") as mock:
+        mock.get("/api/alerts/active").mock(return_value=httpx.Response(200, json={"alerts": []}))
+        async with open_client(config) as client:
+            assert await client.active_alarms() == []
+
+
+async def test_write_401_relogin_then_forbidden(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with respx.mock(base_url=BASE) as mock:
+        login = mock.post("/api/auth/login").mock(return_value=login_ok())
+        put = mock.put("/api/dp/a").mock(return_value=httpx.Response(401))
+        async with open_client(cfg(monkeypatch)) as client:
+            out = await client.write({"a": 1})
+        assert login.call_count == 2 and put.call_count == 2
+    assert out["a"].error == "forbidden"
+    assert TOKEN not in out["a"].reason and TOKEN not in caplog.text and PASSWORD not in caplog.text
