@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.server import binary_server_asyncio
@@ -22,7 +22,7 @@ from asyncua.server.internal_session import InternalSession
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary
 
-__all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers"]
+__all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers", "SubscriptionObserver"]
 
 _BROWSE_REQUEST = ua.NodeId(ua.ObjectIds.BrowseRequest_Encoding_DefaultBinary)
 _BROWSE_NEXT_REQUEST = ua.NodeId(ua.ObjectIds.BrowseNextRequest_Encoding_DefaultBinary)
@@ -39,6 +39,24 @@ class ServiceHandlers:
     browse_next: Handler | None = None
     call: Handler | None = None
     on_close: list[Callable[[BridgeSession], None]] = field(default_factory=list)
+    subscriptions: SubscriptionObserver | None = None
+
+
+class SubscriptionObserver(Protocol):
+    """Told about every monitored item a client creates, modifies or deletes (the sync engine polls what is
+    monitored, at the rate it is monitored), and may revise the results before the client sees them."""
+
+    def items_created(
+        self, params: ua.CreateMonitoredItemsParameters, results: list[ua.MonitoredItemCreateResult]
+    ) -> None: ...
+
+    def items_modified(
+        self, params: ua.ModifyMonitoredItemsParameters, results: list[ua.MonitoredItemModifyResult]
+    ) -> None: ...
+
+    def items_deleted(self, subscription_id: int, item_ids: list[int]) -> None: ...
+
+    def subscriptions_deleted(self, subscription_ids: list[int]) -> None: ...
 
 
 class BridgeSession(InternalSession):
@@ -79,6 +97,34 @@ class BridgeSession(InternalSession):
         if self._handlers.call is not None:
             return await self._handlers.call(self, params)
         return await super().call(params)
+
+    async def create_monitored_items(
+        self, params: ua.CreateMonitoredItemsParameters
+    ) -> list[ua.MonitoredItemCreateResult]:
+        results = await super().create_monitored_items(params)
+        if self._handlers.subscriptions is not None:
+            self._handlers.subscriptions.items_created(params, results)
+        return results
+
+    async def modify_monitored_items(
+        self, params: ua.ModifyMonitoredItemsParameters
+    ) -> list[ua.MonitoredItemModifyResult]:
+        results = await super().modify_monitored_items(params)
+        if self._handlers.subscriptions is not None:
+            self._handlers.subscriptions.items_modified(params, results)
+        return results
+
+    async def delete_monitored_items(self, params: ua.DeleteMonitoredItemsParameters) -> list[ua.StatusCode]:
+        results = await super().delete_monitored_items(params)
+        if self._handlers.subscriptions is not None:
+            self._handlers.subscriptions.items_deleted(params.SubscriptionId, list(params.MonitoredItemIds))
+        return results
+
+    async def delete_subscriptions(self, ids: list[int]) -> list[ua.StatusCode]:
+        results = await super().delete_subscriptions(ids)
+        if self._handlers.subscriptions is not None:
+            self._handlers.subscriptions.subscriptions_deleted(list(ids))
+        return results
 
     async def close_session(self, delete_subs: bool = True) -> None:
         for release in self._handlers.on_close:

@@ -1,0 +1,140 @@
+"""Which tags clients want, and how fast: the sync engine polls what is monitored, at the rate it is monitored.
+
+A monitored Value item on a tag asks for a sampling interval; the tag's poll group is the smallest configured
+poll interval (`sync.poll_groups_ms`) at or above the fastest interval any client asked for, and the item's
+RevisedSamplingInterval reports that real interval back to the client. Tags nobody monitors are polled at
+`sync.idle_interval_ms`, or at `sync.interval_ms` for `sync.read_recent_s` after a client Read them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from asyncua import ua
+
+from bridge.config import SyncConfig
+from bridge.opcua.tags import TagDirectory
+
+__all__ = ["Demand"]
+
+_VALUE = ua.AttributeIds.Value
+
+
+class Demand:
+    """Tracks monitored items (server-wide: subscription ids are unique per server) and recent Reads."""
+
+    def __init__(self, directory: TagDirectory, config: SyncConfig, on_change: Callable[[], None] | None = None) -> None:
+        self._directory = directory
+        self._config = config
+        self._groups = sorted(set(config.poll_groups_ms) | {config.interval_ms})
+        self._on_change = on_change or (lambda: None)
+        # (subscription id, monitored item id) -> (tag name, poll interval ms)
+        self._items: dict[tuple[int, int], tuple[str, int]] = {}
+        self._recent: dict[str, float] = {}  # tag -> monotonic time until which a Read keeps it fast
+
+    # ---- intervals ---------------------------------------------------------------------------------------
+    def group_for(self, requested_ms: float) -> int:
+        """The poll interval serving a requested sampling interval (0 or -1 = as fast as offered)."""
+        for g in self._groups:
+            if requested_ms <= g:
+                return g
+        return self._groups[-1]
+
+    def plan(self, now: float | None = None) -> dict[str, int]:
+        """tag -> poll interval for every tag someone wants faster than idle; the rest are idle."""
+        now = time.monotonic() if now is None else now
+        wanted: dict[str, int] = {}
+        for name, interval in self._items.values():
+            if interval < wanted.get(name, 1 << 62):
+                wanted[name] = interval
+        fast = self._config.interval_ms
+        for name, until in list(self._recent.items()):
+            if until < now:
+                del self._recent[name]
+            elif fast < wanted.get(name, 1 << 62):
+                wanted[name] = fast
+        return wanted
+
+    def groups(self, names: Iterable[str], now: float | None = None) -> dict[int, list[str]]:
+        """Split `names` (every tag) into poll groups by interval."""
+        wanted = self.plan(now)
+        idle = self._config.idle_interval_ms
+        out: dict[int, list[str]] = defaultdict(list)
+        for name in names:
+            out[wanted.get(name, idle)].append(name)
+        return dict(out)
+
+    def next_expiry(self) -> float | None:
+        return min(self._recent.values(), default=None)
+
+    # ---- reads -------------------------------------------------------------------------------------------
+    def note_read(self, names: Iterable[str]) -> None:
+        keep = self._config.read_recent_s
+        if keep <= 0:
+            return
+        until = time.monotonic() + keep
+        changed = False
+        for name in names:
+            if name not in self._recent:
+                changed = True
+            self._recent[name] = until
+        if changed:
+            self._on_change()
+
+    # ---- SubscriptionObserver ----------------------------------------------------------------------------
+    def items_created(
+        self, params: ua.CreateMonitoredItemsParameters, results: list[ua.MonitoredItemCreateResult]
+    ) -> None:
+        changed = False
+        for request, result in zip(params.ItemsToCreate, results, strict=False):
+            if not result.StatusCode.is_good():
+                continue
+            item = request.ItemToMonitor
+            tag = self._directory.tag_for(item.NodeId) if item.AttributeId == _VALUE else None
+            if tag is None:
+                continue
+            interval = self.group_for(request.RequestedParameters.SamplingInterval)
+            result.RevisedSamplingInterval = float(interval)
+            self._items[(params.SubscriptionId, result.MonitoredItemId)] = (tag.name, interval)
+            changed = True
+        if changed:
+            self._on_change()
+
+    def items_modified(
+        self, params: ua.ModifyMonitoredItemsParameters, results: list[ua.MonitoredItemModifyResult]
+    ) -> None:
+        changed = False
+        for request, result in zip(params.ItemsToModify, results, strict=False):
+            key = (params.SubscriptionId, request.MonitoredItemId)
+            if key not in self._items or not result.StatusCode.is_good():
+                continue
+            interval = self.group_for(request.RequestedParameters.SamplingInterval)
+            result.RevisedSamplingInterval = float(interval)
+            self._items[key] = (self._items[key][0], interval)
+            changed = True
+        if changed:
+            self._on_change()
+
+    def items_deleted(self, subscription_id: int, item_ids: list[int]) -> None:
+        removed = [self._items.pop((subscription_id, i), None) for i in item_ids]
+        if any(removed):
+            self._on_change()
+
+    def subscriptions_deleted(self, subscription_ids: list[int]) -> None:
+        gone = set(subscription_ids)
+        keys = [k for k in self._items if k[0] in gone]
+        for k in keys:
+            del self._items[k]
+        if keys:
+            self._on_change()
+
+    def prune(self, live_subscriptions: Iterable[int]) -> None:
+        """Forget items of subscriptions that ended without a Delete (lifetime expired)."""
+        live = set(live_subscriptions)
+        self.subscriptions_deleted(sorted({k[0] for k in self._items if k[0] not in live}))
+
+    @property
+    def monitored_count(self) -> int:
+        return len(self._items)

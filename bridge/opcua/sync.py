@@ -1,0 +1,281 @@
+"""Keeps tag values in the address space in step with WinCC through batched REST reads.
+
+One task per poll interval reads its tags (the REST client splits them into `sync.batch_size` batches with at most
+`max_concurrency` in flight), converts and maps quality, and writes only what changed (value, status or source
+timestamp). A cycle that overruns is counted and logged, and the next one starts right after it: cycles never
+pile up. When a read fails as a whole, every tag of that group keeps its last value with BadCommunicationError (or
+UncertainLastUsableValue) within that cycle, the group retries with backoff, and Good returns without a restart.
+
+Values are published straight into asyncua's node data rather than through `write_attribute_value`: asyncua
+replaces the value with null whenever the StatusCode is Bad, and the design keeps the last value visible with
+the Bad status. The datachange callbacks (subscriptions) are called exactly as asyncua calls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import Server, ua
+
+from bridge.config import SyncConfig
+from bridge.opcua.bridge_status import BridgeStatus
+from bridge.opcua.demand import Demand
+from bridge.opcua.status import quality_to_status
+from bridge.opcua.tags import TagDirectory
+from bridge.opcua.types import VARIANT_TYPES, from_wincc
+from bridge.wincc.client import WinCCClient
+from bridge.wincc.errors import WinCCError
+from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
+
+__all__ = ["SyncEngine"]
+
+log = logging.getLogger(__name__)
+
+S = ua.StatusCodes
+_VALUE = ua.AttributeIds.Value
+_GOOD = ua.StatusCode(S.Good)
+_ITEM_ERROR = {
+    TagErrorKind.not_found: ua.StatusCode(S.BadConfigurationError),  # WinCC no longer knows the tag
+    TagErrorKind.bad_answer: ua.StatusCode(S.BadCommunicationError),
+    TagErrorKind.item_error: ua.StatusCode(S.Bad),
+}
+_CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
+
+
+@dataclass(slots=True)
+class _Tag:
+    name: str
+    node_id: ua.NodeId
+    data_type: DataType
+    variant_type: ua.VariantType
+    value: Any = None  # last value shown (None: none yet)
+    status: int = S.BadWaitingForInitialData
+    source_ts: datetime | None = None
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        server: Server,
+        directory: TagDirectory,
+        client: WinCCClient,
+        config: SyncConfig,
+        status: BridgeStatus | None = None,
+    ) -> None:
+        self._server = server
+        self._nodes = server.iserver.aspace._nodes  # see module docstring
+        self._directory = directory
+        self._client = client
+        self._config = config
+        self._status = status
+        self._tags: dict[str, _Tag] = {}
+        self.demand = Demand(directory, config, on_change=self._replan_soon)
+        self._groups: dict[int, list[str]] = {}
+        self._dirty = True
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
+        self._connected = False
+        self._last_success: datetime | None = None
+        self._counters = {"poll_cycles_total": 0.0, "late_cycles_total": 0.0, "poll_errors_total": 0.0,
+                          "values_written_total": 0.0, "rest_reads_total": 0.0}
+        self._last_cycle_ms = 0.0
+        self._late_logged = 0.0
+        self.tags_changed([t.name for t in directory], [])
+
+    # ---- public -----------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def last_success(self) -> datetime | None:
+        return self._last_success
+
+    def metrics(self) -> dict[str, float]:
+        return {**self._counters, "poll_cycle_ms": self._last_cycle_ms,
+                "monitored_items": float(self.demand.monitored_count)}
+
+    async def start(self) -> None:
+        self._server.iserver.handlers.subscriptions = self.demand  # type: ignore[attr-defined]
+        intervals = sorted(set(self._config.poll_groups_ms) | {self._config.interval_ms, self._config.idle_interval_ms})
+        self._tasks = [asyncio.create_task(self._run_group(ms), name=f"poll-{ms}ms") for ms in intervals]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="sync-housekeeping"))
+        await self._update_status(state="connecting")
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def note_read(self, names: Iterable[str]) -> None:
+        self.demand.note_read(names)
+
+    def note_written(self, name: str, value: Any) -> None:
+        """WinCC confirmed a write: show the value at once; the next poll brings WinCC's own timestamp."""
+        tag = self._tags.get(name)
+        if tag is None:
+            return
+        try:
+            value = from_wincc(tag.data_type, value)  # the write path hands over what it sent to WinCC
+        except (ValueError, TypeError):
+            return  # the next poll shows it
+        now = datetime.now(UTC)
+        task = asyncio.get_running_loop().create_task(self._publish(tag, value, S.Good, now, now))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def tags_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
+        for name in removed:
+            self._tags.pop(name, None)
+        for name in added:
+            info = self._directory.get(name)
+            if info is not None:
+                self._tags[name] = _Tag(name, self._directory.node_id(name), info.data_type, VARIANT_TYPES[info.data_type])
+        # a re-browse may replace a tag's type in place: keep the record in step with the directory
+        for name, tag in self._tags.items():
+            info = self._directory.get(name)
+            if info is not None and info.data_type is not tag.data_type:
+                self._tags[name] = _Tag(name, tag.node_id, info.data_type, VARIANT_TYPES[info.data_type])
+        self._replan_soon()
+
+    # ---- planning ---------------------------------------------------------------------------------------
+    def _replan_soon(self) -> None:
+        self._dirty = True
+
+    def _replan(self) -> None:
+        self._groups = self.demand.groups(self._tags)
+        self._dirty = False
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.demand.prune(self._server.iserver.subscription_service.subscriptions)
+            expiry = self.demand.next_expiry()
+            if expiry is not None and expiry < time.monotonic():
+                self._dirty = True
+
+    # ---- polling ----------------------------------------------------------------------------------------
+    async def _run_group(self, interval_ms: int) -> None:
+        period = interval_ms / 1000
+        backoff = 0.0
+        while True:
+            if self._dirty:
+                self._replan()
+            names = self._groups.get(interval_ms, [])
+            started = time.monotonic()
+            ok = True
+            if names:
+                ok = await self._poll(names)
+                elapsed = time.monotonic() - started
+                self._counters["poll_cycles_total"] += 1
+                self._last_cycle_ms = elapsed * 1000
+                if elapsed > period:
+                    self._counters["late_cycles_total"] += 1
+                    if started - self._late_logged > 60:  # at most one line a minute per bridge
+                        self._late_logged = started
+                        log.warning("poll cycle of %d tags at %d ms took %.0f ms (late); the next starts at once",
+                                    len(names), interval_ms, elapsed * 1000)
+            if ok:
+                backoff = 0.0
+                delay = period - (time.monotonic() - started)
+            else:
+                backoff = min(max(backoff * 2, period, 0.5), self._config.max_backoff_s)
+                delay = backoff * random.uniform(0.8, 1.2)
+            await asyncio.sleep(max(0.0, delay))
+
+    async def _poll(self, names: list[str]) -> bool:
+        self._counters["rest_reads_total"] += 1
+        try:
+            results = await self._client.read(names)
+        except WinCCError as exc:
+            self._counters["poll_errors_total"] += 1
+            if self._connected:
+                log.warning("WinCC read failed, %d tags marked bad: %s", len(names), exc)
+            self._connected = False
+            await self._mark_failed(names)
+            await self._update_status(connected=False, state="down",
+                                      PollErrors=int(self._counters["poll_errors_total"]))
+            return False
+        except Exception:  # a bug must not stop polling forever
+            log.exception("unexpected error in poll cycle")
+            await self._mark_failed(names)
+            return False
+        now = datetime.now(UTC)
+        for name in names:
+            tag = self._tags.get(name)
+            if tag is None:
+                continue
+            result = results.get(name)
+            if isinstance(result, TagValue):
+                await self._apply(tag, result, now)
+            elif isinstance(result, TagError):
+                await self._publish(tag, tag.value, _ITEM_ERROR[result.kind].value, tag.source_ts, now)
+        if not self._connected:
+            log.info("WinCC reachable again")
+        self._connected = True
+        self._last_success = now
+        await self._update_status(connected=True, state="connected")
+        return True
+
+    async def _apply(self, tag: _Tag, result: TagValue, now: datetime) -> None:
+        try:
+            value = from_wincc(tag.data_type, result.value)
+            status = quality_to_status(result.quality).value
+        except (ValueError, TypeError):
+            value, status = tag.value, _CONVERSION_FAILED.value
+        if value == tag.value and status == tag.status and result.timestamp == tag.source_ts \
+                and type(value) is type(tag.value):
+            return
+        await self._publish(tag, value, status, result.timestamp, now)
+
+    async def _mark_failed(self, names: Iterable[str]) -> None:
+        failed = S.UncertainLastUsableValue if self._config.on_failure == "uncertain" else S.BadCommunicationError
+        now = datetime.now(UTC)
+        for name in names:
+            tag = self._tags.get(name)
+            if tag is None or tag.status == failed:
+                continue
+            if tag.status == S.BadWaitingForInitialData and failed == S.UncertainLastUsableValue:
+                continue  # nothing to be uncertain about yet
+            await self._publish(tag, tag.value, failed, tag.source_ts, now)
+
+    async def _publish(self, tag: _Tag, value: Any, status: int, source_ts: datetime | None, now: datetime) -> None:
+        tag.value, tag.status, tag.source_ts = value, status, source_ts
+        node = self._nodes.get(tag.node_id)
+        if node is None:
+            return
+        attval = node.attributes[_VALUE]
+        variant = ua.Variant(value, tag.variant_type) if value is not None else ua.Variant(None, ua.VariantType.Null)
+        dv = ua.DataValue(variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now,
+                          ServerTimestamp=now)
+        attval.value = dv
+        attval.value_callback = None
+        self._counters["values_written_total"] += 1
+        for handle, callback in list(attval.datachange_callbacks.items()):
+            try:
+                await callback(handle, dv)
+            except Exception:
+                log.exception("datachange callback failed for %s", tag.name)
+
+    async def _update_status(self, connected: bool | None = None, state: str | None = None, **fields: Any) -> None:
+        if self._status is None:
+            return
+        update: dict[str, Any] = dict(fields)
+        if connected is not None:
+            update["Connected"] = connected
+        if state is not None:
+            update["State"] = state
+        if connected:
+            update["LastSuccessfulPoll"] = self._last_success
+        update["TagCount"] = len(self._tags)
+        update["PollCycleMs"] = round(self._last_cycle_ms, 1)
+        update["LateCycles"] = int(self._counters["late_cycles_total"])
+        await self._status.update(**update)
