@@ -75,7 +75,9 @@ class Bridge:
         folder_ns = await self.server.register_namespace(cfg.opcua.namespace_uri + "/folders")
         bridge_ns = await self.server.register_namespace(cfg.opcua.namespace_uri + "/bridge")
         self.directory = TagDirectory(tag_ns, folder_ns, bridge_ns)
-        self.address_space = AddressSpace(self.server, self.directory)
+        self.address_space = AddressSpace(
+            self.server, self.directory, minimum_sampling_interval_ms=float(min(cfg.sync.poll_groups_ms + [cfg.sync.interval_ms]))
+        )
 
         await self.client.__aenter__()
         model, fresh = await self._first_model()
@@ -99,7 +101,7 @@ class Bridge:
         handlers.history_read = history.read
         handlers.browse = browse.browse
         handlers.browse_next = browse.browse_next
-        handlers.call = CallService(self.server).call
+        handlers.call = CallService(self.server, bridge_ns).call
         handlers.on_close += [browse.release, history.release]
 
         await self.sync.start()
