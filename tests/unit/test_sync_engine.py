@@ -132,7 +132,7 @@ async def test_note_written_shows_value_at_once(rig) -> None:
                                                            idle_interval_ms=60_000))
     await slow.start()
     try:
-        await wait_until(lambda: dv(server, directory, "Plant.A.Count").StatusCode.is_good(), timeout=5)
+        await wait_until(lambda: slow.metrics()["poll_cycles_total"] >= 1, timeout=5)
         reads = wincc.reads
         slow.note_written("Plant.A.Count", 12)
         await wait_until(lambda: dv(server, directory, "Plant.A.Count").Value.Value == 12, timeout=2)
