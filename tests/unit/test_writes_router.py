@@ -1,0 +1,122 @@
+"""WriteRouter: every per-node StatusCode, against an in-memory WinCC and an in-process server (no client)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from asyncua import Server, ua
+
+from bridge.config import OpcUaConfig, Role
+from bridge.opcua.address_space import AddressSpace
+from bridge.opcua.session import BridgeInternalServer
+from bridge.opcua.tags import TagDirectory
+from bridge.opcua.users import BridgeUser
+from bridge.opcua.writes import WriteRouter
+from bridge.wincc.models import DataType, TagInfo, WriteError, WriteResult
+
+S = ua.StatusCodes
+VT = ua.VariantType
+TAGS = [
+    TagInfo("A.Setpoint", DataType.float, ("A",), "Setpoint", low=0, high=10, writable=True),
+    TagInfo("A.Level", DataType.float, ("A",), "Level", writable=False),
+    TagInfo("A.Count", DataType.int16, ("A",), "Count", writable=True),
+    TagInfo("A.Valve", DataType.bool, ("A",), "Valve", writable=True),
+    TagInfo("A.Locked", DataType.int32, ("A",), "Locked", writable=True),
+]
+
+
+class MemoryWinCC:
+    dialect = "memory"
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.refuse: dict[str, WriteError] = {}
+        self.delay = 0.0
+
+    async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
+        self.calls.append(dict(items))
+        await asyncio.sleep(self.delay)
+        return {n: WriteResult(n, self.refuse.get(n)) for n in items}
+
+
+@pytest.fixture
+async def rig():
+    server = Server(iserver=BridgeInternalServer())
+    await server.init()
+    ns = await server.register_namespace("urn:t")
+    directory = TagDirectory(ns, await server.register_namespace("urn:t/f"), await server.register_namespace("urn:t/b"))
+    await AddressSpace(server, directory).build(TAGS)
+    wincc = MemoryWinCC()
+    written: list[tuple[str, Any]] = []
+    router = WriteRouter(server, directory, wincc, OpcUaConfig(write_rules={"limited": ["A.Valve"]}),
+                         on_written=lambda n, v: written.append((n, v)), timeout_s=0.5)
+    return server, directory, wincc, router, written
+
+
+def wv(directory: TagDirectory, name: str, value: Any, vt: ua.VariantType, **dv: Any) -> ua.WriteValue:
+    return ua.WriteValue(NodeId=directory.node_id(name), AttributeId=ua.AttributeIds.Value,
+                         Value=ua.DataValue(ua.Variant(value, vt), **dv))
+
+
+def session(name: str = "op", role: Role | None = Role.operator) -> SimpleNamespace:
+    return SimpleNamespace(user=BridgeUser.named(name, role) if role else BridgeUser.anonymous(None))
+
+
+async def test_mixed_request_gives_each_node_its_code(rig) -> None:
+    server, d, wincc, router, written = rig
+    wincc.refuse["A.Count"] = WriteError.out_of_range  # WinCC's own limit
+    nodes = [
+        wv(d, "A.Setpoint", 5.0, VT.Float),  # Good
+        wv(d, "A.Level", 1.0, VT.Float),  # read-only
+        ua.WriteValue(NodeId=ua.NodeId("nope", d.tag_ns), AttributeId=ua.AttributeIds.Value,
+                      Value=ua.DataValue(ua.Variant(1.0, VT.Float))),
+        wv(d, "A.Setpoint", "x", VT.String),  # type
+        wv(d, "A.Setpoint", 11.0, VT.Float),  # EURange
+        wv(d, "A.Count", 3, VT.Int16),  # refused by WinCC
+        wv(d, "A.Valve", True, VT.Boolean),  # Good
+        wv(d, "A.Setpoint", 1.0, VT.Float, SourceTimestamp=datetime(2026, 1, 1, tzinfo=UTC)),
+        ua.WriteValue(NodeId=d.node_id("A.Setpoint"), AttributeId=ua.AttributeIds.DisplayName,
+                      Value=ua.DataValue(ua.Variant(ua.LocalizedText("x")))),
+        ua.WriteValue(NodeId=d.node_id("A.Setpoint"), AttributeId=ua.AttributeIds.Value, IndexRange="1",
+                      Value=ua.DataValue(ua.Variant(1.0, VT.Float))),
+    ]
+    codes = [c.value for c in await router.write(session(), ua.WriteParameters(NodesToWrite=nodes))]
+    assert codes == [S.Good, S.BadNotWritable, S.BadNodeIdUnknown, S.BadTypeMismatch, S.BadOutOfRange,
+                     S.BadOutOfRange, S.Good, S.BadWriteNotSupported, S.BadNotWritable, S.BadIndexRangeInvalid]
+    assert wincc.calls == [{"A.Setpoint": 5.0, "A.Count": 3, "A.Valve": True}]  # one call, only accepted nodes
+    assert written == [("A.Setpoint", 5.0), ("A.Valve", True)]
+
+
+async def test_roles_and_rules(rig) -> None:
+    server, d, wincc, router, _ = rig
+    params = ua.WriteParameters(NodesToWrite=[wv(d, "A.Setpoint", 1.0, VT.Float), wv(d, "A.Valve", True, VT.Boolean)])
+    for s in (session("r", Role.reader), session("anon", None)):
+        assert [c.value for c in await router.write(s, params)] == [S.BadUserAccessDenied] * 2
+    assert [c.value for c in await router.write(session("limited"), params)] == [S.BadUserAccessDenied, S.Good]
+    assert wincc.calls == [{"A.Valve": True}]
+
+
+async def test_slow_wincc_times_out(rig) -> None:
+    server, d, wincc, router, written = rig
+    wincc.delay = 5
+    (code,) = await router.write(session(), ua.WriteParameters(NodesToWrite=[wv(d, "A.Setpoint", 2.0, VT.Float)]))
+    assert code.value == S.BadTimeout and written == []
+
+
+async def test_lossless_conversion_only(rig) -> None:
+    server, d, wincc, router, _ = rig
+    params = ua.WriteParameters(NodesToWrite=[wv(d, "A.Count", 5, VT.Int32), wv(d, "A.Count", 70000, VT.Int32),
+                                              wv(d, "A.Count", 2.5, VT.Double)])
+    assert [c.value for c in await router.write(session(), params)] == [S.Good, S.BadTypeMismatch, S.BadTypeMismatch]
+
+
+async def test_same_node_twice_is_written_in_order(rig) -> None:
+    server, d, wincc, router, _ = rig
+    params = ua.WriteParameters(NodesToWrite=[wv(d, "A.Setpoint", 1.0, VT.Float), wv(d, "A.Setpoint", 2.0, VT.Float)])
+    assert [c.value for c in await router.write(session(), params)] == [S.Good, S.Good]
+    assert wincc.calls == [{"A.Setpoint": 1.0}, {"A.Setpoint": 2.0}]
