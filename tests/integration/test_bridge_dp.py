@@ -224,7 +224,7 @@ async def test_history_raw_paged_by_continuation_points(stack) -> None:
         while True:
             details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end,
                                                 NumValuesPerNode=100, ReturnBounds=False)
-            params = ua.HistoryReadParameters(HistoryReadDetails=details,
+            params = ua.HistoryReadParameters(ReleaseContinuationPoints=False, HistoryReadDetails=details,
                                               TimestampsToReturn=ua.TimestampsToReturn.Both,
                                               NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid,
                                                                                 ContinuationPoint=cp)])
@@ -258,7 +258,7 @@ async def test_history_processed_average_and_count(stack) -> None:
                                     (ua.ObjectIds.AggregateFunction_Maximum, max(good))):
             details = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=0,
                                               AggregateType=[ua.NodeId(aggregate)])
-            params = ua.HistoryReadParameters(HistoryReadDetails=details,
+            params = ua.HistoryReadParameters(ReleaseContinuationPoints=False, HistoryReadDetails=details,
                                               TimestampsToReturn=ua.TimestampsToReturn.Source,
                                               NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)])
             (res,) = await client.uaclient.history_read(params)
