@@ -25,7 +25,7 @@ from bridge.wincc.models import (
     WriteResult,
     decode_quality,
 )
-from bridge.wincc.parse import chunks, format_ts, opt_float, parse_ts, to_wire
+from bridge.wincc.parse import format_ts, opt_float, parse_ts, read_in_batches, to_wire
 from bridge.wincc.transport import Transport
 
 __all__ = ["DpClient", "page_archive"]
@@ -37,10 +37,6 @@ READ_MANY_PATH = "/WinCC/REST/Tags/ReadMultiple"
 
 def _q(name: str) -> str:
     return quote(name, safe="")
-
-
-def _dedupe(names: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(names))
 
 
 async def page_archive(
@@ -196,25 +192,7 @@ class DpClient:
     # -- read -----------------------------------------------------------------------------------------------
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        wanted = _dedupe(names)
-        if not wanted:
-            return {}
-        batches = list(chunks(wanted, self._batch))
-        results = await asyncio.gather(*(self._read_chunk(b) for b in batches), return_exceptions=True)
-        out: dict[str, TagValue | TagError] = {}
-        failures: list[WinCCError] = []
-        for batch, result in zip(batches, results, strict=True):
-            if isinstance(result, WinCCError):
-                failures.append(result)
-                for n in batch:
-                    out[n] = TagError(n, f"batch failed: {result}", TagErrorKind.bad_answer)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                out.update(result)
-        if len(failures) == len(batches):
-            raise failures[0]
-        return {n: out[n] for n in wanted}
+        return await read_in_batches(names, self._batch, self._read_chunk)
 
     async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
         body = await self._t.request_json("POST", READ_MANY_PATH, json={"TagNames": batch}, retry=True)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from bridge.wincc.errors import WinCCError
+from bridge.wincc.models import TagError, TagErrorKind, TagValue
 
 __all__ = ["chunks", "format_ts", "opt_float", "parse_ts", "to_wire"]
 
@@ -51,3 +55,33 @@ def opt_float(raw: Any) -> float | None:
 def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
+
+
+async def read_in_batches(
+    names: Sequence[str],
+    batch_size: int,
+    read_batch: Callable[[list[str]], Awaitable[dict[str, TagValue | TagError]]],
+) -> dict[str, TagValue | TagError]:
+    """Read `names` (deduplicated, order kept) in batches, concurrently (the transport caps requests in flight).
+
+    A failed batch gives its tags TagError(bad_answer) and leaves the others usable; if every batch failed, the
+    first error is raised so the caller can mark everything as unreachable at once."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return {}
+    batches = list(chunks(wanted, batch_size))
+    results = await asyncio.gather(*(read_batch(b) for b in batches), return_exceptions=True)
+    out: dict[str, TagValue | TagError] = {}
+    failures: list[WinCCError] = []
+    for batch, result in zip(batches, results, strict=True):
+        if isinstance(result, WinCCError):
+            failures.append(result)
+            for n in batch:
+                out[n] = TagError(n, f"batch failed: {result}", TagErrorKind.bad_answer)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            out.update(result)
+    if len(failures) == len(batches):
+        raise failures[0]
+    return {n: out[n] for n in wanted}

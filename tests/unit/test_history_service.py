@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from asyncua import Server, ua
+from asyncua import ua
 
 from bridge.config import HistoryConfig, Role
-from bridge.opcua.address_space import AddressSpace
 from bridge.opcua.history import HistoryService
-from bridge.opcua.session import BridgeInternalServer
-from bridge.opcua.tags import TagDirectory
 from bridge.opcua.users import BridgeUser
 from bridge.wincc.errors import WinCCUnreachable
+from tests.unit.ua_rig import server_with_tags
 from bridge.wincc.models import ArchiveValue, DataType, TagInfo
 
 S = ua.StatusCodes
@@ -49,11 +47,7 @@ class MemoryArchive:
 
 @pytest.fixture
 async def rig():
-    server = Server(iserver=BridgeInternalServer())
-    await server.init()
-    ns = await server.register_namespace("urn:t")
-    d = TagDirectory(ns, await server.register_namespace("urn:t/f"), await server.register_namespace("urn:t/b"))
-    await AddressSpace(server, d).build(TAGS)
+    server, d = await server_with_tags(TAGS)
     archive = MemoryArchive()
     service = HistoryService(server, d, archive, HistoryConfig(page_size=1000, max_continuation_points=10))
     await service.setup()

@@ -11,13 +11,12 @@ import pytest
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.session import BridgeInternalServer
 from bridge.opcua.sync import SyncEngine
 from bridge.opcua.tags import TagDirectory
 from bridge.wincc.errors import WinCCUnreachable
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagInfo, TagValue
 from tests.helpers import wait_until
+from tests.unit.ua_rig import server_with_tags
 
 S = ua.StatusCodes
 
@@ -60,11 +59,7 @@ TAGS = [
 
 @pytest.fixture
 async def rig():
-    server = Server(iserver=BridgeInternalServer())
-    await server.init()
-    ns = await server.register_namespace("urn:t")
-    directory = TagDirectory(ns, await server.register_namespace("urn:t/f"), await server.register_namespace("urn:t/b"))
-    await AddressSpace(server, directory).build(TAGS)
+    server, directory = await server_with_tags(TAGS)
     wincc = MemoryWinCC(TAGS)
     config = SyncConfig(interval_ms=50, poll_groups_ms=[50], idle_interval_ms=100, max_backoff_s=0.2)
     engine = SyncEngine(server, directory, wincc, config)

@@ -9,14 +9,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from asyncua import Server, ua
+from asyncua import ua
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.session import BridgeInternalServer
 from bridge.opcua.tags import TagDirectory
 from bridge.opcua.users import BridgeUser
 from bridge.opcua.writes import WriteRouter
+from tests.unit.ua_rig import server_with_tags
 from bridge.wincc.models import DataType, TagInfo, WriteError, WriteResult
 
 S = ua.StatusCodes
@@ -46,11 +45,7 @@ class MemoryWinCC:
 
 @pytest.fixture
 async def rig():
-    server = Server(iserver=BridgeInternalServer())
-    await server.init()
-    ns = await server.register_namespace("urn:t")
-    directory = TagDirectory(ns, await server.register_namespace("urn:t/f"), await server.register_namespace("urn:t/b"))
-    await AddressSpace(server, directory).build(TAGS)
+    server, directory = await server_with_tags(TAGS)
     wincc = MemoryWinCC()
     written: list[tuple[str, Any]] = []
     router = WriteRouter(server, directory, wincc, OpcUaConfig(write_rules={"limited": ["A.Valve"]}),
