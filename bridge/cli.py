@@ -50,9 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="simulator + bridge in one process with the bundled demo config (no file needed)")
 
     sim = sub.add_parser("simulate", help="run the WinCC REST simulator alone")
-    from bridge.simulator import add_arguments
-
-    add_arguments(sim)
+    sim.add_argument("simulator_args", nargs=argparse.REMAINDER,
+                     help="--port N [--dialect dp|restservice] [--tags N] ... (see `simulate --help`)")
 
     chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked")
     chk.add_argument("file", type=Path)
@@ -133,10 +132,13 @@ def _cmd_demo(redact: RedactingFilter) -> int:
     return 0
 
 
-def _cmd_simulate(ns: argparse.Namespace) -> int:
-    from bridge.simulator import options_from_args, serve
+def _cmd_simulate(args: list[str]) -> int:
+    # the simulator parses its own options, so `simulate --help` lists them and --help stays fast
+    from bridge.simulator import add_arguments, options_from_args, serve
 
-    options = options_from_args(ns)
+    parser = argparse.ArgumentParser(prog="wincc-opcua-bridge simulate", description="WinCC REST simulator")
+    add_arguments(parser)
+    options = options_from_args(parser.parse_args(args))
     asyncio.run(_until_signal(lambda stop: serve(options, stop)))
     return 0
 
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             case "demo":
                 return _cmd_demo(redact)
             case "simulate":
-                return _cmd_simulate(ns)
+                return _cmd_simulate(ns.simulator_args)
             case "check-config":
                 return _cmd_check_config(ns.file)
             case "hash-password":
