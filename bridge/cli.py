@@ -42,7 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="human", choices=["human", "json"])
+    # the same flags after the command name (`run --config x --log-level debug`) override the ones before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-format", default=argparse.SUPPRESS, choices=["human", "json"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
     run = sub.add_parser("run", help="serve OPC UA until SIGINT/SIGTERM")
     run.add_argument("--config", required=True, type=Path, help="YAML config file")

@@ -1,0 +1,327 @@
+"""The simulated plant: tags with live dynamics, limit alarms and an archive. No HTTP here.
+
+Demo plant (dp names; restservice names replace the dots with "_" after "System1." and group by the middle
+segment): Tank1 (level follows the inlet/outlet valves), Pump1 (speed follows its setpoint), Reactor
+(temperature follows its setpoint, first order, with deterministic noise), Counters (every integer type), Status
+(string, datetime) and "Hall 2" (a name with a space and a non-ASCII letter).
+
+Generated tags (`tags=N`): dp `System1.Gen.G{i//1000:03d}.Tag{i:06d}`, restservice `Gen_{i:06d}` in group
+`Gen{i//1000:03d}`; types cycle float, int32, bool (i % 3). Values are computed on read from the time, so 200k idle
+tags cost nothing: tag i changes every 1/change_rate seconds, phase-shifted by i, value = number of changes so far
+(bool: its parity); the timestamp is the time of the last change.
+
+Archive (deterministic, so history tests can compute by hand):
+- generated tags with i % 10 == 0: one value per second, value(s) = (i % 97) + (s % 3600) / 10.0 where s = whole
+  seconds since the archive epoch (options.archive_epoch, default start time minus backfill_days, floored to the
+  second), quality 192.
+- demo archived tags: one value every 10 s from the epoch to start, value(k) = low + (high - low) *
+  (0.5 + 0.4 * sin(k / 30)) for the k-th value, quality 192; then the live value once per tick.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge.wincc.models import DataType
+
+__all__ = ["Alarm", "Plant", "Tag"]
+
+RS_TYPE = {DataType.bool: 1, DataType.int8: 2, DataType.uint8: 3, DataType.int16: 4, DataType.uint16: 5,
+           DataType.int32: 6, DataType.uint32: 7, DataType.float: 8, DataType.double: 9, DataType.string: 10,
+           DataType.int64: 6, DataType.uint64: 7, DataType.datetime: 10}
+INT_RANGE = {DataType.int8: (-128, 127), DataType.int16: (-32768, 32767), DataType.int32: (-(2**31), 2**31 - 1),
+             DataType.int64: (-(2**63), 2**63 - 1), DataType.uint8: (0, 255), DataType.uint16: (0, 65535),
+             DataType.uint32: (0, 2**32 - 1), DataType.uint64: (0, 2**64 - 1)}
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Tag:
+    name: str  # dp name
+    type: DataType
+    value: Any
+    unit: str | None = None
+    low: float | None = None
+    high: float | None = None
+    writable: bool = False
+    archived: bool = False
+    description: str = ""
+    quality: int = 0xC0
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    history: list[tuple[datetime, Any, int]] = field(default_factory=list)
+
+    @property
+    def rs_name(self) -> str:
+        """restservice name: System1.Tank1.Level -> Tank1_Level, System1.Hall 2.Temperatur Außen -> Hall2_..."""
+        parts = self.name.split(".")[1:]
+        return "_".join(p.replace(" ", "") for p in parts)
+
+    @property
+    def rs_group(self) -> str:
+        return self.name.split(".")[1].replace(" ", "")
+
+
+@dataclass
+class Alarm:
+    id: str
+    tag: str
+    text: str
+    alarm_class: str
+    priority: int
+    active: bool = False
+    acknowledged: bool = True
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    value: Any = None
+
+
+class Plant:
+    def __init__(self, *, generated: int = 0, change_rate: float = 0.1, seed: int = 1, backfill_days: float = 2,
+                 archive_epoch: datetime | None = None) -> None:
+        self.started = datetime.now(UTC).replace(microsecond=0)
+        self.epoch = archive_epoch or (self.started - timedelta(days=backfill_days))
+        self.seed = seed
+        self.generated = generated
+        self.change_rate = change_rate
+        self._mono0 = time.monotonic()
+        self.tags: dict[str, Tag] = {}
+        self.removed_generated: set[int] = set()
+        self._build_demo()
+        self.alarms: dict[str, Alarm] = {
+            "1001": Alarm("1001", "System1.Tank1.Level", "Tank 1 level high", "Alarm", 800),
+            "1002": Alarm("1002", "System1.Reactor.Temperature", "Reactor temperature high", "Alarm", 900),
+            "1003": Alarm("1003", "System1.Pump1.Running", "Pump 1 not running", "Warning", 300),
+        }
+        self.forced_alarms: dict[str, bool] = {}
+        self.alarm_log: list[dict[str, Any]] = []
+        self._tick_n = 0
+        self._backfill()
+
+    # ---- model ---------------------------------------------------------------------------------------------
+    def _add(self, name: str, type_: DataType, value: Any, **kw: Any) -> None:
+        self.tags[name] = Tag(name, type_, value, **kw)
+
+    def _build_demo(self) -> None:
+        D = DataType
+        a = self._add
+        a("System1.Tank1.Level", D.float, 5.0, unit="m", low=0, high=10, archived=True, description="Tank 1 level")
+        a("System1.Tank1.InletValve", D.bool, True, writable=True, description="Inlet valve open")
+        a("System1.Tank1.OutletValve", D.bool, False, writable=True, description="Outlet valve open")
+        a("System1.Tank1.LevelSetpoint", D.float, 8.0, unit="m", low=0, high=10, writable=True)
+        a("System1.Pump1.Speed", D.float, 0.0, unit="rpm", low=0, high=3000, archived=True)
+        a("System1.Pump1.SpeedSetpoint", D.float, 1500.0, unit="rpm", low=0, high=3000, writable=True)
+        a("System1.Pump1.Running", D.bool, True)
+        a("System1.Reactor.Temperature", D.double, 80.0, unit="degC", low=0, high=200, archived=True)
+        a("System1.Reactor.TemperatureSetpoint", D.double, 90.0, unit="degC", low=0, high=200, writable=True)
+        a("System1.Counters.Batch", D.int32, 1, writable=True)
+        a("System1.Counters.Int8Value", D.int8, -5)
+        a("System1.Counters.Int16Value", D.int16, 0, low=-100, high=100, writable=True)
+        a("System1.Counters.Int64Value", D.int64, 2**40)
+        a("System1.Counters.UInt8Value", D.uint8, 200)
+        a("System1.Counters.UInt16Value", D.uint16, 60000)
+        a("System1.Counters.UInt32Value", D.uint32, 4_000_000_000)
+        a("System1.Counters.UInt64Value", D.uint64, 2**60)
+        a("System1.Status.Text", D.string, "running", writable=True)
+        a("System1.Status.LastBatchStart", D.datetime, iso(self.started), writable=True)
+        a("System1.Hall 2.Temperatur Außen", D.float, 12.5, unit="degC", low=-40, high=60, archived=True)
+
+    def _backfill(self) -> None:
+        start = self.epoch
+        n = int((self.started - start).total_seconds() // 10)
+        for tag in self.tags.values():
+            if not tag.archived:
+                continue
+            lo, hi = tag.low or 0.0, tag.high or 100.0
+            tag.history = [(start + timedelta(seconds=10 * k), lo + (hi - lo) * (0.5 + 0.4 * math.sin(k / 30)), 0xC0)
+                           for k in range(n)]
+
+    # ---- generated tags ------------------------------------------------------------------------------------
+    @staticmethod
+    def gen_type(i: int) -> DataType:
+        return (DataType.float, DataType.int32, DataType.bool)[i % 3]
+
+    def gen_name(self, i: int, dialect: str) -> str:
+        return f"System1.Gen.G{i // 1000:03d}.Tag{i:06d}" if dialect == "dp" else f"Gen_{i:06d}"
+
+    def gen_index(self, name: str) -> int | None:
+        try:
+            if name.startswith("System1.Gen.G"):
+                i = int(name.rsplit(".Tag", 1)[1])
+            elif name.startswith("Gen_"):
+                i = int(name[4:])
+            else:
+                return None
+        except (ValueError, IndexError):
+            return None
+        return i if 0 <= i < self.generated and i not in self.removed_generated else None
+
+    def gen_value(self, i: int, now: float | None = None) -> tuple[Any, datetime]:
+        now = time.time() if now is None else now
+        if self.change_rate <= 0:
+            changes, ts = 0, self.started.timestamp()
+        else:
+            period = 1.0 / self.change_rate
+            phase = (i * 0.6180339887 % 1.0) * period
+            changes = int((now - phase) // period)
+            ts = changes * period + phase
+        t = self.gen_type(i)
+        value: Any = bool(changes % 2) if t is DataType.bool else (changes if t is DataType.int32 else float(changes))
+        return value, datetime.fromtimestamp(ts, UTC)
+
+    def gen_archive(self, i: int, start: datetime, end: datetime, limit: int) -> list[tuple[datetime, Any, int]]:
+        if i % 10:
+            return []
+        first = max(0, math.ceil((start - self.epoch).total_seconds()))
+        last = math.floor((min(end, datetime.now(UTC)) - self.epoch).total_seconds())
+        out = []
+        for s in range(first, min(last, first + limit - 1) + 1):
+            out.append((self.epoch + timedelta(seconds=s), float((i % 97) + (s % 3600) / 10.0), 0xC0))
+        return out
+
+    # ---- reads and writes ----------------------------------------------------------------------------------
+    def read(self, name: str) -> tuple[Any, int, datetime, DataType] | None:
+        tag = self.tags.get(name)
+        if tag is not None:
+            return tag.value, tag.quality, tag.timestamp, tag.type
+        i = self.gen_index(name)
+        if i is None:
+            return None
+        value, ts = self.gen_value(i)
+        return value, 0xC0, ts, self.gen_type(i)
+
+    def check_write(self, name: str, value: Any) -> tuple[int, str]:
+        """(http status, error text); 200 = ok. Applies the value when ok."""
+        tag = self.tags.get(name)
+        if tag is None:
+            return (404, "not found") if self.gen_index(name) is None else (403, "generated tags are read-only")
+        if not tag.writable:
+            return 403, f"{name} is read-only"
+        t = tag.type
+        ok_type = (
+            isinstance(value, bool) if t is DataType.bool else
+            isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+            if t in INT_RANGE else
+            isinstance(value, (int, float)) and not isinstance(value, bool) if t in (DataType.float, DataType.double)
+            else isinstance(value, str)
+        )
+        if not ok_type:
+            return 400, f"type mismatch: {type(value).__name__} for {t.value}"
+        if t is DataType.datetime:
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return 400, "type mismatch: not an ISO 8601 time"
+        if t in INT_RANGE:
+            value = int(value)
+            lo, hi = INT_RANGE[t]
+            if not lo <= value <= hi:
+                return 400, f"out of range: {value} does not fit {t.value}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (tag.low is not None and value < tag.low) or (tag.high is not None and value > tag.high):
+                return 400, f"out of range: {value} outside {tag.low}..{tag.high}"
+        self.set(name, float(value) if t in (DataType.float, DataType.double) else value)
+        return 200, ""
+
+    def set(self, name: str, value: Any, quality: int | None = None) -> None:
+        tag = self.tags[name]
+        tag.value = value
+        if quality is not None:
+            tag.quality = quality
+        tag.timestamp = datetime.now(UTC)
+
+    # ---- dynamics ------------------------------------------------------------------------------------------
+    def tick(self, dt: float) -> None:
+        self._tick_n += 1
+        t = self.tags
+        now = datetime.now(UTC)
+        level = t["System1.Tank1.Level"]
+        inflow = 0.4 if t["System1.Tank1.InletValve"].value else 0.0
+        outflow = 0.3 if t["System1.Tank1.OutletValve"].value else 0.0
+        if level.value >= t["System1.Tank1.LevelSetpoint"].value:
+            inflow = 0.0  # the level controller closes the feed at its setpoint
+        wobble = 0.01 * math.sin(self._tick_n / 3)
+        new_level = min(10.0, max(0.0, level.value + (inflow - outflow) * dt + wobble))
+        self._update(level, round(new_level, 4), now)
+        speed = t["System1.Pump1.Speed"]
+        sp = t["System1.Pump1.SpeedSetpoint"].value if t["System1.Pump1.Running"].value else 0.0
+        self._update(speed, round(speed.value + (sp - speed.value) * min(1.0, dt) * 0.5 + math.sin(self._tick_n) * 0.5, 2), now)
+        temp = t["System1.Reactor.Temperature"]
+        target = t["System1.Reactor.TemperatureSetpoint"].value
+        noise = 0.05 * math.sin(self._tick_n * 1.7 + self.seed)
+        self._update(temp, round(temp.value + (target - temp.value) * 0.05 * dt + noise, 4), now)
+        hall = t["System1.Hall 2.Temperatur Außen"]
+        self._update(hall, round(12.5 + 3 * math.sin(self._tick_n / 50), 3), now)
+        self._alarms(now)
+
+    def _update(self, tag: Tag, value: Any, now: datetime) -> None:
+        if value != tag.value:
+            tag.value, tag.timestamp = value, now
+        if tag.archived:
+            tag.history.append((now, tag.value, tag.quality))
+
+    def _alarms(self, now: datetime) -> None:
+        t = self.tags
+        conditions = {
+            "1001": t["System1.Tank1.Level"].value > 9,
+            "1002": t["System1.Reactor.Temperature"].value > 180,
+            "1003": (not t["System1.Pump1.Running"].value) and t["System1.Pump1.SpeedSetpoint"].value > 0,
+        }
+        for alarm_id, active in conditions.items():
+            self.set_alarm(alarm_id, self.forced_alarms.get(alarm_id, active), now)
+
+    def set_alarm(self, alarm_id: str, active: bool, now: datetime | None = None) -> None:
+        alarm = self.alarms[alarm_id]
+        if alarm.active == active:
+            return
+        now = now or datetime.now(UTC)
+        alarm.active, alarm.timestamp = active, now
+        alarm.value = self.tags[alarm.tag].value
+        if active:
+            alarm.acknowledged = False
+        self.alarm_log.append(self.alarm_entry(alarm, "came" if active else "went"))
+        del self.alarm_log[:-10_000]
+
+    def acknowledge(self, alarm_id: str) -> int:
+        alarm = self.alarms.get(alarm_id)
+        if alarm is None:
+            return 404
+        if alarm.acknowledged:
+            return 409
+        alarm.acknowledged = True
+        entry = self.alarm_entry(alarm, "came" if alarm.active else "went")
+        entry["timestamp"] = iso(datetime.now(UTC))
+        self.alarm_log.append(entry)
+        return 200
+
+    def alarm_entry(self, alarm: Alarm, state: str) -> dict[str, Any]:
+        return {"id": alarm.id, "dp": alarm.tag, "text": alarm.text, "class": alarm.alarm_class,
+                "priority": alarm.priority, "state": state, "acknowledged": alarm.acknowledged,
+                "timestamp": iso(alarm.timestamp), "value": alarm.value}
+
+    def active_alarms(self) -> list[Alarm]:
+        return [a for a in self.alarms.values() if a.active or not a.acknowledged]
+
+    # ---- archive -------------------------------------------------------------------------------------------
+    def archive(self, name: str, start: datetime, end: datetime, limit: int) -> list[tuple[datetime, Any, int]] | None:
+        tag = self.tags.get(name)
+        if tag is not None:
+            if not tag.archived:
+                return None
+            times = [h[0] for h in tag.history]
+            lo = bisect.bisect_left(times, start)
+            hi = bisect.bisect_right(times, end)
+            return tag.history[lo:min(hi, lo + limit)]
+        i = self.gen_index(name)
+        if i is None or i % 10:
+            return None
+        return self.gen_archive(i, start, end, limit)
+
+    def dp_names(self) -> list[str]:
+        return list(self.tags)

@@ -1,0 +1,276 @@
+"""The whole bridge over real interfaces: simulator (HTTP) and bridge in their own processes, an asyncua client
+over TCP in this one. dp dialect."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asyncua import Client, ua
+
+from tests.helpers import wait_until
+
+NS_URI = "urn:wincc-opcua-bridge:tags"
+LEVEL = "System1.Tank1.Level"
+SETPOINT = "System1.Tank1.LevelSetpoint"
+
+
+@pytest.fixture(scope="module")
+def stack(bridge_stack):
+    return bridge_stack("dp")
+
+
+async def _client(stack, user: str | None = "operator") -> Client:
+    client = Client(stack.url_for(user), timeout=10)
+    await client.connect()
+    return client
+
+
+async def _ns(client: Client) -> int:
+    return await client.get_namespace_index(NS_URI)
+
+
+async def test_browse_finds_tags_with_nodeids_types_and_units(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        level = client.get_node(ua.NodeId(LEVEL, ns))
+        assert (await level.read_display_name()).Text == "Level"
+        assert await level.read_data_type() == ua.NodeId(ua.ObjectIds.Float)
+        type_def = await level.read_type_definition()
+        assert type_def == ua.NodeId(ua.ObjectIds.AnalogItemType)
+        props = {(await p.read_browse_name()).Name: p for p in await level.get_properties()}
+        eu = await props["EngineeringUnits"].read_value()
+        assert eu.DisplayName.Text == "m"
+        rng = await props["EURange"].read_value()
+        assert (rng.Low, rng.High) == (0, 10)
+        assert (await level.read_attribute(ua.AttributeIds.Historizing)).Value.Value is True
+        odd = client.get_node(ua.NodeId("System1.Hall 2.Temperatur Außen", ns))
+        assert (await odd.read_display_name()).Text == "Temperatur Außen"
+        # the folder chain Objects > WinCC > System1 > Tank1 holds the tag
+        bridge_ns = await client.get_namespace_index(NS_URI + "/bridge")
+        folder_ns = await client.get_namespace_index(NS_URI + "/folders")
+        wincc = client.get_node(ua.NodeId("WinCC", bridge_ns))
+        assert wincc.nodeid in [c.nodeid for c in await client.nodes.objects.get_children()]
+        tank = client.get_node(ua.NodeId("System1/Tank1", folder_ns))
+        assert level.nodeid in [c.nodeid for c in await tank.get_children()]
+    finally:
+        await client.disconnect()
+
+
+async def test_values_follow_the_simulator_with_wincc_timestamps(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        node = client.get_node(ua.NodeId("System1.Counters.Int16Value", ns))
+        stack.sim_control("/_sim/tags", {"set": {"System1.Counters.Int16Value": 42}})
+
+        async def is_42():
+            dv = await node.read_data_value(raise_on_bad_status=False)
+            return dv if dv.StatusCode.is_good() and dv.Value.Value == 42 else None
+
+        dv = await wait_until(is_42, timeout=10, what="value 42 from the simulator")
+        assert dv.Value.VariantType == ua.VariantType.Int16
+        assert dv.SourceTimestamp is not None and dv.ServerTimestamp is not None
+        stack.sim_control("/_sim/tags", {"quality": {"System1.Counters.Int16Value": 0x0C}})
+
+        async def device_failure():
+            dv = await node.read_data_value(raise_on_bad_status=False)
+            return dv.StatusCode.value & 0xFFFF0000 == ua.StatusCodes.BadDeviceFailure
+
+        await wait_until(device_failure, timeout=10, what="BadDeviceFailure from quality 0x0C")
+        stack.sim_control("/_sim/tags", {"quality": {"System1.Counters.Int16Value": 0xC0}})
+    finally:
+        await client.disconnect()
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.items: list[tuple[float, ua.DataValue]] = []
+
+    def datachange_notification(self, node, val, data) -> None:
+        self.items.append((time.monotonic(), data.monitored_item.Value))
+
+
+async def test_subscription_gets_changes_within_interval_plus_200ms(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        handler = _Collect()
+        sub = await client.create_subscription(50, handler)
+        node = client.get_node(ua.NodeId("System1.Counters.Batch", ns))
+        handle = await sub.subscribe_data_change(node, sampling_interval=200)
+        await wait_until(lambda: handler.items, timeout=10, what="initial value")
+        for value in (1001, 1002, 1003):
+            t0 = time.monotonic()
+            stack.sim_control("/_sim/tags", {"set": {"System1.Counters.Batch": value}})
+            await wait_until(lambda v=value: any(dv.Value.Value == v for _, dv in handler.items), timeout=5)
+            arrived = next(t for t, dv in handler.items if dv.Value.Value == value)
+            # poll group 200 ms + publishing 50 ms + 200 ms allowance
+            assert arrived - t0 < 0.2 + 0.05 + 0.2 + 0.3, f"change arrived after {arrived - t0:.3f} s"
+        await sub.unsubscribe(handle)
+        await sub.delete()
+    finally:
+        await client.disconnect()
+
+
+async def test_wincc_down_marks_bad_keeps_value_and_recovers(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        node = client.get_node(ua.NodeId(LEVEL, ns))
+        await wait_until(lambda: _good(node), timeout=10)
+        last = (await node.read_data_value(raise_on_bad_status=False)).Value.Value
+        stack.sim_control("/_sim/faults", {"mode": "down"})
+        try:
+            dv = await wait_until(lambda: _status(node, ua.StatusCodes.BadCommunicationError), timeout=15,
+                                  what="BadCommunicationError while WinCC is down")
+            assert dv.Value.Value is not None and math.isfinite(dv.Value.Value)
+            assert dv.Value.Value == pytest.approx(last, abs=10)
+            status = client.get_node(ua.NodeId("BridgeStatus.Connected", await client.get_namespace_index(NS_URI + "/bridge")))
+            assert await status.read_value() is False
+        finally:
+            stack.sim_control("/_sim/faults", method="DELETE")
+        await wait_until(lambda: _good(node), timeout=20, what="Good again after WinCC is back")
+    finally:
+        await client.disconnect()
+
+
+async def _good(node) -> bool:
+    return (await node.read_data_value(raise_on_bad_status=False)).StatusCode.is_good()
+
+
+async def _status(node, code: int):
+    dv = await node.read_data_value(raise_on_bad_status=False)
+    return dv if dv.StatusCode.value & 0xFFFF0000 == code else None
+
+
+async def test_write_statuses_per_node(stack) -> None:
+    stack.sim_control("/_sim/stats/reset", {})
+    client = await _client(stack, "operator")
+    try:
+        ns = await _ns(client)
+        nid = lambda n: ua.NodeId(n, ns)  # noqa: E731
+        F, D, B, I16, S = (ua.VariantType.Float, ua.VariantType.Double, ua.VariantType.Boolean, ua.VariantType.Int16,
+                           ua.VariantType.String)
+        cases = [
+            (nid(SETPOINT), ua.Variant(4.5, F), ua.StatusCodes.Good),
+            (nid("System1.Tank1.InletValve"), ua.Variant(True, B), ua.StatusCodes.Good),
+            (nid(LEVEL), ua.Variant(1.0, F), ua.StatusCodes.BadNotWritable),
+            (nid("System1.No.Such.Tag"), ua.Variant(1.0, F), ua.StatusCodes.BadNodeIdUnknown),
+            (nid(SETPOINT), ua.Variant("x", S), ua.StatusCodes.BadTypeMismatch),
+            (nid(SETPOINT), ua.Variant(11.0, F), ua.StatusCodes.BadOutOfRange),
+            (nid("System1.Counters.Int16Value"), ua.Variant(7, I16), ua.StatusCodes.Good),
+            (nid("System1.Counters.Int16Value"), ua.Variant(0.5, D), ua.StatusCodes.BadTypeMismatch),
+        ]
+        params = ua.WriteParameters(NodesToWrite=[
+            ua.WriteValue(NodeId=n, AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v)) for n, v, _ in cases
+        ])
+        results = await client.uaclient.write(params)
+        assert [r.value for r in results] == [c for _, _, c in cases]
+        writes = stack.sim_stats()["writes"]
+        assert sorted((w["name"], w["value"]) for w in writes) == sorted(
+            [(SETPOINT, 4.5), ("System1.Tank1.InletValve", True), ("System1.Counters.Int16Value", 7)]
+        )
+        # the written value shows at once
+        assert await client.get_node(nid("System1.Counters.Int16Value")).read_value() == 7
+        assert "user=operator" in stack.log_text() and "System1.Counters.Int16Value" in stack.log_text()
+    finally:
+        await client.disconnect()
+
+
+async def test_reader_and_anonymous_cannot_write(stack) -> None:
+    for user in ("reader", None):
+        client = await _client(stack, user)
+        try:
+            ns = await _ns(client)
+            node = client.get_node(ua.NodeId(SETPOINT, ns))
+            params = ua.WriteParameters(NodesToWrite=[ua.WriteValue(
+                NodeId=node.nodeid, AttributeId=ua.AttributeIds.Value,
+                Value=ua.DataValue(ua.Variant(2.0, ua.VariantType.Float)))])
+            (result,) = await client.uaclient.write(params)
+            assert result.value == ua.StatusCodes.BadUserAccessDenied
+            level = await node.read_attribute(ua.AttributeIds.UserAccessLevel)
+            assert not level.Value.Value & (1 << ua.AccessLevel.CurrentWrite.value)
+        finally:
+            await client.disconnect()
+
+
+async def test_wrong_password_is_refused_and_not_logged(stack) -> None:
+    host = stack.endpoint.removeprefix("opc.tcp://")
+    client = Client(f"opc.tcp://operator:not-the-password@{host}", timeout=10)
+    with pytest.raises(Exception):
+        await client.connect()
+    await wait_until(lambda: "failed login for user 'operator'" in stack.log_text(), timeout=5)
+    text = stack.log_text()
+    assert "not-the-password" not in text
+    for pw in stack.users.values():
+        assert pw not in text
+
+
+async def test_history_raw_paged_by_continuation_points(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        node = client.get_node(ua.NodeId(LEVEL, ns))
+        end = datetime.now(UTC)
+        start = end - timedelta(hours=2)
+        seen: list[datetime] = []
+        cp = None
+        pages = 0
+        while True:
+            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end,
+                                                NumValuesPerNode=100, ReturnBounds=False)
+            params = ua.HistoryReadParameters(ReleaseContinuationPoints=False, HistoryReadDetails=details,
+                                              TimestampsToReturn=ua.TimestampsToReturn.Both,
+                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid,
+                                                                                ContinuationPoint=cp)])
+            (res,) = await client.uaclient.history_read(params)
+            assert res.StatusCode.is_good(), res.StatusCode
+            values = res.HistoryData.DataValues
+            seen += [dv.SourceTimestamp for dv in values]
+            pages += 1
+            cp = res.ContinuationPoint
+            if not cp:
+                break
+            assert len(values) == 100
+        assert pages > 1
+        assert seen == sorted(seen) and len(seen) == len(set(seen))
+        assert len(seen) >= 2 * 3600 // 10 - 2  # the simulator backfills one value every 10 s
+    finally:
+        await client.disconnect()
+
+
+async def test_history_processed_average_and_count(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        node = client.get_node(ua.NodeId(LEVEL, ns))
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        start = end - timedelta(minutes=30)
+        raw = await node.read_raw_history(start, end - timedelta(microseconds=1), return_bounds=False)
+        good = [dv.Value.Value for dv in raw if dv.StatusCode.is_good()]
+        for aggregate, expected in ((ua.ObjectIds.AggregateFunction_Count, len(good)),
+                                    (ua.ObjectIds.AggregateFunction_Average, sum(good) / len(good)),
+                                    (ua.ObjectIds.AggregateFunction_Maximum, max(good))):
+            details = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=0,
+                                              AggregateType=[ua.NodeId(aggregate)])
+            params = ua.HistoryReadParameters(ReleaseContinuationPoints=False, HistoryReadDetails=details,
+                                              TimestampsToReturn=ua.TimestampsToReturn.Source,
+                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)])
+            (res,) = await client.uaclient.history_read(params)
+            (dv,) = res.HistoryData.DataValues
+            assert dv.Value.Value == pytest.approx(expected, rel=1e-5), aggregate
+    finally:
+        await client.disconnect()
+
+
+def test_sigterm_stops_cleanly_with_exit_0(bridge_stack) -> None:
+    stack = bridge_stack("dp")
+    assert stack.bridge is not None
+    stack.bridge.send_signal(signal.SIGTERM)
+    assert stack.bridge.wait(20) == 0
+    assert "Traceback" not in stack.log_text()
