@@ -48,6 +48,7 @@ def test_browse_pages_with_browse_next(stack, node_client) -> None:
         {"op": "browse", "nodeId": f"nsu={NS_URI}/folders;s=System1/Counters", "maxRefs": 3},
     ], user="reader"))
     (browse,) = out
+    assert "error" not in browse, browse
     names = {r["browseName"] for r in browse["refs"]}
     assert {"Batch", "Int8Value", "Int16Value", "UInt64Value"} <= names
     assert browse["calls"] > 1  # continuation points and BrowseNext were used
@@ -65,6 +66,7 @@ def test_history_raw_and_processed(stack, node_client) -> None:
          "end": end.isoformat(), "aggregate": "Average", "processingInterval": 600000},
     ], user="reader"))
     raw, count, avg = out
+    assert "error" not in raw and "error" not in count and "error" not in avg, out
     assert raw["calls"] > 1 and len(raw["values"]) >= 300
     stamps = [v["sourceTimestamp"] for v in raw["values"]]
     assert stamps == sorted(stamps) and len(stamps) == len(set(stamps))

@@ -9,7 +9,7 @@
 const {
   OPCUAClient, MessageSecurityMode, SecurityPolicy, AttributeIds, DataType, UserTokenType, TimestampsToReturn,
   ClientSubscription, ClientMonitoredItem, BrowseDirection, AggregateFunction, ReadRawModifiedDetails,
-  ReadProcessedDetails, StatusCodes,
+  ReadProcessedDetails, StatusCodes, HistoryReadRequest,
 } = require("node-opcua-client");
 
 function dv(d) {
@@ -58,10 +58,10 @@ async function historyRaw(session, step) {
       isReadModified: false, startTime: new Date(step.start), endTime: new Date(step.end),
       numValuesPerNode: step.numValuesPerNode || 0, returnBounds: !!step.returnBounds,
     });
-    const res = await session.historyRead({
+    const res = await session.historyRead(new HistoryReadRequest({
       historyReadDetails: details, timestampsToReturn: TimestampsToReturn.Both, releaseContinuationPoints: false,
       nodesToRead: [{ nodeId: step.nodeId, continuationPoint: cp }],
-    });
+    }));
     calls += 1;
     const r = res.results[0];
     if (r.statusCode.isNotGood() && r.statusCode.name !== "GoodMoreData") return { status: r.statusCode.name, values, calls };
@@ -79,20 +79,20 @@ async function historyProcessed(session, step) {
     startTime: new Date(step.start), endTime: new Date(step.end), processingInterval: step.processingInterval,
     aggregateType: [agg], aggregateConfiguration: { useServerCapabilitiesDefaults: true },
   });
-  const res = await session.historyRead({
+  const res = await session.historyRead(new HistoryReadRequest({
     historyReadDetails: details, timestampsToReturn: TimestampsToReturn.Both, releaseContinuationPoints: false,
     nodesToRead: [{ nodeId: step.nodeId }],
-  });
+  }));
   const r = res.results[0];
   return { status: r.statusCode.name, values: ((r.historyData && r.historyData.dataValues) || []).map(dv) };
 }
 
 async function subscribe(session, step) {
-  const sub = ClientSubscription.create(session, {
+  const sub = await session.createSubscription2({
     requestedPublishingInterval: step.publishingInterval || 100, requestedLifetimeCount: 100,
     requestedMaxKeepAliveCount: 10, maxNotificationsPerPublish: 1000, publishingEnabled: true, priority: 1,
   });
-  const item = ClientMonitoredItem.create(sub, { nodeId: step.nodeId, attributeId: AttributeIds.Value },
+  const item = await sub.monitor({ nodeId: step.nodeId, attributeId: AttributeIds.Value },
     { samplingInterval: step.samplingInterval || 200, discardOldest: true, queueSize: 10 }, TimestampsToReturn.Both);
   const got = [];
   await new Promise((resolve) => {
@@ -118,7 +118,14 @@ async function run(spec) {
   const session = await client.createSession(identity);
   const out = [];
   try {
-    for (const step of spec.steps) {
+    // "nsu=<uri>;s=..." NodeIds are resolved against the server's NamespaceArray, as a user would pick them
+    const nsArray = (await session.read({ nodeId: "i=2255", attributeId: AttributeIds.Value })).value.value;
+    const resolve = (id) => {
+      const m = /^nsu=([^;]+);(.*)$/.exec(id || "");
+      return m ? `ns=${nsArray.indexOf(m[1])};${m[2]}` : id;
+    };
+    for (const raw of spec.steps) {
+      const step = { ...raw, nodeId: resolve(raw.nodeId), objectId: resolve(raw.objectId), methodId: resolve(raw.methodId) };
       try {
         switch (step.op) {
           case "browse": out.push(await browseAll(session, step.nodeId, step.maxRefs)); break;
@@ -142,7 +149,7 @@ async function run(spec) {
           default: throw new Error("unknown op " + step.op);
         }
       } catch (err) {
-        out.push({ error: String(err && err.message ? err.message : err) });
+        out.push({ error: String(err && err.stack ? err.stack : err) });
       }
     }
   } finally {
