@@ -218,7 +218,7 @@ class SyncEngine:
                 await self._apply(tag, result, now)
             elif isinstance(result, TagError):
                 await self._publish(tag, tag.value, _ITEM_ERROR[result.kind].value, tag.source_ts, now)
-        if not self._connected:
+        if not self._connected and self._counters["poll_errors_total"]:
             log.info("WinCC reachable again")
         self._connected = True
         self._last_success = now
