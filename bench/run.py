@@ -69,8 +69,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float
 
 @contextmanager
 def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            cwd=log.parent)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=log.parent)
     try:
         yield proc
     finally:
