@@ -241,17 +241,18 @@ def build_app(plant: Plant, dialect: str, *, auth: str = "none", username: str =
         stats.acknowledged.append({"id": alarm_id, "user": body.get("user"), "comment": body.get("comment")})
         return JSONResponse({"id": alarm_id, "acknowledged": True})
 
-    def history_entries(start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+    def history_entries(request: Request, start_key: str, end_key: str, limit_key: str) -> list[dict[str, Any]]:
+        """Alarm log entries in the query's time range (both dialects name the parameters differently)."""
+        q = request.query_params
+        start = _ts(q.get(start_key), datetime(1970, 1, 1, tzinfo=UTC))
+        end = _ts(q.get(end_key), datetime.now(UTC))
         out = [e for e in plant.alarm_log if start <= _ts(e["timestamp"], start) <= end]
-        return out[:limit]
+        return out[: int(q.get(limit_key, "1000"))]
 
     async def alerts_history(request: Request) -> Response:
         if (r := await gate(request, "GET /api/alerts/history")) is not None:
             return r
-        q = request.query_params
-        start = _ts(q.get("start"), datetime(1970, 1, 1, tzinfo=UTC))
-        end = _ts(q.get("end"), datetime.now(UTC))
-        return JSONResponse({"alerts": history_entries(start, end, int(q.get("limit", "1000")))})
+        return JSONResponse({"alerts": history_entries(request, "start", "end", "limit")})
 
     async def dp_history(request: Request) -> Response:
         if (r := await gate(request, "GET /api/history/{name}")) is not None:
@@ -402,10 +403,8 @@ def build_app(plant: Plant, dialect: str, *, auth: str = "none", username: str =
     async def rs_short_term(request: Request) -> Response:
         if (r := await gate(request, "GET /alarmLogging/ShortTermArchive")) is not None:
             return r
-        q = request.query_params
-        start = _ts(q.get("timeFrom"), datetime(1970, 1, 1, tzinfo=UTC))
-        end = _ts(q.get("timeTo"), datetime.now(UTC))
-        return JSONResponse({"messages": [rs_message(e) for e in history_entries(start, end, int(q.get("maxValues", "1000")))]})
+        entries = history_entries(request, "timeFrom", "timeTo", "maxValues")
+        return JSONResponse({"messages": [rs_message(e) for e in entries]})
 
     # ---- control --------------------------------------------------------------------------------------------
     async def health(request: Request) -> Response:
