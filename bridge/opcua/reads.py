@@ -3,7 +3,8 @@
 A Read of a tag's Value also tells the sync engine the tag is in use (it is polled fast for a while). The
 UserAccessLevel of a tag is answered for the session's role (asyncua stores one static value for everyone):
 readers see CurrentRead (+HistoryRead on archived tags), operators and admins also CurrentWrite on writable tags.
-A session without any role gets BadUserAccessDenied for tag values.
+A session without any role gets BadUserAccessDenied for tag values. UserExecutable of a method is answered with the
+same rule the Call service applies (calls.may_call).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
+from bridge.opcua.calls import may_call
 from bridge.opcua.sync import SyncEngine
 from bridge.opcua.tags import TagDirectory
 from bridge.opcua.users import role_of
@@ -42,6 +44,10 @@ class ReadService:
         role = role_of(session.user)
         read_tags: list[str] = []
         for i, rv in enumerate(params.NodesToRead):
+            if rv.AttributeId == A.UserExecutable and results[i].StatusCode.is_good():
+                executable = bool(results[i].Value.Value) and may_call(role, rv.NodeId, self._directory.bridge_ns)
+                results[i] = ua.DataValue(ua.Variant(executable, ua.VariantType.Boolean))
+                continue
             tag = self._directory.tag_for(rv.NodeId)
             if tag is None:
                 continue

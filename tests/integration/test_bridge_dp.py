@@ -8,10 +8,12 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from asyncua import Client, ua
 
 from tests.helpers import wait_until
+from tests.integration.conftest import WINCC_PASSWORD
 
 NS_URI = "urn:wincc-opcua-bridge:tags"
 LEVEL = "System1.Tank1.Level"
@@ -274,3 +276,59 @@ def test_sigterm_stops_cleanly_with_exit_0(bridge_stack) -> None:
     stack.bridge.send_signal(signal.SIGTERM)
     assert stack.bridge.wait(20) == 0
     assert "Traceback" not in stack.log_text()
+
+
+async def test_user_executable_follows_the_role(stack) -> None:
+    refresh = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+    state_change = ua.NodeId(ua.ObjectIds.Server_RequestServerStateChange)
+    expected = {"reader": (True, False), "admin": (True, True)}
+    for user, (can_refresh, can_change_state) in expected.items():
+        client = await _client(stack, user)
+        try:
+            got = []
+            for method in (refresh, state_change):
+                dv = await client.get_node(method).read_attribute(ua.AttributeIds.UserExecutable)
+                got.append(dv.Value.Value)
+            assert tuple(got) == (can_refresh, can_change_state), user
+        finally:
+            await client.disconnect()
+
+
+async def test_every_simulator_tag_is_served_with_its_type(stack) -> None:
+    client = await _client(stack, "reader")
+    try:
+        ns = await _ns(client)
+        bridge_ns = await client.get_namespace_index(NS_URI + "/bridge")
+        found: dict[str, ua.NodeId] = {}
+
+        async def walk(node) -> None:
+            for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences):
+                nid = child.nodeid
+                if nid.NamespaceIndex == ns:
+                    found[nid.Identifier] = await child.read_data_type()
+                elif await child.read_node_class() == ua.NodeClass.Object:
+                    await walk(child)
+
+        await walk(client.get_node(ua.NodeId("WinCC", bridge_ns)))
+        expected = {
+            "bool": ua.ObjectIds.Boolean, "int8": ua.ObjectIds.SByte, "int16": ua.ObjectIds.Int16,
+            "int32": ua.ObjectIds.Int32, "int64": ua.ObjectIds.Int64, "uint8": ua.ObjectIds.Byte,
+            "uint16": ua.ObjectIds.UInt16, "uint32": ua.ObjectIds.UInt32, "uint64": ua.ObjectIds.UInt64,
+            "float": ua.ObjectIds.Float, "double": ua.ObjectIds.Double, "string": ua.ObjectIds.String,
+            "datetime": ua.ObjectIds.DateTime,
+        }
+        items, path_stack = [], [""]
+        while path_stack:
+            path = path_stack.pop()
+            body = httpx.get(f"{stack.sim_base}/api/dp/browse", params={"path": path, "limit": 1000},
+                             auth=("opcua", WINCC_PASSWORD)).json()
+            for item in body["items"]:
+                if item["kind"] == "folder":
+                    path_stack.append(item["name"] + ".")
+                else:
+                    items.append(item)
+        assert set(found) >= {i["name"] for i in items}
+        for item in items:
+            assert found[item["name"]] == ua.NodeId(expected[item["type"]]), item["name"]
+    finally:
+        await client.disconnect()

@@ -14,7 +14,7 @@ NS_URI = "urn:wincc-opcua-bridge:tags"
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    return bridge_stack("restservice")
+    return bridge_stack("restservice", config={"wincc": {"rebrowse_s": 1}})
 
 
 async def test_restservice_browse_read_and_20_node_write_in_one_call(stack) -> None:
@@ -48,26 +48,33 @@ async def test_restservice_browse_read_and_20_node_write_in_one_call(stack) -> N
         await client.disconnect()
 
 
-async def test_restservice_distinct_20_node_write_is_one_rest_call(stack) -> None:
-    client = Client(stack.url_for("admin"), timeout=10)
+async def test_rebrowse_adds_tags_and_a_20_node_write_is_one_rest_call(stack) -> None:
+    names = [f"Extra_W{i:02d}" for i in range(20)]
+    stack.sim_control("/_sim/tags", {"add": [{"name": f"System1.Extra.W{i:02d}", "type": "int32", "writable": True}
+                                             for i in range(20)]})
+    client = Client(stack.url_for("operator"), timeout=10)
     await client.connect()
     try:
         ns = await client.get_namespace_index(NS_URI)
-        stack.sim_control("/_sim/tags", {"add": [{"name": f"System1.Extra.W{i:02d}", "type": "int32", "writable": True}
-                                                 for i in range(20)]})
-        # the new tags appear on re-browse; write to the existing writable ones plus expect unknown for absent ones
-        names = ["Counters_Int16Value", "Counters_Batch", "Tank1_LevelSetpoint", "Tank1_InletValve",
-                 "Tank1_OutletValve", "Pump1_SpeedSetpoint", "Reactor_TemperatureSetpoint", "Status_Text"]
-        values = [ua.Variant(5, ua.VariantType.Int16), ua.Variant(3, ua.VariantType.Int32),
-                  ua.Variant(2.0, ua.VariantType.Float), ua.Variant(True, ua.VariantType.Boolean),
-                  ua.Variant(False, ua.VariantType.Boolean), ua.Variant(100.0, ua.VariantType.Float),
-                  ua.Variant(95.0, ua.VariantType.Double), ua.Variant("ok", ua.VariantType.String)]
+        last = client.get_node(ua.NodeId(names[-1], ns))
+        # the re-browse (every second here) brings the new tags in, with their NodeIds
+        await wait_until(lambda: _good(last), timeout=20, what="new tags after re-browse")
         stack.sim_control("/_sim/stats/reset", {})
-        nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v))
-                 for n, v in zip(names, values, strict=True)]
+        nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value,
+                               Value=ua.DataValue(ua.Variant(i, ua.VariantType.Int32))) for i, n in enumerate(names)]
         results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
         assert all(r.is_good() for r in results), results
-        assert stack.sim_stats()["requests"].get("PUT /tagManagement/Values", 0) == 1
+        stats = stack.sim_stats()
+        assert stats["requests"].get("PUT /tagManagement/Values", 0) == 1
+        assert sorted((w["name"], w["value"]) for w in stats["writes"]) == [(n, i) for i, n in enumerate(names)]
+        # removed tags leave the address space
+        stack.sim_control("/_sim/tags", {"remove": ["System1.Extra.W00"]})
+
+        async def gone() -> bool:
+            dv = await client.get_node(ua.NodeId(names[0], ns)).read_data_value(raise_on_bad_status=False)
+            return dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown
+
+        await wait_until(gone, timeout=20, what="removed tag deleted on re-browse")
     finally:
         await client.disconnect()
 
