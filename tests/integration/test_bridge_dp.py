@@ -332,3 +332,34 @@ async def test_every_simulator_tag_is_served_with_its_type(stack) -> None:
             assert found[item["name"]] == ua.NodeId(expected[item["type"]]), item["name"]
     finally:
         await client.disconnect()
+
+
+async def test_write_statuses_that_never_reach_wincc_and_timeout(stack) -> None:
+    client = await _client(stack, "operator")
+    try:
+        ns = await _ns(client)
+        sp = ua.NodeId(SETPOINT, ns)
+        value = ua.DataValue(ua.Variant(2.0, ua.VariantType.Float))
+        stamped = ua.DataValue(ua.Variant(2.0, ua.VariantType.Float), SourceTimestamp=datetime.now(UTC))
+        nodes = [
+            ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value, IndexRange="0", Value=value),
+            ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value, Value=stamped),
+            ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.DisplayName,
+                          Value=ua.DataValue(ua.Variant(ua.LocalizedText("x")))),
+        ]
+        stack.sim_control("/_sim/stats/reset", {})
+        results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
+        assert [r.value for r in results] == [ua.StatusCodes.BadIndexRangeInvalid, ua.StatusCodes.BadWriteNotSupported,
+                                              ua.StatusCodes.BadNotWritable]
+        assert stack.sim_stats()["writes"] == []
+        # WinCC slower than wincc.timeouts.write_s (5 s in the test stack): BadTimeout, not a hung client
+        stack.sim_control("/_sim/faults", {"mode": "slow", "latency_ms": 8000})
+        try:
+            params = ua.WriteParameters(NodesToWrite=[ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value,
+                                                                    Value=value)])
+            (result,) = await client.uaclient.write(params)
+            assert result.value == ua.StatusCodes.BadTimeout
+        finally:
+            stack.sim_control("/_sim/faults", method="DELETE")
+    finally:
+        await client.disconnect()
