@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ import yaml
 
 from bench.naming import browse_tags, save_tags
 from bench.procstat import CpuWindow, rss_bytes
+from bridge.passwords import hash_password
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH_PASSWORD = "bench-only-pw"  # a throw-away user of the benchmark's own bridge on 127.0.0.1
 PY = sys.executable
 
 
@@ -99,7 +101,8 @@ def bridge_config(tmp: Path, sim_base: str, dialect: str, interval_ms: int = 100
         "wincc": {"url": sim_base if dialect == "dp" else sim_base + "/WinCCRestService", "dialect": dialect,
                   "browse_snapshot": None, "max_concurrency": 4},
         "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{ua_port}/wincc", "security_policies": ["None"],
-                  "anonymous": "read", "pki_dir": str(tmp / "pki"), "auto_accept_client_certs": True},
+                  "anonymous": "read", "pki_dir": str(tmp / "pki"), "auto_accept_client_certs": True,
+                  "users": [{"name": "bench", "password_hash": hash_password(BENCH_PASSWORD), "role": "operator"}]},
         "sync": {"interval_ms": interval_ms, "batch_size": 500, "poll_groups_ms": [interval_ms, 5000],
                  "idle_interval_ms": 10000},
         "health": {"listen": f"127.0.0.1:{health_port}"},
@@ -211,7 +214,94 @@ def scenario_startup_memory(res: Results, tmp: Path, n: int) -> None:
     res.add(f"memory {n // 1000}k", "RSS total", bridge_rss / 2**20, base_rss / 2**20, "MB")
 
 
-SCENARIOS = ("sync", "startup")
+async def _history_figures(endpoint: str, sim_base: str, day_end: datetime) -> dict[str, float]:
+    from asyncua import Client, ua
+
+    from bridge.config import WinCCConfig
+    from bridge.wincc.client import open_client
+
+    start = day_end - timedelta(days=1)
+    name = "System1.Gen.G000.Tag000000"  # archived at 1 value per second by the simulator
+    out: dict[str, float] = {}
+    cfg = WinCCConfig.model_validate({"url": sim_base, "dialect": "dp"})
+    async with open_client(cfg) as rest:
+        t0 = time.perf_counter()
+        n = sum([len(page) async for page in rest.archive(name, start, day_end, 1000)])
+        out["rest_values_per_s"] = n / (time.perf_counter() - t0)
+    async with Client(endpoint, timeout=60) as client:
+        ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+        node = ua.NodeId(name, ns)
+        t0 = time.perf_counter()
+        got, cp = 0, None
+        while True:
+            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=day_end,
+                                                NumValuesPerNode=1000, ReturnBounds=False)
+            params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
+                                              TimestampsToReturn=ua.TimestampsToReturn.Both,
+                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)])
+            (res,) = await client.uaclient.history_read(params)
+            got += len(res.HistoryData.DataValues)
+            cp = res.ContinuationPoint
+            if not cp:
+                break
+        out["ua_values_per_s"] = got / (time.perf_counter() - t0)
+        out["values"] = float(got)
+        details = ua.ReadProcessedDetails(StartTime=start, EndTime=day_end, ProcessingInterval=3_600_000,
+                                          AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
+        params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
+                                          TimestampsToReturn=ua.TimestampsToReturn.Source,
+                                          NodesToRead=[ua.HistoryReadValueId(NodeId=node)])
+        t0 = time.perf_counter()
+        await client.uaclient.history_read(params)
+        out["average_day_s"] = time.perf_counter() - t0
+    return out
+
+
+def scenario_history(res: Results, tmp: Path) -> None:
+    with simulator(tmp, 1000, 0.0) as sim, bridge(tmp, sim) as (_, endpoint, _, _):
+        f = asyncio.run(_history_figures(endpoint, sim, datetime.now(UTC).replace(microsecond=0)))
+    res.add("history raw 1 day @1 s", "values/s served (REST side as base)", f["ua_values_per_s"],
+            f["rest_values_per_s"], "1/s")
+    res.add("history raw 1 day @1 s", "values returned", f["values"], 86_401.0, "")
+    res.add("history Average 1 day", "24 x 1 h Average over 86,400 values", f["average_day_s"], None, "s")
+
+
+async def _write_figures(endpoint: str) -> dict[str, float]:
+    from asyncua import Client, ua
+
+    host = endpoint.removeprefix("opc.tcp://")
+    async with Client(f"opc.tcp://bench:{BENCH_PASSWORD}@{host}", timeout=60) as client:
+        ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+        out = {}
+        for count in (1, 100):
+            names = [f"Extra_W{i:03d}" for i in range(count)]
+            nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value,
+                                   Value=ua.DataValue(ua.Variant(i, ua.VariantType.Int32))) for i, n in enumerate(names)]
+            samples = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
+                samples.append(time.perf_counter() - t0)
+                assert all(r.is_good() for r in results), results[:3]
+            samples.sort()
+            out[f"p50_{count}"] = samples[len(samples) // 2] * 1000
+        return out
+
+
+def scenario_writes(res: Results, tmp: Path) -> None:
+    with simulator(tmp, 0, 0.0, dialect="restservice") as sim:
+        httpx.post(sim + "/_sim/tags", json={"add": [{"name": f"System1.Extra.W{i:03d}", "type": "int32",
+                                                      "writable": True} for i in range(100)]})
+        with bridge(tmp, sim, "restservice") as (_, endpoint, _, _):
+            httpx.post(sim + "/_sim/stats/reset")
+            f = asyncio.run(_write_figures(endpoint))
+            puts = httpx.get(sim + "/_sim/stats").json()["requests"].get("PUT /tagManagement/Values", 0)
+    res.add("writes restservice", "1-node Write p50", f["p50_1"], None, "ms")
+    res.add("writes restservice", "100-node Write p50", f["p50_100"], None, "ms")
+    res.add("writes restservice", "REST calls per Write request", puts / 40, None, "", "1 for 100 nodes")
+
+
+SCENARIOS = ("sync", "startup", "history", "writes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         if "startup" in only:
             for n in ([10_000] if args.quick else [10_000, 100_000]):
                 scenario_startup_memory(res, tmp, n)
+        if "history" in only:
+            scenario_history(res, tmp)
+        if "writes" in only:
+            scenario_writes(res, tmp)
     if args.json:
         args.json.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "rows": res.rows}, indent=2))
     return 0
