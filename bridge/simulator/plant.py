@@ -11,9 +11,9 @@ tags cost nothing: tag i changes every 1/change_rate seconds, phase-shifted by i
 (bool: its parity); the timestamp is the time of the last change.
 
 Archive (deterministic, so history tests can compute by hand):
-- generated tags with i % 10 == 0: one value per second, value(s) = (i % 97) + (s % 3600) / 10.0 where s = whole
+- generated tags with i % 10 == 0: one value per second, v(s) = (i % 97) + (s % 3600) / 10.0 where s = whole
   seconds since the archive epoch (options.archive_epoch, default start time minus backfill_days, floored to the
-  second), quality 192.
+  second), quality 192; float tags archive v(s), int32 tags round(10 * v(s)), bool tags s % 2 == 1.
 - demo archived tags: one value every 10 s from the epoch to start, value(k) = low + (high - low) *
   (0.5 + 0.4 * sin(k / 30)) for the k-th value, quality 192; then the live value once per tick.
 """
@@ -180,9 +180,12 @@ class Plant:
             return []
         first = max(0, math.ceil((start - self.epoch).total_seconds()))
         last = math.floor((min(end, datetime.now(UTC)) - self.epoch).total_seconds())
+        kind = self.gen_type(i)
         out = []
         for s in range(first, min(last, first + limit - 1) + 1):
-            out.append((self.epoch + timedelta(seconds=s), float((i % 97) + (s % 3600) / 10.0), 0xC0))
+            v = float((i % 97) + (s % 3600) / 10.0)
+            value: Any = v if kind is DataType.float else (int(round(v * 10)) if kind is DataType.int32 else bool(s % 2))
+            out.append((self.epoch + timedelta(seconds=s), value, 0xC0))
         return out
 
     # ---- reads and writes ----------------------------------------------------------------------------------
