@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from bridge.passwords import hash_password
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until_sync
 
 # demo-strength test passwords; the security tests grep every log for them
 TEST_PASSWORDS = {"reader": "rd-Pw-7c1e", "operator": "op-Pw-93af", "admin": "ad-Pw-51d0"}
@@ -107,15 +106,19 @@ class Stack:
 
 
 def _wait(check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
+    """Wait until `check()` holds; fail at once with the log's tail if the process dies first."""
+
+    def ready_or_dead() -> bool:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready:\n{tail}")
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(f"{what} not ready after {timeout}s:\n{tail}")
-        time.sleep(0.1)
+        return check()
+
+    try:
+        wait_until_sync(ready_or_dead, timeout=timeout, interval=0.1, what=what)
+    except AssertionError:
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise RuntimeError(f"{what} not ready after {timeout}s:\n{tail}") from None
 
 
 def start_simulator(
