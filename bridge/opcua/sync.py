@@ -58,6 +58,7 @@ class _Tag:
     value: Any = None  # last value shown (None: none yet)
     status: int = S.BadWaitingForInitialData
     source_ts: datetime | None = None
+    raw: tuple[Any, int, datetime] | None = None  # what WinCC last sent, to skip unchanged values cheaply
 
 
 class SyncEngine:
@@ -128,6 +129,7 @@ class SyncEngine:
         except (ValueError, TypeError):
             return  # the next poll shows it
         now = datetime.now(UTC)
+        tag.raw = None  # the next poll shows WinCC's own value and timestamp, whatever it is
         task = asyncio.get_running_loop().create_task(self._publish(tag, value, S.Good, now, now))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -226,6 +228,10 @@ class SyncEngine:
         return True
 
     async def _apply(self, tag: _Tag, result: TagValue, now: datetime) -> None:
+        raw = (result.value, result.quality, result.timestamp)
+        if raw == tag.raw and tag.status != S.BadCommunicationError and tag.status != S.UncertainLastUsableValue:
+            return  # most values of a cycle are unchanged: no conversion, no comparison of converted values
+        tag.raw = raw
         try:
             value = from_wincc(tag.data_type, result.value)
             status = quality_to_status(result.quality).value
