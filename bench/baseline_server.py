@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from datetime import UTC, datetime
 import sys
 import time
 from pathlib import Path
@@ -59,10 +60,12 @@ async def main() -> None:
     while True:
         next_tick += 1 / ticks_per_s
         value += 1.0
+        now = datetime.now(UTC)  # the moment of change, as the simulator stamps it: the client measures latency from it
         for _ in range(per_tick):
             nodeid = nodes[cursor]
             cursor = (cursor + 1) % len(nodes)
-            await server.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
+            await server.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double),
+                                                                     SourceTimestamp=now, ServerTimestamp=now))
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
 
 

@@ -47,6 +47,7 @@ _ITEM_ERROR = {
     TagErrorKind.item_error: ua.StatusCode(S.Bad),
 }
 _CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
+_STALE = frozenset({S.BadCommunicationError, S.UncertainLastUsableValue})  # shown after a failed poll
 
 
 @dataclass(slots=True)
@@ -211,13 +212,16 @@ class SyncEngine:
             await self._mark_failed(names)
             return False
         now = datetime.now(UTC)
+        tags = self._tags
         for name in names:
-            tag = self._tags.get(name)
+            tag = tags.get(name)
             if tag is None:
                 continue
             result = results.get(name)
-            if isinstance(result, TagValue):
-                await self._apply(tag, result, now)
+            if type(result) is TagValue:
+                # Most values of a cycle are what WinCC sent last time: skip them before any other work.
+                if (result.value, result.quality, result.timestamp) != tag.raw or tag.status in _STALE:
+                    await self._apply(tag, result, now)
             elif isinstance(result, TagError):
                 await self._publish(tag, tag.value, _ITEM_ERROR[result.kind].value, tag.source_ts, now)
         if not self._connected and self._counters["poll_errors_total"]:
@@ -228,10 +232,7 @@ class SyncEngine:
         return True
 
     async def _apply(self, tag: _Tag, result: TagValue, now: datetime) -> None:
-        raw = (result.value, result.quality, result.timestamp)
-        if raw == tag.raw and tag.status != S.BadCommunicationError and tag.status != S.UncertainLastUsableValue:
-            return  # most values of a cycle are unchanged: no conversion, no comparison of converted values
-        tag.raw = raw
+        tag.raw = (result.value, result.quality, result.timestamp)
         try:
             value = from_wincc(tag.data_type, result.value)
             status = quality_to_status(result.quality).value

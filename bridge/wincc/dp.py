@@ -199,6 +199,7 @@ class DpClient:
         if not isinstance(body, dict) or not isinstance(body.get("Tags"), list):
             raise self._t.bad_answer("POST", READ_MANY_PATH, "answer has no Tags list")
         out: dict[str, TagValue | TagError] = {}
+        wanted = set(batch)
         items = body["Tags"]
         for i, raw in enumerate(items):
             name = raw.get("Name") if isinstance(raw, dict) else None
@@ -207,11 +208,12 @@ class DpClient:
                 if i < len(batch) and batch[i] not in out:
                     out[batch[i]] = TagError(batch[i], "answer item has no Name", TagErrorKind.bad_answer)
                 continue
-            if name not in batch:
+            if name not in wanted:
                 continue
             out[name] = self._tag_value(name, raw)
         for n in batch:
-            out.setdefault(n, TagError(n, "missing from the answer", TagErrorKind.bad_answer))
+            if n not in out:  # not setdefault: building an error for every tag of every poll costs real CPU
+                out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
         return out
 
     @staticmethod

@@ -253,7 +253,8 @@ class RestServiceClient:
             if name in wanted:
                 out[name] = _tag_value(name, raw)
         for n in batch:
-            out.setdefault(n, TagError(n, "missing from the answer", TagErrorKind.bad_answer))
+            if n not in out:  # not setdefault: building an error for every tag of every poll costs real CPU
+                out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
         return out
 
     # -- write ----------------------------------------------------------------------------------------------
