@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve OPC UA until SIGINT/SIGTERM")
     run.add_argument("--config", required=True, type=Path, help="YAML config file")
 
-    sub.add_parser("demo", help="simulator + bridge in one process with the bundled demo config (no file needed)")
+    demo = sub.add_parser("demo", help="simulator + bridge in one process with the bundled demo config (no file needed)")
+    # for a laptop where 4840 already belongs to another OPC UA server, or 8081/8700 are taken
+    demo.add_argument("--opcua-port", type=int, help="OPC UA port (default 4840)")
+    demo.add_argument("--health-port", type=int, help="health/metrics port (default 8081)")
+    demo.add_argument("--wincc-port", type=int, help="port of the demo's WinCC simulator (default 8700)")
 
     sim = sub.add_parser("simulate", help="run the WinCC REST simulator alone")
     sim.add_argument("simulator_args", nargs=argparse.REMAINDER,
@@ -97,14 +101,24 @@ def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
     return 0
 
 
-def _demo_config() -> BridgeConfig:
+def _demo_config(opcua_port: int | None = None, health_port: int | None = None,
+                 wincc_port: int | None = None) -> BridgeConfig:
     text = resources.files("bridge").joinpath("demo.yaml").read_text(encoding="utf-8")
+    if opcua_port or health_port or wincc_port:
+        data = yaml.safe_load(text)
+        if opcua_port:
+            data["opcua"]["endpoint"] = f"opc.tcp://0.0.0.0:{opcua_port}/wincc"
+        if health_port:
+            data["health"]["listen"] = f"127.0.0.1:{health_port}"
+        if wincc_port:
+            data["wincc"]["url"] = f"http://127.0.0.1:{wincc_port}"
+        text = yaml.safe_dump(data, sort_keys=False)
     return parse_config(text, source="bridge/demo.yaml")
 
 
-def _cmd_demo(redact: RedactingFilter) -> int:
+def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     os.environ.setdefault(DEMO_WINCC_ENV, DEMO_WINCC_PASSWORD)
-    config = _demo_config()
+    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port)
     _register_secrets(redact, config)
     from bridge.opcua.security import endpoint_urls
     from bridge.opcua.server import serve
@@ -216,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             case "run":
                 return _cmd_run(ns.config, redact)
             case "demo":
-                return _cmd_demo(redact)
+                return _cmd_demo(redact, ns)
             case "simulate":
                 return _cmd_simulate(ns.simulator_args)
             case "check-config":
