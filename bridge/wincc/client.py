@@ -7,7 +7,7 @@ Every method raises only `WinCCError` subclasses for whole-request failures; per
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -34,7 +34,9 @@ class WinCCClient(Protocol):
         ...
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        """Current values, in batches of `batch_size`, at most `max_concurrency` requests in flight.
+        """Current values, in batches of `batch_size`, at most `max_concurrency` requests in flight; exactly one
+        tag is read with the dialect's read-one call. A tag WinCC repeats unchanged comes back as the very
+        TagValue object returned before.
 
         Raises WinCCError only if every batch failed the same way (e.g. WinCC unreachable); a failed batch among
         good ones gives its tags TagError."""
@@ -42,7 +44,8 @@ class WinCCClient(Protocol):
 
     async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
         """Write values; one WriteResult per name. Never retried. Never raises for per-item or transport errors:
-        a timeout gives WriteError.timeout, an unreachable WinCC WriteError.unreachable."""
+        a timeout gives WriteError.timeout, an unreachable WinCC WriteError.unreachable. Writes go ahead of
+        queued reads for a free request slot."""
         ...
 
     async def active_alarms(self) -> list[Alarm]: ...
@@ -62,15 +65,20 @@ class WinCCClient(Protocol):
         ...
 
 
-def open_client(config: WinCCConfig, *, batch_size: int = 500) -> WinCCClient:
-    """The client for `config.dialect`. No I/O happens here; use the result as an async context manager."""
+def open_client(
+    config: WinCCConfig, *, batch_size: int = 500, on_secret: Callable[[str], None] | None = None
+) -> WinCCClient:
+    """The client for `config.dialect`. No I/O happens here; use the result as an async context manager.
+
+    `on_secret` is told every secret the client sends (the password, the Basic credentials, each login token as it
+    arrives), e.g. `RedactingFilter.add` from bridge.logs, so no log line can ever show one."""
     # Imported here: the dialect modules import the transport (httpx), which the Protocol alone does not need.
     if config.dialect == "dp":
         from bridge.wincc.dp import DpClient
 
-        return DpClient(config, batch_size=batch_size)
+        return DpClient(config, batch_size=batch_size, on_secret=on_secret)
     if config.dialect == "restservice":
         from bridge.wincc.restservice import RestServiceClient
 
-        return RestServiceClient(config, batch_size=batch_size)
+        return RestServiceClient(config, batch_size=batch_size, on_secret=on_secret)
     raise ValueError(f"unknown WinCC dialect {config.dialect!r}")

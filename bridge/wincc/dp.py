@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge.config import WinCCConfig
-from bridge.wincc.errors import WinCCError, WinCCTimeout, WinCCUnauthorized
+from bridge.wincc.errors import WinCCError, WinCCNotFound, WinCCTimeout, WinCCUnauthorized
 from bridge.wincc.models import (
     Alarm,
     AlarmState,
@@ -25,14 +25,27 @@ from bridge.wincc.models import (
     WriteResult,
     decode_quality,
 )
-from bridge.wincc.parse import format_ts, opt_float, parse_ts, read_in_batches, to_wire
-from bridge.wincc.transport import Transport
+from bridge.wincc.parse import (
+    AnswerCache,
+    cached_result,
+    format_ts,
+    item_error,
+    opt_float,
+    parse_ts,
+    read_in_batches,
+    tag_value,
+    to_wire,
+    unchanged,
+)
+from bridge.wincc.transport import SecretSink, Transport
 
 __all__ = ["DpClient", "page_archive"]
 
 log = logging.getLogger(__name__)
 
 READ_MANY_PATH = "/WinCC/REST/Tags/ReadMultiple"
+# Where an item's error may be written: the contract's `Error`, and the lower-case `error` some servers send.
+_ERROR_TEXTS = ("Error", "error")
 
 
 def _q(name: str) -> str:
@@ -97,13 +110,21 @@ class DpClient:
 
     dialect = "dp"
 
-    def __init__(self, config: WinCCConfig, transport: Transport | None = None, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        config: WinCCConfig,
+        transport: Transport | None = None,
+        *,
+        batch_size: int = 500,
+        on_secret: SecretSink | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self._config = config
-        self._t = transport if transport is not None else Transport(config)
+        self._t = transport if transport is not None else Transport(config, on_secret=on_secret)
         self._batch = batch_size
         self._unknown_types: set[str] = set()
+        self._answers = AnswerCache()
 
     async def __aenter__(self) -> DpClient:
         return self
@@ -192,7 +213,22 @@ class DpClient:
     # -- read -----------------------------------------------------------------------------------------------
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        return await read_in_batches(names, self._batch, self._read_chunk)
+        return await read_in_batches(names, self._batch, self._read_chunk, self._read_one)
+
+    async def _read_one(self, name: str) -> TagValue | TagError:
+        path = f"/api/dp/{_q(name)}"
+        self._answers.age()
+        try:
+            body = await self._t.request_json("GET", path, retry=True)
+        except WinCCNotFound:
+            self._answers.drop(name)
+            return TagError(name, "not found (HTTP 404)", TagErrorKind.not_found)
+        if type(body) is not dict:
+            raise self._t.bad_answer("GET", path, "answer is not an object")
+        error = item_error(name, body, _ERROR_TEXTS)
+        return cached_result(
+            self._answers, name, body.get("value"), body.get("quality"), body.get("timestamp"), error
+        )
 
     async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
         body = await self._t.request_json("POST", READ_MANY_PATH, json={"TagNames": batch}, retry=True)
@@ -200,36 +236,38 @@ class DpClient:
             raise self._t.bad_answer("POST", READ_MANY_PATH, "answer has no Tags list")
         out: dict[str, TagValue | TagError] = {}
         wanted = set(batch)
+        cache = self._answers
+        cache.age()
         items = body["Tags"]
         for i, raw in enumerate(items):
-            name = raw.get("Name") if isinstance(raw, dict) else None
-            if not isinstance(name, str):
+            name = raw.get("Name") if type(raw) is dict else None
+            if type(name) is not str:
                 # Answers come in request order: an item without a usable name is that position's tag.
                 if i < len(batch) and batch[i] not in out:
                     out[batch[i]] = TagError(batch[i], "answer item has no Name", TagErrorKind.bad_answer)
                 continue
             if name not in wanted:
                 continue
-            out[name] = self._tag_value(name, raw)
+            value, quality, timestamp = raw.get("Value"), raw.get("Quality"), raw.get("Timestamp")
+            # A cheap screen first (WinCC sends `"Error": null` and nothing else): only an item that carries some
+            # error key pays for the exact rule. Inline, not cached_result(): this runs for every tag of every poll.
+            if raw.get("Error") or "error" in raw or "errorCode" in raw or "errorcode" in raw:
+                error = item_error(name, raw, _ERROR_TEXTS)
+                out[name] = cached_result(cache, name, value, quality, timestamp, error)
+                continue
+            entry = cache.get(name)
+            if unchanged(entry, value, quality, timestamp):
+                out[name] = entry[3]  # type: ignore[index]
+                continue
+            result = out[name] = tag_value(name, value, quality, timestamp)
+            if type(result) is TagValue:
+                cache.put(name, value, quality, timestamp, result)
+            else:
+                cache.drop(name)
         for n in batch:
             if n not in out:  # not setdefault: building an error for every tag of every poll costs real CPU
                 out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
         return out
-
-    @staticmethod
-    def _tag_value(name: str, raw: dict[str, Any]) -> TagValue | TagError:
-        error = raw.get("Error")
-        if error:
-            text = str(error)
-            kind = TagErrorKind.not_found if "not found" in text.lower() else TagErrorKind.item_error
-            return TagError(name, text, kind)
-        try:
-            quality = decode_quality(raw.get("Quality"))
-            ts_raw = raw.get("Timestamp")
-            timestamp = parse_ts(ts_raw)
-        except (ValueError, TypeError) as exc:
-            return TagError(name, f"bad item: {exc}", TagErrorKind.bad_answer)
-        return TagValue(name=name, value=raw.get("Value"), quality=quality, timestamp=timestamp)
 
     # -- write ----------------------------------------------------------------------------------------------
 

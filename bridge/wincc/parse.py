@@ -1,16 +1,30 @@
-"""Small tolerant parsers shared by both dialects: timestamps, qualities, numbers, chunking."""
+"""Small tolerant parsers shared by both dialects: timestamps, qualities, numbers, chunking, answer cache."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from bridge.wincc.errors import WinCCError
-from bridge.wincc.models import TagError, TagErrorKind, TagValue
+from bridge.wincc.models import TagError, TagErrorKind, TagValue, decode_quality
 
-__all__ = ["chunks", "format_ts", "opt_float", "parse_ts", "to_wire"]
+__all__ = [
+    "AnswerCache",
+    "cached_result",
+    "chunks",
+    "error_code",
+    "format_ts",
+    "item_error",
+    "opt_float",
+    "parse_ts",
+    "read_in_batches",
+    "tag_value",
+    "to_wire",
+    "unchanged",
+]
 
 T = TypeVar("T")
 
@@ -60,18 +74,141 @@ def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
         yield list(items[i : i + size])
 
 
+class AnswerCache:
+    """The last good TagValue of each tag, with the raw JSON fields it was parsed from.
+
+    Most items of a poll answer are what WinCC sent the cycle before. A dialect that finds an item's raw value,
+    quality and timestamp unchanged returns the very TagValue it returned then, without parsing anything, and the
+    sync engine skips that tag with one identity check. Entries of tags nobody read for `keep_s` (a tag WinCC
+    dropped, or one no longer polled) are forgotten after at most twice that, so the cache never outgrows what is
+    polled.
+    """
+
+    __slots__ = ("_keep_s", "_new", "_old", "_swap_at")
+
+    def __init__(self, keep_s: float = 600.0) -> None:
+        self._keep_s = keep_s
+        self._new: dict[str, tuple[Any, Any, Any, TagValue]] = {}
+        self._old: dict[str, tuple[Any, Any, Any, TagValue]] = {}
+        self._swap_at = time.monotonic() + keep_s
+
+    def get(self, name: str) -> tuple[Any, Any, Any, TagValue] | None:
+        """(raw value, raw quality, raw timestamp, TagValue) of the tag's last good answer, if any."""
+        entry = self._new.get(name)
+        if entry is None:
+            entry = self._old.pop(name, None)
+            if entry is not None:
+                self._new[name] = entry
+        return entry
+
+    def put(self, name: str, value: Any, quality: Any, timestamp: Any, result: TagValue) -> None:
+        self._new[name] = (value, quality, timestamp, result)
+
+    def drop(self, name: str) -> None:
+        self._new.pop(name, None)
+        self._old.pop(name, None)
+
+    def age(self) -> None:
+        """Call once per read: past `keep_s` the entries not used since become the old generation."""
+        now = time.monotonic()
+        if now >= self._swap_at:
+            self._old, self._new = self._new, {}
+            self._swap_at = now + self._keep_s
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
+def unchanged(entry: tuple[Any, Any, Any, TagValue] | None, value: Any, quality: Any, timestamp: Any) -> bool:
+    """True if a raw item repeats the cached one exactly (same JSON types too: 1 and true and 1.0 all differ)."""
+    return (
+        entry is not None
+        and entry[2] == timestamp
+        and entry[1] == quality
+        and type(entry[0]) is type(value)
+        and entry[0] == value
+    )
+
+
+def error_code(raw: dict[str, Any]) -> int:
+    """An item's `errorCode` / `errorcode` (missing, null or empty: 0). ValueError if it is not an integer."""
+    code = raw.get("errorCode")
+    if code is None:
+        code = raw.get("errorcode")
+    if code is None or code == "":
+        return 0
+    if isinstance(code, bool) or (isinstance(code, float) and not code.is_integer()):
+        raise ValueError("errorCode is not an integer")
+    return int(code)
+
+
+def item_error(
+    name: str, raw: dict[str, Any], text_keys: tuple[str, ...], not_found_code: int | None = None
+) -> TagError | None:
+    """The contract's item rule: a non-zero `errorCode`/`errorcode` or a non-empty error text (under `text_keys`)
+    makes this item, and only it, an error. None if the item is fine."""
+    try:
+        code = error_code(raw)
+    except (ValueError, TypeError):
+        return TagError(name, "unreadable errorCode", TagErrorKind.bad_answer)
+    if code:
+        desc = raw.get("errorDescription") or next((raw[k] for k in text_keys if raw.get(k)), "")
+        kind = TagErrorKind.not_found if code == not_found_code else TagErrorKind.item_error
+        return TagError(name, f"errorCode {code}: {desc}".rstrip(": "), kind)
+    for key in text_keys:
+        error = raw.get(key)
+        if error:
+            text = str(error)
+            kind = TagErrorKind.not_found if "not found" in text.lower() else TagErrorKind.item_error
+            return TagError(name, text, kind)
+    return None
+
+
+def tag_value(name: str, value: Any, quality: Any, timestamp: Any) -> TagValue | TagError:
+    """A TagValue from an item's raw fields, or TagError(bad_answer) if its quality or timestamp is unreadable."""
+    try:
+        return TagValue(name=name, value=value, quality=decode_quality(quality), timestamp=parse_ts(timestamp))
+    except (ValueError, TypeError) as exc:
+        return TagError(name, f"bad item: {exc}", TagErrorKind.bad_answer)
+
+
+def cached_result(
+    cache: AnswerCache, name: str, value: Any, quality: Any, timestamp: Any, error: TagError | None
+) -> TagValue | TagError:
+    """One answer item's result, through the cache: the cached TagValue itself if the item repeats it.
+
+    The dialects inline this in their batch loops (it is per item on every poll); this is the reference form,
+    used off the hot path (single reads, items that carry an error key)."""
+    if error is not None:
+        cache.drop(name)
+        return error
+    entry = cache.get(name)
+    if unchanged(entry, value, quality, timestamp):
+        return entry[3]  # type: ignore[index]
+    result = tag_value(name, value, quality, timestamp)
+    if type(result) is TagValue:
+        cache.put(name, value, quality, timestamp, result)
+    else:
+        cache.drop(name)
+    return result
+
+
 async def read_in_batches(
     names: Sequence[str],
     batch_size: int,
     read_batch: Callable[[list[str]], Awaitable[dict[str, TagValue | TagError]]],
+    read_one: Callable[[str], Awaitable[TagValue | TagError]] | None = None,
 ) -> dict[str, TagValue | TagError]:
-    """Read `names` (deduplicated, order kept) in batches, concurrently (the transport caps requests in flight).
+    """Read `names` (deduplicated) in batches, concurrently (the transport caps requests in flight).
 
     A failed batch gives its tags TagError(bad_answer) and leaves the others usable; if every batch failed, the
-    first error is raised so the caller can mark everything as unreachable at once."""
+    first error is raised so the caller can mark everything as unreachable at once. Exactly one tag goes through
+    `read_one` (the dialect's read-one endpoint), whose whole-request errors are raised the same way."""
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
+    if read_one is not None and len(wanted) == 1:
+        return {wanted[0]: await read_one(wanted[0])}
     batches = list(chunks(wanted, batch_size))
     results = await asyncio.gather(*(read_batch(b) for b in batches), return_exceptions=True)
     out: dict[str, TagValue | TagError] = {}
@@ -87,4 +224,4 @@ async def read_in_batches(
             out.update(result)
     if len(failures) == len(batches):
         raise failures[0]
-    return {n: out[n] for n in wanted}
+    return out

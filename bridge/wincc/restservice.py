@@ -24,10 +24,22 @@ from bridge.wincc.models import (
     TagValue,
     WriteError,
     WriteResult,
-    decode_quality,
 )
-from bridge.wincc.parse import chunks, format_ts, opt_float, parse_ts, read_in_batches, to_wire
-from bridge.wincc.transport import Transport
+from bridge.wincc.parse import (
+    AnswerCache,
+    cached_result,
+    chunks,
+    error_code,
+    format_ts,
+    item_error,
+    opt_float,
+    parse_ts,
+    read_in_batches,
+    tag_value,
+    to_wire,
+    unchanged,
+)
+from bridge.wincc.transport import SecretSink, Transport
 
 __all__ = ["DATA_TYPES", "RestServiceClient"]
 
@@ -56,6 +68,9 @@ _WRITE_ERRORS: dict[int, WriteError] = {
 }
 
 VALUES_PATH = "/tagManagement/Values"
+VALUE_PATH = "/tagManagement/Value/"  # + the quoted name: read one, write one
+_ERROR_TEXTS = ("error",)  # the contract's item-error text key (errorCode / errorcode are checked anyway)
+_NOT_FOUND_CODE = 1
 ARCHIVE_VALUES_PATH = "/tagLogging/Values"
 # The message list has no "all" value; this is far above any plant's count of pending alarms.
 ACTIVE_ALARMS_MAX = 10_000
@@ -74,13 +89,33 @@ def _list(body: Any, key: str) -> list[Any] | None:
     return None
 
 
-def _error_code(raw: dict[str, Any]) -> int:
-    code = raw.get("errorCode", raw.get("errorcode", 0))
-    if code is None or code == "":
-        return 0
-    if isinstance(code, bool):
-        raise ValueError("errorCode is not a number")
-    return int(code)
+def _write_status(status: int) -> WriteError:
+    """The WriteError for a non-2xx answer to a write (the whole request failed)."""
+    known = {400: WriteError.invalid, 401: WriteError.forbidden, 403: WriteError.forbidden, 404: WriteError.not_found}
+    return known.get(status, WriteError.unreachable if status >= 500 else WriteError.other)
+
+
+def _write_failure(exc: WinCCError) -> WriteError:
+    """The WriteError for a write that got no usable answer (never retried: WinCC may have written it)."""
+    if isinstance(exc, WinCCTimeout):
+        return WriteError.timeout
+    if isinstance(exc, WinCCUnauthorized):
+        return WriteError.forbidden
+    return WriteError.unreachable
+
+
+def _write_item(name: str, raw: dict[str, Any], value: Any, where: str) -> WriteResult:
+    """One write answer (an item of the batch answer, or the whole answer of a write-one), per the contract table."""
+    try:
+        code = error_code(raw)
+    except (ValueError, TypeError):
+        return WriteResult(name, WriteError.unreachable, f"{where}: unreadable errorCode")
+    desc = str(raw.get("errorDescription") or raw.get("error") or "")
+    if code:
+        return WriteResult(name, _WRITE_ERRORS.get(code, WriteError.other), f"errorCode {code}: {desc}")
+    if raw.get("error"):
+        return WriteResult(name, WriteError.other, f"{where}: {desc}")
+    return WriteResult(name, None, "", value)
 
 
 class RestServiceClient:
@@ -88,14 +123,22 @@ class RestServiceClient:
 
     dialect = "restservice"
 
-    def __init__(self, config: WinCCConfig, transport: Transport | None = None, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        config: WinCCConfig,
+        transport: Transport | None = None,
+        *,
+        batch_size: int = 500,
+        on_secret: SecretSink | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self._config = config
-        self._t = transport if transport is not None else Transport(config)
+        self._t = transport if transport is not None else Transport(config, on_secret=on_secret)
         self._batch = batch_size
         self._logged_types: set[str] = set()
         self._archive_map: dict[str, tuple[str, str]] | None = None  # variableName -> (archive, archive tag)
+        self._answers = AnswerCache()
 
     async def __aenter__(self) -> RestServiceClient:
         return self
@@ -235,7 +278,21 @@ class RestServiceClient:
     # -- read -----------------------------------------------------------------------------------------------
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        return await read_in_batches(names, self._batch, self._read_chunk)
+        return await read_in_batches(names, self._batch, self._read_chunk, self._read_one)
+
+    async def _read_one(self, name: str) -> TagValue | TagError:
+        path = VALUE_PATH + _q(name)
+        self._answers.age()
+        try:
+            body = await self._t.request_json("GET", path, retry=True)
+        except WinCCNotFound:  # some installations answer an unknown variable with 404 instead of errorCode 1
+            self._answers.drop(name)
+            return TagError(name, "unknown variable (HTTP 404)", TagErrorKind.not_found)
+        if type(body) is not dict:
+            raise self._t.bad_answer("GET", path, "answer is not an object")
+        error = item_error(name, body, _ERROR_TEXTS, _NOT_FOUND_CODE)
+        quality = body.get("qualityCode", body.get("quality"))
+        return cached_result(self._answers, name, body.get("value"), quality, body.get("timestamp"), error)
 
     async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
         body = await self._t.request_json("POST", VALUES_PATH, json={"variableNames": batch}, retry=True)
@@ -244,14 +301,33 @@ class RestServiceClient:
             raise self._t.bad_answer("POST", VALUES_PATH, "answer is neither an array nor has values")
         wanted = set(batch)
         out: dict[str, TagValue | TagError] = {}
+        cache = self._answers
+        cache.age()
         for i, raw in enumerate(items):
-            name = raw.get("variableName") if isinstance(raw, dict) else None
-            if not isinstance(name, str):
+            name = raw.get("variableName") if type(raw) is dict else None
+            if type(name) is not str:
                 if i < len(batch) and batch[i] not in out:
                     out[batch[i]] = TagError(batch[i], "answer item has no variableName", TagErrorKind.bad_answer)
                 continue
-            if name in wanted:
-                out[name] = _tag_value(name, raw)
+            if name not in wanted:
+                continue
+            value, timestamp = raw.get("value"), raw.get("timestamp")
+            quality = raw.get("qualityCode", raw.get("quality"))
+            # A cheap screen first (WinCC sends `"errorCode": 0`): only an item that may carry an error pays for the
+            # exact rule. Inline, not cached_result(): this runs for every tag of every poll.
+            if raw.get("errorCode") or "errorcode" in raw or "error" in raw:
+                error = item_error(name, raw, _ERROR_TEXTS, _NOT_FOUND_CODE)
+                out[name] = cached_result(cache, name, value, quality, timestamp, error)
+                continue
+            entry = cache.get(name)
+            if unchanged(entry, value, quality, timestamp):
+                out[name] = entry[3]  # type: ignore[index]
+                continue
+            result = out[name] = tag_value(name, value, quality, timestamp)
+            if type(result) is TagValue:
+                cache.put(name, value, quality, timestamp, result)
+            else:
+                cache.drop(name)
         for n in batch:
             if n not in out:  # not setdefault: building an error for every tag of every poll costs real CPU
                 out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
@@ -263,11 +339,31 @@ class RestServiceClient:
         pairs = list(items.items())
         if not pairs:
             return {}
+        if len(pairs) == 1:
+            name, value = pairs[0]
+            return {name: await self._write_one(name, value)}
         parts = await asyncio.gather(*(self._write_chunk(c) for c in chunks(pairs, self._batch)))
         out: dict[str, WriteResult] = {}
         for part in parts:
             out.update(part)
         return {n: out[n] for n, _ in pairs}
+
+    async def _write_one(self, name: str, value: Any) -> WriteResult:
+        path = VALUE_PATH + _q(name)
+        try:
+            response = await self._t.send("PUT", path, json={"value": to_wire(value)}, kind="write", check=False)
+        except WinCCError as exc:
+            return WriteResult(name, _write_failure(exc), str(exc))
+        where = f"PUT {path}: HTTP {response.status_code}"
+        if not 200 <= response.status_code < 300:
+            return WriteResult(name, _write_status(response.status_code), where)
+        try:
+            body = self._t.parse_json("PUT", path, response)
+        except WinCCError as exc:
+            return WriteResult(name, WriteError.unreachable, str(exc))
+        if type(body) is not dict or not ("errorcode" in body or "errorCode" in body):
+            return WriteResult(name, WriteError.unreachable, f"{where}: answer has no errorcode")
+        return _write_item(name, body, value, where)
 
     async def _write_chunk(self, pairs: list[tuple[str, Any]]) -> dict[str, WriteResult]:
         body_out = [{"variableName": n, "value": to_wire(v)} for n, v in pairs]
@@ -277,22 +373,12 @@ class RestServiceClient:
 
         try:
             response = await self._t.send("PUT", VALUES_PATH, json=body_out, kind="write", check=False)
-        except WinCCTimeout as exc:
-            return all_(WriteError.timeout, str(exc))
-        except WinCCUnauthorized as exc:
-            return all_(WriteError.forbidden, str(exc))
         except WinCCError as exc:
-            return all_(WriteError.unreachable, str(exc))
+            return all_(_write_failure(exc), str(exc))
         status = response.status_code
         where = f"PUT {VALUES_PATH}: HTTP {status}"
         if not 200 <= status < 300:
-            kind = {
-                400: WriteError.invalid,
-                401: WriteError.forbidden,
-                403: WriteError.forbidden,
-                404: WriteError.not_found,
-            }.get(status, WriteError.unreachable if status >= 500 else WriteError.other)
-            return all_(kind, where)
+            return all_(_write_status(status), where)
         try:
             body = self._t.parse_json("PUT", VALUES_PATH, response)
         except WinCCError as exc:
@@ -306,16 +392,7 @@ class RestServiceClient:
             name = raw.get("variableName") if isinstance(raw, dict) else None
             if not isinstance(name, str) or name not in values:
                 continue
-            try:
-                code = _error_code(raw)
-            except (ValueError, TypeError):
-                out[name] = WriteResult(name, WriteError.unreachable, f"{where}: unreadable errorCode")
-                continue
-            desc = str(raw.get("errorDescription") or "")
-            if code == 0:
-                out[name] = WriteResult(name, None, "", values[name])
-            else:
-                out[name] = WriteResult(name, _WRITE_ERRORS.get(code, WriteError.other), f"errorCode {code}: {desc}")
+            out[name] = _write_item(name, raw, values[name], where)
         for n, _ in pairs:
             out.setdefault(n, WriteResult(n, WriteError.unreachable, f"{where}: {n} missing from the answer"))
         return out
@@ -413,23 +490,6 @@ class RestServiceClient:
         if name not in mapping:
             raise WinCCNotFound(f"{name!r} is in no tag logging archive", status=None)
         return mapping[name]
-
-
-def _tag_value(name: str, raw: dict[str, Any]) -> TagValue | TagError:
-    try:
-        code = _error_code(raw)
-    except (ValueError, TypeError):
-        return TagError(name, "unreadable errorCode", TagErrorKind.bad_answer)
-    if code != 0:
-        desc = str(raw.get("errorDescription") or "")
-        kind = TagErrorKind.not_found if code == 1 else TagErrorKind.item_error
-        return TagError(name, f"errorCode {code}: {desc}".rstrip(": "), kind)
-    try:
-        quality = decode_quality(raw.get("qualityCode", raw.get("quality")))
-        timestamp = parse_ts(raw.get("timestamp"))
-    except (ValueError, TypeError) as exc:
-        return TagError(name, f"bad item: {exc}", TagErrorKind.bad_answer)
-    return TagValue(name=name, value=raw.get("value"), quality=quality, timestamp=timestamp)
 
 
 _STATES: dict[int, tuple[AlarmState, bool]] = {

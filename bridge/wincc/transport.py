@@ -7,15 +7,20 @@ Error messages are built from method, path (no query) and status only, so no cre
 from __future__ import annotations
 
 import asyncio
+import base64
 import json as jsonlib
 import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
+import orjson
 
 from bridge.config import WinCCConfig
 from bridge.wincc.errors import (
@@ -29,7 +34,7 @@ from bridge.wincc.errors import (
     WinCCUnreachable,
 )
 
-__all__ = ["LOGIN_PATH", "Transport"]
+__all__ = ["LOGIN_PATH", "PriorityLimiter", "SecretSink", "Transport", "dumps", "loads"]
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +44,119 @@ _REFRESH_MARGIN_S = 30.0
 
 Kind = Literal["read", "write"]
 Sleep = Callable[[float], Awaitable[None]]
+# Told every secret the transport learns or sends (password, Basic credentials, each new token), e.g. the
+# `add` of bridge.logs.RedactingFilter, so log output can never show one even if it slipped into a message.
+SecretSink = Callable[[str], None]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """Retry-After in seconds from `now`, never negative: delta-seconds or an HTTP date. None if absent/unreadable."""
     raw = response.headers.get("Retry-After")
     if raw is None:
         return None
+    text = raw.strip()
     try:
-        return max(0.0, float(raw.strip()))
+        return max(0.0, float(text))
     except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None  # neither form: fall back to our own backoff
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; email.utils leaves "-0000" naive
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class PriorityLimiter:
+    """At most `limit` holders at once; when a slot frees, a waiting write gets it before any waiting read.
+
+    Writes and acknowledges are what an operator waits for, while a poll cycle may queue dozens of batches: with
+    one FIFO semaphore a write would wait behind all of them. A freed slot is handed straight to the next waiter
+    (never put back for anyone to grab), so the order is exactly: writes first, then reads, each first come first
+    served. A waiter cancelled while queued leaves the queue; one cancelled just after being handed a slot passes
+    it on, so no slot ever leaks.
+    """
+
+    __slots__ = ("_free", "_queues")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self._free = limit
+        self._queues: dict[Kind, deque[asyncio.Future[None]]] = {"write": deque(), "read": deque()}
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for q in self._queues.values() for f in q if not f.done())
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    async def acquire(self, kind: Kind) -> None:
+        if self._free > 0:  # free slots mean nobody waits: release() hands slots to waiters first
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues[kind]
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed a slot in the same instant we were cancelled: pass it on
+            else:
+                try:
+                    queue.remove(fut)
+                except ValueError:
+                    pass  # release() already dropped it as done
+            raise
+
+    def release(self) -> None:
+        for queue in self._queues.values():  # "write" first
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self._free += 1
+
+    def slot(self, kind: Kind) -> _Slot:
+        return _Slot(self, kind)
+
+
+class _Slot:
+    __slots__ = ("_kind", "_limiter")
+
+    def __init__(self, limiter: PriorityLimiter, kind: Kind) -> None:
+        self._limiter = limiter
+        self._kind = kind
+
+    async def __aenter__(self) -> None:
+        await self._limiter.acquire(self._kind)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._limiter.release()
+
+
+def loads(content: bytes) -> Any:
+    """Parse a JSON body. orjson first (poll answers are most of the bridge's CPU); the standard library for what
+    orjson refuses but real servers send, such as NaN or integers wider than 64 bits."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return jsonlib.loads(content)
+
+
+def dumps(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # e.g. an integer wider than 64 bits: the standard library writes it
+        return jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def status_error(method: str, path: str, status: int) -> WinCCError:
@@ -74,10 +182,12 @@ class Transport:
         *,
         client: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
+        on_secret: SecretSink | None = None,
     ) -> None:
         self._config = config
         self._sleep = sleep
-        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._on_secret = on_secret
+        self._limiter = PriorityLimiter(config.max_concurrency)
         self._pace_lock = asyncio.Lock()
         self._next_slot = 0.0
         self._login_lock = asyncio.Lock()
@@ -90,9 +200,12 @@ class Transport:
             "write": httpx.Timeout(connect=t.connect_s, read=t.write_s, write=t.write_s, pool=None),
         }
         auth: httpx.Auth | None = None
+        password = config.auth.password.get_secret_value() if config.auth.password else ""
+        self._secret(password)
         if config.auth.mode == "basic":
-            password = config.auth.password
-            auth = httpx.BasicAuth(config.auth.username or "", password.get_secret_value() if password else "")
+            user = config.auth.username or ""
+            auth = httpx.BasicAuth(user, password)
+            self._secret(base64.b64encode(f"{user}:{password}".encode()).decode())  # as it travels in the header
         if client is None:
             verify: bool | ssl.SSLContext = True
             if config.tls.ca_file is not None:
@@ -117,6 +230,10 @@ class Transport:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @property
+    def limiter(self) -> PriorityLimiter:
+        return self._limiter
+
     # -- public ---------------------------------------------------------------------------------------------
 
     async def request_json(
@@ -135,7 +252,7 @@ class Transport:
 
     def parse_json(self, method: str, path: str, response: httpx.Response) -> Any:
         try:
-            return jsonlib.loads(response.content)
+            return loads(response.content)
         except (ValueError, UnicodeDecodeError):
             raise WinCCBadAnswer(
                 f"{method} {self._prefix}{path}: answer is not JSON", status=response.status_code
@@ -199,6 +316,10 @@ class Transport:
         # Full jitter around the exponential step keeps many bridges from retrying in lockstep.
         return min(r.max_backoff_s, base * random.uniform(0.5, 1.5))
 
+    def _secret(self, secret: str) -> None:
+        if secret and self._on_secret is not None:
+            self._on_secret(secret)
+
     async def _pace(self) -> None:
         rps = self._config.requests_per_second
         if not rps:
@@ -216,8 +337,9 @@ class Transport:
         headers: dict[str, str] = {}
         if self._config.auth.mode == "token":
             headers["Authorization"] = f"Bearer {await self._ensure_token()}"
-        await self._pace()
-        async with self._sem:
+        # Paced inside the slot, so the pacing order is the limiter's (writes first), not the order of arrival.
+        async with self._limiter.slot(kind):
+            await self._pace()
             return await self._raw(method, path, params=params, json=json, headers=headers, kind=kind)
 
     async def _raw(
@@ -232,12 +354,16 @@ class Transport:
     ) -> httpx.Response:
         shown = f"{self._prefix}{path}"
         clean = {k: v for k, v in (params or {}).items() if v is not None} or None
+        content = None
+        if json is not None:
+            content = dumps(json)
+            headers = {**headers, **_JSON_HEADERS}
         try:
             return await self._client.request(
                 method,
                 path,
                 params=clean,
-                json=json,
+                content=content,
                 headers=headers,
                 timeout=self._timeouts[kind],
             )
@@ -262,8 +388,9 @@ class Transport:
     async def _login(self) -> str:
         auth = self._config.auth
         password = auth.password.get_secret_value() if auth.password else ""
-        await self._pace()
-        async with self._sem:
+        # Every request waits for this login, so it goes ahead of queued reads like a write does.
+        async with self._limiter.slot("write"):
+            await self._pace()
             response = await self._raw(
                 "POST",
                 LOGIN_PATH,
@@ -284,6 +411,7 @@ class Transport:
         expires = body.get("expiresIn")
         life = float(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else 300.0
         margin = min(_REFRESH_MARGIN_S, life / 10)
+        self._secret(token)  # before anything could log it
         self._token = token
         self._token_deadline = time.monotonic() + max(0.0, life - margin)
         self._token_generation += 1

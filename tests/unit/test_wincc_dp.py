@@ -198,8 +198,13 @@ async def test_read_all_batches_fail_raises() -> None:
 async def test_read_malformed_json_all_fail() -> None:
     with respx.mock(base_url=BASE) as mock:
         mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(200, text="<html>"))
+        mock.get("/api/dp/a").mock(side_effect=[httpx.Response(200, text="<html>"), httpx.Response(200, json=[1])])
         async with open_client(cfg()) as client:
             with pytest.raises(WinCCBadAnswer):
+                await client.read(["a", "b"])
+            with pytest.raises(WinCCBadAnswer):  # read one: not JSON
+                await client.read(["a"])
+            with pytest.raises(WinCCBadAnswer):  # read one: JSON, but not an object
                 await client.read(["a"])
 
 
@@ -215,11 +220,16 @@ async def test_read_wrong_types_in_items() -> None:
 async def test_read_empty_and_duplicates() -> None:
     with respx.mock(base_url=BASE) as mock:
         route = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        one = mock.get("/api/dp/a").mock(
+            return_value=httpx.Response(200, json={"name": "a", "value": 1, "quality": 192, "timestamp": TS})
+        )
         async with open_client(cfg()) as client:
             assert await client.read([]) == {}
-            out = await client.read(["a", "a"])
-        assert route.call_count == 1
-    assert list(out) == ["a"]
+            out = await client.read(["a", "a"])  # one tag after de-duplication: the read-one call
+            out2 = await client.read(["a", "b", "a"])
+        assert one.call_count == 1 and route.call_count == 1
+        assert json.loads(route.calls[0].request.content) == {"TagNames": ["a", "b"]}
+    assert list(out) == ["a"] and sorted(out2) == ["a", "b"]
 
 
 # -- write --------------------------------------------------------------------------------------------------
@@ -395,3 +405,138 @@ def test_timestamps() -> None:
     )
     with pytest.raises(ValueError):
         parse_ts("tomorrow")
+
+
+# -- unchanged answers ----------------------------------------------------------------------------------------
+
+
+async def test_unchanged_items_come_back_as_the_same_object() -> None:
+    """The sync engine skips a tag by identity: an item WinCC repeats exactly must return the same TagValue, and
+    any change (value, its JSON type, quality, timestamp, an error in between) a new one."""
+    answers = [
+        [{"Name": "a", "Value": 1, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 192, "Timestamp": TS}],
+        [{"Name": "a", "Value": 1, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 192, "Timestamp": TS}],
+        [{"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": TS}],
+        [{"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS, "Error": "driver down"},
+         {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": "2026-11-24T10:15:31.000Z"}],
+        [{"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": "2026-11-24T10:15:31.000Z"}],
+    ]
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(
+            side_effect=[httpx.Response(200, json={"Tags": a}) for a in answers])
+        async with open_client(cfg()) as client:
+            r = [await client.read(["a", "b"]) for _ in answers]
+    assert r[1]["a"] is r[0]["a"] and r[1]["b"] is r[0]["b"]
+    assert r[2]["a"] is not r[1]["a"] and r[2]["a"].value is True  # 1 -> true is a change although 1 == True
+    assert r[2]["b"] is not r[1]["b"] and r[2]["b"].quality == 72
+    assert isinstance(r[3]["a"], TagError)
+    assert r[3]["b"] is not r[2]["b"] and r[3]["b"].timestamp.second == 31
+    assert isinstance(r[4]["a"], TagValue) and r[4]["a"] is not r[2]["a"]  # after an error: parsed afresh
+    assert r[4]["b"] is r[3]["b"]
+
+
+async def test_nan_body_still_parses() -> None:
+    """orjson refuses NaN, which some servers send; the standard library's parser takes over for that body."""
+    body = '{"Tags": [{"Name": "a", "Value": NaN, "Quality": 192, "Timestamp": "%s"}]}' % TS
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(200, text=body))
+        async with open_client(cfg()) as client:
+            out = await client.read(["a", "b"])
+    assert isinstance(out["a"], TagValue) and out["a"].value != out["a"].value  # NaN
+
+
+def test_answer_cache_forgets_tags_nobody_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.wincc import parse
+
+    clock = [1000.0]
+    monkeypatch.setattr(parse.time, "monotonic", lambda: clock[0])
+    cache = parse.AnswerCache(keep_s=10)
+    tv = TagValue("a", 1, 192, T0)
+    cache.put("a", 1, 192, TS, tv)
+    cache.put("b", 1, 192, TS, tv)
+    clock[0] += 11
+    cache.age()  # both become old
+    assert cache.get("a") is not None  # read again: kept
+    clock[0] += 11
+    cache.age()  # b was not read for a whole period: gone
+    assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 1
+
+
+# -- read one -------------------------------------------------------------------------------------------------
+
+
+async def test_read_one_endpoint() -> None:
+    odd = "System1.Tank 1/Level:ä"
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+        many = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
+        one = mock.get(url=f"{BASE}/api/dp/System1.Tank%201%2FLevel%3A%C3%A4").mock(
+            return_value=httpx.Response(200, json={"name": odd, "value": 4.5, "quality": 0x48, "timestamp": TS}))
+        mock.get("/api/dp/gone").mock(return_value=httpx.Response(404, json={"error": "not found"}))
+        mock.get("/api/dp/err").mock(return_value=httpx.Response(200, json={"name": "err", "error": "driver down"}))
+        mock.get("/api/dp/code").mock(return_value=httpx.Response(
+            200, json={"name": "code", "value": 1, "quality": 192, "timestamp": TS, "errorCode": 3}))
+        mock.get("/api/dp/badq").mock(return_value=httpx.Response(
+            200, json={"name": "badq", "value": 1, "quality": "splendid", "timestamp": TS}))
+        mock.get("/api/dp/down").mock(return_value=httpx.Response(503))
+        async with open_client(cfg()) as client:
+            out = {n: (await client.read([n]))[n] for n in (odd, "gone", "err", "code", "badq")}
+            with pytest.raises(WinCCUnreachable):  # a whole-request failure of the only request is raised
+                await client.read(["down"])
+        assert one.call_count == 1 and many.call_count == 0
+    v = out[odd]
+    assert isinstance(v, TagValue) and (v.name, v.value, v.quality) == (odd, 4.5, 0x48)
+    assert v.timestamp == datetime(2026, 11, 24, 10, 15, 30, 250000, tzinfo=UTC)
+    assert isinstance(out["gone"], TagError) and out["gone"].kind == TagErrorKind.not_found
+    assert isinstance(out["err"], TagError) and out["err"].kind == TagErrorKind.item_error
+    assert out["err"].reason == "driver down"
+    assert isinstance(out["code"], TagError) and out["code"].kind == TagErrorKind.item_error
+    assert isinstance(out["badq"], TagError) and out["badq"].kind == TagErrorKind.bad_answer
+
+
+async def test_read_one_keeps_identity() -> None:
+    item = {"name": "a", "value": 1, "quality": 192, "timestamp": TS}
+    answers = [item, dict(item), dict(item, error="driver down"), dict(item), dict(item, value=True),
+               dict(item, value=True)]
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/dp/a").mock(side_effect=[httpx.Response(200, json=a) for a in answers])
+        mock.get("/api/dp/b").mock(side_effect=[httpx.Response(200, json=item), httpx.Response(404),
+                                                httpx.Response(200, json=item)])
+        async with open_client(cfg()) as client:
+            r = [(await client.read(["a"]))["a"] for _ in answers]
+            b = [(await client.read(["b"]))["b"] for _ in range(3)]
+        assert route.call_count == len(answers)
+    assert r[1] is r[0]
+    assert isinstance(r[2], TagError) and r[2].kind == TagErrorKind.item_error
+    assert isinstance(r[3], TagValue) and r[3] is not r[0]  # after an error: parsed afresh
+    assert r[4] is not r[3] and r[4].value is True
+    assert r[5] is r[4]
+    assert isinstance(b[1], TagError) and b[1].kind == TagErrorKind.not_found
+    assert isinstance(b[2], TagValue) and b[2] is not b[0]  # the 404 forgot the cached value
+
+
+async def test_read_item_error_keys() -> None:
+    """The contract's item rule in full: a non-empty `Error` or `error`, or a non-zero `errorCode`/`errorcode`,
+    spoils that item only, also when its value, quality and timestamp repeat a cached good answer."""
+    good = {"Value": 1, "Quality": 192, "Timestamp": TS}
+    first = [{"Name": n, **good, "Error": None} for n in "abcdefg"]
+    second = [
+        {"Name": "a", **good, "Error": None, "error": "driver down"},
+        {"Name": "b", **good, "Error": None, "errorCode": 5},
+        {"Name": "c", **good, "errorcode": "7"},
+        {"Name": "d", **good, "Error": "", "errorcode": 0},
+        {"Name": "e", **good, "Error": None, "error": ""},
+        {"Name": "f", **good, "Error": None},
+        {"Name": "g", **good, "Error": None, "errorCode": "abc"},
+    ]
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(
+            side_effect=[httpx.Response(200, json={"Tags": first}), httpx.Response(200, json={"Tags": second})])
+        async with open_client(cfg()) as client:
+            r1 = await client.read(list("abcdefg"))
+            r2 = await client.read(list("abcdefg"))
+    assert all(isinstance(v, TagValue) for v in r1.values())
+    for n in "abc":
+        assert isinstance(r2[n], TagError) and r2[n].kind == TagErrorKind.item_error, n
+    assert r2["a"].reason == "driver down" and "5" in r2["b"].reason
+    assert r2["d"] is r1["d"] and r2["e"] is r1["e"] and r2["f"] is r1["f"]
+    assert isinstance(r2["g"], TagError) and r2["g"].kind == TagErrorKind.bad_answer

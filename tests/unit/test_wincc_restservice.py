@@ -159,6 +159,7 @@ async def test_read_partial_and_total_failure() -> None:
 
     with respx.mock(base_url=BASE) as mock:
         mock.post("/tagManagement/Values").mock(side_effect=handler)
+        mock.get("/tagManagement/Value/x").mock(return_value=httpx.Response(200, text="garbage"))
         async with open_client(cfg(), batch_size=1) as client:
             out = await client.read(["a", "x"])
             assert isinstance(out["a"], TagValue)
@@ -214,9 +215,9 @@ async def test_write_status_errors() -> None:
             side_effect=[httpx.Response(403), httpx.Response(500), httpx.Response(200, json={"x": 1})]
         )
         async with open_client(cfg()) as client:
-            assert (await client.write({"a": 1}))["a"].error == WriteError.forbidden
-            assert (await client.write({"a": 1}))["a"].error == WriteError.unreachable
-            assert (await client.write({"a": 1}))["a"].error == WriteError.unreachable
+            assert (await client.write({"a": 1, "b": 2}))["a"].error == WriteError.forbidden
+            assert (await client.write({"a": 1, "b": 2}))["b"].error == WriteError.unreachable
+            assert (await client.write({"a": 1, "b": 2}))["a"].error == WriteError.unreachable
 
 
 def archive_handler(values: list[tuple[datetime, float]], cap: int):
@@ -348,7 +349,7 @@ async def test_errors_carry_prefix_path_not_password(
         mock.get("/alarmLogging/MessageList").mock(return_value=httpx.Response(503))
         async with open_client(cfg(monkeypatch)) as client:
             with pytest.raises(WinCCUnauthorized) as e1:
-                await client.read(["a"])
+                await client.read(["a", "b"])
             with pytest.raises(WinCCUnreachable) as e2:
                 await client.active_alarms()
     for e in (e1.value, e2.value):
@@ -370,3 +371,173 @@ async def test_browse_without_groups_endpoint() -> None:
             got = [x async for x in client.browse()]
     assert got[:2] == [Folder(("C",)), Folder(("C", "G"))]
     assert isinstance(got[2], TagInfo) and got[2].data_type == DataType.int16 and not got[2].archived
+
+
+@pytest.mark.parametrize("path", ["read one", "read many"])
+async def test_unchanged_values_come_back_as_the_same_object(path: str) -> None:
+    """Both read paths keep the identity rule the sync engine relies on: a repeated item is the same TagValue."""
+    item = {"variableName": "a", "value": 3, "dataType": 6, "timestamp": "2026-11-24T10:15:30.250Z",
+            "qualityCode": 192, "errorCode": 0, "errorDescription": ""}
+    answers = [item, dict(item), dict(item, errorCode=1), dict(item), dict(item, value=4),
+               dict(item, value=4, error="driver down"), dict(item, value=4), dict(item, value=4, errorCode="0")]
+    with respx.mock(base_url=BASE) as mock:
+        if path == "read one":
+            mock.get("/tagManagement/Value/a").mock(side_effect=[httpx.Response(200, json=a) for a in answers])
+            names = ["a"]
+        else:
+            mock.post("/tagManagement/Values").mock(side_effect=[httpx.Response(200, json=[a]) for a in answers])
+            names = ["a", "b"]
+        async with open_client(cfg()) as client:
+            r = [(await client.read(names))["a"] for _ in answers]
+    assert r[1] is r[0]
+    assert isinstance(r[2], TagError) and r[2].kind == TagErrorKind.not_found
+    assert isinstance(r[3], TagValue) and r[3] is not r[0]
+    assert r[4].value == 4 and r[4] is not r[3]
+    assert isinstance(r[5], TagError) and r[5].kind == TagErrorKind.item_error  # same raw fields, but an error
+    assert isinstance(r[6], TagValue) and r[6] is not r[4]
+    assert r[7] is r[6]  # errorCode "0" is no error
+
+
+# -- read one / write one ----------------------------------------------------------------------------------------
+
+
+async def test_read_one_endpoint_and_not_found_both_ways() -> None:
+    odd = "Tank 1/Level:ä"
+    ok = {"variableName": odd, "value": 2.5, "dataType": 9, "timestamp": TS, "qualityCode": 72, "errorCode": 0,
+          "errorDescription": ""}
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+        many = mock.post("/tagManagement/Values").mock(side_effect=values_ok)
+        one = mock.get(url=f"{BASE}/tagManagement/Value/Tank%201%2FLevel%3A%C3%A4").mock(
+            return_value=httpx.Response(200, json=ok))
+        mock.get("/tagManagement/Value/code1").mock(return_value=httpx.Response(
+            200, json={"variableName": "code1", "value": None, "errorCode": 1, "errorDescription": "unknown variable"}))
+        mock.get("/tagManagement/Value/http404").mock(return_value=httpx.Response(404))
+        mock.get("/tagManagement/Value/code5").mock(return_value=httpx.Response(200, json={"errorcode": 5}))
+        mock.get("/tagManagement/Value/text").mock(return_value=httpx.Response(
+            200, json={"value": 1, "timestamp": TS, "errorCode": 0, "error": "driver down"}))
+        mock.get("/tagManagement/Value/badts").mock(return_value=httpx.Response(
+            200, json={"value": 1, "timestamp": "noon", "errorCode": 0}))
+        mock.get("/tagManagement/Value/down").mock(return_value=httpx.Response(503))
+        async with open_client(cfg()) as client:
+            out = {n: (await client.read([n]))[n] for n in (odd, "code1", "http404", "code5", "text", "badts")}
+            with pytest.raises(WinCCUnreachable):  # a whole-request failure of the only request is raised
+                await client.read(["down"])
+        assert one.call_count == 1 and many.call_count == 0
+    v = out[odd]
+    assert isinstance(v, TagValue) and (v.name, v.value, v.quality) == (odd, 2.5, 72)
+    assert v.timestamp == datetime(2026, 11, 24, 10, 15, 30, 250000, tzinfo=UTC)
+    assert isinstance(out["code1"], TagError) and out["code1"].kind == TagErrorKind.not_found
+    assert "unknown variable" in out["code1"].reason
+    assert isinstance(out["http404"], TagError) and out["http404"].kind == TagErrorKind.not_found
+    assert isinstance(out["code5"], TagError) and out["code5"].kind == TagErrorKind.item_error
+    assert isinstance(out["text"], TagError) and out["text"].reason == "driver down"
+    assert isinstance(out["badts"], TagError) and out["badts"].kind == TagErrorKind.bad_answer
+
+
+async def test_write_one_endpoint_and_mapping() -> None:
+    answers = {
+        "ok": httpx.Response(200, json={"errorcode": 0}),
+        "ok2": httpx.Response(200, json={"errorCode": 0, "errorDescription": ""}),
+        "c1": httpx.Response(200, json={"errorcode": 1, "errorDescription": "unknown variable"}),
+        "c2": httpx.Response(200, json={"errorcode": 2}),
+        "c3": httpx.Response(200, json={"errorCode": 3}),
+        "c4": httpx.Response(200, json={"errorcode": 4}),
+        "c7": httpx.Response(200, json={"errorcode": 7}),
+        "c9": httpx.Response(200, json={"errorcode": 9, "errorDescription": "odd"}),
+        "text": httpx.Response(200, json={"errorcode": 0, "error": "refused"}),
+        "badcode": httpx.Response(200, json={"errorcode": "abc"}),
+        "nocode": httpx.Response(200, json={}),
+        "notjson": httpx.Response(200, text="<html>"),
+        "h404": httpx.Response(404),
+        "h403": httpx.Response(403),
+        "h400": httpx.Response(400),
+        "h500": httpx.Response(500),
+    }
+    expect = {"ok": None, "ok2": None, "c1": WriteError.not_found, "c2": WriteError.type_mismatch,
+              "c3": WriteError.out_of_range, "c4": WriteError.not_writable, "c7": WriteError.forbidden,
+              "c9": WriteError.other, "text": WriteError.other, "badcode": WriteError.unreachable,
+              "nocode": WriteError.unreachable, "notjson": WriteError.unreachable, "h404": WriteError.not_found,
+              "h403": WriteError.forbidden, "h400": WriteError.invalid, "h500": WriteError.unreachable,
+              "slow": WriteError.timeout}
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+        many = mock.put("/tagManagement/Values").mock(return_value=httpx.Response(200, json=[]))
+        routes = {n: mock.put(f"/tagManagement/Value/{n}").mock(return_value=r) for n, r in answers.items()}
+        mock.put("/tagManagement/Value/slow").mock(side_effect=httpx.ReadTimeout("slow"))
+        dt = mock.put("/tagManagement/Value/d").mock(return_value=httpx.Response(200, json={"errorcode": 0}))
+        async with open_client(cfg()) as client:
+            out = {n: (await client.write({n: 5}))[n] for n in expect}
+            assert (await client.write({"d": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}))["d"].ok
+        assert many.call_count == 0
+        assert all(r.call_count == 1 for r in routes.values())  # never retried, not even the 500
+        assert json.loads(routes["ok"].calls[0].request.content) == {"value": 5}
+        assert json.loads(dt.calls[0].request.content) == {"value": "2026-01-02T03:04:05.000Z"}
+    assert {n: r.error for n, r in out.items()} == expect
+    assert out["ok"].value == 5
+    assert "odd" in out["c9"].reason and "refused" in out["text"].reason
+
+
+async def test_write_many_item_error_text() -> None:
+    answer = [{"variableName": "a", "errorCode": 0}, {"variableName": "b", "errorCode": 0, "error": "locked"},
+              {"variableName": "c", "errorcode": True}]
+    with respx.mock(base_url=BASE) as mock:
+        mock.put("/tagManagement/Values").mock(return_value=httpx.Response(200, json=answer))
+        async with open_client(cfg()) as client:
+            out = await client.write({"a": 1, "b": 2, "c": 3})
+    assert out["a"].ok
+    assert out["b"].error == WriteError.other and "locked" in out["b"].reason
+    assert out["c"].error == WriteError.unreachable
+
+
+# -- item errors and wrong types in a batch ------------------------------------------------------------------------
+
+
+async def test_read_item_error_keys() -> None:
+    """A non-empty `error` or a non-zero `errorCode`/`errorcode` spoils that item only, on the cached path too."""
+    good = {"value": 1, "timestamp": TS, "qualityCode": 192}
+    first = [{"variableName": n, **good, "errorCode": 0} for n in "abcde"]
+    second = [
+        {"variableName": "a", **good, "errorCode": 0, "error": "driver down"},
+        {"variableName": "b", **good, "errorcode": 12, "errorDescription": "channel"},
+        {"variableName": "c", **good, "errorCode": 0, "error": ""},
+        {"variableName": "d", **good, "errorcode": 0, "error": None},
+        {"variableName": "e", **good, "errorCode": 0},
+    ]
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/tagManagement/Values").mock(
+            side_effect=[httpx.Response(200, json=first), httpx.Response(200, json=second)])
+        async with open_client(cfg()) as client:
+            r1 = await client.read(list("abcde"))
+            r2 = await client.read(list("abcde"))
+    assert all(isinstance(v, TagValue) for v in r1.values())
+    assert isinstance(r2["a"], TagError) and r2["a"].kind == TagErrorKind.item_error and "driver down" in r2["a"].reason
+    assert isinstance(r2["b"], TagError) and r2["b"].kind == TagErrorKind.item_error and "12" in r2["b"].reason
+    assert r2["c"] is r1["c"] and r2["d"] is r1["d"] and r2["e"] is r1["e"]
+
+
+async def test_read_wrong_types_in_items() -> None:
+    names = ["n0", "n1", "n2", "str_code", "bool_code", "float_code", "ts_num", "ts_text", "ts_none", "q_bad", "good",
+             "list_code"]
+    ok = {"value": 1, "timestamp": TS, "qualityCode": 192, "errorCode": 0}
+    answer = [
+        "junk",  # not an object: the tag in its position (n0) gets the error
+        {"variableName": 5, **ok},  # n1
+        {"variableName": None, **ok},  # n2
+        {"variableName": "str_code", **ok, "errorCode": "abc"},
+        {"variableName": "bool_code", **ok, "errorCode": True},
+        {"variableName": "float_code", **ok, "errorCode": 1.5},
+        {"variableName": "ts_num", **ok, "timestamp": 1732443330},
+        {"variableName": "ts_text", **ok, "timestamp": "half past ten"},
+        {"variableName": "ts_none", **ok, "timestamp": None},
+        {"variableName": "q_bad", **ok, "qualityCode": {"q": 1}},
+        {"variableName": "good", **ok},
+        {"variableName": "list_code", **ok, "errorCode": [0]},
+        7,  # past the end of the batch: ignored
+    ]
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/tagManagement/Values").mock(return_value=httpx.Response(200, json=answer))
+        async with open_client(cfg()) as client:
+            out = await client.read(names)
+    assert list(out) == names
+    bad = {n: v for n, v in out.items() if n != "good"}
+    assert all(isinstance(v, TagError) and v.kind == TagErrorKind.bad_answer for v in bad.values()), bad
+    assert isinstance(out["good"], TagValue) and out["good"].value == 1

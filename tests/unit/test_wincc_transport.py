@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
 import respx
 
 from bridge.config import WinCCConfig
+from bridge.logs import RedactingFilter
 from bridge.wincc import open_client
 from bridge.wincc.dp import DpClient
 from bridge.wincc.errors import (
@@ -22,7 +27,9 @@ from bridge.wincc.errors import (
     WinCCUnauthorized,
     WinCCUnreachable,
 )
-from bridge.wincc.transport import Transport
+from bridge.wincc.models import TagValue
+from bridge.wincc.transport import PriorityLimiter, Transport, _retry_after
+from tests.helpers import wait_until
 
 BASE = "http://wincc.test:8700"
 PASSWORD = "s3cret-PassW0rd"
@@ -64,8 +71,8 @@ async def test_token_login_and_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
         login = mock.post("/api/auth/login").mock(return_value=login_ok())
         rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
         async with open_client(cfg(monkeypatch)) as client:
-            await client.read(["a"])
-            await client.read(["b"])
+            await client.read(["a", "b"])
+            await client.read(["b", "c"])
         assert login.call_count == 1
         assert json.loads(login.calls[0].request.content) == {"username": "bridge", "password": PASSWORD}
         assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in rm.calls)
@@ -75,10 +82,10 @@ async def test_401_relogin_once_then_success(monkeypatch: pytest.MonkeyPatch) ->
     with respx.mock(base_url=BASE) as mock:
         login = mock.post("/api/auth/login").mock(side_effect=[login_ok("t1"), login_ok("t2")])
         rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(
-            side_effect=[httpx.Response(401), read_ok(httpx.Request("POST", BASE, json={"TagNames": ["a"]}))]
+            side_effect=[httpx.Response(401), read_ok(httpx.Request("POST", BASE, json={"TagNames": ["a", "b"]}))]
         )
         async with open_client(cfg(monkeypatch)) as client:
-            out = await client.read(["a"])
+            out = await client.read(["a", "b"])
         assert out["a"].value == 1
         assert login.call_count == 2
         assert [c.request.headers["Authorization"] for c in rm.calls] == ["Bearer t1", "Bearer t2"]
@@ -93,7 +100,7 @@ async def test_401_twice_raises_unauthorized_without_secrets(
         mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(401))
         async with open_client(cfg(monkeypatch)) as client:
             with pytest.raises(WinCCUnauthorized) as info:
-                await client.read(["a"])
+                await client.read(["a", "b"])
         assert login.call_count == 2
     text = str(info.value) + repr(info.value)
     assert "401" in text and "/WinCC/REST/Tags/ReadMultiple" in text
@@ -118,8 +125,8 @@ async def test_relogin_before_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
         login = mock.post("/api/auth/login").mock(side_effect=[login_ok("t1", 0), login_ok("t2", 0)])
         rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
         async with open_client(cfg(monkeypatch)) as client:
-            await client.read(["a"])
-            await client.read(["a"])
+            await client.read(["a", "b"])
+            await client.read(["a", "b"])
         assert login.call_count == 2
         assert rm.calls[1].request.headers["Authorization"] == "Bearer t2"
 
@@ -129,7 +136,7 @@ async def test_basic_auth_header(monkeypatch: pytest.MonkeyPatch, caplog: pytest
     with respx.mock(base_url=BASE) as mock:
         rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
         async with open_client(cfg(monkeypatch, "basic")) as client:
-            await client.read(["a"])
+            await client.read(["a", "b"])
         assert rm.calls[0].request.headers["Authorization"].startswith("Basic ")
     assert PASSWORD not in caplog.text
 
@@ -339,3 +346,150 @@ async def test_write_401_relogin_then_forbidden(
         assert login.call_count == 2 and put.call_count == 2
     assert out["a"].error == "forbidden"
     assert TOKEN not in out["a"].reason and TOKEN not in caplog.text and PASSWORD not in caplog.text
+
+
+# -- Retry-After as an HTTP date ----------------------------------------------------------------------------------
+
+
+def test_retry_after_both_forms() -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+    def after(value: str) -> float | None:
+        return _retry_after(httpx.Response(429, headers={"Retry-After": value}), now)
+
+    assert after(" 7 ") == 7.0
+    assert after("-3") == 0.0
+    assert after("Tue, 24 Nov 2026 10:01:30 GMT") == 90.0
+    assert after("Tue, 24 Nov 2026 10:01:30 -0000") == 90.0  # no zone given: GMT, as HTTP dates always are
+    assert after("Tue, 24 Nov 2026 11:01:30 +0100") == 90.0
+    assert after("Mon, 23 Nov 2026 10:00:00 GMT") == 0.0  # in the past: at once, never negative
+    assert after("soon") is None and after("") is None
+    assert _retry_after(httpx.Response(429), now) is None
+
+
+async def test_retry_after_http_date_is_honoured_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfg(monkeypatch, "none", retry={"attempts": 3, "backoff_s": 0.01, "max_backoff_s": 30})
+    sleeps = Sleeps()
+    far = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/api/alerts/active").mock(side_effect=[
+            httpx.Response(429, headers={"Retry-After": far}),
+            httpx.Response(503, headers={"Retry-After": past}),
+            httpx.Response(200, json={"alerts": []}),
+        ])
+        async with DpClient(config, Transport(config, sleep=sleeps)) as client:
+            assert await client.active_alarms() == []
+    assert route.call_count == 3
+    assert sleeps.calls == [30.0, 0.0]  # an hour away is capped at max_backoff_s; a past date means now
+
+
+# -- writes go ahead of queued reads ------------------------------------------------------------------------------
+
+
+async def test_write_overtakes_queued_reads_and_cap_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = cfg(monkeypatch, "none", max_concurrency=1)
+    gate = asyncio.Event()
+    order: list[str] = []
+    in_flight = peak = 0
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        order.append(f"{request.method} {request.url.path}")
+        await gate.wait()
+        in_flight -= 1
+        if request.method == "PUT":
+            return httpx.Response(200, json={"name": "w", "value": 1})
+        return httpx.Response(200, json={"name": "x", "value": 1, "quality": 192, "timestamp": TS})
+
+    transport = Transport(config)
+    with respx.mock(base_url=BASE) as mock:
+        mock.get(url__regex=rf"{BASE}/api/dp/r\d").mock(side_effect=held)
+        mock.put("/api/dp/w").mock(side_effect=held)
+        async with DpClient(config, transport) as client:
+            reads = [asyncio.create_task(client.read([f"r{i}"])) for i in range(5)]
+            await wait_until(lambda: len(order) == 1 and transport.limiter.waiting == 4, what="4 reads queued")
+            write = asyncio.create_task(client.write({"w": 1}))
+            await wait_until(lambda: transport.limiter.waiting == 5, what="the write queued behind them")
+            gate.set()
+            results = await asyncio.gather(*reads, write)
+    assert order == ["GET /api/dp/r0", "PUT /api/dp/w", "GET /api/dp/r1", "GET /api/dp/r2", "GET /api/dp/r3",
+                     "GET /api/dp/r4"]
+    assert peak == 1
+    assert results[-1]["w"].ok and all(isinstance(r[f"r{i}"], TagValue) for i, r in enumerate(results[:5]))
+    assert transport.limiter.free == 1 and transport.limiter.waiting == 0
+
+
+async def test_limiter_cancelled_waiters_never_leak_a_slot() -> None:
+    limiter = PriorityLimiter(1)
+    await limiter.acquire("read")  # held
+    got: list[str] = []
+
+    async def take(kind: str, label: str) -> None:
+        await limiter.acquire(kind)  # type: ignore[arg-type]
+        got.append(label)
+
+    queued_read = asyncio.create_task(take("read", "read"))
+    queued_write = asyncio.create_task(take("write", "write"))
+    await wait_until(lambda: limiter.waiting == 2)
+    queued_write.cancel()  # cancelled while queued: leaves the queue
+    await asyncio.gather(queued_write, return_exceptions=True)
+    assert limiter.waiting == 1
+    limiter.release()
+    await asyncio.wait_for(queued_read, 5)
+    assert got == ["read"] and limiter.free == 0
+
+    # handed the slot and cancelled before it could run: the slot goes on to the next waiter
+    first = asyncio.create_task(take("write", "first"))
+    second = asyncio.create_task(take("read", "second"))
+    await wait_until(lambda: limiter.waiting == 2)
+    limiter.release()  # hands the slot to `first`...
+    first.cancel()  # ...which is cancelled before it resumes
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 5)  # a leaked slot would leave it waiting for ever
+    assert got == ["read", "second"]
+    limiter.release()
+    assert limiter.free == 1 and limiter.waiting == 0
+
+
+# -- tokens never leak -------------------------------------------------------------------------------------------
+
+
+async def test_tokens_go_to_on_secret_and_into_no_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # httpx and httpcore included
+    first, second = "tok-first-1111", "tok-second-2222"
+    seen: list[str] = []
+    redact = RedactingFilter()
+
+    def on_secret(secret: str) -> None:
+        seen.append(secret)
+        redact.add(secret)
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/api/auth/login").mock(side_effect=[login_ok(first), login_ok(second)])
+        rm = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=[httpx.Response(401), read_ok])
+        async with open_client(cfg(monkeypatch), on_secret=on_secret) as client:
+            out = await client.read(["a", "b"])
+        assert [c.request.headers["Authorization"] for c in rm.calls] == [f"Bearer {first}", f"Bearer {second}"]
+    assert out["a"].value == 1
+    assert PASSWORD in seen and first in seen and second in seen
+    assert "logged in to WinCC as bridge" in caplog.text  # the user name is logged, nothing more
+    for secret in (PASSWORD, first, second):
+        assert secret not in caplog.text
+    # the hook is what a RedactingFilter needs: a line that did carry a token would be written redacted
+    caplog.handler.addFilter(redact)
+    try:
+        logging.getLogger("bridge.wincc.transport").warning("leak test %s", second)
+    finally:
+        caplog.handler.removeFilter(redact)
+    assert second not in caplog.text and "leak test ***" in caplog.text
+
+
+def test_basic_credentials_go_to_on_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    Transport(cfg(monkeypatch, "basic"), on_secret=seen.append)
+    assert PASSWORD in seen and base64.b64encode(f"bridge:{PASSWORD}".encode()).decode() in seen
