@@ -2,7 +2,8 @@
 
 A monitored Value item on a tag asks for a sampling interval; the tag's poll group is the smallest configured
 poll interval (`sync.poll_groups_ms`) at or above the fastest interval any client asked for, and the item's
-RevisedSamplingInterval reports that real interval back to the client. Tags nobody monitors are polled at
+RevisedSamplingInterval reports that real interval back to the client. A requested interval of 0 means "as fast
+as offered" and -1 "the subscription's publishing interval" (Part 4, 7.21). Tags nobody monitors are polled at
 `sync.idle_interval_ms`, or at `sync.interval_ms` for `sync.read_recent_s` after a client Read them.
 """
 
@@ -25,18 +26,25 @@ _VALUE = ua.AttributeIds.Value
 class Demand:
     """Tracks monitored items (server-wide: subscription ids are unique per server) and recent Reads."""
 
-    def __init__(self, directory: TagDirectory, config: SyncConfig, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, directory: TagDirectory, config: SyncConfig, on_change: Callable[[], None] | None = None,
+                 publishing_interval: Callable[[int], float | None] | None = None) -> None:
         self._directory = directory
         self._config = config
         self._groups = sorted(set(config.poll_groups_ms) | {config.interval_ms})
         self._on_change = on_change or (lambda: None)
-        # (subscription id, monitored item id) -> (tag name, poll interval ms)
-        self._items: dict[tuple[int, int], tuple[str, int]] = {}
+        self._publishing_interval = publishing_interval or (lambda subscription_id: None)
+        # subscription id -> monitored item id -> (tag name, poll interval ms); by subscription, so a subscription
+        # that ends is dropped in one step
+        self._items: dict[int, dict[int, tuple[str, int]]] = {}
         self._recent: dict[str, float] = {}  # tag -> monotonic time until which a Read keeps it fast
 
     # ---- intervals ---------------------------------------------------------------------------------------
-    def group_for(self, requested_ms: float) -> int:
-        """The poll interval serving a requested sampling interval (0 or -1 = as fast as offered)."""
+    def group_for(self, requested_ms: float, subscription_id: int | None = None) -> int:
+        """The poll interval serving a requested sampling interval (0: as fast as offered; -1: the subscription's
+        publishing interval)."""
+        if requested_ms < 0:
+            publishing = self._publishing_interval(subscription_id) if subscription_id is not None else None
+            requested_ms = publishing if publishing is not None else 0.0
         for g in self._groups:
             if requested_ms <= g:
                 return g
@@ -46,9 +54,10 @@ class Demand:
         """tag -> poll interval for every tag someone wants faster than idle; the rest are idle."""
         now = time.monotonic() if now is None else now
         wanted: dict[str, int] = {}
-        for name, interval in self._items.values():
-            if interval < wanted.get(name, 1 << 62):
-                wanted[name] = interval
+        for items in self._items.values():
+            for name, interval in items.values():
+                if interval < wanted.get(name, 1 << 62):
+                    wanted[name] = interval
         fast = self._config.interval_ms
         for name, until in list(self._recent.items()):
             if until < now:
@@ -88,6 +97,7 @@ class Demand:
         self, params: ua.CreateMonitoredItemsParameters, results: list[ua.MonitoredItemCreateResult]
     ) -> None:
         changed = False
+        sid = params.SubscriptionId
         for request, result in zip(params.ItemsToCreate, results, strict=False):
             if not result.StatusCode.is_good():
                 continue
@@ -95,9 +105,9 @@ class Demand:
             tag = self._directory.tag_for(item.NodeId) if item.AttributeId == _VALUE else None
             if tag is None:
                 continue
-            interval = self.group_for(request.RequestedParameters.SamplingInterval)
+            interval = self.group_for(request.RequestedParameters.SamplingInterval, sid)
             result.RevisedSamplingInterval = float(interval)
-            self._items[(params.SubscriptionId, result.MonitoredItemId)] = (tag.name, interval)
+            self._items.setdefault(sid, {})[result.MonitoredItemId] = (tag.name, interval)
             changed = True
         if changed:
             self._on_change()
@@ -106,35 +116,39 @@ class Demand:
         self, params: ua.ModifyMonitoredItemsParameters, results: list[ua.MonitoredItemModifyResult]
     ) -> None:
         changed = False
+        sid = params.SubscriptionId
+        items = self._items.get(sid, {})
         for request, result in zip(params.ItemsToModify, results, strict=False):
-            key = (params.SubscriptionId, request.MonitoredItemId)
-            if key not in self._items or not result.StatusCode.is_good():
+            known = items.get(request.MonitoredItemId)
+            if known is None or not result.StatusCode.is_good():
                 continue
-            interval = self.group_for(request.RequestedParameters.SamplingInterval)
+            interval = self.group_for(request.RequestedParameters.SamplingInterval, sid)
             result.RevisedSamplingInterval = float(interval)
-            self._items[key] = (self._items[key][0], interval)
+            items[request.MonitoredItemId] = (known[0], interval)
             changed = True
         if changed:
             self._on_change()
 
     def items_deleted(self, subscription_id: int, item_ids: list[int]) -> None:
-        removed = [self._items.pop((subscription_id, i), None) for i in item_ids]
+        items = self._items.get(subscription_id)
+        if not items:
+            return
+        removed = [items.pop(i, None) for i in item_ids]
+        if not items:
+            del self._items[subscription_id]
         if any(removed):
             self._on_change()
 
     def subscriptions_deleted(self, subscription_ids: list[int]) -> None:
-        gone = set(subscription_ids)
-        keys = [k for k in self._items if k[0] in gone]
-        for k in keys:
-            del self._items[k]
-        if keys:
+        dropped = [self._items.pop(sid, None) for sid in subscription_ids]
+        if any(dropped):
             self._on_change()
 
     def prune(self, live_subscriptions: Iterable[int]) -> None:
         """Forget items of subscriptions that ended without a Delete (lifetime expired)."""
         live = set(live_subscriptions)
-        self.subscriptions_deleted(sorted({k[0] for k in self._items if k[0] not in live}))
+        self.subscriptions_deleted([sid for sid in self._items if sid not in live])
 
     @property
     def monitored_count(self) -> int:
-        return len(self._items)
+        return sum(len(items) for items in self._items.values())

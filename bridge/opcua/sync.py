@@ -1,10 +1,12 @@
 """Keeps tag values in the address space in step with WinCC through batched REST reads.
 
-One task per poll interval reads its tags (the REST client splits them into `sync.batch_size` batches with at most
-`max_concurrency` in flight), converts and maps quality, and writes only what changed (value, status or source
-timestamp). A cycle that overruns is counted and logged, and the next one starts right after it: cycles never
-pile up. When a read fails as a whole, every tag of that group keeps its last value with BadCommunicationError (or
-UncertainLastUsableValue) within that cycle, the group retries with backoff, and Good returns without a restart.
+One task per poll interval reads its tags in `sync.batch_size` batches, all requested at once (the REST client
+keeps at most `max_concurrency` in flight), and applies each batch the moment it arrives: it converts and maps
+quality, and writes only what changed (value, status or source timestamp). The REST client hands back the very
+same TagValue for an item WinCC repeated unchanged, so most tags of a cycle cost one identity check. A cycle that
+overruns is counted and logged, and the next one starts right after it: cycles never pile up. The tags of a failed
+batch keep their last value with BadCommunicationError (or UncertainLastUsableValue) within that cycle; when every
+batch fails, WinCC counts as down and the group retries with backoff; Good returns without a restart.
 
 Values are published straight into asyncua's node data rather than through `write_attribute_value`: asyncua
 replaces the value with null whenever the StatusCode is Bad, and the design keeps the last value visible with
@@ -59,7 +61,7 @@ class _Tag:
     value: Any = None  # last value shown (None: none yet)
     status: int = S.BadWaitingForInitialData
     source_ts: datetime | None = None
-    raw: tuple[Any, int, datetime] | None = None  # what WinCC last sent, to skip unchanged values cheaply
+    last: TagValue | None = None  # WinCC's last answer; the REST client hands back this object when unchanged
 
 
 class SyncEngine:
@@ -78,7 +80,8 @@ class SyncEngine:
         self._config = config
         self._status = status
         self._tags: dict[str, _Tag] = {}
-        self.demand = Demand(directory, config, on_change=self._replan_soon)
+        self.demand = Demand(directory, config, on_change=self._replan_soon,
+                             publishing_interval=self._publishing_interval)
         self._groups: dict[int, list[str]] = {}
         self._dirty = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,9 +89,9 @@ class SyncEngine:
         self._connected = False
         self._last_success: datetime | None = None
         self._counters = {"poll_cycles_total": 0.0, "late_cycles_total": 0.0, "poll_errors_total": 0.0,
-                          "values_written_total": 0.0, "rest_reads_total": 0.0}
-        self._last_cycle_ms = 0.0
-        self._late_logged = 0.0
+                          "values_written_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0}
+        self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
+        self._logged_at: dict[str, float] = {}
         self.tags_changed([t.name for t in directory], [])
 
     # ---- public -----------------------------------------------------------------------------------------
@@ -100,9 +103,22 @@ class SyncEngine:
     def last_success(self) -> datetime | None:
         return self._last_success
 
+    @property
+    def slowest_cycle_ms(self) -> float:
+        """The last cycle of the slowest poll group that has tags (what an operator watches)."""
+        return max(self._cycle_ms.values(), default=0.0)
+
     def metrics(self) -> dict[str, float]:
-        return {**self._counters, "poll_cycle_ms": self._last_cycle_ms,
+        return {**self._counters, "poll_cycle_ms": self.slowest_cycle_ms,
                 "monitored_items": float(self.demand.monitored_count)}
+
+    def _may_log(self, kind: str, every_s: float = 60.0) -> bool:
+        """At most one line of a kind a minute: a WinCC in trouble must not flood the log."""
+        now = time.monotonic()
+        if now - self._logged_at.get(kind, -every_s) < every_s:
+            return False
+        self._logged_at[kind] = now
+        return True
 
     async def start(self) -> None:
         self._server.iserver.handlers.subscriptions = self.demand  # type: ignore[attr-defined]
@@ -130,7 +146,7 @@ class SyncEngine:
         except (ValueError, TypeError):
             return  # the next poll shows it
         now = datetime.now(UTC)
-        tag.raw = None  # the next poll shows WinCC's own value and timestamp, whatever it is
+        tag.last = None  # the next poll shows WinCC's own value and timestamp, whatever it is
         task = asyncio.get_running_loop().create_task(self._publish(tag, value, S.Good, now, now))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -148,6 +164,10 @@ class SyncEngine:
             if info is not None and info.data_type is not tag.data_type:
                 self._tags[name] = _Tag(name, tag.node_id, info.data_type, VARIANT_TYPES[info.data_type])
         self._replan_soon()
+
+    def _publishing_interval(self, subscription_id: int) -> float | None:
+        subscription = self._server.iserver.subscription_service.subscriptions.get(subscription_id)
+        return subscription.data.RevisedPublishingInterval if subscription is not None else None
 
     # ---- planning ---------------------------------------------------------------------------------------
     def _replan_soon(self) -> None:
@@ -179,13 +199,14 @@ class SyncEngine:
                 ok = await self._poll(names)
                 elapsed = time.monotonic() - started
                 self._counters["poll_cycles_total"] += 1
-                self._last_cycle_ms = elapsed * 1000
+                self._cycle_ms[interval_ms] = elapsed * 1000
                 if elapsed > period:
                     self._counters["late_cycles_total"] += 1
-                    if started - self._late_logged > 60:  # at most one line a minute per bridge
-                        self._late_logged = started
+                    if self._may_log("late"):
                         log.warning("poll cycle of %d tags at %d ms took %.0f ms (late); the next starts at once",
                                     len(names), interval_ms, elapsed * 1000)
+            else:
+                self._cycle_ms.pop(interval_ms, None)
             if ok:
                 backoff = 0.0
                 delay = period - (time.monotonic() - started)
@@ -194,45 +215,78 @@ class SyncEngine:
                 delay = backoff * random.uniform(0.8, 1.2)
             await asyncio.sleep(max(0.0, delay))
 
-    async def _poll(self, names: list[str]) -> bool:
-        self._counters["rest_reads_total"] += 1
+    async def _read(self, batch: list[str]) -> tuple[list[str], dict[str, TagValue | TagError] | None,
+                                                   WinCCError | None]:
         try:
-            results = await self._client.read(names)
+            return batch, await self._client.read(batch), None
         except WinCCError as exc:
-            self._counters["poll_errors_total"] += 1
-            if self._connected:
-                log.warning("WinCC read failed, %d tags marked bad: %s", len(names), exc)
-            self._connected = False
-            await self._mark_failed(names)
-            await self._update_status(connected=False, state="down",
-                                      PollErrors=int(self._counters["poll_errors_total"]))
-            return False
+            return batch, None, exc
+
+    async def _poll(self, names: list[str]) -> bool:
+        """One cycle of a poll group. Its batches are read concurrently (the REST client caps requests in flight)
+        and each is applied the moment it arrives: the first tags of a big group do not wait for the last batch,
+        and no step holds the event loop for the whole group. True unless every batch failed."""
+        size = self._config.batch_size
+        reads = [asyncio.ensure_future(self._read(names[i:i + size])) for i in range(0, len(names), size)]
+        answered, failed = 0, 0
+        first_error: WinCCError | None = None
+        try:
+            for arrival in asyncio.as_completed(reads):
+                batch, results, error = await arrival
+                self._counters["rest_reads_total"] += 1
+                if results is None:
+                    failed += 1
+                    self._counters["rest_read_errors_total"] += 1
+                    first_error = first_error or error
+                    await self._mark_failed(batch)
+                    continue
+                answered += 1
+                await self._apply_batch(results, datetime.now(UTC))
         except Exception:  # a bug must not stop polling forever
             log.exception("unexpected error in poll cycle")
             await self._mark_failed(names)
             return False
-        now = datetime.now(UTC)
-        tags = self._tags
-        for name in names:
-            tag = tags.get(name)
-            if tag is None:
-                continue
-            result = results.get(name)
-            if type(result) is TagValue:
-                # Most values of a cycle are what WinCC sent last time: skip them before any other work.
-                if (result.value, result.quality, result.timestamp) != tag.raw or tag.status in _STALE:
-                    await self._apply(tag, result, now)
-            elif isinstance(result, TagError):
-                await self._publish(tag, tag.value, _ITEM_ERROR[result.kind].value, tag.source_ts, now)
+        finally:
+            for read in reads:
+                read.cancel()  # only the unfinished ones (stop() cancelled us): nothing is left running
+        if not answered:
+            self._counters["poll_errors_total"] += 1
+            if self._connected:
+                log.warning("WinCC read failed, %d tags marked bad: %s", len(names), first_error)
+            self._connected = False
+            await self._update_status(connected=False, state="down",
+                                      PollErrors=int(self._counters["poll_errors_total"]))
+            return False
+        if failed and self._may_log("partial"):
+            log.warning("%d of %d REST reads failed, their tags marked bad: %s", failed, failed + answered,
+                        first_error)
         if not self._connected and self._counters["poll_errors_total"]:
             log.info("WinCC reachable again")
         self._connected = True
-        self._last_success = now
+        self._last_success = datetime.now(UTC)
         await self._update_status(connected=True, state="connected")
         return True
 
+    async def _apply_batch(self, results: dict[str, TagValue | TagError], now: datetime) -> None:
+        tags = self._tags
+        stale = _STALE
+        for name, result in results.items():
+            tag = tags.get(name)
+            if tag is None:
+                continue
+            # Most values of a cycle are what WinCC sent last time, as the very same object: skip them first.
+            if result is tag.last and tag.status not in stale:
+                continue
+            if type(result) is TagValue:
+                await self._apply(tag, result, now)
+            elif isinstance(result, TagError):
+                tag.last = None
+                code = _ITEM_ERROR[result.kind].value
+                if code != tag.status:  # an error that persists is news once, not every cycle
+                    await self._publish(tag, tag.value, code, tag.source_ts, now)
+
     async def _apply(self, tag: _Tag, result: TagValue, now: datetime) -> None:
-        tag.raw = (result.value, result.quality, result.timestamp)
+        tag.last = result
         try:
             value = from_wincc(tag.data_type, result.value)
             status = quality_to_status(result.quality).value
@@ -283,6 +337,6 @@ class SyncEngine:
         if connected:
             update["LastSuccessfulPoll"] = self._last_success
         update["TagCount"] = len(self._tags)
-        update["PollCycleMs"] = round(self._last_cycle_ms, 1)
+        update["PollCycleMs"] = round(self.slowest_cycle_ms, 1)
         update["LateCycles"] = int(self._counters["late_cycles_total"])
         await self._status.update(**update)

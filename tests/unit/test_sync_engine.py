@@ -134,3 +134,16 @@ async def test_note_written_shows_value_at_once(rig) -> None:
         assert wincc.reads == reads  # shown without a REST read
     finally:
         await slow.stop()
+
+
+async def test_a_persistent_tag_error_is_published_once(rig) -> None:
+    server, directory, wincc, engine = rig
+    wincc.missing.add("Plant.A.Run")
+    await wait_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.value == S.BadConfigurationError, timeout=5)
+    written = engine.metrics()["values_written_total"]
+    reads = wincc.reads
+    await wait_until(lambda: wincc.reads >= reads + 5, timeout=5)
+    assert engine.metrics()["values_written_total"] == written  # still Bad, nothing new to tell subscribers
+    wincc.missing.clear()
+    wincc.set("Plant.A.Run", True)
+    await wait_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.is_good(), timeout=5)

@@ -1,0 +1,68 @@
+"""How late the event loop runs: the one number that tells whether the bridge keeps up.
+
+Everything in the bridge (OPC UA sessions, polling, writes, history) shares one asyncio loop. When one piece of work
+holds it too long, every other one waits; asyncua 2.1 clients even drop the connection when the server's answer to
+their once-a-second ServerState probe takes longer than a second. A timer every `period_s` measures how much later
+than asked it fires. Exported as gauges (worst lag in the last `window_s`, worst since start) and a counter of
+stalls longer than `stall_s`, each stall logged once with its length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+__all__ = ["LoopLag"]
+
+log = logging.getLogger(__name__)
+
+
+class LoopLag:
+    def __init__(self, period_s: float = 0.1, window_s: float = 10.0, stall_s: float = 0.5) -> None:
+        self._period = period_s
+        self._window = window_s
+        self._stall = stall_s
+        self._recent: deque[tuple[float, float]] = deque()  # (when, lag) of lags worth keeping in the window
+        self.max_s = 0.0
+        self.stalls = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def recent_max_s(self) -> float:
+        horizon = time.monotonic() - self._window
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        return max((lag for _, lag in self._recent), default=0.0)
+
+    def metrics(self) -> dict[str, float]:
+        return {"event_loop_lag_seconds": self.recent_max_s, "event_loop_lag_max_seconds": self.max_s,
+                "event_loop_stalls_total": float(self.stalls)}
+
+    def observe(self, lag: float) -> None:
+        now = time.monotonic()
+        # keep the window's maximum cheaply: a lag smaller than a later one can never be the maximum again
+        while self._recent and self._recent[-1][1] <= lag:
+            self._recent.pop()
+        self._recent.append((now, lag))
+        self.max_s = max(self.max_s, lag)
+        if lag >= self._stall:
+            self.stalls += 1
+            log.warning("event loop stalled for %.2f s (OPC UA requests and polling waited that long)", lag)
+
+    async def run(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(self._period)
+            self.observe(max(0.0, time.monotonic() - asked - self._period))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,220 @@
+"""asyncua's monitored item service, with what a gateway for 100,000 tags needs and asyncua 2.1 lacks.
+
+`BridgeSession.create_subscription` puts a `BridgeMonitoredItemService` into every subscription a client creates
+(still empty at that point), so nothing outside the bridge's own sessions changes. What differs from asyncua:
+- Delete is O(1) per item. asyncua finds an item's callback handle by iterating its handle map from the start; with
+  items deleted in order, every step skips all the dead slots before it, so a client with 100,000 items that
+  disconnects held the event loop for 5 s here (and asyncua clients drop a server that stalls for 1 s).
+- Modify finds the item directly, answers BadMonitoredItemIdInvalid for an unknown id (asyncua answers Good), and
+  takes the new client handle, filter and (revised) queue size.
+- Deadbands per Part 4 7.22.2 and Part 8 7.2: Absolute and Percent (of the EURange), compared with the last
+  *reported* value, so a slow drift is reported once it adds up (asyncua compares with the previous sample and
+  does not implement Percent at all). A Percent deadband on a node without EURange, or outside 0..100, is refused
+  with BadDeadbandFilterInvalid; a deadband on a non-numeric node with BadFilterNotAllowed.
+- A sampled DataValue is kept by reference when its value is an immutable scalar, instead of a deep copy per
+  notification: the bridge never mutates a published DataValue. Anything else (arrays, structures) is still copied,
+  because asyncua's own code updates some lists in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import uuid
+from datetime import datetime
+from typing import Any
+
+from asyncua import ua
+from asyncua.server.monitored_item_service import MonitoredItemData, MonitoredItemService
+
+__all__ = ["BridgeMonitoredItemService", "deadband_error"]
+
+S = ua.StatusCodes
+_IMMUTABLE = (bool, int, float, str, bytes, datetime, uuid.UUID, type(None))
+_NUMERIC_TYPES = {
+    ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32,
+    ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64, ua.VariantType.Float, ua.VariantType.Double,
+}
+_NUMERIC_DATATYPES = {ua.NodeId(vt.value) for vt in _NUMERIC_TYPES} | {
+    ua.NodeId(ua.ObjectIds.Number), ua.NodeId(ua.ObjectIds.Integer), ua.NodeId(ua.ObjectIds.UInteger),
+}
+_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
+
+
+def _keep(dv: ua.DataValue) -> ua.DataValue:
+    value = dv.Value.Value if dv.Value is not None else None
+    return dv if isinstance(value, _IMMUTABLE) else copy.deepcopy(dv)
+
+
+def _numbers(variant: ua.Variant | None) -> list[float] | None:
+    """The numeric value(s) of a Variant (one per array element), or None if it is not numeric."""
+    if variant is None or variant.VariantType not in _NUMERIC_TYPES:
+        return None
+    value = variant.Value
+    items = value if isinstance(value, list) else [value]
+    try:
+        return [float(v) for v in items]
+    except (TypeError, ValueError):
+        return None
+
+
+def _exceeds(current: list[float], last: list[float], band: float) -> bool:
+    if len(current) != len(last):
+        return True
+    # NaN differs from everything: a value that turns NaN (or back) is news
+    return any(math.isnan(c) != math.isnan(p) or abs(c - p) > band for c, p in zip(current, last, strict=True))
+
+
+def deadband_error(flt: Any, data_type: ua.NodeId | None, eu_range: ua.Range | None) -> int | None:
+    """The StatusCode refusing a data change item's filter for a node, or None if the filter can be applied."""
+    if flt is None:
+        return None
+    if not isinstance(flt, ua.DataChangeFilter):
+        return S.BadMonitoredItemFilterUnsupported  # e.g. an AggregateFilter: not offered
+    if flt.DeadbandType == ua.DeadbandType.None_:
+        return None
+    if flt.DeadbandType not in (ua.DeadbandType.Absolute, ua.DeadbandType.Percent):
+        return S.BadDeadbandFilterInvalid
+    if data_type is None or data_type not in _NUMERIC_DATATYPES:
+        return S.BadFilterNotAllowed
+    if flt.DeadbandType == ua.DeadbandType.Absolute:
+        return S.BadDeadbandFilterInvalid if not flt.DeadbandValue >= 0 else None
+    if eu_range is None or not 0.0 <= flt.DeadbandValue <= 100.0:
+        return S.BadDeadbandFilterInvalid
+    return None
+
+
+class BridgeMonitoredItemService(MonitoredItemService):
+    def __init__(self, isub: Any, aspace: Any) -> None:
+        super().__init__(isub, aspace)
+        self._reported: dict[int, ua.DataValue] = {}  # item -> the last value sent to the client
+        self._bands: dict[int, float] = {}  # item -> absolute deadband (Percent already turned into units)
+
+    # ---- filters --------------------------------------------------------------------------------------------
+    def _node_facts(self, node_id: ua.NodeId) -> tuple[ua.NodeId | None, ua.Range | None]:
+        """The node's DataType and its EURange property value, where it has them."""
+        node = self.aspace.get(node_id)
+        if node is None:
+            return None, None
+        attr = node.attributes.get(ua.AttributeIds.DataType)
+        data_type = attr.value.Value.Value if attr is not None and attr.value is not None else None
+        eu_range = None
+        for ref in node.references:
+            if ref.IsForward and ref.ReferenceTypeId == _HAS_PROPERTY and ref.BrowseName.Name == "EURange":
+                prop = self.aspace.get(ref.NodeId)
+                value = prop.attributes[ua.AttributeIds.Value].value if prop is not None else None
+                candidate = value.Value.Value if value is not None and value.Value is not None else None
+                eu_range = candidate if isinstance(candidate, ua.Range) else None
+                break
+        return data_type, eu_range
+
+    def _apply_filter(self, mid: int, node_id: ua.NodeId, flt: Any) -> int | None:
+        """Check the filter for the node; remember its deadband in engineering units. Returns a refusal code."""
+        self._bands.pop(mid, None)
+        if not isinstance(flt, ua.DataChangeFilter) or flt.DeadbandType == ua.DeadbandType.None_:
+            return None
+        data_type, eu_range = self._node_facts(node_id)
+        error = deadband_error(flt, data_type, eu_range)
+        if error is not None:
+            return error
+        if flt.DeadbandType == ua.DeadbandType.Percent:
+            assert eu_range is not None
+            self._bands[mid] = flt.DeadbandValue / 100.0 * abs(eu_range.High - eu_range.Low)
+        else:
+            self._bands[mid] = flt.DeadbandValue
+        return None
+
+    # ---- create / modify / delete -------------------------------------------------------------------------
+    async def _create_data_change_monitored_item(
+        self, params: ua.MonitoredItemCreateRequest
+    ) -> ua.MonitoredItemCreateResult:
+        flt = params.RequestedParameters.Filter
+        if flt is not None:
+            data_type, eu_range = self._node_facts(params.ItemToMonitor.NodeId)
+            error = deadband_error(flt, data_type, eu_range)
+            if error is not None and params.ItemToMonitor.NodeId in self.aspace:
+                return ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(error))
+        result = await super()._create_data_change_monitored_item(params)
+        if result.StatusCode.is_good():
+            self._apply_filter(result.MonitoredItemId, params.ItemToMonitor.NodeId, flt)
+        return result
+
+    def _modify_monitored_item(self, params: ua.MonitoredItemModifyRequest) -> ua.MonitoredItemModifyResult:
+        result = ua.MonitoredItemModifyResult()
+        mdata: MonitoredItemData | None = self._monitored_items.get(params.MonitoredItemId)
+        if mdata is None:
+            result.StatusCode = ua.StatusCode(S.BadMonitoredItemIdInvalid)
+            return result
+        requested = params.RequestedParameters
+        if mdata.read_value_id is not None and mdata.read_value_id.AttributeId != ua.AttributeIds.EventNotifier:
+            error = deadband_error(requested.Filter, *self._node_facts(mdata.read_value_id.NodeId))
+            if error is not None:
+                result.StatusCode = ua.StatusCode(error)
+                return result
+            self._apply_filter(params.MonitoredItemId, mdata.read_value_id.NodeId, requested.Filter)
+            mdata.filter = requested.Filter
+        elif requested.Filter is not None:
+            mdata.filter = requested.Filter
+        mdata.client_handle = requested.ClientHandle
+        mdata.queue_size = self._revise_queue_size(requested.QueueSize)
+        result.RevisedSamplingInterval = requested.SamplingInterval
+        result.RevisedQueueSize = mdata.queue_size
+        return result
+
+    def _delete_monitored_items(self, mid: int) -> ua.StatusCode:
+        mdata = self._monitored_items.pop(mid, None)
+        if mdata is None:
+            return ua.StatusCode(S.BadMonitoredItemIdInvalid)
+        self._reported.pop(mid, None)
+        self._bands.pop(mid, None)
+        node_id = mdata.read_value_id.NodeId if mdata.read_value_id is not None else None
+        mids = self._monitored_events.get(node_id) if node_id is not None else None
+        if mids is not None and mid in mids:
+            mids.remove(mid)
+            if not mids:
+                del self._monitored_events[node_id]
+        handle = mdata.callback_handle
+        if handle is not None and self._monitored_datachange.pop(handle, None) is not None:
+            self.aspace.delete_datachange_callback(handle)
+        return ua.StatusCode()
+
+    # ---- sampling -------------------------------------------------------------------------------------------
+    def _report(self, mid: int, mdata: MonitoredItemData, value: ua.DataValue) -> bool:
+        """Part 4 7.22.2: does this sample change what the client last saw enough to be reported?"""
+        last = self._reported.get(mid)
+        if last is None:
+            return True
+        flt = mdata.filter if isinstance(mdata.filter, ua.DataChangeFilter) else None
+        trigger = flt.Trigger if flt is not None else ua.DataChangeTrigger.StatusValue
+        if value.StatusCode != last.StatusCode:
+            return True  # a deadband never hides a status change
+        if trigger == ua.DataChangeTrigger.Status:
+            return False
+        band = self._bands.get(mid)
+        if band is not None:
+            current, previous = _numbers(value.Value), _numbers(last.Value)
+            changed = _exceeds(current, previous, band) if current is not None and previous is not None \
+                else value.Value != last.Value
+        else:
+            changed = value.Value != last.Value
+        if changed:
+            return True
+        return trigger == ua.DataChangeTrigger.StatusValueTimestamp and (
+            value.SourceTimestamp != last.SourceTimestamp or value.SourcePicoseconds != last.SourcePicoseconds)
+
+    async def datachange_callback(self, handle: int, value: ua.DataValue, error: ua.StatusCode | None = None) -> None:
+        if error:
+            await super().datachange_callback(handle, value, error)
+            return
+        mid = self._monitored_datachange.get(handle)
+        mdata = self._monitored_items.get(mid) if mid is not None else None
+        if mdata is None or mdata.mode == ua.MonitoringMode.Disabled:
+            return
+        assert mid is not None
+        kept = _keep(value)
+        mdata.mvalue.old_dvalue, mdata.mvalue.current_dvalue = mdata.mvalue.current_dvalue, kept
+        if not self._report(mid, mdata, kept):
+            return
+        self._reported[mid] = kept
+        event = ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value)
+        await self.isub.enqueue_datachange_event(mid, event, mdata.queue_size)

@@ -1,0 +1,178 @@
+"""BridgeMonitoredItemService on a real asyncua address space (server side only), with a subscription stand-in that
+records what would be published: deadbands against the last reported value, filter checks, O(1) delete, modify."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from asyncua import Server, ua
+
+from bridge.opcua.monitored_items import BridgeMonitoredItemService
+from bridge.opcua.tags import TagDirectory
+from bridge.wincc.models import DataType, TagInfo
+from tests.unit.ua_rig import server_with_tags
+
+S = ua.StatusCodes
+TAGS = [
+    TagInfo("P.Level", DataType.double, ("P",), "Level", unit="m", low=0, high=200),  # AnalogItem, EURange 0..200
+    TagInfo("P.Count", DataType.int32, ("P",), "Count"),  # no EURange
+    TagInfo("P.Text", DataType.string, ("P",), "Text"),
+]
+
+
+class RecordingSubscription:
+    """What MonitoredItemService needs of an InternalSubscription, recording enqueued notifications."""
+
+    def __init__(self) -> None:
+        self.data = ua.CreateSubscriptionResult(SubscriptionId=1, RevisedPublishingInterval=100)
+        self.max_queue_size = 100
+        self.sent: list[tuple[int, ua.MonitoredItemNotification]] = []
+
+    async def enqueue_datachange_event(self, mid: int, event: ua.MonitoredItemNotification, size: int) -> None:
+        self.sent.append((mid, event))
+
+    async def trigger_statuschange(self, code: ua.StatusCode) -> None:  # pragma: no cover - not used here
+        raise AssertionError(code)
+
+
+@pytest.fixture
+async def rig() -> tuple[Server, TagDirectory, BridgeMonitoredItemService, RecordingSubscription]:
+    server, directory = await server_with_tags(TAGS)
+    sub = RecordingSubscription()
+    return server, directory, BridgeMonitoredItemService(sub, server.iserver.aspace), sub
+
+
+def request(node_id: ua.NodeId, flt: object = None, handle: int = 7) -> ua.MonitoredItemCreateRequest:
+    return ua.MonitoredItemCreateRequest(
+        ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
+        MonitoringMode=ua.MonitoringMode.Reporting,
+        RequestedParameters=ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=100, QueueSize=1, Filter=flt),
+    )
+
+
+def deadband(kind: ua.DeadbandType, value: float,
+             trigger: ua.DataChangeTrigger = ua.DataChangeTrigger.StatusValue) -> ua.DataChangeFilter:
+    return ua.DataChangeFilter(Trigger=trigger, DeadbandType=kind, DeadbandValue=value)
+
+
+async def publish(server: Server, node_id: ua.NodeId, value: object, vt: ua.VariantType,
+                  status: int = S.Good, ts: datetime | None = None) -> None:
+    stamp = ts or datetime.now(UTC)
+    await server.write_attribute_value(node_id, ua.DataValue(ua.Variant(value, vt), StatusCode=ua.StatusCode(status),
+                                                             SourceTimestamp=stamp, ServerTimestamp=stamp))
+
+
+async def create(service: BridgeMonitoredItemService, req: ua.MonitoredItemCreateRequest) -> ua.MonitoredItemCreateResult:
+    (result,) = await service.create_monitored_items(ua.CreateMonitoredItemsParameters(SubscriptionId=1,
+                                                                                      ItemsToCreate=[req]))
+    return result
+
+
+async def test_percent_deadband_compares_with_the_last_reported_value(rig) -> None:
+    server, directory, service, sub = rig
+    level = directory.node_id("P.Level")
+    await publish(server, level, 100.0, ua.VariantType.Double)
+    result = await create(service, request(level, deadband(ua.DeadbandType.Percent, 1.0)))  # 1 % of 200 = 2 m
+    assert result.StatusCode.is_good()
+    values = [100.5, 101.0, 101.5, 102.5, 102.6, 100.0]
+    for v in values:
+        await publish(server, level, v, ua.VariantType.Double)
+    reported = [e.Value.Value.Value for _, e in sub.sent]
+    # the first (initial) value, then 102.5 (2.5 from 100: a slow drift adds up), then 100.0 (2.5 from 102.5)
+    assert reported == [100.0, 102.5, 100.0]
+
+
+async def test_a_deadband_never_hides_a_status_change(rig) -> None:
+    server, directory, service, sub = rig
+    level = directory.node_id("P.Level")
+    await publish(server, level, 50.0, ua.VariantType.Double)
+    await create(service, request(level, deadband(ua.DeadbandType.Absolute, 10.0)))
+    await publish(server, level, 50.1, ua.VariantType.Double, status=S.UncertainLastUsableValue)
+    await publish(server, level, 50.2, ua.VariantType.Double, status=S.UncertainLastUsableValue)
+    assert [e.Value.StatusCode.value for _, e in sub.sent] == [S.Good, S.UncertainLastUsableValue]
+
+
+async def test_triggers(rig) -> None:
+    server, directory, service, sub = rig
+    count = directory.node_id("P.Count")
+    t0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    await publish(server, count, 1, ua.VariantType.Int32, ts=t0)
+    status_only = await create(service, request(count, deadband(ua.DeadbandType.None_, 0, ua.DataChangeTrigger.Status), 1))
+    with_ts = await create(service, request(count, deadband(ua.DeadbandType.None_, 0,
+                                                            ua.DataChangeTrigger.StatusValueTimestamp), 2))
+    plain = await create(service, request(count, None, 3))
+    await publish(server, count, 1, ua.VariantType.Int32, ts=t0.replace(second=1))  # timestamp only
+    await publish(server, count, 2, ua.VariantType.Int32, ts=t0.replace(second=1))  # value
+    per_item: dict[int, int] = {}
+    for mid, _ in sub.sent:
+        per_item[mid] = per_item.get(mid, 0) + 1
+    assert per_item == {status_only.MonitoredItemId: 1, with_ts.MonitoredItemId: 3, plain.MonitoredItemId: 2}
+
+
+@pytest.mark.parametrize(("name", "flt", "code"), [
+    ("P.Count", deadband(ua.DeadbandType.Percent, 5.0), S.BadDeadbandFilterInvalid),  # no EURange
+    ("P.Level", deadband(ua.DeadbandType.Percent, 150.0), S.BadDeadbandFilterInvalid),  # outside 0..100
+    ("P.Level", deadband(ua.DeadbandType.Absolute, -1.0), S.BadDeadbandFilterInvalid),
+    ("P.Text", deadband(ua.DeadbandType.Absolute, 1.0), S.BadFilterNotAllowed),  # not a number
+    ("P.Level", ua.AggregateFilter(), S.BadMonitoredItemFilterUnsupported),
+])
+async def test_filters_that_cannot_apply_are_refused(rig, name: str, flt: object, code: int) -> None:
+    server, directory, service, sub = rig
+    result = await create(service, request(directory.node_id(name), flt))
+    assert result.StatusCode.value == code
+    assert service._monitored_items == {} and sub.sent == []  # nothing half-created
+
+
+async def test_absolute_deadband_on_an_integer_tag_without_range_works(rig) -> None:
+    server, directory, service, sub = rig
+    count = directory.node_id("P.Count")
+    await publish(server, count, 10, ua.VariantType.Int32)
+    assert (await create(service, request(count, deadband(ua.DeadbandType.Absolute, 2)))).StatusCode.is_good()
+    for v in (11, 12, 13, 9):
+        await publish(server, count, v, ua.VariantType.Int32)
+    assert [e.Value.Value.Value for _, e in sub.sent] == [10, 13, 9]
+
+
+async def test_modify_finds_the_item_and_refuses_unknown_ids(rig) -> None:
+    server, directory, service, sub = rig
+    level = directory.node_id("P.Level")
+    await publish(server, level, 0.0, ua.VariantType.Double)
+    item = await create(service, request(level))
+    modify = ua.ModifyMonitoredItemsParameters(SubscriptionId=1, ItemsToModify=[
+        ua.MonitoredItemModifyRequest(MonitoredItemId=item.MonitoredItemId, RequestedParameters=ua.MonitoringParameters(
+            ClientHandle=99, SamplingInterval=500, QueueSize=5000, Filter=deadband(ua.DeadbandType.Absolute, 5.0))),
+        ua.MonitoredItemModifyRequest(MonitoredItemId=424242, RequestedParameters=ua.MonitoringParameters()),
+        ua.MonitoredItemModifyRequest(MonitoredItemId=item.MonitoredItemId, RequestedParameters=ua.MonitoringParameters(
+            ClientHandle=99, Filter=deadband(ua.DeadbandType.Percent, 101.0))),
+    ])
+    good, unknown, refused = service.modify_monitored_items(modify)
+    assert good.StatusCode.is_good() and good.RevisedQueueSize == 100  # capped by the subscription
+    assert unknown.StatusCode.value == S.BadMonitoredItemIdInvalid
+    assert refused.StatusCode.value == S.BadDeadbandFilterInvalid
+    await publish(server, level, 3.0, ua.VariantType.Double)  # inside the new 5 m deadband (and kept by the refusal)
+    await publish(server, level, 6.0, ua.VariantType.Double)
+    assert [(e.ClientHandle, e.Value.Value.Value) for _, e in sub.sent] == [(7, 0.0), (99, 6.0)]
+
+
+async def test_delete_is_linear_and_releases_the_node_callbacks(rig) -> None:
+    """asyncua scans its handle map per deleted item (quadratic over a subscription); this one must not. Counted by
+    making the handle map refuse iteration: O(1) lookups only."""
+    server, directory, service, sub = rig
+    level = directory.node_id("P.Level")
+    requests = [request(level, handle=i) for i in range(2000)]
+    results = await service.create_monitored_items(ua.CreateMonitoredItemsParameters(SubscriptionId=1,
+                                                                                    ItemsToCreate=requests))
+    attr = server.iserver.aspace.get(level).attributes[ua.AttributeIds.Value]
+    assert len(attr.datachange_callbacks) == 2000
+
+    class NoScan(dict):
+        def items(self):  # type: ignore[override]
+            raise AssertionError("the handle map was scanned")
+
+        __iter__ = items  # type: ignore[assignment]
+
+    service._monitored_datachange = NoScan(service._monitored_datachange)
+    codes = service.delete_monitored_items([r.MonitoredItemId for r in results] + [1])
+    assert all(c.is_good() for c in codes[:-1]) and codes[-1].value == S.BadMonitoredItemIdInvalid
+    assert len(attr.datachange_callbacks) == 0 and service._monitored_items == {}
