@@ -59,9 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--health-port", type=int, help="health/metrics port (default 8081)")
     demo.add_argument("--wincc-port", type=int, help="port of the demo's WinCC simulator (default 8700)")
 
-    sim = sub.add_parser("simulate", help="run the WinCC REST simulator alone")
-    sim.add_argument("simulator_args", nargs=argparse.REMAINDER,
-                     help="--port N [--dialect dp|restservice] [--tags N] ... (see `simulate --help`)")
+    # the simulator parses its own options (main() hands it whatever follows `simulate`), so `simulate --help`
+    # lists them while the simulator's heavy imports stay out of every other command
+    sub.add_parser("simulate", help="run the WinCC REST simulator alone: --port N [--dialect dp|restservice] "
+                                    "[--tags N] ... (see `simulate --help`)", add_help=False)
 
     chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked")
     chk.add_argument("file", type=Path)
@@ -97,7 +98,7 @@ def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
     _register_secrets(redact, config)
     from bridge.opcua.server import serve
 
-    asyncio.run(_until_signal(lambda stop: serve(config, stop)))
+    asyncio.run(_until_signal(lambda stop: serve(config, stop, on_secret=redact.add)))
     return 0
 
 
@@ -144,7 +145,7 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
                 f"Tags: Objects > WinCC > System1 (Tank1, Pump1, Reactor, ...). Ctrl+C stops.\n",
                 flush=True,
             )
-            await serve(config, stop)
+            await serve(config, stop, on_secret=redact.add)
         finally:
             await sim.stop()
 
@@ -187,10 +188,10 @@ def _cmd_hash_password(password: str | None) -> int:
     return 0
 
 
-async def _browse(config: BridgeConfig) -> list[Any]:
+async def _browse(config: BridgeConfig, redact: RedactingFilter) -> list[Any]:
     from bridge.wincc.client import open_client
 
-    async with open_client(config.wincc, batch_size=config.sync.batch_size) as client:
+    async with open_client(config.wincc, batch_size=config.sync.batch_size, on_secret=redact.add) as client:
         return [item async for item in client.browse()]
 
 
@@ -199,7 +200,7 @@ def _cmd_browse(path: Path, redact: RedactingFilter) -> int:
     _register_secrets(redact, config)
     from bridge.wincc.models import Folder
 
-    for item in asyncio.run(_browse(config)):
+    for item in asyncio.run(_browse(config, redact)):
         if isinstance(item, Folder):
             print(f"{'  ' * (len(item.path) - 1)}{item.name}/")
         else:
@@ -215,7 +216,7 @@ def _cmd_export(path: Path, out: Path, redact: RedactingFilter) -> int:
     _register_secrets(redact, config)
     from bridge.opcua.nodeset import write_nodeset
 
-    items = asyncio.run(_browse(config))
+    items = asyncio.run(_browse(config, redact))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_nodeset(items, out, config.opcua.namespace_uri)
     print(f"wrote {len(items)} nodes to {out}")
@@ -223,7 +224,12 @@ def _cmd_export(path: Path, out: Path, redact: RedactingFilter) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = _parser().parse_args(argv)
+    parser = _parser()
+    ns, rest = parser.parse_known_args(argv)
+    if ns.command == "simulate":
+        ns.simulator_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     redact = configure_logging(ns.log_level, ns.log_format)
     try:
         match ns.command:

@@ -11,13 +11,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncua import Server
 
 from bridge.config import BridgeConfig
 from bridge.health import HealthServer, HealthSnapshot
+from bridge.loop_lag import LoopLag
 from bridge.opcua.address_space import AddressSpace
 from bridge.opcua.bridge_status import BridgeStatus
 from bridge.opcua.browse import BrowseService
@@ -45,19 +46,22 @@ Model = Sequence[Folder | TagInfo]
 class Bridge:
     """Owns the server, the REST client and the services for one config. `start()` then `stop()`, once each."""
 
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, config: BridgeConfig, on_secret: Callable[[str], None] | None = None) -> None:
+        """`on_secret` is told every credential the REST client handles (password, login tokens), so the log
+        redaction knows them before anything could print them."""
         self.config = config
         iserver = BridgeInternalServer(user_manager=BridgeUserManager(config.opcua))
         # asyncua binds ConditionRefresh only if this is set before init() (A&C builds on it)
         iserver.bind_condition_methods = True
         self.server = Server(iserver=iserver)
         self.iserver = iserver
-        self.client: WinCCClient = open_client(config.wincc, batch_size=config.sync.batch_size)
+        self.client: WinCCClient = open_client(config.wincc, batch_size=config.sync.batch_size, on_secret=on_secret)
         self.directory: TagDirectory | None = None
         self.address_space: AddressSpace | None = None
         self.sync: SyncEngine | None = None
         self.status: BridgeStatus | None = None
         self.health: HealthServer | None = None
+        self.loop_lag = LoopLag()
         self._serving = False
         self._built = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -65,6 +69,7 @@ class Bridge:
     # ---- start / stop ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
+        self.loop_lag.start()
         bind_url, public_url = endpoint_urls(cfg.opcua)
         self.server.set_server_name(cfg.opcua.server_name)
         self.server.set_endpoint(bind_url)
@@ -125,6 +130,7 @@ class Bridge:
         self._tasks.clear()
         if self.health is not None:
             await self.health.stop()
+        await self.loop_lag.stop()
         if self.sync is not None:
             await self.sync.stop()
         try:
@@ -208,7 +214,8 @@ class Bridge:
     # ---- health ----------------------------------------------------------------------------------------------
     def snapshot(self) -> HealthSnapshot:
         sync = self.sync
-        metrics = sync.metrics() if sync is not None and hasattr(sync, "metrics") else {}
+        metrics = sync.metrics() if sync is not None else {}
+        metrics.update(self.loop_lag.metrics())
         return HealthSnapshot(
             serving=self._serving,
             address_space_built=self._built,
@@ -219,9 +226,9 @@ class Bridge:
         )
 
 
-async def serve(config: BridgeConfig, stop: asyncio.Event) -> None:
+async def serve(config: BridgeConfig, stop: asyncio.Event, on_secret: Callable[[str], None] | None = None) -> None:
     """Run a bridge until `stop` is set, then shut it down cleanly."""
-    bridge = Bridge(config)
+    bridge = Bridge(config, on_secret=on_secret)
     try:
         await bridge.start()
         await stop.wait()
