@@ -5,10 +5,10 @@ segment): Tank1 (level follows the inlet/outlet valves), Pump1 (speed follows it
 (temperature follows its setpoint, first order, with deterministic noise), Counters (every integer type), Status
 (string, datetime) and "Hall 2" (a name with a space and a non-ASCII letter).
 
-Generated tags (`tags=N`): dp `System1.Gen.G{i//1000:03d}.Tag{i:06d}`, restservice `Gen_{i:06d}` in group
-`Gen{i//1000:03d}`; types cycle float, int32, bool (i % 3). Values are computed on read from the time, so 200k idle
-tags cost nothing: tag i changes every 1/change_rate seconds, phase-shifted by i, value = number of changes so far
-(bool: its parity); the timestamp is the time of the last change.
+Generated tags (`tags=N`, at most MAX_GENERATED): dp `System1.Gen.G{i//1000:03d}.Tag{i:06d}`, restservice
+`Gen_{i:06d}` in group `Gen{i//1000:03d}`; types cycle float, int32, bool (i % 3). Values are computed on read
+from the time, so 200k idle tags cost nothing: tag i changes every 1/change_rate seconds, phase-shifted by i,
+value = number of changes so far (bool: its parity); the timestamp is the time of the last change.
 
 Archive (deterministic, so history tests can compute by hand):
 - generated tags with i % 10 == 0: one value per second, v(s) = (i % 97) + (s % 3600) / 10.0 where s = whole
@@ -29,7 +29,9 @@ from typing import Any
 
 from bridge.wincc.models import DataType
 
-__all__ = ["Alarm", "Plant", "Tag"]
+__all__ = ["MAX_GENERATED", "Alarm", "Plant", "Tag"]
+
+MAX_GENERATED = 200_000
 
 RS_TYPE = {DataType.bool: 1, DataType.int8: 2, DataType.uint8: 3, DataType.int16: 4, DataType.uint16: 5,
            DataType.int32: 6, DataType.uint32: 7, DataType.float: 8, DataType.double: 9, DataType.string: 10,
@@ -39,8 +41,31 @@ INT_RANGE = {DataType.int8: (-128, 127), DataType.int16: (-32768, 32767), DataTy
              DataType.uint32: (0, 2**32 - 1), DataType.uint64: (0, 2**64 - 1)}
 
 
+_GEN_TYPES = (DataType.float, DataType.int32, DataType.bool)
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _IsoClock:
+    """ISO text of POSIX times, the whole-second part cached: a batch of generated tags shares a few seconds, and
+    formatting a datetime per tag was the simulator's largest cost per read."""
+
+    _LIMIT = 4096
+    _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, str] = {}
+
+    def text(self, ts: float) -> str:
+        whole = int(ts)
+        head = self._seconds.get(whole)
+        if head is None:
+            if len(self._seconds) >= self._LIMIT:
+                self._seconds.clear()
+            head = self._seconds[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        return head + self._MILLIS[int((ts - whole) * 1000)]
 
 
 @dataclass
@@ -54,6 +79,7 @@ class Tag:
     writable: bool = False
     archived: bool = False
     description: str = ""
+    rs_alias: str | None = None  # a restservice name other than the derived one (e.g. with a space)
     quality: int = 0xC0
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     history: list[tuple[datetime, Any, int]] = field(default_factory=list)
@@ -61,12 +87,15 @@ class Tag:
     @property
     def rs_name(self) -> str:
         """restservice name: System1.Tank1.Level -> Tank1_Level, System1.Hall 2.Temperatur Außen -> Hall2_..."""
-        parts = self.name.split(".")[1:]
-        return "_".join(p.replace(" ", "") for p in parts)
+        if self.rs_alias is not None:
+            return self.rs_alias
+        parts = self.name.split(".")
+        return "_".join(p.replace(" ", "") for p in parts[1:] or parts)
 
     @property
     def rs_group(self) -> str:
-        return self.name.split(".")[1].replace(" ", "")
+        parts = self.name.split(".")
+        return parts[min(1, len(parts) - 1)].replace(" ", "")
 
 
 @dataclass
@@ -85,6 +114,8 @@ class Alarm:
 class Plant:
     def __init__(self, *, generated: int = 0, change_rate: float = 0.1, seed: int = 1, backfill_days: float = 2,
                  archive_epoch: datetime | None = None) -> None:
+        if not 0 <= generated <= MAX_GENERATED:
+            raise ValueError(f"generated tags must be 0..{MAX_GENERATED}, not {generated}")
         self.started = datetime.now(UTC).replace(microsecond=0)
         self.epoch = archive_epoch or (self.started - timedelta(days=backfill_days))
         self.seed = seed
@@ -92,7 +123,13 @@ class Plant:
         self.change_rate = change_rate
         self._mono0 = time.monotonic()
         self.tags: dict[str, Tag] = {}
+        self.by_rs: dict[str, Tag] = {}  # restservice name -> tag, kept by add_tag / remove_tag
         self.removed_generated: set[int] = set()
+        self._gen_names: dict[str, int] = {}  # names already parsed: polls ask for the same names again and again
+        # Bumped whenever the tag list changes, so the HTTP side can cache its browse listings.
+        self.version = 0
+        self._clock = _IsoClock()
+        self._period = 1.0 / change_rate if change_rate > 0 else 0.0
         self._build_demo()
         self.alarms: dict[str, Alarm] = {
             "1001": Alarm("1001", "System1.Tank1.Level", "Tank 1 level high", "Alarm", 800),
@@ -106,7 +143,36 @@ class Plant:
 
     # ---- model ---------------------------------------------------------------------------------------------
     def _add(self, name: str, type_: DataType, value: Any, **kw: Any) -> None:
-        self.tags[name] = Tag(name, type_, value, **kw)
+        self.add_tag(Tag(name, type_, value, **kw))
+
+    def add_tag(self, tag: Tag) -> None:
+        """Add (or replace) a tag; it is in every listing, read and write from now on."""
+        old = self.tags.pop(tag.name, None)
+        if old is not None:
+            self.by_rs.pop(old.rs_name, None)
+        self.tags[tag.name] = tag
+        self.by_rs[tag.rs_name] = tag
+        self.version += 1
+
+    def remove_tag(self, name: str) -> bool:
+        """Remove a tag named as either dialect names it (demo, added or generated). False if there is none."""
+        tag = self.tags.pop(name, None) or self.by_rs.get(name)
+        if tag is not None:
+            self.tags.pop(tag.name, None)
+            self.by_rs.pop(tag.rs_name, None)
+        elif (i := self.gen_index(name)) is not None:
+            self.removed_generated.add(i)
+        else:
+            return False
+        self.version += 1
+        return True
+
+    def dp_name(self, rs_name: str) -> str | None:
+        """restservice name -> the plant's (dp) name; generated names are the same in both."""
+        tag = self.by_rs.get(rs_name)
+        if tag is not None:
+            return tag.name
+        return rs_name if self.gen_index(rs_name) is not None else None
 
     def _build_demo(self) -> None:
         D = DataType
@@ -145,35 +211,42 @@ class Plant:
     # ---- generated tags ------------------------------------------------------------------------------------
     @staticmethod
     def gen_type(i: int) -> DataType:
-        return (DataType.float, DataType.int32, DataType.bool)[i % 3]
+        return _GEN_TYPES[i % 3]
 
     def gen_name(self, i: int, dialect: str) -> str:
         return f"System1.Gen.G{i // 1000:03d}.Tag{i:06d}" if dialect == "dp" else f"Gen_{i:06d}"
 
     def gen_index(self, name: str) -> int | None:
-        try:
-            if name.startswith("System1.Gen.G"):
-                i = int(name.rsplit(".Tag", 1)[1])
-            elif name.startswith("Gen_"):
-                i = int(name[4:])
-            else:
+        """The index of a generated tag named exactly as one of the dialects names it, else None."""
+        i = self._gen_names.get(name)
+        if i is None:
+            i = self._parse_gen_name(name)
+            if i is None:
                 return None
-        except (ValueError, IndexError):
-            return None
-        return i if 0 <= i < self.generated and i not in self.removed_generated else None
+            self._gen_names[name] = i  # at most two names per generated tag: bounded by MAX_GENERATED
+        return None if i in self.removed_generated else i
 
-    def gen_value(self, i: int, now: float | None = None) -> tuple[Any, datetime]:
-        now = time.time() if now is None else now
-        if self.change_rate <= 0:
+    def _parse_gen_name(self, name: str) -> int | None:
+        tail = name[-6:]
+        if not (tail.isascii() and tail.isdigit()) or int(tail) >= self.generated:
+            return None
+        i = int(tail)
+        if len(name) == 10:
+            return i if name[:4] == "Gen_" else None
+        return i if name == f"System1.Gen.G{i // 1000:03d}.Tag{tail}" else None
+
+    def gen_value(self, i: int, now: float | None = None) -> tuple[Any, float]:
+        """(value, POSIX time of its last change)."""
+        period = self._period
+        if not period:
             changes, ts = 0, self.started.timestamp()
         else:
-            period = 1.0 / self.change_rate
             phase = (i * 0.6180339887 % 1.0) * period
-            changes = int((now - phase) // period)
+            changes = int(((time.time() if now is None else now) - phase) // period)
             ts = changes * period + phase
-        t = self.gen_type(i)
-        value: Any = bool(changes % 2) if t is DataType.bool else (changes if t is DataType.int32 else float(changes))
-        return value, datetime.fromtimestamp(ts, UTC)
+        t = i % 3
+        value: Any = float(changes) if t == 0 else changes if t == 1 else bool(changes % 2)
+        return value, ts
 
     def gen_archive(self, i: int, start: datetime, end: datetime, limit: int) -> list[tuple[datetime, Any, int]]:
         if i % 10:
@@ -189,15 +262,17 @@ class Plant:
         return out
 
     # ---- reads and writes ----------------------------------------------------------------------------------
-    def read(self, name: str) -> tuple[Any, int, datetime, DataType] | None:
+    def read(self, name: str, now: float | None = None) -> tuple[Any, int, str, DataType] | None:
+        """(value, quality, ISO timestamp, type) of a dp-named tag, None if unknown. `now` (POSIX) lets a batch
+        read every generated tag at one instant."""
         tag = self.tags.get(name)
         if tag is not None:
-            return tag.value, tag.quality, tag.timestamp, tag.type
+            return tag.value, tag.quality, iso(tag.timestamp), tag.type
         i = self.gen_index(name)
         if i is None:
             return None
-        value, ts = self.gen_value(i)
-        return value, 0xC0, ts, self.gen_type(i)
+        value, ts = self.gen_value(i, now)
+        return value, 0xC0, self._clock.text(ts), _GEN_TYPES[i % 3]
 
     def check_write(self, name: str, value: Any) -> tuple[int, str]:
         """(http status, error text); 200 = ok. Applies the value when ok."""
@@ -328,3 +403,6 @@ class Plant:
 
     def dp_names(self) -> list[str]:
         return list(self.tags)
+
+    def tag_count(self) -> int:
+        return len(self.tags) + self.generated - len(self.removed_generated)
