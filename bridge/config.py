@@ -281,11 +281,26 @@ class SyncConfig(_Section):
     max_backoff_s: float = Field(default=30.0, gt=0)
 
 
+class HistoryAggregatesConfig(_Section):
+    """Server defaults of the Part 13 AggregateConfiguration (used when a ReadProcessed request asks for them)."""
+
+    treat_uncertain_as_bad: bool = True
+    percent_data_bad: int = Field(default=100, ge=0, le=100)
+    percent_data_good: int = Field(default=100, ge=0, le=100)
+    use_sloped_extrapolation: bool = False
+
+
 class HistoryConfig(_Section):
     enabled: bool = True
     max_concurrency: int = Field(default=4, ge=1, le=64)
     page_size: int = Field(default=1000, ge=1, le=100_000, description="values per archive REST request")
     max_continuation_points: int = Field(default=100, ge=1)
+    max_values_per_read: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="values (raw) or intervals (processed) per node in one HistoryRead answer; more come with a "
+        "continuation point. Advertised as HistoryServerCapabilities.MaxReturnDataValues",
+    )
+    aggregates: HistoryAggregatesConfig = Field(default_factory=HistoryAggregatesConfig)
 
 
 class AlarmsConfig(_Section):

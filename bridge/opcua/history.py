@@ -5,10 +5,21 @@ processed (Part 13 aggregates, see aggregates.py) and at-time.
 - A node that is not an archived tag answers BadHistoryOperationUnsupported; an unknown one BadNodeIdUnknown.
 - Nodes of one request are read concurrently, at most `history.max_concurrency` at a time; one node's REST
   failure gives that node BadCommunicationError and leaves the others alone.
-- Raw reads stream the archive page by page (`history.page_size` values per REST request) and stop after
-  NumValuesPerNode; the continuation point remembers (timestamp, how many values with exactly that timestamp were
-  already delivered), so equal timestamps are never repeated or lost at a page edge. Reverse reads walk back in
-  time in growing windows, so neither direction loads a long range into memory.
+- Time domain (OPC 10000-11 3.1.x "TimeDomain", 4.4, 6.5.3.2): a raw read covers [StartTime, EndTime), or
+  (EndTime, StartTime] newest first when StartTime > EndTime; a value exactly at EndTime is not data (with
+  ReturnBounds it is the end bound), except that StartTime == EndTime asks for the values at that instant. With
+  only EndTime and NumValuesPerNode the read walks back from just before EndTime; with only StartTime forward
+  from it; either way NumValuesPerNode values are the whole answer.
+- Bounds (Part 11 4.4): the value at the start time if there is one (it is data), else the nearest value outside
+  the range on that side; at the end the value at or beyond EndTime. None found within the search reach ->
+  a BadBoundNotFound value stamped with the requested time. Bounds count towards NumValuesPerNode.
+- Paging: no answer carries more than `history.max_values_per_read` values (raw) or intervals (processed) per
+  node, whatever NumValuesPerNode says (advertised as MaxReturnDataValues); past it a continuation point follows.
+  A raw continuation point remembers (timestamp, how many values with exactly that timestamp were already
+  delivered), so equal timestamps are never repeated or lost at a page edge.
+- Memory: the archive is streamed page by page (`history.page_size` values per REST request) into the answer or
+  the aggregate engine; nothing loads a whole range. Reverse reads walk back in windows sized by the data density,
+  so one window never holds much more than the values the answer still needs.
 - Continuation points are per session, at most `history.max_continuation_points` (the oldest is dropped), freed
   by ReleaseContinuationPoints or when the session closes.
 - ReadEvent (alarm history) is answered by `event_reader` when one is set (the alarms feature), otherwise
@@ -19,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import sys
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,8 +44,15 @@ from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 from bridge.config import HistoryConfig
-from bridge.opcua.aggregates import AGGREGATES, Sample, compute, interpolate
-from bridge.opcua.aggregates import INTERPOLATED as _INTERPOLATED_BIT
+from bridge.opcua.aggregates import (
+    AGGREGATES,
+    AggregateSettings,
+    AtTimeEngine,
+    IntervalEngine,
+    IntervalPlan,
+    Sample,
+    Slot,
+)
 from bridge.opcua.status import quality_to_status
 from bridge.opcua.tags import TagDirectory
 from bridge.opcua.types import VARIANT_TYPES, from_wincc
@@ -44,8 +65,15 @@ __all__ = ["HistoryService"]
 
 log = logging.getLogger(__name__)
 S = ua.StatusCodes
+O = ua.ObjectIds
 _MIN_TIME = datetime(1601, 1, 2, tzinfo=UTC)  # "not specified" in OPC UA (DateTime 0) decodes near 1601-01-01
-_BOUND_WINDOWS = (timedelta(seconds=10), timedelta(minutes=10), timedelta(days=1), timedelta(days=31))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # how far back an open reverse read walks
+# how far a bound search looks beyond the requested time (server specific, Part 11 4.4); each step is one window
+_BOUND_REACH = (timedelta(seconds=10), timedelta(minutes=10), timedelta(days=1), timedelta(days=31))
+_FIRST_WINDOW = timedelta(minutes=1)  # the first reverse window, before the data density is known
+_MIN_WINDOW = timedelta(milliseconds=1)  # the archive's time resolution: a window cannot usefully get narrower
+_MAX_WINDOW = timedelta(days=3650)
+_ALL = sys.maxsize  # skip count meaning "every value at that timestamp"
 _NUMERIC = {DataType.bool, DataType.int8, DataType.int16, DataType.int32, DataType.int64, DataType.uint8,
             DataType.uint16, DataType.uint32, DataType.uint64, DataType.float, DataType.double}
 
@@ -64,15 +92,53 @@ def _result(code: int, values: list[ua.DataValue] | None = None, cp: bytes | Non
                                 HistoryData=ua.HistoryData(DataValues=values or []))
 
 
+def _not_found(t: datetime) -> ua.DataValue:
+    return ua.DataValue(StatusCode=ua.StatusCode(S.BadBoundNotFound), SourceTimestamp=t, ServerTimestamp=t)
+
+
+def _distinct(*values: ArchiveValue | None) -> list[ArchiveValue]:
+    """The given values (already in time order) without Nones and without repeating one object."""
+    out: list[ArchiveValue] = []
+    for v in values:
+        if v is not None and all(v is not o for o in out):
+            out.append(v)
+    return out
+
+
 @dataclass
 class _RawCursor:
     tag: TagInfo
-    end: datetime | None  # the far end of the read (None: open)
+    first: datetime  # where the read starts: StartTime, or EndTime when only that was given
+    end: datetime | None  # EndTime (excluded); None: open, NumValuesPerNode decides
     reverse: bool
-    limit: int
+    per_call: int  # values per answer
+    remaining: int | None  # open reads: values still owed; None: everything up to `end`
     bounds: bool
-    at: datetime  # next read starts here (forward: >= at; reverse: <= at)
-    skip: int  # values with timestamp == at already delivered
+    at: datetime  # the next value is at or beyond this time
+    skip: int  # values with timestamp == at already delivered (_ALL: none of them is data)
+    delivered: bool = False
+    data_done: bool = False  # only the end bound is left to send
+    window: timedelta = _FIRST_WINDOW  # reverse reads: the window width that fitted the data density
+
+
+@dataclass
+class _ProcessedCursor:
+    tag: TagInfo
+    aggregate: int
+    plan: IntervalPlan
+    settings: AggregateSettings
+    next: int = 0  # the next interval (request order)
+
+
+_Cursor = _RawCursor | _ProcessedCursor
+
+
+@dataclass
+class _Window:
+    """One reverse window's values, oldest first: at most `budget` of them (the newest)."""
+
+    values: list[ArchiveValue] = field(default_factory=list)
+    overflow_at: datetime | None = None  # set when the window held more than the budget: where the excess began
 
 
 class HistoryService:
@@ -82,38 +148,56 @@ class HistoryService:
         self._client = client
         self._config = config
         self._gate = asyncio.Semaphore(config.max_concurrency)
-        self._cursors: dict[Any, OrderedDict[bytes, _RawCursor]] = {}
+        self._cursors: dict[Any, OrderedDict[bytes, _Cursor]] = {}
+        a = config.aggregates
+        self._defaults = AggregateSettings(a.treat_uncertain_as_bad, a.percent_data_bad, a.percent_data_good,
+                                           a.use_sloped_extrapolation)
         self.event_reader: EventReader | None = None
 
     # ---- capabilities -------------------------------------------------------------------------------------
     async def setup(self) -> None:
         caps = {
-            ua.ObjectIds.HistoryServerCapabilities_AccessHistoryDataCapability: True,
-            ua.ObjectIds.HistoryServerCapabilities_AccessHistoryEventsCapability: self.event_reader is not None,
-            ua.ObjectIds.HistoryServerCapabilities_InsertDataCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_ReplaceDataCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_UpdateDataCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_DeleteRawCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_DeleteAtTimeCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_InsertEventCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_ReplaceEventCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_UpdateEventCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_DeleteEventCapability: False,
-            ua.ObjectIds.HistoryServerCapabilities_InsertAnnotationCapability: False,
+            O.HistoryServerCapabilities_AccessHistoryDataCapability: True,
+            O.HistoryServerCapabilities_AccessHistoryEventsCapability: self.event_reader is not None,
+            O.HistoryServerCapabilities_InsertDataCapability: False,
+            O.HistoryServerCapabilities_ReplaceDataCapability: False,
+            O.HistoryServerCapabilities_UpdateDataCapability: False,
+            O.HistoryServerCapabilities_DeleteRawCapability: False,
+            O.HistoryServerCapabilities_DeleteAtTimeCapability: False,
+            O.HistoryServerCapabilities_InsertEventCapability: False,
+            O.HistoryServerCapabilities_ReplaceEventCapability: False,
+            O.HistoryServerCapabilities_UpdateEventCapability: False,
+            O.HistoryServerCapabilities_DeleteEventCapability: False,
+            O.HistoryServerCapabilities_InsertAnnotationCapability: False,
+            O.HistoryServerCapabilities_ServerTimestampSupported: False,  # ServerTimestamp = SourceTimestamp
+            O.DefaultHAConfiguration_Stepped: False,  # values are interpolated with sloped lines
+            O.DefaultHAConfiguration_AggregateConfiguration_TreatUncertainAsBad: self._defaults.treat_uncertain_as_bad,
+            O.DefaultHAConfiguration_AggregateConfiguration_UseSlopedExtrapolation:
+                self._defaults.use_sloped_extrapolation,
         }
         for ident, value in caps.items():
             await self._set(ident, ua.Variant(value, ua.VariantType.Boolean))
-        await self._set(ua.ObjectIds.HistoryServerCapabilities_MaxReturnDataValues,
-                        ua.Variant(0, ua.VariantType.UInt32))
-        await self._set(ua.ObjectIds.HistoryServerCapabilities_MaxReturnEventValues,
-                        ua.Variant(0, ua.VariantType.UInt32))
-        for folder in (ua.ObjectIds.HistoryServerCapabilities_AggregateFunctions,
-                       ua.ObjectIds.Server_ServerCapabilities_AggregateFunctions):
+        numbers = {
+            O.HistoryServerCapabilities_MaxReturnDataValues: (self._config.max_values_per_read, ua.VariantType.UInt32),
+            O.HistoryServerCapabilities_MaxReturnEventValues: (0, ua.VariantType.UInt32),
+            O.Server_ServerCapabilities_MaxHistoryContinuationPoints:
+                (min(self._config.max_continuation_points, 0xFFFF), ua.VariantType.UInt16),
+            O.DefaultHAConfiguration_AggregateConfiguration_PercentDataBad:
+                (self._defaults.percent_data_bad, ua.VariantType.Byte),
+            O.DefaultHAConfiguration_AggregateConfiguration_PercentDataGood:
+                (self._defaults.percent_data_good, ua.VariantType.Byte),
+        }
+        for ident, (number, vt) in numbers.items():
+            await self._set(ident, ua.Variant(number, vt))
+        for folder in (O.HistoryServerCapabilities_AggregateFunctions, O.Server_ServerCapabilities_AggregateFunctions,
+                       O.DefaultHAConfiguration_AggregateFunctions):
+            if ua.NodeId(folder) not in self._server.iserver.aspace:
+                continue
             node = self._server.get_node(ua.NodeId(folder))
-            have = {r.NodeId for r in await node.get_references(ua.ObjectIds.Organizes)}
+            have = {r.NodeId for r in await node.get_references(O.Organizes)}
             for ident in AGGREGATES:
                 if ua.NodeId(ident) not in have:
-                    await node.add_reference(ua.NodeId(ident), ua.ObjectIds.Organizes, forward=True, bidirectional=False)
+                    await node.add_reference(ua.NodeId(ident), O.Organizes, forward=True, bidirectional=False)
 
     async def _set(self, ident: int, variant: ua.Variant) -> None:
         node_id = ua.NodeId(ident)
@@ -124,7 +208,7 @@ class HistoryService:
     def release(self, session: InternalSession) -> None:
         self._cursors.pop(session.session_id, None)
 
-    def _store(self, session: InternalSession, cursor: _RawCursor) -> bytes:
+    def _store(self, session: InternalSession, cursor: _Cursor) -> bytes:
         points = self._cursors.setdefault(session.session_id, OrderedDict())
         while len(points) >= self._config.max_continuation_points:
             points.popitem(last=False)
@@ -132,7 +216,7 @@ class HistoryService:
         points[key] = cursor
         return key
 
-    def _take(self, session: InternalSession, cp: bytes) -> _RawCursor | None:
+    def _take(self, session: InternalSession, cp: bytes) -> _Cursor | None:
         return self._cursors.get(session.session_id, OrderedDict()).pop(bytes(cp), None)
 
     # ---- the service --------------------------------------------------------------------------------------
@@ -169,13 +253,16 @@ class HistoryService:
                         return await self._raw(session, tag, details, node.ContinuationPoint)
                     if isinstance(details, ua.ReadProcessedDetails):
                         agg = details.AggregateType[i] if i < len(details.AggregateType) else None
-                        return await self._processed(tag, details, agg)
+                        return await self._processed(session, tag, details, agg, node.ContinuationPoint)
                     if isinstance(details, ua.ReadAtTimeDetails):
                         return await self._at_time(tag, details)
                     return _result(S.BadHistoryOperationInvalid)
                 except WinCCError as exc:
                     log.warning("archive read of %s failed: %s", tag.name, exc)
                     return _result(S.BadCommunicationError)
+                except Exception:  # a bug must cost this node its answer, not the whole request
+                    log.exception("history read of %s failed", tag.name)
+                    return _result(S.BadInternalError)
 
         return list(await asyncio.gather(*(one(i, n) for i, n in enumerate(nodes))))
 
@@ -188,174 +275,312 @@ class HistoryService:
             variant, status = ua.Variant(None, ua.VariantType.Null), ua.StatusCode(S.BadTypeMismatch)
         return ua.DataValue(variant, StatusCode=status, SourceTimestamp=v.timestamp, ServerTimestamp=v.timestamp)
 
-    async def _before(self, tag: TagInfo, t: datetime) -> ArchiveValue | None:
-        """The last archived value strictly before t, looking back in growing windows."""
-        for window in _BOUND_WINDOWS:
-            last = None
-            async for page in self._client.archive(tag, t - window, t, self._config.page_size):
-                for v in page:
-                    if v.timestamp < t:
-                        last = v
-            if last is not None:
-                return last
-        return None
+    @staticmethod
+    def _sample(tag: TagInfo, v: ArchiveValue) -> Sample:
+        code = quality_to_status(v.quality).value
+        try:
+            value = float(from_wincc(tag.data_type, v.value))
+        except (ValueError, TypeError, OverflowError):
+            return Sample(v.timestamp, math.nan, False, False, S.BadTypeMismatch)
+        severity = code >> 30  # 0 Good, 1 Uncertain, 2 (3) Bad
+        return Sample(v.timestamp, value, severity == 0, severity == 1, code)
 
-    async def _after(self, tag: TagInfo, t: datetime) -> ArchiveValue | None:
-        """The first archived value strictly after t."""
-        for window in _BOUND_WINDOWS:
-            async for page in self._client.archive(tag, t, t + window, self._config.page_size):
-                for v in page:
-                    if v.timestamp > t:
-                        return v
-        return None
+    def _pages(self, tag: TagInfo, lo: datetime, hi: datetime) -> AsyncIterator[list[ArchiveValue]]:
+        return self._client.archive(tag, lo, hi, self._config.page_size)
+
+    async def _scan_back(self, tag: TagInfo, t: datetime, inclusive: bool,
+                         usable: Callable[[ArchiveValue], bool] | None = None
+                         ) -> tuple[ArchiveValue | None, ArchiveValue | None, ArchiveValue | None]:
+        """The last value before t (or at it, if inclusive) and, with `usable`, the last two usable ones, looking
+        back in non-overlapping windows of growing reach."""
+        last = u1 = u2 = None
+        hi, hi_in = t, inclusive
+        for reach in _BOUND_REACH:
+            lo = t - reach
+            w_last = w_u1 = w_u2 = None
+            async with aclosing(self._pages(tag, lo, hi)) as pages:
+                async for page in pages:
+                    for v in page:
+                        if v.timestamp > hi or (v.timestamp == hi and not hi_in):
+                            continue
+                        w_last = v
+                        if usable is not None and usable(v):
+                            w_u2, w_u1 = w_u1, v
+            last = last or w_last
+            if u1 is None:
+                u1, u2 = w_u1, w_u2
+            elif u2 is None:
+                u2 = w_u1
+            if last is not None and (usable is None or u1 is not None):
+                break
+            hi, hi_in = lo, False
+        return last, u1, u2
+
+    async def _scan_forward(self, tag: TagInfo, t: datetime, inclusive: bool,
+                            usable: Callable[[ArchiveValue], bool] | None = None
+                            ) -> tuple[ArchiveValue | None, ArchiveValue | None]:
+        """The first value after t (or at it, if inclusive) and, with `usable`, the first usable one."""
+        first = None
+        lo, lo_in = t, inclusive
+        for reach in _BOUND_REACH:
+            hi = t + reach
+            async with aclosing(self._pages(tag, lo, hi)) as pages:
+                async for page in pages:
+                    for v in page:
+                        if v.timestamp < lo or (v.timestamp == lo and not lo_in):
+                            continue
+                        first = first or v
+                        if usable is None:
+                            return first, None
+                        if usable(v):
+                            return first, v
+            lo, lo_in = hi, False
+        return first, None
 
     # ---- raw ----------------------------------------------------------------------------------------------
+    def _new_raw(self, tag: TagInfo, d: ua.ReadRawModifiedDetails) -> _RawCursor | None:
+        start, end = _utc(d.StartTime), _utc(d.EndTime)
+        n = int(d.NumValuesPerNode or 0)
+        if start is None and end is None or (start is None or end is None) and n == 0:
+            return None
+        cap = self._config.max_values_per_read
+        bounds = bool(d.ReturnBounds)
+        if start is None:  # only EndTime: the newest values before it, newest first; EndTime itself is not data
+            assert end is not None
+            return _RawCursor(tag, end, None, True, min(n, cap), n, bounds, end, _ALL)
+        if end is None:  # only StartTime: the oldest values from it on
+            return _RawCursor(tag, start, None, False, min(n, cap), n, bounds, start, 0)
+        return _RawCursor(tag, start, end, start > end, min(n or cap, cap), None, bounds, start, 0)
+
     async def _raw(self, session: InternalSession, tag: TagInfo, d: ua.ReadRawModifiedDetails,
                    cp: bytes | None) -> ua.HistoryReadResult:
         if d.IsReadModified:
             return _result(S.BadHistoryOperationUnsupported)
+        values: list[ua.DataValue] = []
         if cp:
             cursor = self._take(session, cp)
-            if cursor is None:
+            if not isinstance(cursor, _RawCursor) or cursor.tag.name != tag.name:
                 return _result(S.BadContinuationPointInvalid)
-            values: list[ua.DataValue] = []
+            if cursor.data_done:
+                return _result(S.Good, [await self._end_bound(cursor)])
         else:
-            start, end = _utc(d.StartTime), _utc(d.EndTime)
-            limit = int(d.NumValuesPerNode or 0)
-            if start is None and end is None or (start is None or end is None) and limit == 0:
+            new = self._new_raw(tag, d)
+            if new is None:
                 return _result(S.BadInvalidTimestampArgument)
-            if start is None:  # only an end time: the newest values before it, newest first
-                start, end = end, None
-                reverse = True
-            else:
-                reverse = end is not None and start > end
-            cursor = _RawCursor(tag, end, reverse, limit, bool(d.ReturnBounds), start, 0)
-            values = await self._start_bound(tag, cursor, start) if cursor.bounds else []
-        more = await (self._raw_reverse(cursor, values) if cursor.reverse else self._raw_forward(cursor, values))
+            cursor = new
+            if cursor.bounds:
+                values = await self._start_bound(cursor)
+        limit = cursor.per_call if cursor.remaining is None else min(cursor.per_call, cursor.remaining)
+        more = await (self._raw_reverse(cursor, values, limit) if cursor.reverse
+                      else self._raw_forward(cursor, values, limit))
+        if cursor.remaining is not None:
+            cursor.remaining -= len(values)
+            more = more and cursor.remaining > 0
         if more:
             return _result(S.Good, values, self._store(session, cursor))
-        if cursor.bounds and cursor.end is not None:
-            values.append(await self._end_bound(tag, cursor))
+        # StartTime == EndTime with values at that instant: they are their own bounds
+        if cursor.bounds and cursor.end is not None and not (cursor.end == cursor.first and cursor.delivered):
+            if len(values) >= limit:  # the end bound would exceed NumValuesPerNode: it gets its own answer
+                cursor.data_done = True
+                return _result(S.Good, values, self._store(session, cursor))
+            values.append(await self._end_bound(cursor))
         return _result(S.Good if values else S.GoodNoData, values)
 
-    async def _start_bound(self, tag: TagInfo, cursor: _RawCursor, start: datetime) -> list[ua.DataValue]:
-        # a value exactly at the start time is its own bound and comes with the data
-        probe = [v async for page in self._client.archive(tag, start, start, 1) for v in page]
-        if probe:
-            return []
-        bound = await (self._after(tag, start) if cursor.reverse else self._before(tag, start))
-        if bound is None:
-            return [ua.DataValue(StatusCode=ua.StatusCode(S.BadBoundNotFound), SourceTimestamp=start,
-                                 ServerTimestamp=start)]
-        return [self._dv(tag, bound)]
+    async def _start_bound(self, c: _RawCursor) -> list[ua.DataValue]:
+        if c.skip != _ALL:  # the start time belongs to the data: a value exactly there is its own bound
+            async with aclosing(self._pages(c.tag, c.first, c.first)) as pages:
+                async for page in pages:
+                    if any(v.timestamp == c.first for v in page):
+                        return []
+        if c.reverse:
+            bound, _ = await self._scan_forward(c.tag, c.first, inclusive=c.skip == _ALL)
+        else:
+            bound, _, _ = await self._scan_back(c.tag, c.first, inclusive=False)
+        return [self._dv(c.tag, bound) if bound is not None else _not_found(c.first)]
 
-    async def _end_bound(self, tag: TagInfo, cursor: _RawCursor) -> ua.DataValue:
-        assert cursor.end is not None
-        bound = await (self._before(tag, cursor.end) if cursor.reverse else self._after(tag, cursor.end))
-        if bound is None:
-            return ua.DataValue(StatusCode=ua.StatusCode(S.BadBoundNotFound), SourceTimestamp=cursor.end,
-                                ServerTimestamp=cursor.end)
-        return self._dv(tag, bound)
+    async def _end_bound(self, c: _RawCursor) -> ua.DataValue:
+        assert c.end is not None
+        if c.reverse:
+            bound, _, _ = await self._scan_back(c.tag, c.end, inclusive=True)
+        else:
+            bound, _ = await self._scan_forward(c.tag, c.end, inclusive=True)
+        return self._dv(c.tag, bound) if bound is not None else _not_found(c.end)
 
     def _advance(self, cursor: _RawCursor, v: ArchiveValue) -> None:
         if v.timestamp == cursor.at:
             cursor.skip += 1
         else:
             cursor.at, cursor.skip = v.timestamp, 1
+        cursor.delivered = True
 
-    async def _raw_forward(self, cursor: _RawCursor, values: list[ua.DataValue]) -> bool:
-        end = cursor.end or datetime.now(UTC)
-        skip = cursor.skip
-        resume_at = cursor.at
-        async for page in self._client.archive(cursor.tag, resume_at, end, self._config.page_size):
-            for v in page:
-                if v.timestamp == resume_at and skip > 0:
-                    skip -= 1
-                    continue
-                if cursor.limit and len(values) >= cursor.limit:
-                    return True  # there is at least one more value: hand out a continuation point
-                values.append(self._dv(cursor.tag, v))
-                self._advance(cursor, v)
+    async def _raw_forward(self, c: _RawCursor, values: list[ua.DataValue], limit: int) -> bool:
+        """Append values oldest first up to `limit`; True when at least one more value exists."""
+        instant = c.end is not None and c.end == c.first
+        top = c.end if c.end is not None else datetime.now(UTC)
+        skip, resume = c.skip, c.at
+        async with aclosing(self._pages(c.tag, resume, top)) as pages:
+            async for page in pages:
+                for v in page:
+                    if c.end is not None and v.timestamp >= c.end and not instant:
+                        return False  # EndTime is outside the time domain, and the archive is sorted
+                    if v.timestamp == resume and skip > 0:
+                        skip -= 1
+                        continue
+                    if len(values) >= limit:
+                        return True
+                    values.append(self._dv(c.tag, v))
+                    self._advance(c, v)
         return False
 
-    async def _raw_reverse(self, cursor: _RawCursor, values: list[ua.DataValue]) -> bool:
-        floor = cursor.end or datetime(1970, 1, 1, tzinfo=UTC)
-        hi, skip, resume_at = cursor.at, cursor.skip, cursor.at
-        window = timedelta(hours=1)
-        seen_below: datetime | None = None  # values at or above this were covered by an earlier window
-        while hi >= floor:
-            lo = max(floor, hi - window)
-            chunk = [v async for page in self._client.archive(cursor.tag, lo, hi, self._config.page_size)
-                     for v in page if seen_below is None or v.timestamp < seen_below]
-            chunk.sort(key=lambda v: v.timestamp, reverse=True)
-            for v in chunk:
-                if v.timestamp == resume_at and skip > 0:
-                    skip -= 1
-                    continue
-                if cursor.limit and len(values) >= cursor.limit:
-                    return True
-                values.append(self._dv(cursor.tag, v))
-                self._advance(cursor, v)
-            if lo <= floor:
-                return False
-            seen_below, hi = lo, lo
-            window *= 2
-        return False
+    async def _raw_reverse(self, c: _RawCursor, values: list[ua.DataValue], limit: int) -> bool:
+        """Append values newest first up to `limit`, walking back in windows; True when one more value exists.
 
-    # ---- samples for aggregates and at-time ---------------------------------------------------------------
-    async def _samples(self, tag: TagInfo, start: datetime, end: datetime) -> list[Sample]:
-        raw: list[ArchiveValue] = []
-        before = await self._before(tag, start)
-        if before is not None:
-            raw.append(before)
-        async for page in self._client.archive(tag, start, end, self._config.page_size):
-            raw.extend(page)
-        after = await self._after(tag, end)
-        if after is not None and (not raw or after.timestamp > raw[-1].timestamp):
-            raw.append(after)
-        out = []
-        for v in raw:
-            try:
-                value = float(from_wincc(tag.data_type, v.value))
-            except (ValueError, TypeError):
+        The archive answers oldest first, so each window [lo, hi] is read whole; its width follows the data
+        density so that it holds about the values still needed, and a window that turns out to hold more than
+        that is abandoned early and narrowed. Values at a window's lower edge belong to it, not to the next one."""
+        floor = c.end  # excluded
+        bottom = floor if floor is not None else _EPOCH
+        hi, hi_in = c.at, True
+        skip, resume = c.skip, c.at
+        width = c.window
+        while True:
+            lo = max(bottom, hi - width)
+            budget = limit - len(values) + (0 if skip == _ALL else skip) + 1
+            window = await self._window(c.tag, lo, hi, hi_in, budget, resume if skip == _ALL else None)
+            if window.overflow_at is not None and hi - lo > _MIN_WINDOW:
+                # too dense for this width: the first `budget` values spanned lo .. overflow_at
+                width = max(_MIN_WINDOW, min((hi - lo) / 2, window.overflow_at - lo))
                 continue
-            out.append(Sample(v.timestamp, value, (v.quality & 0xFF) >= 0x80))
+            for v in reversed(window.values):
+                if floor is not None and v.timestamp <= floor:
+                    continue
+                if v.timestamp == resume and skip > 0:
+                    skip -= 1
+                    continue
+                if len(values) >= limit:
+                    c.window = width
+                    return True
+                values.append(self._dv(c.tag, v))
+                self._advance(c, v)
+            if lo <= bottom:
+                return False
+            n = len(window.values)
+            width = width * 4 if n == 0 else width * min(4.0, max(0.25, budget / n))
+            width = min(_MAX_WINDOW, max(_MIN_WINDOW, width))
+            c.window = width
+            hi, hi_in = lo, False
+
+    async def _window(self, tag: TagInfo, lo: datetime, hi: datetime, hi_in: bool, budget: int,
+                      exclude: datetime | None) -> _Window:
+        kept: deque[ArchiveValue] = deque(maxlen=budget)
+        seen = 0
+        async with aclosing(self._pages(tag, lo, hi)) as pages:
+            async for page in pages:
+                for v in page:
+                    if v.timestamp > hi or (v.timestamp == hi and not hi_in) or v.timestamp == exclude:
+                        continue
+                    seen += 1
+                    if seen > budget and hi - lo > _MIN_WINDOW:
+                        return _Window(overflow_at=v.timestamp)
+                    kept.append(v)  # a window that cannot get narrower keeps only its newest `budget` values
+        return _Window(list(kept))
+
+    # ---- processed ----------------------------------------------------------------------------------------
+    def _settings_for(self, cfg: ua.AggregateConfiguration | None) -> AggregateSettings | None:
+        """The request's AggregateConfiguration (Part 13 4.2.1.2), or the server defaults when it asks for them;
+        None when it is out of range."""
+        if cfg is None or cfg.UseServerCapabilitiesDefaults:
+            return self._defaults
+        if not (0 <= cfg.PercentDataBad <= 100 and 0 <= cfg.PercentDataGood <= 100):
+            return None
+        return AggregateSettings(bool(cfg.TreatUncertainAsBad), int(cfg.PercentDataBad), int(cfg.PercentDataGood),
+                                 bool(cfg.UseSlopedExtrapolation))
+
+    async def _processed(self, session: InternalSession, tag: TagInfo, d: ua.ReadProcessedDetails,
+                         aggregate: ua.NodeId | None, cp: bytes | None) -> ua.HistoryReadResult:
+        if cp:
+            cursor = self._take(session, cp)
+            if not isinstance(cursor, _ProcessedCursor) or cursor.tag.name != tag.name:
+                return _result(S.BadContinuationPointInvalid)
+        else:
+            start, end = _utc(d.StartTime), _utc(d.EndTime)
+            if start is None or end is None:
+                return _result(S.BadInvalidTimestampArgument)
+            if aggregate is None or aggregate.NamespaceIndex != 0 or aggregate.Identifier not in AGGREGATES:
+                return _result(S.BadAggregateNotSupported)
+            if tag.data_type not in _NUMERIC:
+                return _result(S.BadAggregateInvalidInputs)
+            settings = self._settings_for(d.AggregateConfiguration)
+            if settings is None:
+                return _result(S.BadAggregateConfigurationRejected)
+            interval = float(d.ProcessingInterval or 0)
+            if start == end or interval < 0 or not math.isfinite(interval):
+                return _result(S.BadInvalidArgument)  # Part 13 5.4.2.2 Table 12
+            cursor = _ProcessedCursor(tag, int(aggregate.Identifier), IntervalPlan(start, end, interval), settings)
+        plan = cursor.plan
+        count = min(self._config.max_values_per_read, plan.count - cursor.next)
+        values = await self._aggregate(tag, cursor.aggregate, plan.slots(cursor.next, count), cursor.settings)
+        if plan.reverse:
+            values.reverse()  # computed oldest first; the request wants them from StartTime backwards
+        cursor.next += count
+        more = cursor.next < plan.count
+        return _result(S.Good, values, self._store(session, cursor) if more else None)
+
+    async def _aggregate(self, tag: TagInfo, aggregate: int, slots: list[Slot], settings: AggregateSettings
+                         ) -> list[ua.DataValue]:
+        """Stream the archive over `slots` (time order) through the aggregate engine: the values before the first
+        interval that serve as its bounds, every value inside, the first ones after the last."""
+        engine = IntervalEngine(aggregate, slots, settings)
+        lo, hi = slots[0].t0, slots[-1].t1
+
+        def usable(v: ArchiveValue) -> bool:
+            return settings.usable(self._sample(tag, v))
+
+        for v in _distinct(*await self._scan_back(tag, lo, inclusive=False, usable=usable))[::-1]:
+            engine.feed(self._sample(tag, v))
+        out: list[ua.DataValue] = []
+        async with aclosing(self._pages(tag, lo, hi)) as pages:
+            async for page in pages:
+                for v in page:
+                    engine.feed(self._sample(tag, v))
+                out.extend(engine.drain())
+                await asyncio.sleep(0)  # a long range is many pages: let the server answer others in between
+        if engine.waiting:
+            for v in _distinct(*await self._scan_forward(tag, hi, inclusive=False, usable=usable)):
+                engine.feed(self._sample(tag, v))
+        out.extend(engine.finish())
+        if engine.ignored:
+            log.warning("archive of %s answered %d values out of time order; ignored", tag.name, engine.ignored)
         return out
 
-    async def _processed(self, tag: TagInfo, d: ua.ReadProcessedDetails, aggregate: ua.NodeId | None
-                         ) -> ua.HistoryReadResult:
-        start, end = _utc(d.StartTime), _utc(d.EndTime)
-        if start is None or end is None:
-            return _result(S.BadInvalidTimestampArgument)
-        if aggregate is None or aggregate.NamespaceIndex != 0 or aggregate.Identifier not in AGGREGATES:
-            return _result(S.BadAggregateNotSupported)
-        if tag.data_type not in _NUMERIC:
-            return _result(S.BadAggregateInvalidInputs)
-        reverse = start > end
-        lo, hi = (end, start) if reverse else (start, end)
-        samples = await self._samples(tag, lo, hi)
-        values = compute(aggregate.Identifier, samples, lo, hi, float(d.ProcessingInterval or 0))
-        if reverse:
-            values.reverse()
-        return _result(S.Good, values)
-
+    # ---- at time ------------------------------------------------------------------------------------------
     async def _at_time(self, tag: TagInfo, d: ua.ReadAtTimeDetails) -> ua.HistoryReadResult:
         times = [_utc(t) for t in d.ReqTimes]
         if not times or any(t is None for t in times):
             return _result(S.BadInvalidTimestampArgument)
-        samples = await self._samples(tag, min(times), max(times))  # type: ignore[type-var]
-        good = [s for s in samples if s.good]
-        out = []
-        for t in times:
-            assert t is not None
-            value, interpolated = interpolate(good, t)
-            if value is None:
-                out.append(ua.DataValue(StatusCode=ua.StatusCode(S.BadNoData), SourceTimestamp=t, ServerTimestamp=t))
-                continue
-            vt = VARIANT_TYPES[tag.data_type] if not interpolated else ua.VariantType.Double
-            if not interpolated:
-                value = from_wincc(tag.data_type, value)
-            code = (S.Good | 0x400 | _INTERPOLATED_BIT) if interpolated else S.Good
-            out.append(ua.DataValue(ua.Variant(value, vt), StatusCode=ua.StatusCode(code), SourceTimestamp=t,
-                                    ServerTimestamp=t))
+        req: list[datetime] = [t for t in times if t is not None]
+        settings = self._defaults
+        engine = AtTimeEngine(req, bool(d.UseSimpleBounds), settings)
+        lo, hi = min(req), max(req)
+
+        def usable(v: ArchiveValue) -> bool:
+            return settings.usable(self._sample(tag, v))
+
+        for v in _distinct(*await self._scan_back(tag, lo, inclusive=False, usable=usable))[::-1]:
+            engine.feed(self._sample(tag, v))
+        async with aclosing(self._pages(tag, lo, hi)) as pages:
+            async for page in pages:
+                for v in page:
+                    engine.feed(self._sample(tag, v))
+                await asyncio.sleep(0)
+        for v in _distinct(*await self._scan_forward(tag, hi, inclusive=False, usable=usable)):
+            engine.feed(self._sample(tag, v))
+        out = engine.finish()
+        vt = VARIANT_TYPES[tag.data_type]
+        for dv in out:
+            if dv.Value is not None and dv.Value.Value is not None and dv.StatusCode.value & 0x3 == 0:
+                try:  # a raw value keeps the tag's type (Part 11 6.5.5.2: Raw bit)
+                    dv.Value = ua.Variant(from_wincc(tag.data_type, dv.Value.Value), vt)
+                except (ValueError, TypeError):
+                    pass
         return _result(S.Good, out)
