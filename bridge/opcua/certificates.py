@@ -14,12 +14,13 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from asyncua.crypto import cert_gen
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["OwnCertificate", "ensure_certificate", "generate_certificate", "thumbprint"]
 
@@ -49,15 +50,50 @@ def _alt_names(app_uri: str, hosts: list[str]) -> list[x509.GeneralName]:
 
 
 def generate_certificate(
-    app_uri: str, hosts: list[str], common_name: str, *, client: bool = False, days: int = 5 * 365
+    app_uri: str,
+    hosts: list[str],
+    common_name: str,
+    *,
+    client: bool = False,
+    days: int = 5 * 365,
+    not_before: datetime | None = None,
+    extended_usage: list[x509.ObjectIdentifier] | None = None,
+    key_usage: x509.KeyUsage | None = None,
 ) -> tuple[x509.Certificate, bytes]:
-    """A self-signed OPC UA application certificate and its PEM private key (also used by tests for clients)."""
+    """A self-signed OPC UA application certificate (Part 6, 6.2.2) and its PEM private key; tests make client
+    certificates with it. Valid from `not_before` (default now) for `days`; `extended_usage` / `key_usage`
+    replace the usual ones (tests use them to make certificates a server must refuse)."""
     key = cert_gen.generate_private_key()
-    usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH,
-                                                                ExtendedKeyUsageOID.CLIENT_AUTH]
-    cert = cert_gen.generate_self_signed_app_certificate(
-        key, common_name, {"organizationName": "wincc-opcua-bridge"}, _alt_names(app_uri, hosts), usage, days=days
+    if extended_usage is None:
+        extended_usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH,
+                                                                           ExtendedKeyUsageOID.CLIENT_AUTH]
+    if key_usage is None:
+        key_usage = x509.KeyUsage(
+            digital_signature=True, content_commitment=True, key_encipherment=True, data_encipherment=True,
+            key_agreement=False, key_cert_sign=True, crl_sign=False, encipher_only=False, decipher_only=False,
+        )
+    start = not_before or datetime.now(UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wincc-opcua-bridge")])
+    serial = x509.random_serial_number()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .serial_number(serial)
+        .public_key(key.public_key())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_alt_names(app_uri, hosts)), critical=False)
+        # self-signed: it is its own issuer, as asyncua's and UaExpert's application certificates are
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=False)
+        .add_extension(key_usage, critical=False)
     )
+    if extended_usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended_usage), critical=False)
+    cert = builder.sign(private_key=key, algorithm=hashes.SHA256())
     return cert, cert_gen.dump_private_key_as_pem(key)
 
 

@@ -2,7 +2,8 @@
 
 A Read of a tag's Value also tells the sync engine the tag is in use (it is polled fast for a while). The
 UserAccessLevel of a tag is answered for the session's role (asyncua stores one static value for everyone):
-readers see CurrentRead (+HistoryRead on archived tags), operators and admins also CurrentWrite on writable tags.
+readers see CurrentRead (+HistoryRead on archived tags), operators and admins also CurrentWrite on writable tags
+that their write rules let them write (users.may_write, the rule the Write service applies).
 A session without any role gets BadUserAccessDenied for tag values. UserExecutable of a method is answered with the
 same rule the Call service applies (calls.may_call).
 """
@@ -15,7 +16,7 @@ from asyncua.server.internal_session import InternalSession
 from bridge.opcua.calls import may_call
 from bridge.opcua.sync import SyncEngine
 from bridge.opcua.tags import TagDirectory
-from bridge.opcua.users import role_of
+from bridge.opcua.users import may_write, role_of
 from bridge.wincc.models import TagInfo
 
 __all__ = ["ReadService", "user_access_level"]
@@ -57,7 +58,7 @@ class ReadService:
                 else:
                     read_tags.append(tag.name)
             elif rv.AttributeId == A.UserAccessLevel:
-                level = 0 if role is None else user_access_level(tag, role.can_write)
+                level = 0 if role is None else user_access_level(tag, may_write(session.user, tag.name))
                 results[i] = ua.DataValue(ua.Variant(level, ua.VariantType.Byte))
         if read_tags:
             self._sync.note_read(read_tags)

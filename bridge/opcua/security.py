@@ -79,6 +79,13 @@ async def apply_security(server: Server, config: OpcUaConfig) -> None:
     bind = urlsplit(bind_url)
     server.set_endpoint(public_url)
     server.socket_address = (bind.hostname or "0.0.0.0", bind.port or 4840)
+    if config.public_hostname:
+        # asyncua rewrites every EndpointUrl in GetEndpoints/CreateSession to the host the client asked for (or
+        # the local socket's IP). Behind Docker/NAT that is the container's address, or whatever the client
+        # typed; the admin said what clients must use, so advertise exactly that. Without public_hostname,
+        # asyncua's echo of the client's URL is kept: it is the one address known to reach us.
+        server.set_match_discovery_endpoint_url(False)
+        server.set_match_discovery_client_ip(False)
 
     await server.set_application_uri(config.application_uri)
     policies = [_POLICY[p] for p in config.security_policies]

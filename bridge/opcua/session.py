@@ -22,6 +22,9 @@ from asyncua.server.internal_session import InternalSession
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary
 
+from bridge.opcua.monitored_items import BridgeMonitoredItemService
+from bridge.opcua.users import client_host, login_from
+
 __all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers", "SubscriptionObserver"]
 
 _BROWSE_REQUEST = ua.NodeId(ua.ObjectIds.BrowseRequest_Encoding_DefaultBinary)
@@ -66,6 +69,12 @@ class BridgeSession(InternalSession):
     def _handlers(self) -> ServiceHandlers:
         return self.iserver.handlers
 
+    def activate_session(self, params: ua.ActivateSessionParameters, peer_certificate: bytes | None) -> Any:
+        # asyncua's user manager is not told who is logging in; `name` is the client's peername, and
+        # InternalSession.activate_session calls get_user synchronously, inside this context
+        with login_from(client_host(self.name)):
+            return super().activate_session(params, peer_certificate)
+
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         if self._handlers.read is not None:
             return await self._handlers.read(self, params)
@@ -97,6 +106,19 @@ class BridgeSession(InternalSession):
         if self._handlers.call is not None:
             return await self._handlers.call(self, params)
         return await super().call(params)
+
+    async def create_subscription(
+        self,
+        params: ua.CreateSubscriptionParameters,
+        callback: Callable[..., Any],
+        request_callback: Callable[..., Any] | None = None,
+    ) -> ua.CreateSubscriptionResult:
+        result = await super().create_subscription(params, callback, request_callback=request_callback)
+        # the new subscription has no items yet: its item service can still be swapped (see monitored_items.py)
+        subscription = self.subscription_service.subscriptions.get(result.SubscriptionId)
+        if subscription is not None:
+            subscription.monitored_item_srv = BridgeMonitoredItemService(subscription, self.aspace)
+        return result
 
     async def create_monitored_items(
         self, params: ua.CreateMonitoredItemsParameters

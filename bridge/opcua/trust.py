@@ -5,12 +5,21 @@
 `pki/rejected/` and its thumbprint logged: the admin trusts it by moving that one file to `trusted/`. The folders
 are read at every new session, so no restart is needed. asyncua's TrustStore raises on an empty folder, so it is
 used only for chain and CRL checks when a CA is present.
+
+asyncua calls only this validator, so it does every check of Part 4, 6.1.3 itself, nearly in the
+spec's order: trust and revocation (unless `auto_accept`), then on the client's own certificate the validity
+period (BadCertificateTimeInvalid), the ApplicationUri in the SubjectAltName against the client's
+ApplicationDescription (BadCertificateUriInvalid) and the use (BadCertificateUseNotAllowed: KeyUsage, when
+present, must allow digitalSignature and key or data encipherment; ExtendedKeyUsage, when present, must include
+clientAuth). Each refusal is logged with its reason and the thumbprint. `auto_accept` trusts any issuer, never
+an expired or mismatched certificate.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asyncua import ua
@@ -18,14 +27,18 @@ from asyncua.crypto.truststore import TrustStore
 from asyncua.common.utils import ServiceError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.opcua.certificates import thumbprint
 
-__all__ = ["TrustList"]
+__all__ = ["TrustList", "certificate_problem"]
 
 log = logging.getLogger(__name__)
 
 FOLDERS = ("trusted", "rejected", "issuers", "crl")
+
+
+S = ua.StatusCodes
 
 
 def _load(path: Path) -> x509.Certificate | None:
@@ -85,12 +98,47 @@ class TrustList:
     async def __call__(self, cert: x509.Certificate, app_description: ua.ApplicationDescription) -> None:
         if self.auto_accept:
             log.info("client certificate %s accepted (auto_accept_client_certs)", thumbprint(cert))
-            return
-        if await self.is_trusted(cert):
-            return
-        path = self._reject(cert)
-        log.warning(
-            "client certificate of %s (thumbprint %s) is not trusted: saved as %s; move it to %s to trust it",
-            app_description.ApplicationUri, thumbprint(cert), path, self.pki_dir / "trusted",
-        )
-        raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+        elif not await self.is_trusted(cert):
+            path = self._reject(cert)
+            log.warning(
+                "client certificate of %s (thumbprint %s) is not trusted: saved as %s; move it to %s to trust it",
+                app_description.ApplicationUri, thumbprint(cert), path, self.pki_dir / "trusted",
+            )
+            raise ServiceError(S.BadCertificateUntrusted)
+        problem = certificate_problem(cert, app_description)
+        if problem is not None:
+            code, why = problem
+            log.warning("client certificate of %s (thumbprint %s) refused (%s): %s", app_description.ApplicationUri,
+                        thumbprint(cert), ua.StatusCode(code).name, why)
+            raise ServiceError(code)
+
+
+def certificate_problem(cert: x509.Certificate, app: ua.ApplicationDescription,
+                        now: datetime | None = None) -> tuple[int, str] | None:
+    """Why a client's application certificate cannot be used, as (StatusCode, reason), or None if it can."""
+    now = now or datetime.now(UTC)
+    if now < cert.not_valid_before_utc:
+        return S.BadCertificateTimeInvalid, f"not valid before {cert.not_valid_before_utc.isoformat()}"
+    if now > cert.not_valid_after_utc:
+        return S.BadCertificateTimeInvalid, f"expired on {cert.not_valid_after_utc.isoformat()}"
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    if app.ApplicationUri not in uris:
+        return S.BadCertificateUriInvalid, (
+            f"the client says its ApplicationUri is {app.ApplicationUri!r}, the certificate names {uris or 'none'}")
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None  # no KeyUsage: X.509 allows every use
+    if usage is not None and not (usage.digital_signature and (usage.key_encipherment or usage.data_encipherment)):
+        return S.BadCertificateUseNotAllowed, "KeyUsage lacks digitalSignature or key/data encipherment"
+    try:
+        extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        extended = None
+    if extended is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in extended:
+        return S.BadCertificateUseNotAllowed, "ExtendedKeyUsage does not include clientAuth"
+    return None

@@ -1,9 +1,15 @@
 """Users from the config, checked against scrypt hashes; never asyncua's permissive default manager.
 
-- Username/password: constant-time check (an unknown name costs the same as a wrong password, so names cannot be
-  probed by timing). Failed logins are logged with the user name only, never the password.
-- Too many failures for one user name within a minute (`opcua.failed_login_limit`) lock that name for the rest
-  of the minute. asyncua does not hand the client's address to the user manager, so the limit is per user name.
+- Username/password: constant-time check (an unknown name costs the same scrypt as a wrong password, so names
+  cannot be probed by timing). Failed logins are logged with the user name and client address, never the
+  password.
+- Failed logins are limited per client address, within a sliding minute: `opcua.failed_login_limit` failures
+  for one user name from one address lock that name for that address; `_PER_HOST_FACTOR` times as many
+  failures over all names lock the whole address (rotating names does not help). Another address can still
+  log in as the same user, so nobody can lock `operator` out of the plant by mistyping on purpose. While a
+  lock holds, logins from it are refused at once, without running scrypt (so a locked client cannot keep the
+  event loop busy). The failure table is bounded: it holds only failures of the last minute, and at most
+  `_MAX_TRACKED` keys (the oldest are forgotten first).
 - Anonymous: admitted as a reader only when `opcua.anonymous: read`; otherwise refused (BadUserAccessDenied).
 - Certificate identity tokens are not offered (see security.py); a certificate alone never logs anybody in.
 """
@@ -12,27 +18,80 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from asyncua.server.user_managers import UserManager
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.users import BridgeUser
+from bridge.opcua.users import BridgeUser, login_client
 from bridge.passwords import hash_password, verify_password
 
-__all__ = ["BridgeUserManager"]
+__all__ = ["BridgeUserManager", "FailedLogins"]
 
 log = logging.getLogger(__name__)
 _WINDOW_S = 60.0
+_PER_HOST_FACTOR = 3
+_MAX_TRACKED = 10_000
+_UNKNOWN_HOST = "unknown address"
+
+Key = str | tuple[str, str]
+
+
+class FailedLogins:
+    """Failure times of the last window per key ((host, name) or host), bounded in keys and times per key."""
+
+    def __init__(self, window_s: float = _WINDOW_S, max_keys: int = _MAX_TRACKED,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window_s
+        self._max_keys = max_keys
+        self._clock = clock
+        # ordered by last failure, oldest first: expiry and eviction both pop from the front
+        self._times: OrderedDict[Key, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def locked_until(self, key: Key, limit: int) -> float | None:
+        """The clock time until which `key` is locked (its `limit`-th last failure is inside the window)."""
+        times = self._times.get(key)
+        if times is None or len(times) < limit:
+            return None
+        until = times[-limit] + self._window
+        return until if until > self._clock() else None
+
+    def add(self, key: Key, keep: int) -> None:
+        now = self._clock()
+        self._expire(now)
+        times = self._times.pop(key, None)
+        if times is None:
+            times = deque(maxlen=keep)
+            while len(self._times) >= self._max_keys:
+                self._times.popitem(last=False)
+        times.append(now)
+        self._times[key] = times
+
+    def clear(self, key: Key) -> None:
+        self._times.pop(key, None)
+
+    def _expire(self, now: float) -> None:
+        while self._times:
+            key, times = next(iter(self._times.items()))
+            if now - times[-1] <= self._window:
+                return
+            del self._times[key]
 
 
 class BridgeUserManager(UserManager):
-    def __init__(self, config: OpcUaConfig) -> None:
+    def __init__(self, config: OpcUaConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._users = {u.name: u for u in config.users}
+        self._rules = {name: tuple(patterns) for name, patterns in config.write_rules.items()}
         self._anonymous = Role.reader if config.anonymous == "read" else None
         self._limit = config.failed_login_limit
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._host_limit = config.failed_login_limit * _PER_HOST_FACTOR
+        self._failures = FailedLogins(clock=clock)
+        self._clock = clock
         # compared against when the name is unknown, so both paths cost one scrypt
         self._dummy_hash = hash_password("no such user")
 
@@ -46,20 +105,28 @@ class BridgeUserManager(UserManager):
                 log.info("anonymous login refused (opcua.anonymous: none)")
                 return None
             return BridgeUser.anonymous(self._anonymous)
-        now = time.monotonic()
-        failures = self._failures[username]
-        while failures and now - failures[0] > _WINDOW_S:
-            failures.popleft()
-        if len(failures) >= self._limit:
-            log.warning("login for user %r refused: %d failed attempts in the last minute", username, len(failures))
+        host = login_client.get() or _UNKNOWN_HOST
+        if self._locked(host, username):
             return None
         user = self._users.get(username)
         stored = user.password_hash.get_secret_value() if user is not None else self._dummy_hash
         ok = verify_password(password or "", stored) and user is not None
         if not ok:
-            failures.append(now)
-            log.warning("failed login for user %r (%s)", username, "unknown user" if user is None else "wrong password")
+            self._failures.add((host, username), keep=self._limit)
+            self._failures.add(host, keep=self._host_limit)
+            log.warning("failed login for user %r from %s (%s)", username, host,
+                        "unknown user" if user is None else "wrong password")
             return None
-        failures.clear()
-        log.info("user %r logged in as %s", username, user.role.value)
-        return BridgeUser.named(username, user.role)
+        self._failures.clear((host, username))  # the address's count over all names stays: no reset by one login
+        log.info("user %r logged in as %s from %s", username, user.role.value, host)
+        return BridgeUser.named(username, user.role, self._rules.get(username))
+
+    def _locked(self, host: str, username: str) -> bool:
+        for key, limit, what in (((host, username), self._limit, f"user {username!r} from {host}"),
+                                 (host, self._host_limit, f"every user from {host}")):
+            until = self._failures.locked_until(key, limit)
+            if until is not None:
+                log.info("login for user %r from %s refused: %d failed logins in the last minute lock %s "
+                            "for %.0f s more", username, host, limit, what, until - self._clock())
+                return True
+        return False

@@ -9,16 +9,27 @@ tag's limits (BadOutOfRange). Everything that passes goes to WinCC in one call o
 for restservice, capped concurrent PUTs for dp); WinCC's answer per tag is the node's StatusCode, and Good only
 after WinCC confirmed. A WinCC that does not answer in time gives BadTimeout, never a hung client.
 
-Nodes that are not WinCC tags (server objects, folders, BridgeStatus) are writable only by admins, through
-asyncua's own write path. A NodeId given twice in one request is written once per occurrence, in order.
-Every tag write is logged: user, tag, old value, new value, result.
+Floats: NaN and +/-infinity are refused with BadOutOfRange for every tag, with or without limits. A NaN is
+never inside an EURange, and WinCC's REST API is JSON, which has no NaN or infinity (the encoder would send null,
+and in a restservice batch one such item could spoil the whole PUT); a plant setpoint of NaN is a client bug.
+
+Nodes that are not WinCC tags (server objects, folders, BridgeStatus, a tag's EURange/EngineeringUnits
+properties) are checked here per node, because asyncua skips every check for an Admin user: the attribute must
+exist, Value needs CurrentWrite in the node's AccessLevel (ValueForVariableType in the WriteMask for a
+VariableType), any other attribute needs its bit in the node's WriteMask (BadNotWritable otherwise); then the
+session must be an admin (BadUserAccessDenied) and no IndexRange given (BadWriteNotSupported: asyncua would
+write the whole value). What passes is written through asyncua. The bridge's own nodes are built read-only
+(AccessLevel CurrentRead, WriteMask 0), so in practice only standard server nodes that allow it are writable.
+
+A NodeId given twice in one request is written once per occurrence, in order. Every write to an existing node is
+logged (logger `bridge.audit.write`): user, tag (or node and attribute), old value, new value, result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +40,7 @@ from bridge.config import OpcUaConfig, Role
 from bridge.opcua.status import write_error_to_status
 from bridge.opcua.tags import TagDirectory
 from bridge.opcua.types import to_wincc
-from bridge.opcua.users import BridgeUser, role_of
+from bridge.opcua.users import BridgeUser, may_write, role_of
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.models import TagInfo, WriteError, WriteResult
 
@@ -38,7 +49,12 @@ __all__ = ["WriteRouter"]
 log = logging.getLogger("bridge.audit.write")
 
 S = ua.StatusCodes
-_VALUE = ua.AttributeIds.Value
+A = ua.AttributeIds
+_VALUE = A.Value
+# WriteMask bits (Part 3, 5.2.7) of the attributes a client may ask to write; asyncua's enum stops at bit 21
+_WRITE_MASK_BIT: dict[int, int] = {
+    getattr(A, m.name): m.value for m in ua.WriteMask if hasattr(A, m.name) and m.name != "ValueForVariableType"
+} | {A.DataTypeDefinition: 22, A.RolePermissions: 23, A.AccessRestrictions: 24, A.AccessLevelEx: 25}
 
 
 def _code(code: int) -> ua.StatusCode:
@@ -55,23 +71,16 @@ class WriteRouter:
         on_written: Callable[[str, Any], None],
         timeout_s: float = 10.0,
     ) -> None:
+        # `config.write_rules` reach this router through the session's user (set at login, see users.may_write),
+        # so Write and UserAccessLevel answer from the same rule
         self._server = server
         self._aspace = server.iserver.aspace
         self._directory = directory
         self._client = client
-        self._rules = config.write_rules
         self._on_written = on_written
         self._timeout_s = timeout_s
 
     # ---- per-node checks ----------------------------------------------------------------------------------
-    def _allowed(self, user: object, tag: TagInfo) -> bool:
-        role = role_of(user)
-        if role is None or not role.can_write:
-            return False
-        name = getattr(user, "name", None)
-        patterns = self._rules.get(name) if name else None
-        return patterns is None or any(fnmatch.fnmatchcase(tag.name, p) for p in patterns)
-
     def _check(self, user: object, wv: ua.WriteValue, tag: TagInfo) -> tuple[ua.StatusCode | None, Any]:
         if wv.AttributeId != _VALUE:
             return _code(S.BadNotWritable), None
@@ -84,7 +93,7 @@ class WriteRouter:
             return _code(S.BadWriteNotSupported), None
         if not tag.writable:
             return _code(S.BadNotWritable), None
-        if not self._allowed(user, tag):
+        if not may_write(user, tag.name):
             return _code(S.BadUserAccessDenied), None
         if dv.Value is None:
             return _code(S.BadTypeMismatch), None
@@ -92,10 +101,39 @@ class WriteRouter:
             value = to_wincc(tag.data_type, dv.Value)
         except TypeError:
             return _code(S.BadTypeMismatch), None
+        if isinstance(value, float) and not math.isfinite(value):
+            return _code(S.BadOutOfRange), None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if (tag.low is not None and value < tag.low) or (tag.high is not None and value > tag.high):
                 return _code(S.BadOutOfRange), None
         return None, value
+
+    def _check_other(self, user: object, wv: ua.WriteValue) -> ua.StatusCode | None:
+        """A node that is not a WinCC tag: the node's own AccessLevel/WriteMask, then the admin role."""
+        attr = wv.AttributeId
+        if not self._aspace.read_attribute_value(wv.NodeId, attr).StatusCode.is_good():
+            return _code(S.BadAttributeIdInvalid)
+        node_class = self._attribute(wv.NodeId, A.NodeClass)
+        if attr == _VALUE and node_class == ua.NodeClass.Variable:
+            writable = _bit(self._attribute(wv.NodeId, A.AccessLevel), ua.AccessLevel.CurrentWrite.value)
+        elif attr == _VALUE and node_class == ua.NodeClass.VariableType:
+            writable = _bit(self._attribute(wv.NodeId, A.WriteMask), ua.WriteMask.ValueForVariableType.value)
+        else:
+            bit = _WRITE_MASK_BIT.get(attr)
+            writable = bit is not None and _bit(self._attribute(wv.NodeId, A.WriteMask), bit)
+        if not writable:
+            return _code(S.BadNotWritable)
+        if role_of(user) is not Role.admin:
+            return _code(S.BadUserAccessDenied)
+        if wv.IndexRange:
+            return _code(S.BadWriteNotSupported)
+        return None
+
+    def _attribute(self, node_id: ua.NodeId, attr: int) -> Any:
+        """The stored value, whatever its status (a tag's last value under BadCommunicationError is still the old
+        value an audit line wants); None where the attribute does not exist."""
+        dv = self._aspace.read_attribute_value(node_id, attr)
+        return dv.Value.Value if dv.Value is not None else None
 
     # ---- the Write service ----------------------------------------------------------------------------------
     async def write(self, session: InternalSession, params: ua.WriteParameters) -> list[ua.StatusCode]:
@@ -108,10 +146,11 @@ class WriteRouter:
             if tag is None:
                 if wv.NodeId not in self._aspace:
                     results[i] = _code(S.BadNodeIdUnknown)
-                elif role_of(user) is Role.admin:
-                    others.append(i)
+                elif (refused := self._check_other(user, wv)) is not None:
+                    results[i] = refused
+                    self._audit_other(user, wv, refused)
                 else:
-                    results[i] = _code(S.BadUserAccessDenied)
+                    others.append(i)
                 continue
             status, value = self._check(user, wv, tag)
             if status is not None:
@@ -121,10 +160,14 @@ class WriteRouter:
                 accepted.append((i, tag, value))
 
         if others:
-            sub = ua.WriteParameters(NodesToWrite=[params.NodesToWrite[i] for i in others])
-            for i, code in zip(others, await self._server.iserver.attribute_service.write(sub, user=user),
-                               strict=True):
+            # checked above, node by node; asyncua's write (as Admin, so it checks nothing more) does the rest
+            nodes = [params.NodesToWrite[i] for i in others]
+            olds = [self._attribute(wv.NodeId, wv.AttributeId) for wv in nodes]
+            codes = await self._server.iserver.attribute_service.write(ua.WriteParameters(NodesToWrite=nodes),
+                                                                       user=user)
+            for i, wv, old, code in zip(others, nodes, olds, codes, strict=True):
                 results[i] = code
+                self._audit_other(user, wv, code, old)
 
         # a NodeId written twice in one request goes to WinCC once per occurrence, in order
         pending = accepted
@@ -157,9 +200,30 @@ class WriteRouter:
 
     def _audit(self, user: object, tag: TagInfo, wv: ua.WriteValue, status: ua.StatusCode, sent: Any = None,
                reason: str = "") -> None:
-        old = self._aspace.read_attribute_value(wv.NodeId, _VALUE)
-        old_value = old.Value.Value if old.Value is not None else None
+        old_value = self._attribute(wv.NodeId, wv.AttributeId)
         new_value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
-        who = user.label if isinstance(user, BridgeUser) else "unknown"
-        log.info("write user=%s tag=%r old=%r new=%r result=%s%s", who, tag.name, old_value, new_value,
-                 status.name, f" ({reason})" if reason else "")
+        attribute = "" if wv.AttributeId == _VALUE else f" attribute={_attribute_name(wv.AttributeId)}"
+        log.info("write user=%s tag=%r%s old=%r new=%r result=%s%s", _who(user), tag.name, attribute, old_value,
+                 new_value, status.name, f" ({reason})" if reason else "")
+
+    def _audit_other(self, user: object, wv: ua.WriteValue, status: ua.StatusCode, old: Any = None) -> None:
+        if old is None and not status.is_good():
+            old = self._attribute(wv.NodeId, wv.AttributeId)
+        new_value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
+        log.info("write user=%s node=%s attribute=%s old=%r new=%r result=%s", _who(user), wv.NodeId.to_string(),
+                 _attribute_name(wv.AttributeId), old, new_value, status.name)
+
+
+def _who(user: object) -> str:
+    return user.label if isinstance(user, BridgeUser) else "unknown"
+
+
+def _attribute_name(attr: int) -> str:
+    try:
+        return ua.AttributeIds(attr).name
+    except ValueError:
+        return str(attr)
+
+
+def _bit(mask: Any, bit: int) -> bool:
+    return isinstance(mask, int) and bool(mask >> bit & 1)

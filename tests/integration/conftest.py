@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,23 @@ from tests.helpers import free_port, wait_until_sync
 # demo-strength test passwords; the security tests grep every log for them
 TEST_PASSWORDS = {"reader": "rd-Pw-7c1e", "operator": "op-Pw-93af", "admin": "ad-Pw-51d0"}
 WINCC_PASSWORD = "wincc-Pw-2b8d"
+WRONG_PASSWORD = "Wrong-Pw-123"  # a wrong OPC UA password some tests try
+UNIT_PASSWORD = "op-secret-91"  # tests/unit/test_security_units.py
+# Every password, token and other secret the test suite uses, in one place. test_secrets_in_logs.py searches all
+# log output of the run for each (and checks no test defines a secret missing here); `SecretScan` repeats the
+# search over everything once the run ends. Literals of test files that cannot import from here are copied
+# (file named). Not listed: the demo's OPC UA passwords (they equal the user names, which are logged by design)
+# and secrets shorter than 6 characters (too likely to occur by chance).
+TEST_SECRETS: tuple[str, ...] = (
+    *TEST_PASSWORDS.values(), WINCC_PASSWORD, WRONG_PASSWORD, UNIT_PASSWORD,
+    "not-the-password",  # tests/integration/test_bridge_dp.py
+    "demo-wincc",  # bridge/cli.py DEMO_WINCC_PASSWORD, used by test_demo.py
+    "sim-Pw-77",  # tests/integration/test_simulator_http.py
+    "tls-Pw-31",  # tests/integration/test_simulator_tls.py
+    "rest-Pa55word!",  # tests/unit/test_wincc_restservice.py
+    "s3cret-PassW0rd", "tok-ABCDEF-123456",  # tests/unit/test_wincc_transport.py
+    "s3cr3t-wincc", "correct horse",  # tests/unit/test_config_errors.py
+)
 _HASHES: dict[str, str] = {}
 
 
@@ -152,13 +169,18 @@ def bridge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         start_sim: bool = True,
         wait_ready: bool = True,
         log_level: str = "info",
+        sim_setup: Callable[[str], None] | None = None,
     ) -> Stack:
+        """`sim_setup(sim_base)` runs once the simulator is up and before the bridge starts (e.g. to add tags
+        through /_sim/tags so the bridge's first browse sees them)."""
         tmp = tmp_path_factory.mktemp(f"stack-{dialect}")
         sim_port = free_port()
         sim = None
         sim_log = tmp / "simulator.log"
         if start_sim:
             sim, sim_port, sim_log = start_simulator(tmp, dialect, sim_args, sim_port)
+            if sim_setup is not None:
+                sim_setup(f"http://127.0.0.1:{sim_port}")
         ua_port, health_port = free_port(), free_port()
         sim_base = f"http://127.0.0.1:{sim_port}"
         sim_url = sim_base if dialect == "dp" else sim_base + "/WinCCRestService"
@@ -213,3 +235,63 @@ def _healthz(stack: Stack) -> bool:
         return httpx.get(stack.health_url + "/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# ---- the search for secrets in every log of the run -------------------------------------------------------------
+def find_secrets(text: str, secrets: Iterable[str] = TEST_SECRETS) -> list[str]:
+    return [secret for secret in secrets if secret in text]
+
+
+def log_files(root: Path) -> list[Path]:
+    """Every log a test run leaves under `root`: subprocess logs and outputs (*.log, *.out), at any depth. Symlinks
+    are not followed (pytest links `<name>current` to the last directory of each name)."""
+    return sorted(Path(d) / f for d, _, files in os.walk(root) for f in files
+                  if f.endswith((".log", ".out")) and not (Path(d) / f).is_symlink())
+
+
+def secrets_in_logs(root: Path, secrets: Iterable[str] = TEST_SECRETS) -> list[tuple[Path, str]]:
+    secrets = list(secrets)
+    return [(path, secret) for path in log_files(root)
+            for secret in find_secrets(path.read_text(encoding="utf-8", errors="replace"), secrets)]
+
+
+def masked(secret: str) -> str:
+    """How a hit is reported: enough to find the secret in TEST_SECRETS, without printing it whole."""
+    return f"{secret[:2]}...({len(secret)} chars)"
+
+
+class SecretScan:
+    """Registered for the whole run (not only this folder): searches the captured log, stdout and stderr of every
+    test as it finishes, and at the end every log file under pytest's basetemp, for TEST_SECRETS. A hit fails the
+    run (exit status 1) and is listed in the terminal summary."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.hits: list[str] = []
+        self.reports = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports += 1
+        for what, text in (("log", report.caplog), ("stdout", report.capstdout), ("stderr", report.capstderr)):
+            for secret in find_secrets(text):
+                self.hits.append(f"{report.nodeid} ({report.when}): captured {what} contains {masked(secret)}")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        factory = getattr(self.config, "_tmp_path_factory", None)  # what the tmp_path fixtures use
+        basetemp = factory.getbasetemp() if factory is not None else None
+        if basetemp is not None:
+            self.hits += [f"{path} contains {masked(secret)}" for path, secret in secrets_in_logs(basetemp)]
+        if self.hits:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.hits:
+            terminalreporter.section("secrets found in log output", red=True)
+            for hit in self.hits:
+                terminalreporter.line(hit)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("wincc-secret-scan"):
+        config.pluginmanager.register(SecretScan(config), "wincc-secret-scan")

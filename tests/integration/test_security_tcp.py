@@ -1,8 +1,9 @@
-"""Security over real TCP: every policy, certificate trust by moving a file, users and anonymous access, and no
-password in any log."""
+"""Security over real TCP: every policy, certificate trust by moving a file, certificate validity, users and
+anonymous access, failed-login limits per client, the advertised endpoint behind NAT, and no password in the log."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from bridge.opcua.certificates import generate_certificate
 from tests.helpers import wait_until
+from tests.integration.conftest import TEST_SECRETS, WRONG_PASSWORD
 
 POLICIES = ["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "Aes128Sha256RsaOaep_Sign",
             "Aes128Sha256RsaOaep_SignAndEncrypt", "Aes256Sha256RsaPss_Sign", "Aes256Sha256RsaPss_SignAndEncrypt"]
@@ -94,7 +96,7 @@ async def test_no_none_endpoint_and_no_anonymous(stack, client_cert) -> None:
 async def test_wrong_password_refused_and_no_password_in_logs(stack, client_cert) -> None:
     (Path(stack.config["opcua"]["pki_dir"]) / "trusted" / "test-client.der").write_bytes(client_cert[0].read_bytes())
     host = stack.endpoint.removeprefix("opc.tcp://")
-    client = Client(f"opc.tcp://operator:Wrong-Pw-123@{host}", timeout=10)
+    client = Client(f"opc.tcp://operator:{WRONG_PASSWORD}@{host}", timeout=10)
     client.application_uri = CLIENT_URI
     await client.set_security(sp.SecurityPolicyBasic256Sha256, str(client_cert[0]), str(client_cert[1]),
                               mode=ua.MessageSecurityMode.SignAndEncrypt)
@@ -102,5 +104,56 @@ async def test_wrong_password_refused_and_no_password_in_logs(stack, client_cert
         await client.connect()
     await wait_until(lambda: "failed login for user 'operator'" in stack.log_text(), timeout=5)
     logs = stack.log_text() + stack.sim_log_path.read_text(errors="replace")
-    for secret in [*stack.users.values(), "Wrong-Pw-123", "wincc-Pw-2b8d"]:
+    for secret in TEST_SECRETS:
         assert secret not in logs
+
+
+async def test_expired_certificate_refused_even_when_trusted(stack, tmp_path) -> None:
+    cert, key = generate_certificate(CLIENT_URI, ["localhost"], "Old Client", client=True,
+                                     not_before=datetime.now(UTC) - timedelta(days=400), days=365)
+    paths = tmp_path / "old.der", tmp_path / "old.pem"
+    paths[0].write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    paths[1].write_bytes(key)
+    (Path(stack.config["opcua"]["pki_dir"]) / "trusted" / "old-client.der").write_bytes(paths[0].read_bytes())
+    client = _secure_client(stack, "reader", "Basic256Sha256_SignAndEncrypt", paths)
+    with pytest.raises(ua.UaStatusCodeError) as refused:
+        await _connect(client, paths)
+    assert refused.value.code == ua.StatusCodes.BadCertificateTimeInvalid
+    await wait_until(lambda: "BadCertificateTimeInvalid): expired on" in stack.log_text(), timeout=5)
+
+
+# ---- a bridge behind NAT (public_hostname) with a low failed-login limit ---------------------------------------
+PUBLIC_HOST = "scada.plant.example"
+LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def nat_stack(bridge_stack):
+    return bridge_stack("dp", config={"opcua": {"public_hostname": PUBLIC_HOST, "failed_login_limit": LIMIT}})
+
+
+async def test_get_endpoints_advertises_public_hostname(nat_stack) -> None:
+    port = nat_stack.endpoint.rsplit(":", 1)[1].split("/")[0]
+    # the client asks for 127.0.0.1; asyncua would echo that back, but clients behind NAT must get the public name
+    endpoints = await Client(nat_stack.endpoint, timeout=10).connect_and_get_server_endpoints()
+    assert endpoints
+    for e in endpoints:
+        assert e.EndpointUrl == f"opc.tcp://{PUBLIC_HOST}:{port}/wincc"
+        assert all(u.startswith(f"opc.tcp://{PUBLIC_HOST}:{port}") for u in e.Server.DiscoveryUrls)
+
+
+async def test_wrong_passwords_lock_that_user_for_this_client(nat_stack) -> None:
+    host = nat_stack.endpoint.removeprefix("opc.tcp://")
+    for _ in range(LIMIT):
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await Client(f"opc.tcp://operator:{WRONG_PASSWORD}@{host}", timeout=10).connect()
+        assert refused.value.code == ua.StatusCodes.BadUserAccessDenied
+    # the right password, from the same client, within the minute: still refused
+    with pytest.raises(ua.UaStatusCodeError) as refused:
+        await Client(nat_stack.url_for("operator"), timeout=10).connect()
+    assert refused.value.code == ua.StatusCodes.BadUserAccessDenied
+    await wait_until(lambda: "login for user 'operator' from 127.0.0.1 refused" in nat_stack.log_text(), timeout=5)
+    # only that user name is locked for this client (the whole address after 3x as many failures)
+    client = Client(nat_stack.url_for("reader"), timeout=10)
+    await client.connect()
+    await client.disconnect()

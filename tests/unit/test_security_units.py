@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,16 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import PermissiveUserManager
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.config import OpcUaConfig, Role
 from bridge.opcua.calls import may_call
 from bridge.opcua.certificates import ensure_certificate, generate_certificate, thumbprint
 from bridge.opcua.security import BridgeRuleset, endpoint_urls
-from bridge.opcua.trust import TrustList
-from bridge.opcua.user_manager import BridgeUserManager
-from bridge.opcua.users import BridgeUser, role_of
+from bridge.opcua import user_manager as user_manager_module
+from bridge.opcua.trust import TrustList, certificate_problem
+from bridge.opcua.user_manager import BridgeUserManager, FailedLogins
+from bridge.opcua.users import BridgeUser, login_from, may_write, role_of
 from bridge.passwords import hash_password
 
 PW = "op-secret-91"
@@ -50,11 +53,80 @@ def test_anonymous_per_config() -> None:
     assert role_of(anon) is Role.reader
 
 
-def test_failed_logins_rate_limited() -> None:
-    m = manager(limit=3)
-    for _ in range(3):
-        assert m.get_user(None, "op", "bad") is None
-    assert m.get_user(None, "op", PW) is None  # locked for the rest of the minute, even with the right password
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_lock_one_address_not_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    m = BridgeUserManager(OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}],
+                                      failed_login_limit=3), clock=clock)
+    scrypts: list[str] = []
+    real_verify = user_manager_module.verify_password
+    monkeypatch.setattr(user_manager_module, "verify_password",
+                        lambda pw, stored: scrypts.append(stored) or real_verify(pw, stored))
+    with login_from("10.0.0.66"):
+        for _ in range(3):
+            assert m.get_user(None, "op", "bad") is None
+        assert len(scrypts) == 3
+        assert m.get_user(None, "op", PW) is None  # locked for the rest of the minute, even with the right password
+        assert len(scrypts) == 3  # refused without running scrypt
+    with login_from("10.0.0.7"):
+        assert role_of(m.get_user(None, "op", PW)) is Role.operator  # the attacker cannot lock op out elsewhere
+    clock.now += 59
+    with login_from("10.0.0.66"):
+        assert m.get_user(None, "op", PW) is None
+    clock.now += 2  # the window has passed
+    with login_from("10.0.0.66"):
+        assert role_of(m.get_user(None, "op", PW)) is Role.operator
+
+
+def test_rotating_names_locks_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    m = BridgeUserManager(OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}],
+                                      failed_login_limit=2), clock=clock)
+    scrypts: list[str] = []
+    monkeypatch.setattr(user_manager_module, "verify_password", lambda pw, stored: scrypts.append(stored) or False)
+    with login_from("10.0.0.66"):
+        for i in range(20):
+            assert m.get_user(None, f"guess{i}", "x") is None
+    assert len(scrypts) == 2 * 3  # per-address limit: 3 x failed_login_limit, then no more scrypt at all
+    monkeypatch.setattr(user_manager_module, "verify_password", lambda pw, stored: True)
+    with login_from("10.0.0.66"):
+        assert m.get_user(None, "op", PW) is None
+    with login_from("10.0.0.7"):
+        assert role_of(m.get_user(None, "op", PW)) is Role.operator
+
+
+def test_failure_table_is_bounded() -> None:
+    clock = Clock()
+    table = FailedLogins(window_s=60, max_keys=100, clock=clock)
+    for i in range(1000):
+        table.add(f"10.0.{i // 256}.{i % 256}", keep=5)
+    assert len(table) == 100  # oldest forgotten first
+    assert table.locked_until("10.0.3.231", 1) is not None and table.locked_until("10.0.0.0", 1) is None
+    clock.now += 61
+    table.add("10.9.9.9", keep=5)
+    assert len(table) == 1  # failures older than the window are dropped
+    for _ in range(50):
+        table.add("10.9.9.9", keep=5)
+    assert table.locked_until("10.9.9.9", 5) is not None and len(table) == 1
+
+
+def test_write_rules_travel_with_the_user() -> None:
+    cfg = OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"},
+                             {"name": "lim", "password_hash": hash_password(PW), "role": "operator"}],
+                      write_rules={"lim": ["System1.Tank1.*"]})
+    m = BridgeUserManager(cfg)
+    op, lim = m.get_user(None, "op", PW), m.get_user(None, "lim", PW)
+    assert may_write(op, "System1.Pump1.SpeedSetpoint") and may_write(lim, "System1.Tank1.InletValve")
+    assert not may_write(lim, "System1.Pump1.SpeedSetpoint")
+    assert not may_write(BridgeUser.named("r", Role.reader), "System1.Tank1.InletValve")
+    assert not may_write(object(), "System1.Tank1.InletValve")
 
 
 def test_asyncua_default_users_have_no_rights() -> None:
@@ -108,3 +180,57 @@ def test_unknown_client_cert_rejected_then_trusted_by_moving_the_file(tmp_path: 
     asyncio.run(trust(cert, app))  # no exception: trusted now
     assert x509.load_der_x509_certificate((tmp_path / "trusted" / rejected.name).read_bytes()).public_bytes(
         serialization.Encoding.DER) == cert.public_bytes(serialization.Encoding.DER)
+
+
+APP = ua.ApplicationDescription(ApplicationUri="urn:uaexpert", ApplicationType=ua.ApplicationType.Client)
+
+
+def _trusted_list(tmp_path: Path, cert: x509.Certificate, *, auto_accept: bool = False) -> TrustList:
+    trust = TrustList(tmp_path, auto_accept=auto_accept)
+    (tmp_path / "trusted" / "client.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return trust
+
+
+def _refusal(trust: TrustList, cert: x509.Certificate, app: ua.ApplicationDescription = APP) -> int | None:
+    try:
+        asyncio.run(trust(cert, app))
+    except ServiceError as exc:
+        return exc.code
+    return None
+
+
+def test_directly_trusted_certificate_must_be_in_its_validity_period(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    now = datetime.now(UTC)
+    expired, _ = generate_certificate("urn:uaexpert", [], "Old", client=True, not_before=now - timedelta(days=30),
+                                      days=10)
+    future, _ = generate_certificate("urn:uaexpert", [], "Early", client=True, not_before=now + timedelta(days=1))
+    good, _ = generate_certificate("urn:uaexpert", [], "Good", client=True)
+    caplog.set_level(logging.WARNING)
+    time_invalid = ua.StatusCodes.BadCertificateTimeInvalid
+    for cert in (expired, future):
+        assert _refusal(_trusted_list(tmp_path / thumbprint(cert), cert), cert) == time_invalid
+        # auto_accept trusts any issuer, not an expired certificate
+        assert _refusal(TrustList(tmp_path / "auto", auto_accept=True), cert) == time_invalid
+    assert "expired on" in caplog.text and "not valid before" in caplog.text and thumbprint(expired) in caplog.text
+    assert _refusal(_trusted_list(tmp_path / "good", good), good) is None
+
+
+def test_application_uri_must_match_the_certificate(tmp_path: Path) -> None:
+    cert, _ = generate_certificate("urn:uaexpert", ["localhost"], "UaExpert", client=True)
+    trust = _trusted_list(tmp_path, cert)
+    other = ua.ApplicationDescription(ApplicationUri="urn:someone-else", ApplicationType=ua.ApplicationType.Client)
+    assert _refusal(trust, cert, other) == ua.StatusCodes.BadCertificateUriInvalid
+    assert _refusal(trust, cert) is None
+
+
+def test_client_certificate_key_usage(tmp_path: Path) -> None:
+    server_only, _ = generate_certificate("urn:uaexpert", [], "S", extended_usage=[ExtendedKeyUsageOID.SERVER_AUTH])
+    sign_only, _ = generate_certificate("urn:uaexpert", [], "K", client=True, key_usage=x509.KeyUsage(
+        digital_signature=False, content_commitment=False, key_encipherment=True, data_encipherment=True,
+        key_agreement=False, key_cert_sign=True, crl_sign=False, encipher_only=False, decipher_only=False))
+    no_eku, _ = generate_certificate("urn:uaexpert", [], "N", extended_usage=[])
+    for cert in (server_only, sign_only):
+        assert _refusal(_trusted_list(tmp_path / thumbprint(cert), cert), cert) == \
+            ua.StatusCodes.BadCertificateUseNotAllowed
+    assert certificate_problem(no_eku, APP) is None  # no ExtendedKeyUsage: every use allowed (X.509)

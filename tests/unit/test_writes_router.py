@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import pytest
 from asyncua import ua
 
 from bridge.config import OpcUaConfig, Role
+from bridge.opcua.address_space import property_node_id
 from bridge.opcua.tags import TagDirectory
 from bridge.opcua.users import BridgeUser
 from bridge.opcua.writes import WriteRouter
@@ -26,7 +28,9 @@ TAGS = [
     TagInfo("A.Count", DataType.int16, ("A",), "Count", writable=True),
     TagInfo("A.Valve", DataType.bool, ("A",), "Valve", writable=True),
     TagInfo("A.Locked", DataType.int32, ("A",), "Locked", writable=True),
+    TagInfo("A.Free", DataType.double, ("A",), "Free", writable=True),  # no limits
 ]
+RULES = {"limited": ["A.Valve"]}
 
 
 class MemoryWinCC:
@@ -48,7 +52,7 @@ async def rig():
     server, directory = await server_with_tags(TAGS)
     wincc = MemoryWinCC()
     written: list[tuple[str, Any]] = []
-    router = WriteRouter(server, directory, wincc, OpcUaConfig(write_rules={"limited": ["A.Valve"]}),
+    router = WriteRouter(server, directory, wincc, OpcUaConfig(write_rules=RULES),
                          on_written=lambda n, v: written.append((n, v)), timeout_s=0.5)
     return server, directory, wincc, router, written
 
@@ -59,7 +63,9 @@ def wv(directory: TagDirectory, name: str, value: Any, vt: ua.VariantType, **dv:
 
 
 def session(name: str = "op", role: Role | None = Role.operator) -> SimpleNamespace:
-    return SimpleNamespace(user=BridgeUser.named(name, role) if role else BridgeUser.anonymous(None))
+    """A session as the user manager builds it: role and the user's write rules."""
+    patterns = tuple(RULES[name]) if name in RULES else None
+    return SimpleNamespace(user=BridgeUser.named(name, role, patterns) if role else BridgeUser.anonymous(None))
 
 
 async def test_mixed_request_gives_each_node_its_code(rig) -> None:
@@ -115,3 +121,62 @@ async def test_same_node_twice_is_written_in_order(rig) -> None:
     params = ua.WriteParameters(NodesToWrite=[wv(d, "A.Setpoint", 1.0, VT.Float), wv(d, "A.Setpoint", 2.0, VT.Float)])
     assert [c.value for c in await router.write(session(), params)] == [S.Good, S.Good]
     assert wincc.calls == [{"A.Setpoint": 1.0}, {"A.Setpoint": 2.0}]
+
+
+async def test_non_finite_floats_are_out_of_range(rig) -> None:
+    server, d, wincc, router, _ = rig
+    nan, inf = float("nan"), float("inf")
+    params = ua.WriteParameters(NodesToWrite=[
+        wv(d, "A.Setpoint", nan, VT.Float), wv(d, "A.Setpoint", inf, VT.Float), wv(d, "A.Setpoint", -inf, VT.Float),
+        wv(d, "A.Free", nan, VT.Double), wv(d, "A.Free", inf, VT.Double), wv(d, "A.Free", -1e300, VT.Double),
+    ])
+    codes = [c.value for c in await router.write(session(), params)]
+    assert codes == [S.BadOutOfRange] * 5 + [S.Good]
+    assert wincc.calls == [{"A.Free": -1e300}]  # no NaN/inf ever reaches WinCC (JSON would carry it as null)
+
+
+def write_attr(node_id: ua.NodeId, attr: ua.AttributeIds, variant: ua.Variant, index_range: str | None = None):
+    return ua.WriteValue(NodeId=node_id, AttributeId=attr, Value=ua.DataValue(variant), IndexRange=index_range)
+
+
+async def test_admin_writes_to_other_nodes_are_checked_per_node(rig, caplog: pytest.LogCaptureFixture) -> None:
+    server, d, wincc, router, _ = rig
+    A = ua.AttributeIds
+    objects = server.nodes.objects
+    open_var = await objects.add_variable(ua.NodeId("Open", d.bridge_ns), "Open", 1.0)
+    await open_var.set_writable()  # AccessLevel CurrentWrite
+    renamable = await objects.add_object(ua.NodeId("Renamable", d.bridge_ns), "Renamable")
+    await renamable.write_attribute(A.WriteMask, ua.DataValue(ua.Variant(1 << ua.WriteMask.DisplayName.value,
+                                                                         VT.UInt32)))
+    nodes = [
+        write_attr(ua.NodeId(ua.ObjectIds.Server_NamespaceArray), A.Value, ua.Variant(["urn:x"], VT.String)),
+        write_attr(property_node_id("A.Setpoint", "EURange", d.bridge_ns), A.Value,
+                   ua.Variant(ua.Range(Low=0, High=99))),
+        write_attr(d.folder_node_id(("A",)), A.DisplayName, ua.Variant(ua.LocalizedText("B"))),
+        write_attr(open_var.nodeid, A.Value, ua.Variant(2.0, VT.Double)),  # Good
+        write_attr(renamable.nodeid, A.DisplayName, ua.Variant(ua.LocalizedText("Renamed"))),  # Good
+        write_attr(renamable.nodeid, A.Description, ua.Variant(ua.LocalizedText("no bit for this"))),
+        write_attr(renamable.nodeid, A.Value, ua.Variant(1.0, VT.Double)),  # an Object has no Value
+        write_attr(open_var.nodeid, A.Value, ua.Variant(3.0, VT.Double), index_range="0"),
+        write_attr(open_var.nodeid, A.Value, ua.Variant("text", VT.String)),  # asyncua's own type check
+    ]
+    caplog.set_level(logging.INFO, logger="bridge.audit.write")
+    admin = session("boss", Role.admin)
+    codes = [c.value for c in await router.write(admin, ua.WriteParameters(NodesToWrite=nodes))]
+    assert codes == [S.BadNotWritable, S.BadNotWritable, S.BadNotWritable, S.Good, S.Good, S.BadNotWritable,
+                     S.BadAttributeIdInvalid, S.BadWriteNotSupported, S.BadTypeMismatch]
+    assert await open_var.read_value() == 2.0
+    assert (await renamable.read_display_name()).Text == "Renamed"
+    ns = await server.get_namespace_array()
+    assert "urn:x" not in ns and len(ns) > 1
+    assert wincc.calls == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "bridge.audit.write"]
+    assert f"write user=boss node=ns={d.bridge_ns};s=Open attribute=Value old=1.0 new=2.0 result=Good" in lines
+    assert any(line.startswith("write user=boss node=i=2255 attribute=Value old=['http://opcfoundation.org/UA/'")
+               and line.endswith("new=['urn:x'] result=BadNotWritable") for line in lines)
+    assert len(lines) == len(nodes)
+
+    # the same request from an operator: node checks first, then the role
+    codes = [c.value for c in await router.write(session(), ua.WriteParameters(NodesToWrite=nodes[:5]))]
+    assert codes == [S.BadNotWritable] * 3 + [S.BadUserAccessDenied] * 2
+    assert await open_var.read_value() == 2.0
