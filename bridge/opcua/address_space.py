@@ -49,6 +49,7 @@ from asyncua import Server, ua
 from asyncua.server.address_space import AddressSpace as UaAddressSpace
 from asyncua.server.address_space import AttributeValue, NodeData
 
+from bridge.gc_policy import freeze_long_lived
 from bridge.opcua.tags import TagDirectory
 from bridge.opcua.types import VARIANT_TYPES
 from bridge.opcua.units import eu_information
@@ -105,6 +106,7 @@ _OBJECT = ua.NodeClass.Object
 _SCALAR = ua.ValueRank.Scalar
 _CHANGE_LIMIT = 1000  # per-node entries in one GeneralModelChangeEvent before it summarises
 _YIELD_EVERY = 2000  # nodes built between two yields to the event loop
+_FREEZE_AT = 5000  # tags built at once from which their objects are frozen out of the garbage collector's view
 _LOG_EVERY_S = 1.0
 
 
@@ -460,12 +462,15 @@ class AddressSpace:
         aspace_nodes = self._aspace._nodes
         # Building allocates millions of long-lived objects (none in reference cycles); the collections they
         # trigger walk everything built so far, which made a 100k build several times slower. The collector is
-        # off while building and back on (as it was) afterwards.
+        # off while building and back on (as it was) afterwards, and a big build is then frozen out of its
+        # passes (see bridge/gc_policy.py).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
             return await self._add_chunks(tags, aspace_nodes, started, last_log)
         finally:
+            if len(tags) >= _FREEZE_AT:
+                freeze_long_lived(f"address space of {len(tags)} tags")
             if gc_was_enabled:
                 gc.enable()
 

@@ -14,6 +14,9 @@
 - A sampled DataValue is kept by reference when its value is an immutable scalar, instead of a deep copy per
   notification: the bridge never mutates a published DataValue. Anything else (arrays, structures) is still copied,
   because asyncua's own code updates some lists in place.
+- A data change item is one slotted object (`DataItem`) sharing the node's own NodeId, with one callback for the
+  whole service: asyncua keeps about a dozen garbage-collected objects per item, and at 100,000 items the
+  collector's full passes over them held the event loop for over a second.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.server.monitored_item_service import MonitoredItemData, MonitoredItemService
 
-__all__ = ["BridgeMonitoredItemService", "deadband_error"]
+__all__ = ["BridgeMonitoredItemService", "DataItem", "deadband_error", "no_filter"]
 
 S = ua.StatusCodes
 _IMMUTABLE = (bool, int, float, str, bytes, datetime, uuid.UUID, type(None))
@@ -39,6 +42,27 @@ _NUMERIC_DATATYPES = {ua.NodeId(vt.value) for vt in _NUMERIC_TYPES} | {
     ua.NodeId(ua.ObjectIds.Number), ua.NodeId(ua.ObjectIds.Integer), ua.NodeId(ua.ObjectIds.UInteger),
 }
 _HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
+
+
+_DEFAULT_ENCODING = ua.QualifiedName()
+
+
+class DataItem:
+    """A data change monitored item: what asyncua's MonitoredItemData holds for one, in slots."""
+
+    __slots__ = ("callback_handle", "client_handle", "filter", "mode", "monitored_item_id", "queue_size",
+                 "read_value_id", "where_clause_evaluator")
+
+    def __init__(self, monitored_item_id: int, mode: ua.MonitoringMode, read_value_id: ua.ReadValueId,
+                 client_handle: int, queue_size: int, flt: Any) -> None:
+        self.monitored_item_id = monitored_item_id
+        self.mode = mode
+        self.read_value_id = read_value_id
+        self.client_handle = client_handle
+        self.queue_size = queue_size
+        self.filter = flt
+        self.callback_handle: int | None = None
+        self.where_clause_evaluator = None  # events only; asyncua's code looks for it
 
 
 def _keep(dv: ua.DataValue) -> ua.DataValue:
@@ -65,9 +89,14 @@ def _exceeds(current: list[float], last: list[float], band: float) -> bool:
     return any(math.isnan(c) != math.isnan(p) or abs(c - p) > band for c, p in zip(current, last, strict=True))
 
 
+def no_filter(flt: Any) -> bool:
+    """asyncua decodes an absent filter as an empty ExtensionObject, not None."""
+    return flt is None or (isinstance(flt, ua.ExtensionObject) and flt.Body is None)
+
+
 def deadband_error(flt: Any, data_type: ua.NodeId | None, eu_range: ua.Range | None) -> int | None:
     """The StatusCode refusing a data change item's filter for a node, or None if the filter can be applied."""
-    if flt is None:
+    if no_filter(flt):
         return None
     if not isinstance(flt, ua.DataChangeFilter):
         return S.BadMonitoredItemFilterUnsupported  # e.g. an AggregateFilter: not offered
@@ -89,6 +118,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
         super().__init__(isub, aspace)
         self._reported: dict[int, ua.DataValue] = {}  # item -> the last value sent to the client
         self._bands: dict[int, float] = {}  # item -> absolute deadband (Percent already turned into units)
+        self._callback = self.datachange_callback  # one bound method for every item, not one each
 
     # ---- filters --------------------------------------------------------------------------------------------
     def _node_facts(self, node_id: ua.NodeId) -> tuple[ua.NodeId | None, ua.Range | None]:
@@ -128,20 +158,39 @@ class BridgeMonitoredItemService(MonitoredItemService):
     async def _create_data_change_monitored_item(
         self, params: ua.MonitoredItemCreateRequest
     ) -> ua.MonitoredItemCreateResult:
-        flt = params.RequestedParameters.Filter
-        if flt is not None:
-            data_type, eu_range = self._node_facts(params.ItemToMonitor.NodeId)
-            error = deadband_error(flt, data_type, eu_range)
-            if error is not None and params.ItemToMonitor.NodeId in self.aspace:
+        what = params.ItemToMonitor
+        requested = params.RequestedParameters
+        flt = None if no_filter(requested.Filter) else requested.Filter
+        node = self.aspace.get(what.NodeId)
+        if flt is not None and node is not None:
+            error = deadband_error(flt, *self._node_facts(what.NodeId))
+            if error is not None:
                 return ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(error))
-        result = await super()._create_data_change_monitored_item(params)
-        if result.StatusCode.is_good():
-            self._apply_filter(result.MonitoredItemId, params.ItemToMonitor.NodeId, flt)
+        node_id = node.nodeid if node is not None else what.NodeId  # the address space's own object, shared
+        result = ua.MonitoredItemCreateResult()
+        result.RevisedSamplingInterval = self.isub.data.RevisedPublishingInterval
+        result.RevisedQueueSize = self._revise_queue_size(requested.QueueSize)
+        result.StatusCode, handle = self.aspace.add_datachange_callback(node_id, what.AttributeId, self._callback)
+        if not result.StatusCode.is_good():
+            return result
+        self._monitored_item_counter += 1
+        mid = result.MonitoredItemId = self._monitored_item_counter
+        read_value_id = ua.ReadValueId(NodeId=node_id, AttributeId=what.AttributeId, IndexRange=what.IndexRange,
+                                       DataEncoding=_DEFAULT_ENCODING if not what.DataEncoding.Name
+                                       else what.DataEncoding)
+        item = DataItem(mid, params.MonitoringMode, read_value_id, requested.ClientHandle, result.RevisedQueueSize,
+                        flt)
+        item.callback_handle = handle
+        self._monitored_items[mid] = item  # type: ignore[assignment]
+        self._monitored_datachange[handle] = mid
+        self._apply_filter(mid, node_id, flt)
+        if item.mode != ua.MonitoringMode.Disabled:
+            await self.trigger_datachange(handle, node_id, what.AttributeId)
         return result
 
     def _modify_monitored_item(self, params: ua.MonitoredItemModifyRequest) -> ua.MonitoredItemModifyResult:
         result = ua.MonitoredItemModifyResult()
-        mdata: MonitoredItemData | None = self._monitored_items.get(params.MonitoredItemId)
+        mdata: DataItem | MonitoredItemData | None = self._monitored_items.get(params.MonitoredItemId)
         if mdata is None:
             result.StatusCode = ua.StatusCode(S.BadMonitoredItemIdInvalid)
             return result
@@ -153,7 +202,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
                 return result
             self._apply_filter(params.MonitoredItemId, mdata.read_value_id.NodeId, requested.Filter)
             mdata.filter = requested.Filter
-        elif requested.Filter is not None:
+        elif not no_filter(requested.Filter):
             mdata.filter = requested.Filter
         mdata.client_handle = requested.ClientHandle
         mdata.queue_size = self._revise_queue_size(requested.QueueSize)
@@ -179,7 +228,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
         return ua.StatusCode()
 
     # ---- sampling -------------------------------------------------------------------------------------------
-    def _report(self, mid: int, mdata: MonitoredItemData, value: ua.DataValue) -> bool:
+    def _report(self, mid: int, mdata: DataItem | MonitoredItemData, value: ua.DataValue) -> bool:
         """Part 4 7.22.2: does this sample change what the client last saw enough to be reported?"""
         last = self._reported.get(mid)
         if last is None:
@@ -212,7 +261,6 @@ class BridgeMonitoredItemService(MonitoredItemService):
             return
         assert mid is not None
         kept = _keep(value)
-        mdata.mvalue.old_dvalue, mdata.mvalue.current_dvalue = mdata.mvalue.current_dvalue, kept
         if not self._report(mid, mdata, kept):
             return
         self._reported[mid] = kept

@@ -27,6 +27,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
+from bridge.gc_policy import freeze_long_lived
 from bridge.opcua.bridge_status import BridgeStatus
 from bridge.opcua.demand import Demand
 from bridge.opcua.status import quality_to_status
@@ -50,6 +51,7 @@ _ITEM_ERROR = {
 }
 _CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
 _STALE = frozenset({S.BadCommunicationError, S.UncertainLastUsableValue})  # shown after a failed poll
+_FREEZE_AT = 5000  # tags from which the first values are frozen out of the garbage collector's view
 
 
 @dataclass(slots=True)
@@ -92,6 +94,7 @@ class SyncEngine:
                           "values_written_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0}
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
+        self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
         self.tags_changed([t.name for t in directory], [])
 
     # ---- public -----------------------------------------------------------------------------------------
@@ -176,6 +179,18 @@ class SyncEngine:
     def _replan(self) -> None:
         self._groups = self.demand.groups(self._tags)
         self._dirty = False
+        if self._first_cycles is None and self._groups:
+            self._first_cycles = set(self._groups)
+
+    def _first_cycle_done(self, interval_ms: int) -> None:
+        """Once every tag has been polled, its record, last answer and value in the address space exist for good:
+        take them out of the garbage collector's passes (see bridge/gc_policy.py), once."""
+        pending = self._first_cycles
+        if not pending or interval_ms not in pending:
+            return
+        pending.discard(interval_ms)
+        if not pending and len(self._tags) >= _FREEZE_AT:
+            freeze_long_lived(f"first values of {len(self._tags)} tags")
 
     async def _housekeeping(self) -> None:
         while True:
@@ -208,6 +223,8 @@ class SyncEngine:
             else:
                 self._cycle_ms.pop(interval_ms, None)
             if ok:
+                if names:
+                    self._first_cycle_done(interval_ms)
                 backoff = 0.0
                 delay = period - (time.monotonic() - started)
             else:

@@ -44,10 +44,14 @@ async def rig() -> tuple[Server, TagDirectory, BridgeMonitoredItemService, Recor
 
 
 def request(node_id: ua.NodeId, flt: object = None, handle: int = 7) -> ua.MonitoredItemCreateRequest:
+    """As asyncua decodes it from the wire: no filter is an empty ExtensionObject, not None."""
+    parameters = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=100, QueueSize=1)
+    if flt is not None:
+        parameters.Filter = flt
+    assert parameters.Filter is not None
     return ua.MonitoredItemCreateRequest(
         ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
-        MonitoringMode=ua.MonitoringMode.Reporting,
-        RequestedParameters=ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=100, QueueSize=1, Filter=flt),
+        MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=parameters,
     )
 
 
