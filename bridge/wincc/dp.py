@@ -27,6 +27,7 @@ from bridge.wincc.models import (
 )
 from bridge.wincc.parse import (
     AnswerCache,
+    BatchMemo,
     cached_result,
     format_ts,
     item_error,
@@ -125,6 +126,7 @@ class DpClient:
         self._batch = batch_size
         self._unknown_types: set[str] = set()
         self._answers = AnswerCache()
+        self._memo = BatchMemo("Name")
 
     async def __aenter__(self) -> DpClient:
         return self
@@ -230,15 +232,30 @@ class DpClient:
             self._answers, name, body.get("value"), body.get("quality"), body.get("timestamp"), error
         )
 
+    def _item(self, name: str, raw: dict[str, Any]) -> TagValue | TagError:
+        """One item of a ReadMultiple answer (the memo's parser for the items that changed)."""
+        value, quality, timestamp = raw.get("Value"), raw.get("Quality"), raw.get("Timestamp")
+        error = item_error(name, raw, _ERROR_TEXTS)
+        return cached_result(self._answers, name, value, quality, timestamp, error)
+
     async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
-        body = await self._t.request_json("POST", READ_MANY_PATH, json={"TagNames": batch}, retry=True)
+        response = await self._t.send("POST", READ_MANY_PATH, json={"TagNames": batch}, retry=True)
+        key = tuple(batch)
+        replayed = self._memo.replay(key, response.content, self._item)
+        if replayed is not None:
+            return replayed
+        body = self._t.parse_json("POST", READ_MANY_PATH, response)
         if not isinstance(body, dict) or not isinstance(body.get("Tags"), list):
             raise self._t.bad_answer("POST", READ_MANY_PATH, "answer has no Tags list")
+        out = self._parse_chunk(batch, body["Tags"])
+        self._memo.learn(key, response.content, body["Tags"], out)
+        return out
+
+    def _parse_chunk(self, batch: list[str], items: list[Any]) -> dict[str, TagValue | TagError]:
         out: dict[str, TagValue | TagError] = {}
         wanted = set(batch)
         cache = self._answers
         cache.age()
-        items = body["Tags"]
         for i, raw in enumerate(items):
             name = raw.get("Name") if type(raw) is dict else None
             if type(name) is not str:

@@ -1,23 +1,32 @@
-"""Small tolerant parsers shared by both dialects: timestamps, qualities, numbers, chunking, answer cache."""
+"""Small tolerant parsers shared by both dialects: JSON, timestamps, qualities, numbers, chunking, and the two
+caches that make a poll cheap when WinCC repeats itself (AnswerCache per tag, BatchMemo per batch)."""
 
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import orjson
 
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import TagError, TagErrorKind, TagValue, decode_quality
 
 __all__ = [
     "AnswerCache",
+    "BatchMemo",
     "cached_result",
     "chunks",
+    "dumps",
     "error_code",
     "format_ts",
+    "item_bytes",
     "item_error",
+    "loads",
     "opt_float",
     "parse_ts",
     "read_in_batches",
@@ -27,6 +36,22 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def loads(content: bytes) -> Any:
+    """Parse a JSON body. orjson first (poll answers are most of the bridge's CPU); the standard library for what
+    orjson refuses but real servers send, such as NaN or integers wider than 64 bits."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return jsonlib.loads(content)
+
+
+def dumps(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # e.g. an integer wider than 64 bits: the standard library writes it
+        return jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def parse_ts(raw: Any) -> datetime:
@@ -114,6 +139,108 @@ class AnswerCache:
         if now >= self._swap_at:
             self._old, self._new = self._new, {}
             self._swap_at = now + self._keep_s
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
+# between two objects of a JSON array, whatever whitespace a server puts there
+_ITEM_SEPARATOR = re.compile(rb"\}\s*,\s*\{")
+
+
+def item_bytes(content: bytes, expected: int | None = None) -> list[bytes] | None:
+    """The objects of the JSON array in a batch answer as raw bytes, each without its outer braces; None when the
+    answer does not look like one array of objects. A split is only a guess (a string value may contain "},{"):
+    BatchMemo trusts it only where a full parse of the same answer found exactly that many items, in order.
+    Compact JSON (no whitespace between items) is split without a regex when that gives `expected` items."""
+    start, end = content.find(b"["), content.rfind(b"]")
+    if start < 0 or end <= start:
+        return None
+    inner = content[start + 1:end].strip()
+    if not inner:
+        return []
+    if inner[:1] != b"{" or inner[-1:] != b"}":
+        return None
+    inner = inner[1:-1]
+    if expected is not None:
+        parts = inner.split(b"},{")
+        if len(parts) == expected:
+            return parts
+    return _ITEM_SEPARATOR.split(inner)
+
+
+ItemParser = Callable[[str, dict[str, Any]], "TagValue | TagError"]
+
+
+class BatchMemo:
+    """The last answer to each batch of tag names, item by item as the raw bytes WinCC sent, with the result each
+    item was parsed into.
+
+    A poll asks for the same batches cycle after cycle, and most items come back byte for byte as before. `replay`
+    splits a new answer at its item boundaries, compares the bytes with the last answer's (a C-level compare) and
+    parses only the items that differ; every other item is the very result of last time. Anything unexpected (another
+    item count, an item that does not parse or names another tag) makes `replay` give up, and the dialect parses
+    the whole answer as always, then `learn`s it for the next cycle. Batches not asked for in `keep_s` (the poll
+    plan changed) are forgotten after at most twice that.
+    """
+
+    __slots__ = ("_keep_s", "_name_key", "_new", "_old", "_swap_at")
+
+    def __init__(self, name_key: str, keep_s: float = 600.0) -> None:
+        self._name_key = name_key  # the item field holding the tag name ("Name", "variableName")
+        self._keep_s = keep_s
+        self._new: dict[tuple[str, ...], tuple[list[bytes], list[TagValue | TagError]]] = {}
+        self._old: dict[tuple[str, ...], tuple[list[bytes], list[TagValue | TagError]]] = {}
+        self._swap_at = time.monotonic() + keep_s
+
+    def _get(self, batch: tuple[str, ...]) -> tuple[list[bytes], list[TagValue | TagError]] | None:
+        now = time.monotonic()
+        if now >= self._swap_at:
+            self._old, self._new = self._new, {}
+            self._swap_at = now + self._keep_s
+        entry = self._new.get(batch)
+        if entry is None:
+            entry = self._old.pop(batch, None)
+        return entry
+
+    def replay(self, batch: tuple[str, ...], content: bytes, parse_item: ItemParser
+               ) -> dict[str, TagValue | TagError] | None:
+        """The results for `content` from the last answer plus its changed items, or None (parse it all)."""
+        entry = self._get(batch)
+        if entry is None:
+            return None
+        old_parts, results = entry
+        parts = item_bytes(content, len(old_parts))
+        if parts is None or len(parts) != len(old_parts):
+            return None
+        changed = [i for i, (new, old) in enumerate(zip(parts, old_parts)) if new != old]
+        if changed:
+            results = list(results)
+            key = self._name_key
+            for i in changed:
+                try:
+                    raw = loads(b"{" + parts[i] + b"}")
+                except ValueError:
+                    return None
+                name = batch[i]
+                if type(raw) is not dict or raw.get(key) != name:
+                    return None
+                results[i] = parse_item(name, raw)
+        self._new[batch] = (parts, results)
+        return dict(zip(batch, results))
+
+    def learn(self, batch: tuple[str, ...], content: bytes, items: list[Any],
+              out: dict[str, TagValue | TagError]) -> None:
+        """Remember a fully parsed answer, if its items are exactly the batch, in order."""
+        if len(items) != len(batch):
+            return
+        key = self._name_key
+        for name, raw in zip(batch, items):
+            if type(raw) is not dict or raw.get(key) != name:
+                return
+        parts = item_bytes(content)
+        if parts is not None and len(parts) == len(batch):
+            self._new[batch] = (parts, [out[name] for name in batch])
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)

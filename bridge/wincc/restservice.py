@@ -27,6 +27,7 @@ from bridge.wincc.models import (
 )
 from bridge.wincc.parse import (
     AnswerCache,
+    BatchMemo,
     cached_result,
     chunks,
     error_code,
@@ -139,6 +140,7 @@ class RestServiceClient:
         self._logged_types: set[str] = set()
         self._archive_map: dict[str, tuple[str, str]] | None = None  # variableName -> (archive, archive tag)
         self._answers = AnswerCache()
+        self._memo = BatchMemo("variableName")
 
     async def __aenter__(self) -> RestServiceClient:
         return self
@@ -294,11 +296,28 @@ class RestServiceClient:
         quality = body.get("qualityCode", body.get("quality"))
         return cached_result(self._answers, name, body.get("value"), quality, body.get("timestamp"), error)
 
+    def _item(self, name: str, raw: dict[str, Any]) -> TagValue | TagError:
+        """One item of a Values answer (the memo's parser for the items that changed)."""
+        value, timestamp = raw.get("value"), raw.get("timestamp")
+        quality = raw.get("qualityCode", raw.get("quality"))
+        error = item_error(name, raw, _ERROR_TEXTS, _NOT_FOUND_CODE)
+        return cached_result(self._answers, name, value, quality, timestamp, error)
+
     async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
-        body = await self._t.request_json("POST", VALUES_PATH, json={"variableNames": batch}, retry=True)
+        response = await self._t.send("POST", VALUES_PATH, json={"variableNames": batch}, retry=True)
+        key = tuple(batch)
+        replayed = self._memo.replay(key, response.content, self._item)
+        if replayed is not None:
+            return replayed
+        body = self._t.parse_json("POST", VALUES_PATH, response)
         items = _list(body, "values")
         if items is None:
             raise self._t.bad_answer("POST", VALUES_PATH, "answer is neither an array nor has values")
+        out = self._parse_chunk(batch, items)
+        self._memo.learn(key, response.content, items, out)
+        return out
+
+    def _parse_chunk(self, batch: list[str], items: list[Any]) -> dict[str, TagValue | TagError]:
         wanted = set(batch)
         out: dict[str, TagValue | TagError] = {}
         cache = self._answers

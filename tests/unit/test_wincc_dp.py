@@ -12,6 +12,7 @@ import respx
 
 from bridge.config import WinCCConfig
 from bridge.wincc import WinCCClient, open_client
+from bridge.wincc.dp import DpClient
 from bridge.wincc.errors import WinCCBadAnswer, WinCCNotFound, WinCCRejected, WinCCUnreachable
 from bridge.wincc.models import AlarmState, DataType, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteError
 from bridge.wincc.parse import format_ts, parse_ts
@@ -540,3 +541,97 @@ async def test_read_item_error_keys() -> None:
     assert r2["a"].reason == "driver down" and "5" in r2["b"].reason
     assert r2["d"] is r1["d"] and r2["e"] is r1["e"] and r2["f"] is r1["f"]
     assert isinstance(r2["g"], TagError) and r2["g"].kind == TagErrorKind.bad_answer
+
+
+# -- the batch memo: unchanged bytes are not parsed again -----------------------------------------------------
+
+
+def tags_body(items: list[dict], sep: str = ",") -> str:
+    return '{"Tags": [' + sep.join(json.dumps(i, separators=(",", ":")) for i in items) + "]}"
+
+
+def item(name: str, value: object, ts: str = TS, quality: int = 192) -> dict:
+    return {"Name": name, "Value": value, "Quality": quality, "Timestamp": ts, "Error": None}
+
+
+async def read_answers(bodies: list[str], names: list[str]) -> tuple[list[dict], DpClient]:
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=[httpx.Response(200, text=b) for b in bodies])
+        client = DpClient(cfg())
+        parsed: list[int] = []
+        full = client._parse_chunk
+
+        def counting(batch, items):  # how often the whole answer was parsed
+            parsed.append(len(items))
+            return full(batch, items)
+
+        client._parse_chunk = counting  # type: ignore[method-assign]
+        async with client:
+            out = [await client.read(names) for _ in bodies]
+    client.full_parses = parsed  # type: ignore[attr-defined]
+    return out, client
+
+
+async def test_memo_replays_an_unchanged_answer_without_parsing_it() -> None:
+    names = ["a", "b", "c"]
+    body = tags_body([item("a", 1.0), item("b", 2), item("c", True)], sep=", ")  # a server that puts spaces
+    out, client = await read_answers([body, body, body], names)
+    assert client.full_parses == [3]  # only the first answer was parsed as a whole
+    assert all(out[2][n] is out[0][n] for n in names)
+
+
+async def test_memo_parses_only_the_items_that_changed() -> None:
+    names = ["a", "b", "c"]
+    first = tags_body([item("a", 1.0), item("b", 2), item("c", True)])
+    second = tags_body([item("a", 1.0), item("b", 3, "2026-11-24T10:15:31.000Z"), item("c", True)])
+    third = tags_body([item("a", 1.0), {"Name": "b", "Error": "driver down"}, item("c", True)])
+    out, client = await read_answers([first, second, third], names)
+    assert client.full_parses == [3]
+    assert out[1]["a"] is out[0]["a"] and out[1]["c"] is out[0]["c"]
+    assert out[1]["b"].value == 3 and out[1]["b"].timestamp.second == 31
+    assert isinstance(out[2]["b"], TagError) and out[2]["b"].kind == TagErrorKind.item_error
+    assert out[2]["a"] is out[0]["a"]
+
+
+async def test_memo_gives_up_on_anything_unexpected() -> None:
+    """Each of these answers defeats the byte split or the order; the full parse must still give the right result."""
+    names = ["a", "b"]
+    base = tags_body([item("a", 1.0), item("b", "x")])
+    tricky = [
+        tags_body([item("a", 1.0), item("b", 'a "},{" inside a string')]),  # the separator inside a value
+        tags_body([item("b", "x"), item("a", 1.0)]),  # another order
+        tags_body([item("a", 1.0)]),  # an item missing
+        tags_body([item("a", 1.0), item("b", "x"), item("zz", 9)]),  # an extra item
+        '{"Tags": [{"Name": "a", "Value": NaN, "Quality": 192, "Timestamp": "%s"}, %s]}' % (TS, json.dumps(item("b", "x"))),
+    ]
+    # the NaN answer keeps the byte split: only its changed item is parsed (by the standard library)
+    full_parses = [2, 2, 2, 2, 1]
+    for body, parses in zip(tricky, full_parses, strict=True):
+        out, client = await read_answers([base, body], names)
+        expected = json.loads(body.replace("NaN", "null"))["Tags"]
+        by_name = {i["Name"]: i for i in expected}
+        for n in names:
+            if n not in by_name:
+                assert isinstance(out[1][n], TagError) and out[1][n].kind == TagErrorKind.bad_answer
+            elif by_name[n]["Value"] is None:
+                assert out[1][n].value != out[1][n].value  # NaN
+            else:
+                assert out[1][n].value == by_name[n]["Value"], body
+        assert len(client.full_parses) == parses, body
+
+
+def test_memo_forgets_batches_nobody_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.wincc import parse
+
+    clock = [1000.0]
+    monkeypatch.setattr(parse.time, "monotonic", lambda: clock[0])
+    memo = parse.BatchMemo("Name", keep_s=10)
+    content = tags_body([item("a", 1)]).encode()
+    tv = TagValue("a", 1, 192, T0)
+    memo.learn(("a",), content, [item("a", 1)], {"a": tv})
+    memo.learn(("b",), tags_body([item("b", 1)]).encode(), [item("b", 1)], {"b": tv})
+    clock[0] += 11
+    assert memo.replay(("a",), content, lambda n, r: tv)["a"] is tv  # still known, and kept
+    clock[0] += 11
+    assert memo.replay(("b",), content, lambda n, r: tv) is None  # not asked for in a whole period: gone
+    assert len(memo) == 1

@@ -541,3 +541,21 @@ async def test_read_wrong_types_in_items() -> None:
     bad = {n: v for n, v in out.items() if n != "good"}
     assert all(isinstance(v, TagError) and v.kind == TagErrorKind.bad_answer for v in bad.values()), bad
     assert isinstance(out["good"], TagValue) and out["good"].value == 1
+
+
+async def test_memo_replays_bare_array_answers_and_parses_only_changes() -> None:
+    def var(name: str, value: object) -> dict:
+        return {"variableName": name, "value": value, "dataType": 6, "timestamp": "2026-11-24T10:15:30.250Z",
+                "qualityCode": 192, "errorCode": 0, "errorDescription": ""}
+
+    bodies = [[var("a", 1), var("b", 2)], [var("a", 1), var("b", 2)], [var("a", 1), var("b", 5)]]
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/tagManagement/Values").mock(side_effect=[httpx.Response(200, json=b) for b in bodies])
+        async with open_client(cfg()) as client:
+            full = client._parse_chunk
+            parsed: list[int] = []
+            client._parse_chunk = lambda batch, items: parsed.append(1) or full(batch, items)  # type: ignore[method-assign]
+            out = [await client.read(["a", "b"]) for _ in bodies]
+    assert parsed == [1]
+    assert out[1]["a"] is out[0]["a"] and out[1]["b"] is out[0]["b"]
+    assert out[2]["a"] is out[0]["a"] and out[2]["b"].value == 5
