@@ -32,7 +32,7 @@ from bridge.opcua.bridge_status import BridgeStatus
 from bridge.opcua.demand import Demand
 from bridge.opcua.status import quality_to_status
 from bridge.opcua.tags import TagDirectory
-from bridge.opcua.types import VARIANT_TYPES, from_wincc
+from bridge.opcua.types import VARIANT_TYPES, from_wincc, json_variant_type
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
@@ -50,7 +50,7 @@ _ITEM_ERROR = {
     TagErrorKind.item_error: ua.StatusCode(S.Bad),
 }
 _CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
-_STALE = frozenset({S.BadCommunicationError, S.UncertainLastUsableValue})  # shown after a failed poll
+_BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 _FREEZE_AT = 5000  # tags from which the first values are frozen out of the garbage collector's view
 
 
@@ -63,7 +63,6 @@ class _Tag:
     value: Any = None  # last value shown (None: none yet)
     status: int = S.BadWaitingForInitialData
     source_ts: datetime | None = None
-    last: TagValue | None = None  # WinCC's last answer; the REST client hands back this object when unchanged
 
 
 class SyncEngine:
@@ -82,6 +81,8 @@ class SyncEngine:
         self._config = config
         self._status = status
         self._tags: dict[str, _Tag] = {}
+        # tag -> WinCC's last answer for it; an answer that is this very object again changed nothing
+        self._last: dict[str, TagValue | TagError] = {}
         self.demand = Demand(directory, config, on_change=self._replan_soon,
                              publishing_interval=self._publishing_interval)
         self._groups: dict[int, list[str]] = {}
@@ -95,6 +96,7 @@ class SyncEngine:
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
         self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
+        self._served_as_sent: set[str] = set()  # tags whose values did not fit their declared type (logged once)
         self.tags_changed([t.name for t in directory], [])
 
     # ---- public -----------------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ class SyncEngine:
         except (ValueError, TypeError):
             return  # the next poll shows it
         now = datetime.now(UTC)
-        tag.last = None  # the next poll shows WinCC's own value and timestamp, whatever it is
+        self._last.pop(name, None)  # the next poll shows WinCC's own value and timestamp, whatever it is
         task = asyncio.get_running_loop().create_task(self._publish(tag, value, S.Good, now, now))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -157,6 +159,7 @@ class SyncEngine:
     def tags_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
         for name in removed:
             self._tags.pop(name, None)
+            self._last.pop(name, None)
         for name in added:
             info = self._directory.get(name)
             if info is not None:
@@ -285,39 +288,60 @@ class SyncEngine:
         return True
 
     async def _apply_batch(self, results: dict[str, TagValue | TagError], now: datetime) -> None:
+        # Most answers of a cycle are what WinCC sent last time, as the very same object (the REST client's
+        # caches): one comprehension over identities finds the few that are not.
+        last = self._last
+        changed = [(name, result) for name, result in results.items() if last.get(name) is not result]
         tags = self._tags
-        stale = _STALE
-        for name, result in results.items():
+        for name, result in changed:
             tag = tags.get(name)
             if tag is None:
                 continue
-            # Most values of a cycle are what WinCC sent last time, as the very same object: skip them first.
-            if result is tag.last and tag.status not in stale:
-                continue
+            last[name] = result
             if type(result) is TagValue:
                 await self._apply(tag, result, now)
             elif isinstance(result, TagError):
-                tag.last = None
                 code = _ITEM_ERROR[result.kind].value
                 if code != tag.status:  # an error that persists is news once, not every cycle
                     await self._publish(tag, tag.value, code, tag.source_ts, now)
 
     async def _apply(self, tag: _Tag, result: TagValue, now: datetime) -> None:
-        tag.last = result
+        status = quality_to_status(result.quality).value
         try:
             value = from_wincc(tag.data_type, result.value)
-            status = quality_to_status(result.quality).value
+            variant_type = VARIANT_TYPES[tag.data_type]
         except (ValueError, TypeError):
-            value, status = tag.value, _CONVERSION_FAILED.value
+            as_sent = json_variant_type(result.value)
+            if as_sent is None:  # nothing a client could use (null, an object, a list)
+                value, status, variant_type = tag.value, _CONVERSION_FAILED.value, tag.variant_type
+            else:
+                value, variant_type = result.value, as_sent
+                self._serve_as_sent(tag, as_sent, result.value)
         if value == tag.value and status == tag.status and result.timestamp == tag.source_ts \
                 and type(value) is type(tag.value):
             return
+        tag.variant_type = variant_type
         await self._publish(tag, value, status, result.timestamp, now)
+
+    def _serve_as_sent(self, tag: _Tag, variant_type: ua.VariantType, sent: Any) -> None:
+        """WinCC declared a type its values do not fit (the contract: trust the JSON value, log the tag once). The
+        value goes out as WinCC sent it, so the node's DataType becomes BaseDataType, which admits any."""
+        if tag.name in self._served_as_sent:
+            return
+        self._served_as_sent.add(tag.name)
+        log.warning("tag %s: WinCC declares it %s but sends %s values; serving them as %s (DataType BaseDataType)",
+                    tag.name, tag.data_type.value, type(sent).__name__,
+                    variant_type.name)
+        node = self._nodes.get(tag.node_id)
+        attr = node.attributes.get(ua.AttributeIds.DataType) if node is not None else None
+        if attr is not None:
+            attr.value = ua.DataValue(ua.Variant(_BASE_DATA_TYPE, ua.VariantType.NodeId))
 
     async def _mark_failed(self, names: Iterable[str]) -> None:
         failed = S.UncertainLastUsableValue if self._config.on_failure == "uncertain" else S.BadCommunicationError
         now = datetime.now(UTC)
         for name in names:
+            self._last.pop(name, None)  # when WinCC answers again, even the same answer is news (Good again)
             tag = self._tags.get(name)
             if tag is None or tag.status == failed:
                 continue

@@ -16,7 +16,7 @@ from asyncua import ua
 
 from bridge.wincc.models import DataType
 
-__all__ = ["VARIANT_TYPES", "from_wincc", "to_wincc", "variant_type"]
+__all__ = ["VARIANT_TYPES", "from_wincc", "json_variant_type", "to_wincc", "variant_type"]
 
 VT = ua.VariantType
 VARIANT_TYPES: dict[DataType, ua.VariantType] = {
@@ -100,6 +100,22 @@ def from_wincc(data_type: DataType, raw: Any) -> Any:
             return _parse_datetime(raw)
         raise ValueError(f"{raw!r} is not an ISO 8601 time")
     raise ValueError(f"unsupported type {data_type}")
+
+
+def json_variant_type(raw: Any) -> ua.VariantType | None:
+    """The VariantType of a JSON value as it is, for a value the tag's declared WinCC type cannot hold: the
+    contract says to trust the JSON value then (installations have been seen to declare the wrong type)."""
+    if isinstance(raw, bool):
+        return VT.Boolean
+    if isinstance(raw, int):
+        if -(2**63) <= raw < 2**63:
+            return VT.Int64
+        return VT.UInt64 if 0 <= raw < 2**64 else None
+    if isinstance(raw, float):
+        return VT.Double
+    if isinstance(raw, str):
+        return VT.String
+    return None
 
 
 def to_wincc(data_type: DataType, variant: ua.Variant) -> Any:

@@ -147,3 +147,34 @@ async def test_a_persistent_tag_error_is_published_once(rig) -> None:
     wincc.missing.clear()
     wincc.set("Plant.A.Run", True)
     await wait_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.is_good(), timeout=5)
+
+
+async def test_a_value_that_does_not_fit_the_declared_type_is_served_as_sent(rig, caplog: pytest.LogCaptureFixture) -> None:
+    """Contract: a WinCC type that disagrees with the JSON type of the value must not fail: trust the JSON value and
+    log the tag once. The node's DataType becomes BaseDataType so the value stays legal for clients."""
+    server, directory, wincc, engine = rig
+    node = directory.node_id("Plant.A.Count")  # declared int16
+    wincc.set("Plant.A.Count", "motor 3 off")
+    await wait_until(lambda: dv(server, directory, "Plant.A.Count").Value.Value == "motor 3 off", timeout=5)
+    served = dv(server, directory, "Plant.A.Count")
+    assert served.Value.VariantType == ua.VariantType.String and served.StatusCode.is_good()
+    data_type = server.iserver.aspace.read_attribute_value(node, ua.AttributeIds.DataType).Value.Value
+    assert data_type == ua.NodeId(ua.ObjectIds.BaseDataType)
+    wincc.set("Plant.A.Count", 70000)  # too big for an int16: an Int64 as sent
+    await wait_until(lambda: dv(server, directory, "Plant.A.Count").Value.Value == 70000, timeout=5)
+    assert dv(server, directory, "Plant.A.Count").Value.VariantType == ua.VariantType.Int64
+    wincc.set("Plant.A.Count", 12)  # fits again: the declared type
+    await wait_until(lambda: dv(server, directory, "Plant.A.Count").Value.Value == 12, timeout=5)
+    assert dv(server, directory, "Plant.A.Count").Value.VariantType == ua.VariantType.Int16
+    lines = [r for r in caplog.records if "Plant.A.Count" in r.getMessage() and "declares" in r.getMessage()]
+    assert len(lines) == 1
+
+
+async def test_a_value_nobody_can_use_is_a_type_mismatch(rig) -> None:
+    server, directory, wincc, engine = rig
+    wincc.set("Plant.A.Level", 4.0)
+    await wait_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 4.0, timeout=5)
+    wincc.set("Plant.A.Level", {"unexpected": "object"})
+    bad = await wait_until(lambda: (d := dv(server, directory, "Plant.A.Level")).StatusCode.value == S.BadTypeMismatch
+                           and d, timeout=5)
+    assert bad.Value.Value == 4.0  # the last usable value stays
