@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -136,10 +137,12 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
         await sim.start()
         try:
             _, public = endpoint_urls(config.opcua)
+            local = public.replace(f"//{urlsplit(public).hostname}:", "//localhost:", 1)
             users = ", ".join(f"{u}/{p}" for u, p in DEMO_USERS.items())
             print(
                 f"\nWinCC simulator: {sim.url} ({options.dialect} dialect)\n"
-                f"OPC UA endpoint: {public}  (security None or Basic256Sha256/Aes*, anonymous may read)\n"
+                f"OPC UA endpoint: {local}  (from another machine: {public})\n"
+                f"  security None or Basic256Sha256/Aes* (any client certificate is trusted), anonymous may read\n"
                 f"Users (demo only): {users}\n"
                 f"Health: http://{config.health.listen}/healthz  /readyz  /metrics\n"
                 f"Tags: Objects > WinCC > System1 (Tank1, Pump1, Reactor, ...). Ctrl+C stops.\n",
