@@ -226,6 +226,15 @@ def _cmd_export(path: Path, out: Path, redact: RedactingFilter) -> int:
     return 0
 
 
+def _fail(redact: RedactingFilter, log_format: str, line: str) -> None:
+    """The one line an operator sees when a command fails: a JSON object when the log is JSON lines (a log
+    shipper parses every line), else plain text; known secrets masked in both."""
+    if log_format == "json":
+        log.error("%s", line)
+    else:
+        print(redact.redact(line), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     ns, rest = parser.parse_known_args(argv)
@@ -251,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             case "export-nodeset":
                 return _cmd_export(ns.config, ns.out, redact)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        _fail(redact, ns.log_format, f"config error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # one line for the operator; the traceback only when debugging
         log.debug("unexpected error", exc_info=True)
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _fail(redact, ns.log_format, f"error: {type(exc).__name__}: {exc}")
         return 1
     return 2

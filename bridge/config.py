@@ -259,13 +259,15 @@ class OpcUaConfig(_Section):
                 raise ValueError(f"unknown security policy {p!r}; known: {', '.join(sorted(_POLICIES))}")
         return v
 
-    @model_validator(mode="after")
-    def _unique_users(self) -> OpcUaConfig:
-        names = [u.name for u in self.users]
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, v: list[UserConfig]) -> list[UserConfig]:
+        # a field validator, so the error names opcua.users (and its line), not the whole opcua section
+        names = [u.name for u in v]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"user names must be unique: {', '.join(dupes)}")
-        return self
+        return v
 
 
 class SyncConfig(_Section):

@@ -1,8 +1,8 @@
 """Logging set-up for the CLI: a plain human format by default, JSON lines with --log-format json.
 
 Defence in depth: a filter drops any known secret (WinCC password, tokens registered at run time) from the
-formatted message before it is written, so a secret that slipped into an exception text still never reaches
-a log file.
+formatted message, the traceback and the stack before a record is written, so a secret that slipped into an
+exception text still never reaches a log file.
 """
 
 from __future__ import annotations
@@ -12,29 +12,54 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["RedactingFilter", "configure_logging"]
+__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
+
+MASK = "***"
 
 
 class RedactingFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._secrets: set[str] = set()
+        self._longest_first: list[str] = []
+        # formats tracebacks exactly as logging.Formatter does, so the redacted text can stand in for the original
+        self._traceback = logging.Formatter()
 
     def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= 4 and secret not in self._secrets:
             self._secrets.add(secret)
+            # a secret that contains another must be masked first, or a piece of it would survive
+            self._longest_first = sorted(self._secrets, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._longest_first:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
+        if not self._longest_first:
+            return True
+        try:
             message = record.getMessage()
-            if any(s in message for s in self._secrets):
-                for s in self._secrets:
-                    message = message.replace(s, "***")
-                record.msg, record.args = message, None
+        except Exception:  # bad %-args: let the handler report it as logging always does
+            return True
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            # formatters reuse exc_text when it is set, so the traceback is written only in its redacted form
+            record.exc_text = self._traceback.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and exception/stack when present."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -42,8 +67,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False)
 
 

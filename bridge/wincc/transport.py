@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json as jsonlib
 import logging
 import random
 import ssl
@@ -20,9 +19,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
-import orjson
 
 from bridge.config import WinCCConfig
+from bridge.wincc.parse import dumps, loads
 from bridge.wincc.errors import (
     WinCCBadAnswer,
     WinCCError,
@@ -140,22 +139,6 @@ class _Slot:
         self._limiter.release()
 
 
-def loads(content: bytes) -> Any:
-    """Parse a JSON body. orjson first (poll answers are most of the bridge's CPU); the standard library for what
-    orjson refuses but real servers send, such as NaN or integers wider than 64 bits."""
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return jsonlib.loads(content)
-
-
-def dumps(body: Any) -> bytes:
-    try:
-        return orjson.dumps(body)
-    except TypeError:  # e.g. an integer wider than 64 bits: the standard library writes it
-        return jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -171,6 +154,34 @@ def status_error(method: str, path: str, status: int) -> WinCCError:
     if status >= 500:
         return WinCCUnreachable(reason, status=status)
     return WinCCRejected(reason, status=status)
+
+
+# OpenSSL's X509_V_ERR_* codes: the server's certificate chain ends in no CA we trust (unknown issuer,
+# self-signed), or the certificate names another host / IP address than the one in wincc.url
+_X509_UNTRUSTED = {2, 18, 19, 20, 21}
+_X509_NAME_MISMATCH = {62, 64}
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    """Why a request got no answer, for the operator. The exception class, unless the cause is TLS: then what the
+    TLS layer refused (OpenSSL's words about the server's certificate hold no secret) and which setting fixes it."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # httpx.ConnectError <- httpcore.ConnectError <- ssl.SSLError; bounded against cycles
+        if cause is None:
+            break
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            detail = (cause.verify_message or "verification failed").rstrip(".")
+            if cause.verify_code in _X509_UNTRUSTED:
+                return f"TLS certificate not trusted ({detail}; set wincc.tls.ca_file to the CA that issued it)"
+            if cause.verify_code in _X509_NAME_MISMATCH:
+                return f"TLS certificate does not match the host ({detail}; check the host in wincc.url)"
+            return f"TLS certificate refused ({detail})"  # e.g. expired, not yet valid, revoked
+        if isinstance(cause, ssl.SSLError):
+            reason = cause.reason or type(cause).__name__
+            hint = "; does that port speak TLS?" if reason == "WRONG_VERSION_NUMBER" else ""
+            return f"TLS handshake failed ({reason}{hint})"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 class Transport:
@@ -370,7 +381,7 @@ class Transport:
         except httpx.TimeoutException as exc:
             raise WinCCTimeout(f"{method} {shown}: no answer in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise WinCCUnreachable(f"{method} {shown}: {type(exc).__name__}") from None
+            raise WinCCUnreachable(f"{method} {shown}: {_failure(exc)}") from None
 
     def _invalidate_token(self) -> None:
         self._token = None

@@ -42,6 +42,8 @@ TEST_SECRETS: tuple[str, ...] = (
     "rest-Pa55word!",  # tests/unit/test_wincc_restservice.py
     "s3cret-PassW0rd", "tok-ABCDEF-123456",  # tests/unit/test_wincc_transport.py
     "s3cr3t-wincc", "correct horse",  # tests/unit/test_config_errors.py
+    "lg-Pw-4e7a", "lg-tok-0c93d1",  # tests/unit/test_logs.py
+    "cli-Pw-6f2b",  # tests/integration/test_cli_logging.py
 )
 _HASHES: dict[str, str] = {}
 

@@ -94,6 +94,59 @@ def test_cli_check_config_typo_exits_2(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_required_value_missing_names_key_and_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("wincc:\n  url: http://a:1\n  acknowledge:\n    method: POST\n")
+    assert err.value.key == "wincc.acknowledge.path"
+    assert err.value.line == 3  # the acknowledge block that lacks it
+    assert "required value is missing" in str(err.value)
+
+
+def test_duplicate_user_names_refused() -> None:
+    h = hash_password("x")
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"opcua:\n  users:\n    - {{name: op, password_hash: '{h}'}}\n"
+                     f"    - {{name: op, password_hash: '{h}', role: admin}}\n")
+    assert err.value.key == "opcua.users" and err.value.line == 2
+    assert "unique: op" in str(err.value) and h not in str(err.value)
+
+
+def test_unknown_security_policy_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("opcua:\n  security_policies: [Basic256Sha256_Sign, Aes512_Sign]\n")
+    assert err.value.key == "opcua.security_policies" and err.value.line == 2
+    assert "unknown security policy 'Aes512_Sign'" in str(err.value)
+
+
+# (name, YAML, key the one line must name, its line) for `check-config`; CLI_CFG_FILE becomes a path that cannot
+# be read, HASH a valid password hash
+CLI_CASES = [
+    ("missing-value", "wincc:\n  acknowledge: {method: POST}\n", "wincc.acknowledge.path", 2),
+    ("unset-env", "wincc:\n  auth: {mode: basic, username: u, password_env: NO_SUCH_VAR_FOR_TEST}\n",
+     "wincc.auth", 2),
+    ("unreadable-file", "wincc:\n  auth: {mode: basic, username: u, password_file: CLI_CFG_FILE}\n",
+     "wincc.auth", 2),
+    ("duplicate-user", "opcua:\n  users:\n    - {name: op, password_hash: HASH}\n"
+     "    - {name: op, password_hash: HASH}\n", "opcua.users", 2),
+    ("deprecated-policy", "opcua:\n  security_policies: [Basic256]\n", "opcua.security_policies", 2),
+    ("unknown-policy", "opcua:\n  security_policies: [Basic256Sha512_Sign]\n", "opcua.security_policies", 2),
+]
+
+
+@pytest.mark.parametrize(("yaml_text", "key", "line"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_check_config_bad_value_exits_2_with_one_line(tmp_path: Path, yaml_text: str, key: str,
+                                                          line: int) -> None:
+    f = tmp_path / "bad.yaml"
+    text = yaml_text.replace("CLI_CFG_FILE", str(tmp_path / "no-such-dir" / "pw.txt"))
+    f.write_text(text.replace("HASH", f"'{hash_password('x')}'"))
+    done = _cli("check-config", str(f))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"config error: line {line}: {key}: "), lines[0]
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
 def test_cli_run_bad_config_exits_2(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text("sync: {batch_size: 0}\n")

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import httpx
 import pytest
 import respx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.config import WinCCConfig
 from bridge.logs import RedactingFilter
@@ -324,14 +334,143 @@ async def test_requests_per_second_paces(monkeypatch: pytest.MonkeyPatch) -> Non
     assert all(0 < s <= 0.5 for s in sleeps.calls)
 
 
-async def test_ca_file_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    import certifi
+# ---- TLS against a real local TLS socket (no respx): what the operator is told when the certificate is refused
 
-    config = cfg(monkeypatch, "none", url="https://wincc.test", tls={"ca_file": certifi.where()})
-    with respx.mock(base_url="https://wincc.test") as mock:
-        mock.get("/api/alerts/active").mock(return_value=httpx.Response(200, json={"alerts": []}))
-        async with open_client(config) as client:
-            assert await client.active_alarms() == []
+@dataclass
+class TlsSite:
+    """A site CA, and a TLS server on 127.0.0.1 answering every request with an empty alarm list."""
+
+    ca: Path
+    port: int
+
+
+def _tls_name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _tls_pki(tmp: Path, san: x509.GeneralName, expired: bool = False) -> tuple[Path, ssl.SSLContext]:
+    """A CA file and a server context whose certificate (issued by that CA) names only `san`."""
+    now = datetime.now(UTC)
+    until = now - timedelta(hours=1) if expired else now + timedelta(days=1)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_tls_name("Site CA (test)")).issuer_name(_tls_name("Site CA (test)"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_tls_name("wincc")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=2)).not_valid_after(until)
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    return ca_path, server
+
+
+async def _answer_alarms(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        body = b'{"alerts": []}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass  # the client gave up, e.g. after refusing the certificate
+    finally:
+        writer.close()
+
+
+async def _plain_http_refuses(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """What a plain HTTP server does with a TLS ClientHello: answer 400 at once."""
+    try:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+@asynccontextmanager
+async def tls_site(tmp: Path, san: x509.GeneralName | None = None, tls: bool = True,
+                   expired: bool = False) -> AsyncIterator[TlsSite]:
+    ca, context = _tls_pki(tmp, san or x509.IPAddress(ipaddress.ip_address("127.0.0.1")), expired)
+    if tls:
+        server = await asyncio.start_server(_answer_alarms, "127.0.0.1", 0, ssl=context)
+    else:
+        server = await asyncio.start_server(_plain_http_refuses, "127.0.0.1", 0)
+    try:
+        yield TlsSite(ca=ca, port=server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _tls_cfg(monkeypatch: pytest.MonkeyPatch, site: TlsSite, **tls: object) -> WinCCConfig:
+    return cfg(monkeypatch, "basic", url=f"https://127.0.0.1:{site.port}", tls=tls,
+               retry={"attempts": 1, "backoff_s": 0}, timeouts={"connect_s": 5, "read_s": 5, "write_s": 5})
+
+
+def _no_secret(exc: BaseException) -> None:
+    basic = base64.b64encode(f"bridge:{PASSWORD}".encode()).decode()
+    for text in (str(exc), repr(exc), getattr(exc, "reason", "")):
+        assert PASSWORD not in text and basic not in text
+
+
+async def test_ca_file_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async with tls_site(tmp_path) as site, open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client:
+        assert await client.active_alarms() == []
+
+
+async def test_untrusted_certificate_is_named_as_such(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async with tls_site(tmp_path) as site, open_client(_tls_cfg(monkeypatch, site)) as client:
+        with pytest.raises(WinCCUnreachable) as info:
+            await client.active_alarms()
+    reason = info.value.reason
+    assert reason.startswith("GET /api/alerts/active: TLS certificate not trusted (")
+    assert "unable to get local issuer certificate" in reason and "wincc.tls.ca_file" in reason
+    _no_secret(info.value)
+
+
+async def test_certificate_for_another_host_is_named_as_such(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async with (tls_site(tmp_path, san=x509.DNSName("wincc.example")) as site,
+                open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client):
+        with pytest.raises(WinCCUnreachable) as info:
+            await client.active_alarms()
+    assert "TLS certificate does not match the host (" in info.value.reason and "127.0.0.1" in info.value.reason
+    assert "wincc.url" in info.value.reason
+    _no_secret(info.value)
+
+
+async def test_expired_certificate_is_refused_as_expired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    async with (tls_site(tmp_path, expired=True) as site,
+                open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client):
+        with pytest.raises(WinCCUnreachable) as info:
+            await client.active_alarms()
+    assert info.value.reason == "GET /api/alerts/active: TLS certificate refused (certificate has expired)"
+
+
+async def test_https_to_a_plain_http_port_is_a_tls_handshake_failure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async with tls_site(tmp_path, tls=False) as site, open_client(_tls_cfg(monkeypatch, site)) as client:
+        with pytest.raises(WinCCUnreachable) as info:
+            await client.active_alarms()
+    assert "GET /api/alerts/active: TLS handshake failed (" in info.value.reason
+    assert "certificate" not in info.value.reason
+    _no_secret(info.value)
 
 
 async def test_write_401_relogin_then_forbidden(

@@ -1,0 +1,138 @@
+"""bridge.logs: the redacting filter masks registered secrets in the message, its args, tracebacks and stacks,
+and the JSON formatter writes one object per line with the documented fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.logs import JsonFormatter, RedactingFilter, configure_logging
+
+SECRET = "lg-Pw-4e7a"  # also in tests/integration/conftest.py TEST_SECRETS
+TOKEN = "lg-tok-0c93d1"  # likewise
+
+
+class Rig:
+    """A logger with one handler (stream + RedactingFilter + formatter), as configure_logging sets up the root."""
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        self.stream = io.StringIO()
+        self.redact = RedactingFilter()
+        handler = logging.StreamHandler(self.stream)
+        handler.setFormatter(formatter)
+        handler.addFilter(self.redact)
+        self.log = logging.getLogger(f"test.logs.{id(self)}")
+        self.log.handlers[:] = [handler]
+        self.log.propagate = False  # pytest's caplog would otherwise see the raw record before our handler does
+        self.log.setLevel(logging.DEBUG)
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+
+@pytest.fixture(params=["human", "json"])
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    fmt = JsonFormatter() if request.param == "json" else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    r = Rig(fmt)
+    r.redact.add(SECRET)
+    yield r
+    r.log.handlers.clear()
+
+
+def _boom(password: str) -> None:
+    raise RuntimeError(f"login failed with {password}")
+
+
+def test_secret_in_message_is_masked(rig: Rig) -> None:
+    rig.log.warning(f"the password is {SECRET}!")
+    assert SECRET not in rig.text and "the password is ***!" in rig.text
+
+
+def test_secret_in_args_is_masked(rig: Rig) -> None:
+    rig.log.info("user %s password %s", "op", SECRET)
+    assert SECRET not in rig.text and "user op password ***" in rig.text
+
+
+def test_secret_in_exception_traceback_is_masked(rig: Rig) -> None:
+    try:
+        _boom(SECRET)
+    except RuntimeError:
+        rig.log.exception("browse failed")
+    assert "browse failed" in rig.text
+    assert "RuntimeError: login failed with ***" in rig.text and "Traceback" in rig.text
+    assert SECRET not in rig.text
+
+
+def test_secret_in_exc_info_tuple_and_stack_is_masked(rig: Rig) -> None:
+    try:
+        _boom(SECRET)
+    except RuntimeError as exc:
+        error = exc
+    rig.log.error("late report", exc_info=(type(error), error, error.__traceback__), stack_info=True)
+    assert "login failed with ***" in rig.text and "Stack" in rig.text
+    assert SECRET not in rig.text
+
+
+def test_secret_registered_at_run_time_and_overlapping_secrets(rig: Rig) -> None:
+    rig.log.info("before: %s", TOKEN)
+    assert TOKEN in rig.text  # not known yet: nothing to mask (proves the rig would show a leak)
+    rig.redact.add(TOKEN[:8])  # a shorter secret inside the longer one
+    rig.redact.add(TOKEN)
+    rig.log.info("after: %s", TOKEN)
+    last = rig.text.strip().splitlines()[-1]
+    assert "after: ***" in last and TOKEN[8:] not in last
+
+
+def test_short_or_empty_secrets_are_ignored_and_text_unchanged(rig: Rig) -> None:
+    rig.redact.add("")
+    rig.redact.add(None)
+    rig.redact.add("abc")  # too short: masking it would garble ordinary words
+    rig.log.info("abcdef %d%%", 5)
+    assert "abcdef 5%" in rig.text
+
+
+def test_bad_format_args_do_not_raise_from_the_filter(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:
+    rig.log.info("%d tags", "many")  # logging reports this on stderr (handleError) instead of raising
+    rig.log.info("still logging")
+    assert "still logging" in rig.text
+    assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_json_lines_have_the_documented_fields() -> None:
+    rig = Rig(JsonFormatter())
+    rig.log.info("hello %s", "wörld")
+    try:
+        _boom("x")
+    except RuntimeError:
+        rig.log.exception("failed")
+    lines = rig.text.splitlines()
+    assert len(lines) == 2  # the traceback stays inside its object: one object per line
+    first, second = (json.loads(line) for line in lines)
+    assert set(first) == {"time", "level", "logger", "message"}
+    assert first["level"] == "info" and first["logger"] == rig.log.name and first["message"] == "hello wörld"
+    assert first["time"].endswith("Z") and "T" in first["time"]
+    assert second["level"] == "error" and "RuntimeError: login failed with x" in second["exception"]
+
+
+def test_configure_logging_filters_by_level(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        redact = configure_logging("warning", "json")
+        redact.add(SECRET)
+        log = logging.getLogger("bridge.test_logs")
+        log.info("quiet")
+        log.warning("loud %s", SECRET)
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for noisy in ("asyncua", "uvicorn", "httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.NOTSET)
+    entries = [json.loads(line) for line in err.splitlines()]
+    assert [(e["level"], e["message"]) for e in entries] == [("warning", "loud ***")]
