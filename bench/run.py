@@ -162,7 +162,10 @@ def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float) 
     res.add(name, "latency p50 (publishing 500 ms)", b.get("p50"), base.get("p50"), "ms")
     res.add(name, "latency p99 (publishing 500 ms)", b.get("p99"), base.get("p99"), "ms")
     late = _metric(metrics, "late_cycles")
-    res.add(name, "late poll cycles", late, None, "")
+    res.add(name, "late poll cycles", late, None, "", "0")
+    res.add(name, "worst event-loop lag", _metric(metrics, "event_loop_lag_max_seconds"), None, "s",
+            "< 1 s (asyncua clients drop the server at 1 s)")
+    res.add(name, "longest GC pause", _metric(metrics, "gc_pause_max_seconds"), None, "s")
     reads = sum(v for k, v in stats.get("requests", {}).items() if "ReadMultiple" in k)
     res.add(name, "REST reads (whole run)", float(reads), None, "", f"ceil(N/500)={math.ceil(total / 500)} per cycle")
 
@@ -276,7 +279,7 @@ def scenario_history(res: Results, tmp: Path) -> None:
         f = asyncio.run(_history_figures(endpoint, sim, datetime.now(UTC).replace(microsecond=0)))
     res.add("history raw 1 day @1 s", "values/s served (REST side as base)", f["ua_values_per_s"],
             f["rest_values_per_s"], "1/s")
-    res.add("history raw 1 day @1 s", "values returned", f["values"], 86_401.0, "")
+    res.add("history raw 1 day @1 s", "values returned", f["values"], 86_400.0, "", "every value once")
     res.add("history Average 1 day", "24 x 1 h Average over 86,400 values", f["average_day_s"], None, "s")
 
 
@@ -317,7 +320,23 @@ def scenario_writes(res: Results, tmp: Path) -> None:
     res.add("writes restservice", "REST calls per 100-node Write", batch / 20, None, "", "1")
 
 
-SCENARIOS = ("sync", "latency", "startup", "history", "writes")
+def scenario_simulator(res: Results, tmp: Path, tags: int) -> None:
+    """The simulator's own ceiling on this machine, so a bridge figure is never a simulator limit in disguise."""
+    done = subprocess.run([PY, "-m", "bridge.simulator.ceiling", "--tags", str(tags), "--seconds", "5"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"simulator ceiling failed: {done.stderr[-2000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    name = f"simulator {tags // 1000}k"
+    for phase, label in (("sequential", "1 in flight"), ("concurrent_4", "4 in flight")):
+        figures = report.get(phase) or {}
+        res.add(name, f"ReadMultiple/s of 500 ({label})", figures.get("requests_per_s"), None, "1/s")
+        res.add(name, f"tag values/s ({label})", figures.get("tag_values_per_s"), None, "1/s",
+                "> what the bridge polls" if phase == "concurrent_4" else "")
+
+
+SCENARIOS = ("simulator", "sync", "latency", "startup", "history", "writes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench on {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as d:
         tmp = Path(d)
+        if "simulator" in only:
+            scenario_simulator(res, tmp, 10_000)
         if "sync" in only:
             for n in sizes:
                 for rate in rates:
