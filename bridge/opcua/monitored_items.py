@@ -29,6 +29,9 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.server.monitored_item_service import MonitoredItemData, MonitoredItemService
+# what the binary decoder makes of a client's filter; ua.DataChangeFilter is a hand-written subclass of it, which
+# only in-process code ever builds
+from asyncua.ua.uaprotocol_auto import DataChangeFilter
 
 __all__ = ["BridgeMonitoredItemService", "DataItem", "deadband_error", "no_filter"]
 
@@ -98,7 +101,7 @@ def deadband_error(flt: Any, data_type: ua.NodeId | None, eu_range: ua.Range | N
     """The StatusCode refusing a data change item's filter for a node, or None if the filter can be applied."""
     if no_filter(flt):
         return None
-    if not isinstance(flt, ua.DataChangeFilter):
+    if not isinstance(flt, DataChangeFilter):
         return S.BadMonitoredItemFilterUnsupported  # e.g. an AggregateFilter: not offered
     if flt.DeadbandType == ua.DeadbandType.None_:
         return None
@@ -141,7 +144,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
     def _apply_filter(self, mid: int, node_id: ua.NodeId, flt: Any) -> int | None:
         """Check the filter for the node; remember its deadband in engineering units. Returns a refusal code."""
         self._bands.pop(mid, None)
-        if not isinstance(flt, ua.DataChangeFilter) or flt.DeadbandType == ua.DeadbandType.None_:
+        if not isinstance(flt, DataChangeFilter) or flt.DeadbandType == ua.DeadbandType.None_:
             return None
         data_type, eu_range = self._node_facts(node_id)
         error = deadband_error(flt, data_type, eu_range)
@@ -233,7 +236,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
         last = self._reported.get(mid)
         if last is None:
             return True
-        flt = mdata.filter if isinstance(mdata.filter, ua.DataChangeFilter) else None
+        flt = mdata.filter if isinstance(mdata.filter, DataChangeFilter) else None
         trigger = flt.Trigger if flt is not None else ua.DataChangeTrigger.StatusValue
         if value.StatusCode != last.StatusCode:
             return True  # a deadband never hides a status change

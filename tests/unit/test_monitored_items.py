@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from asyncua import Server, ua
+from asyncua.ua.uaprotocol_auto import DataChangeFilter
 
 from bridge.opcua.monitored_items import BridgeMonitoredItemService
 from bridge.opcua.tags import TagDirectory
@@ -56,8 +57,9 @@ def request(node_id: ua.NodeId, flt: object = None, handle: int = 7) -> ua.Monit
 
 
 def deadband(kind: ua.DeadbandType, value: float,
-             trigger: ua.DataChangeTrigger = ua.DataChangeTrigger.StatusValue) -> ua.DataChangeFilter:
-    return ua.DataChangeFilter(Trigger=trigger, DeadbandType=kind, DeadbandValue=value)
+             trigger: ua.DataChangeTrigger = ua.DataChangeTrigger.StatusValue) -> DataChangeFilter:
+    """As the binary decoder makes it from a client's request: the generated class, not ua.DataChangeFilter."""
+    return DataChangeFilter(Trigger=trigger, DeadbandType=kind, DeadbandValue=value)
 
 
 async def publish(server: Server, node_id: ua.NodeId, value: object, vt: ua.VariantType,
