@@ -208,6 +208,10 @@ class AddressSpace:
         self._no_description = self._dv(ua.LocalizedText(), _VT.LocalizedText)
         self._change_event: Any = None
         self._lock = asyncio.Lock()  # build/update never interleave (first browse and re-browse may race)
+        # folder -> child NodeId -> position of the folder's forward reference to it; built per folder on first use
+        # within one update() and dropped when it ends, so a re-browse that changes n tags of a big folder costs
+        # O(folder + n), not O(folder x n)
+        self._forward_at: dict[tuple[str, ...], dict[ua.NodeId, int]] = {}
         self.last_changed: list[str] = []  # tags replaced in place by the last update()
 
     # ---- public API ---------------------------------------------------------------------------------------------
@@ -254,14 +258,23 @@ class AddressSpace:
             self.directory.remove(removed)
             verb = ua.ModelChangeStructureVerbMask.NodeDeleted.value
             changes += [(self.directory.node_id(t.name), self._typedef(t), verb) for t in removed_infos]
-        for tag in changed:
-            old = current[tag.name]
-            assert old is not None
-            await self._replace_tag(old, tag)
-            verb = (ua.ModelChangeStructureVerbMask.DataTypeChanged.value if old.data_type != tag.data_type
-                    else ua.ModelChangeStructureVerbMask.ReferenceAdded.value
-                    | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value)
-            changes.append((self.directory.node_id(tag.name), self._typedef(tag), verb))
+        moved_from: dict[tuple[str, ...], set[ua.NodeId]] = {}  # folder -> tags that left it (removed in one pass)
+        try:
+            for tag in changed:
+                old = current[tag.name]
+                assert old is not None
+                await self._replace_tag(old, tag, moved_from)
+                verb = (ua.ModelChangeStructureVerbMask.DataTypeChanged.value if old.data_type != tag.data_type
+                        else ua.ModelChangeStructureVerbMask.ReferenceAdded.value
+                        | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value)
+                changes.append((self.directory.node_id(tag.name), self._typedef(tag), verb))
+        finally:
+            self._forward_at.clear()
+            for path, gone_ids in moved_from.items():
+                folder = self._folders.get(path)
+                if folder is not None:
+                    folder.references[:] = [r for r in folder.references
+                                            if not (r.IsForward and r.NodeId in gone_ids)]
         self.directory.add(changed)
         self.last_changed = [t.name for t in changed]
 
@@ -644,8 +657,10 @@ class AddressSpace:
         except Exception:  # one broken subscriber must not stop the model update
             log.exception("datachange callback failed")
 
-    async def _replace_tag(self, old: TagInfo, new: TagInfo) -> None:
-        """Same NodeId, new attributes, references and properties; monitored items stay attached."""
+    async def _replace_tag(self, old: TagInfo, new: TagInfo,
+                           moved_from: dict[tuple[str, ...], set[ua.NodeId]]) -> None:
+        """Same NodeId, new attributes, references and properties; monitored items stay attached. A tag that
+        changes folder is added to `moved_from` (its old folder's reference goes in one pass per folder)."""
         node_id = self.directory.node_id(new.name)
         node = self._aspace.get(node_id)
         if node is None:  # not there (e.g. removed by someone else): just create it
@@ -683,15 +698,35 @@ class AddressSpace:
         # tag stays in its folder (clients see the same order), else from the old folder to the new one
         old_parent = self._folder_path_of(old.folder, None)
         if old_parent == new.folder:
-            refs = self._folders[new.folder].references
-            for i, ref in enumerate(refs):
+            at = self._forward_position(new.folder, node_id)
+            if at is not None:
+                self._folders[new.folder].references[at] = fresh.forward
+                return
+        elif old_parent is not None:
+            moved_from.setdefault(old_parent, set()).add(node_id)
+        refs = self._folders[new.folder].references
+        index = self._forward_at.get(new.folder)
+        if index is not None:
+            index[node_id] = len(refs)
+        refs.append(fresh.forward)
+
+    def _forward_position(self, path: tuple[str, ...], node_id: ua.NodeId) -> int | None:
+        """Where folder `path` holds its forward reference to `node_id`, in O(1). Every answer is checked against
+        the list itself, and the index is rebuilt (once, O(folder)) when it is missing or the list changed under
+        it (e.g. a reference someone else added or removed), so a stale index can cost time but never be wrong."""
+        refs = self._folders[path].references
+        index = self._forward_at.get(path)
+        if index is not None:
+            at = index.get(node_id)
+            if at is not None and at < len(refs):
+                ref = refs[at]
                 if ref.IsForward and ref.NodeId == node_id:
-                    refs[i] = fresh.forward
-                    return
-        if old_parent is not None:
-            refs = self._folders[old_parent].references
-            refs[:] = [r for r in refs if not (r.IsForward and r.NodeId == node_id)]
-        self._folders[new.folder].references.append(fresh.forward)
+                    return at
+        index = self._forward_at[path] = {}
+        for i, ref in enumerate(refs):
+            if ref.IsForward:
+                index.setdefault(ref.NodeId, i)
+        return index.get(node_id)
 
     # ---- events ------------------------------------------------------------------------------------------------------
     async def _emit_model_change(self, changes: list[tuple[ua.NodeId, ua.NodeId, int]]) -> None:

@@ -445,3 +445,44 @@ async def test_many_tags_in_one_folder(server: Server, space: AddressSpace) -> N
     assert len(children) == 12_000
     assert len({r.NodeId for r in children}) == 12_000
     assert len([r for r in children if r.TypeDefinition == ua.NodeId(ua.ObjectIds.AnalogItemType)]) == 4_000
+
+
+class _CountingRefs(list):  # type: ignore[type-arg]
+    """A folder's reference list that counts every element visited by iteration or indexing (the work a scan
+    does), whatever the AddressSpace code does with it."""
+
+    visits = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for ref in super().__iter__():
+            self.visits += 1
+            yield ref
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        item = super().__getitem__(key)
+        self.visits += len(item) if isinstance(key, slice) else 1
+        return item
+
+
+async def test_changing_many_tags_of_one_folder_is_linear(server: Server, space: AddressSpace) -> None:
+    n = 5_000
+    items = [tag(f"Big.T{i:05d}", DataType.float, ("Big",)) for i in range(n)]
+    await space.build(items)
+    d = space.directory
+    folder = server.iserver.aspace.get(d.folder_node_id(("Big",)))
+    counted = folder.references = _CountingRefs(folder.references)
+    before = list.__len__(counted)
+    # every tag changes in place (a unit: now AnalogItemType), and ten move out of the folder
+    changed = [tag(t.name, DataType.float, ("Big",) if i >= 10 else ("Elsewhere",), unit="bar")
+               for i, t in enumerate(items)]
+    await space.update(changed)
+    assert space.last_changed == [t.name for t in changed]
+    # linear: a few visits per reference of the folder (one pass to index it, one to drop the moved tags, one
+    # check per changed tag). Scanning the folder for each changed tag visits n * n / 2 = 12.5 million references.
+    assert counted.visits <= 5 * before, counted.visits
+    # and the result is right: same order, new type definitions, the moved ones gone from the folder
+    children = await refs(server, d.folder_node_id(("Big",)))
+    assert [r.NodeId for r in children] == [d.node_id(t.name) for t in items[10:]]
+    assert {r.TypeDefinition for r in children} == {ua.NodeId(ua.ObjectIds.AnalogItemType)}
+    assert [r.NodeId for r in await refs(server, d.folder_node_id(("Elsewhere",)))] == \
+        [d.node_id(t.name) for t in items[:10]]
