@@ -185,15 +185,15 @@ class WinCCConfig(_Section):
         return v.rstrip("/")
 
 
-_POLICIES = {
-    "None",
+_SECURE_POLICIES = (
     "Basic256Sha256_Sign",
     "Basic256Sha256_SignAndEncrypt",
     "Aes128Sha256RsaOaep_Sign",
     "Aes128Sha256RsaOaep_SignAndEncrypt",
     "Aes256Sha256RsaPss_Sign",
     "Aes256Sha256RsaPss_SignAndEncrypt",
-}
+)
+_POLICIES = {"None", *_SECURE_POLICIES}
 _DEPRECATED_POLICIES = {"Basic128Rsa15", "Basic256"}
 _HASH_RE = re.compile(r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
 
@@ -219,16 +219,7 @@ class OpcUaConfig(_Section):
     namespace_uri: str = "urn:wincc-opcua-bridge:tags"
     application_uri: str = "urn:wincc-opcua-bridge:server"
     server_name: str = "WinCC OPC UA Bridge"
-    security_policies: list[str] = Field(
-        default_factory=lambda: [
-            "Basic256Sha256_Sign",
-            "Basic256Sha256_SignAndEncrypt",
-            "Aes128Sha256RsaOaep_Sign",
-            "Aes128Sha256RsaOaep_SignAndEncrypt",
-            "Aes256Sha256RsaPss_Sign",
-            "Aes256Sha256RsaPss_SignAndEncrypt",
-        ]
-    )
+    security_policies: list[str] = Field(default_factory=lambda: list(_SECURE_POLICIES))
     users: list[UserConfig] = Field(default_factory=list)
     anonymous: Literal["none", "read"] = "none"
     pki_dir: Path = Path("./pki")

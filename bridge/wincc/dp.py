@@ -32,6 +32,7 @@ from bridge.wincc.parse import (
     format_ts,
     item_error,
     opt_float,
+    parse_batch,
     parse_ts,
     read_in_batches,
     tag_value,
@@ -252,39 +253,8 @@ class DpClient:
         return out
 
     def _parse_chunk(self, batch: list[str], items: list[Any]) -> dict[str, TagValue | TagError]:
-        out: dict[str, TagValue | TagError] = {}
-        wanted = set(batch)
-        cache = self._answers
-        cache.age()
-        for i, raw in enumerate(items):
-            name = raw.get("Name") if type(raw) is dict else None
-            if type(name) is not str:
-                # Answers come in request order: an item without a usable name is that position's tag.
-                if i < len(batch) and batch[i] not in out:
-                    out[batch[i]] = TagError(batch[i], "answer item has no Name", TagErrorKind.bad_answer)
-                continue
-            if name not in wanted:
-                continue
-            value, quality, timestamp = raw.get("Value"), raw.get("Quality"), raw.get("Timestamp")
-            # A cheap screen first (WinCC sends `"Error": null` and nothing else): only an item that carries some
-            # error key pays for the exact rule. Inline, not cached_result(): this runs for every tag of every poll.
-            if raw.get("Error") or "error" in raw or "errorCode" in raw or "errorcode" in raw:
-                error = item_error(name, raw, _ERROR_TEXTS)
-                out[name] = cached_result(cache, name, value, quality, timestamp, error)
-                continue
-            entry = cache.get(name)
-            if unchanged(entry, value, quality, timestamp):
-                out[name] = entry[3]  # type: ignore[index]
-                continue
-            result = out[name] = tag_value(name, value, quality, timestamp)
-            if type(result) is TagValue:
-                cache.put(name, value, quality, timestamp, result)
-            else:
-                cache.drop(name)
-        for n in batch:
-            if n not in out:  # not setdefault: building an error for every tag of every poll costs real CPU
-                out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
-        return out
+        self._answers.age()
+        return parse_batch(batch, items, "Name", self._item)
 
     # -- write ----------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ __all__ = [
     "item_error",
     "loads",
     "opt_float",
+    "parse_batch",
     "parse_ts",
     "read_in_batches",
     "tag_value",
@@ -318,6 +319,28 @@ def cached_result(
     else:
         cache.drop(name)
     return result
+
+
+def parse_batch(batch: list[str], items: list[Any], name_key: str, parse_item: ItemParser
+                ) -> dict[str, TagValue | TagError]:
+    """A batch answer parsed in full, each item found by its name (`name_key`). Answers come in request order, so an
+    item without a usable name is that position's tag (TagError); a tag missing from the answer gets
+    TagError(bad_answer); items naming tags not asked for are ignored. Off the hot path: BatchMemo replays
+    answers that repeat."""
+    out: dict[str, TagValue | TagError] = {}
+    wanted = set(batch)
+    for i, raw in enumerate(items):
+        name = raw.get(name_key) if type(raw) is dict else None
+        if type(name) is not str:
+            if i < len(batch) and batch[i] not in out:
+                out[batch[i]] = TagError(batch[i], f"answer item has no {name_key}", TagErrorKind.bad_answer)
+            continue
+        if name in wanted:
+            out[name] = parse_item(name, raw)
+    for n in batch:
+        if n not in out:
+            out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
+    return out
 
 
 async def read_in_batches(

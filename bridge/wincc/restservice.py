@@ -34,6 +34,7 @@ from bridge.wincc.parse import (
     format_ts,
     item_error,
     opt_float,
+    parse_batch,
     parse_ts,
     read_in_batches,
     tag_value,
@@ -318,39 +319,8 @@ class RestServiceClient:
         return out
 
     def _parse_chunk(self, batch: list[str], items: list[Any]) -> dict[str, TagValue | TagError]:
-        wanted = set(batch)
-        out: dict[str, TagValue | TagError] = {}
-        cache = self._answers
-        cache.age()
-        for i, raw in enumerate(items):
-            name = raw.get("variableName") if type(raw) is dict else None
-            if type(name) is not str:
-                if i < len(batch) and batch[i] not in out:
-                    out[batch[i]] = TagError(batch[i], "answer item has no variableName", TagErrorKind.bad_answer)
-                continue
-            if name not in wanted:
-                continue
-            value, timestamp = raw.get("value"), raw.get("timestamp")
-            quality = raw.get("qualityCode", raw.get("quality"))
-            # A cheap screen first (WinCC sends `"errorCode": 0`): only an item that may carry an error pays for the
-            # exact rule. Inline, not cached_result(): this runs for every tag of every poll.
-            if raw.get("errorCode") or "errorcode" in raw or "error" in raw:
-                error = item_error(name, raw, _ERROR_TEXTS, _NOT_FOUND_CODE)
-                out[name] = cached_result(cache, name, value, quality, timestamp, error)
-                continue
-            entry = cache.get(name)
-            if unchanged(entry, value, quality, timestamp):
-                out[name] = entry[3]  # type: ignore[index]
-                continue
-            result = out[name] = tag_value(name, value, quality, timestamp)
-            if type(result) is TagValue:
-                cache.put(name, value, quality, timestamp, result)
-            else:
-                cache.drop(name)
-        for n in batch:
-            if n not in out:  # not setdefault: building an error for every tag of every poll costs real CPU
-                out[n] = TagError(n, "missing from the answer", TagErrorKind.bad_answer)
-        return out
+        self._answers.age()
+        return parse_batch(batch, items, "variableName", self._item)
 
     # -- write ----------------------------------------------------------------------------------------------
 
