@@ -320,6 +320,16 @@ def scenario_writes(res: Results, tmp: Path) -> None:
     res.add("writes restservice", "REST calls per 100-node Write", batch / 20, None, "", "1")
 
 
+def scenario_simulator_startup(res: Results, tmp: Path) -> None:
+    """Process start -> the simulator answers, with the demo plant only and with 100k generated tags."""
+    for tags, goal in ((0, "< 2 s"), (100_000, "< 10 s")):
+        port = free_port()
+        cmd = [PY, "-m", "bridge.simulator", "--port", str(port), "--tags", str(tags)]
+        with process(cmd, tmp / f"sim-start-{port}.log") as proc:
+            ready = _wait_http(f"http://127.0.0.1:{port}/_sim/health", proc, 60)
+        res.add("simulator start-up", f"demo plant + {tags // 1000}k tags", ready, None, "s", goal)
+
+
 def scenario_simulator(res: Results, tmp: Path, tags: int) -> None:
     """The simulator's own ceiling on this machine, so a bridge figure is never a simulator limit in disguise."""
     done = subprocess.run([PY, "-m", "bridge.simulator.ceiling", "--tags", str(tags), "--seconds", "5"],
@@ -344,30 +354,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="about 2 minutes: 10k tags only")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--only", default=",".join(SCENARIOS))
+    ap.add_argument("--sizes", help="tag counts of the sync scenarios, e.g. 50000,100000")
+    ap.add_argument("--rates", help="change rates of the sync scenarios, e.g. 0.01,1.0")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     res = Results()
     sizes = [10_000] if args.quick else [10_000, 50_000, 100_000]
     rates = [0.01, 0.1] if args.quick else [0.01, 0.1, 1.0]
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
+    if args.rates:
+        rates = [float(r) for r in args.rates.split(",")]
     seconds = 8 if args.quick else 20
     print(f"bench on {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as d:
         tmp = Path(d)
+        runs: list[tuple[str, Any, tuple[Any, ...]]] = []
         if "simulator" in only:
-            scenario_simulator(res, tmp, 10_000)
+            runs.append(("simulator start-up", scenario_simulator_startup, (res, tmp)))
+            runs.append(("simulator 10k", scenario_simulator, (res, tmp, 10_000)))
         if "sync" in only:
-            for n in sizes:
-                for rate in rates:
-                    scenario_sync(res, tmp, n, rate, seconds)
+            runs += [(f"sync {n // 1000}k @{rate:.0%}/s", scenario_sync, (res, tmp, n, rate, seconds))
+                     for n in sizes for rate in rates]
         if "latency" in only:
-            scenario_latency(res, tmp, 10_000, 0.1, seconds)
+            runs.append(("latency 10k @10%/s", scenario_latency, (res, tmp, 10_000, 0.1, seconds)))
         if "startup" in only:
-            for n in ([10_000] if args.quick else [10_000, 100_000]):
-                scenario_startup_memory(res, tmp, n)
+            runs += [(f"start-up {n // 1000}k", scenario_startup_memory, (res, tmp, n))
+                     for n in ([10_000] if args.quick else [10_000, 100_000])]
         if "history" in only:
-            scenario_history(res, tmp)
+            runs.append(("history", scenario_history, (res, tmp)))
         if "writes" in only:
-            scenario_writes(res, tmp)
+            runs.append(("writes", scenario_writes, (res, tmp)))
+        failed = 0
+        for name, scenario, scenario_args in runs:
+            try:
+                scenario(*scenario_args)
+            except Exception as exc:  # one scenario's failure is a result too; the others still run
+                failed += 1
+                res.add(name, "FAILED", None, None, "", f"{type(exc).__name__}: {str(exc)[-300:]}")
     if args.json:
         args.json.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "rows": res.rows}, indent=2))
-    return 0
+    return 1 if failed else 0

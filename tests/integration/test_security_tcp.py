@@ -108,6 +108,28 @@ async def test_wrong_password_refused_and_no_password_in_logs(stack, client_cert
         assert secret not in logs
 
 
+async def test_admin_without_the_password_is_refused(stack, client_cert) -> None:
+    """asyncua's default user manager lets anyone named "admin" in without a password; the bridge's must not,
+    over the wire, with the real admin user configured: no password, a guessed one, and an admin-ish name."""
+    (Path(stack.config["opcua"]["pki_dir"]) / "trusted" / "test-client.der").write_bytes(client_cert[0].read_bytes())
+    host = stack.endpoint.removeprefix("opc.tcp://")
+    for user, password in (("admin", ""), ("admin", "admin"), ("Admin", stack.users["admin"])):
+        client = Client(f"opc.tcp://{host}", timeout=10)
+        client.set_user(user)
+        client.set_password(password)
+        client.application_uri = CLIENT_URI
+        await client.set_security(sp.SecurityPolicyBasic256Sha256, str(client_cert[0]), str(client_cert[1]),
+                                  mode=ua.MessageSecurityMode.SignAndEncrypt)
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await client.connect()
+        assert refused.value.code in (ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadIdentityTokenRejected,
+                                      ua.StatusCodes.BadIdentityTokenInvalid), (user, refused.value)
+    # the configured admin with its password does get in
+    client = _secure_client(stack, "admin", "Basic256Sha256_SignAndEncrypt", client_cert)
+    await _connect(client, client_cert)
+    await client.disconnect()
+
+
 async def test_expired_certificate_refused_even_when_trusted(stack, tmp_path) -> None:
     cert, key = generate_certificate(CLIENT_URI, ["localhost"], "Old Client", client=True,
                                      not_before=datetime.now(UTC) - timedelta(days=400), days=365)
