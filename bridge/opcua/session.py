@@ -10,6 +10,7 @@ continuation points; `on_close` handlers release that state when the session end
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from bridge.opcua.users import client_host, login_from
 
 __all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers", "SubscriptionObserver"]
 
+CREATE_CHUNK = 500  # monitored items created between two turns of the event loop
 _BROWSE_REQUEST = ua.NodeId(ua.ObjectIds.BrowseRequest_Encoding_DefaultBinary)
 _BROWSE_NEXT_REQUEST = ua.NodeId(ua.ObjectIds.BrowseNextRequest_Encoding_DefaultBinary)
 
@@ -123,7 +125,21 @@ class BridgeSession(InternalSession):
     async def create_monitored_items(
         self, params: ua.CreateMonitoredItemsParameters
     ) -> list[ua.MonitoredItemCreateResult]:
-        results = await super().create_monitored_items(params)
+        # A client may create tens of thousands of items in one request. asyncua would create them all in one go,
+        # and every other session would wait that long; in chunks, with a turn of the event loop between them,
+        # the others are served meanwhile. This session's next request still waits: asyncua answers a connection's
+        # requests in order.
+        items = list(params.ItemsToCreate)
+        results: list[ua.MonitoredItemCreateResult] = []
+        if not items:
+            results = await super().create_monitored_items(params)
+        for start in range(0, len(items), CREATE_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            part = ua.CreateMonitoredItemsParameters(SubscriptionId=params.SubscriptionId,
+                                                     TimestampsToReturn=params.TimestampsToReturn,
+                                                     ItemsToCreate=items[start:start + CREATE_CHUNK])
+            results += await super().create_monitored_items(part)
         if self._handlers.subscriptions is not None:
             self._handlers.subscriptions.items_created(params, results)
         return results

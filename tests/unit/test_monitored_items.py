@@ -3,6 +3,7 @@ records what would be published: deadbands against the last reported value, filt
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -182,3 +183,45 @@ async def test_delete_is_linear_and_releases_the_node_callbacks(rig) -> None:
     codes = service.delete_monitored_items([r.MonitoredItemId for r in results] + [1])
     assert all(c.is_good() for c in codes[:-1]) and codes[-1].value == S.BadMonitoredItemIdInvalid
     assert len(attr.datachange_callbacks) == 0 and service._monitored_items == {}
+
+
+async def test_a_big_create_request_lets_other_sessions_in_between() -> None:
+    """1,200 items in one CreateMonitoredItems come back complete and in order, and the event loop serves other
+    work while they are created (a big MES subscription must not stall an operator's UaExpert)."""
+    from bridge.opcua.session import CREATE_CHUNK
+
+    server, directory = await server_with_tags(TAGS)
+    session = server.iserver.create_session("test", external=True)
+
+    async def publish(result: object) -> None:
+        pass
+
+    sub = await session.create_subscription(
+        ua.CreateSubscriptionParameters(RequestedPublishingInterval=100, RequestedLifetimeCount=100,
+                                        RequestedMaxKeepAliveCount=10, PublishingEnabled=True), publish)
+    names = [t.name for t in TAGS]
+    requests = [request(directory.node_id(names[i % len(names)]), handle=i) for i in range(1200)]
+    turns = 0
+
+    async def other_session() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_session())
+    await asyncio.sleep(0)
+    before = turns
+    results = await session.create_monitored_items(
+        ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=requests))
+    during = turns - before
+    other.cancel()
+    assert len(results) == 1200 and all(r.StatusCode.is_good() for r in results)
+    ids = [r.MonitoredItemId for r in results]
+    assert ids == sorted(ids) and len(set(ids)) == 1200  # in request order
+    assert during >= 1200 // CREATE_CHUNK  # the other task ran between the chunks
+    service = server.iserver.subscription_service.subscriptions[sub.SubscriptionId].monitored_item_srv
+    assert [service._monitored_items[i].client_handle for i in ids] == list(range(1200))
+    empty = await session.create_monitored_items(
+        ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=[]))
+    assert empty == []
