@@ -1,4 +1,4 @@
-"""Small test utilities shared by every suite: wait on a condition, find a free port."""
+"""Small test utilities shared by every suite: wait on a condition, find a free port, yield a turn."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 import inspect
 import socket
 import time
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 
@@ -46,3 +47,37 @@ def wait_until_sync(condition: Callable[[], Any], timeout: float = 10.0, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+@types.coroutine
+def _bare_yield() -> Generator[None, None, None]:
+    yield
+
+
+async def next_turn() -> None:
+    """Let every other ready task run once, then go on: one turn of the event loop, exactly what a zero-length
+    sleep does inside asyncio, said plainly (tests wait on conditions, never on fixed times)."""
+    await _bare_yield()
+
+
+class OtherTask:
+    """Another task that counts its turns of the event loop while a block runs: `turns` says how often the
+    code under test let the loop serve someone else (0 = it held the loop for the whole block)."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await next_turn()
+            self.turns += 1
+
+    async def __aenter__(self) -> OtherTask:
+        self._task = asyncio.create_task(self._run())
+        await next_turn()  # started, and waiting for its next turn
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()

@@ -24,7 +24,7 @@ from bridge.wincc import open_client
 from bridge.wincc.errors import WinCCUnreachable
 from bridge.wincc.models import ArchiveValue, DataType, TagInfo
 from bridge.wincc.parse import format_ts, parse_ts
-from tests.helpers import wait_until
+from tests.helpers import OtherTask, wait_until
 from tests.unit.ua_rig import server_with_tags
 
 S = ua.StatusCodes
@@ -309,22 +309,11 @@ async def test_processed_reverse_starts_at_start_time(rig) -> None:
 
 async def test_long_processed_read_lets_the_event_loop_run(rig) -> None:
     server, d, archive, service = rig
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(ticker())
-    try:
+    async with OtherTask() as other:
         # 100 pages of the in-memory archive, which never waits for anything itself
         res = await read_one(service, d, "A.Flow", processed(T0, s(100_000), 60_000, O.AggregateFunction_TimeAverage))
-    finally:
-        task.cancel()
     assert len(res.HistoryData.DataValues) == -(-100_000 // 60)
-    assert ticks >= 50  # the server kept answering others between pages
+    assert other.turns >= 50  # the server kept answering others between pages
 
 
 async def test_processed_pages_intervals_with_continuation_points(stage) -> None:

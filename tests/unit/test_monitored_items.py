@@ -3,7 +3,6 @@ records what would be published: deadbands against the last reported value, filt
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +12,7 @@ from asyncua.ua.uaprotocol_auto import DataChangeFilter
 from bridge.opcua.monitored_items import BridgeMonitoredItemService
 from bridge.opcua.tags import TagDirectory
 from bridge.wincc.models import DataType, TagInfo
+from tests.helpers import OtherTask
 from tests.unit.ua_rig import server_with_tags
 
 S = ua.StatusCodes
@@ -70,7 +70,8 @@ async def publish(server: Server, node_id: ua.NodeId, value: object, vt: ua.Vari
                                                              SourceTimestamp=stamp, ServerTimestamp=stamp))
 
 
-async def create(service: BridgeMonitoredItemService, req: ua.MonitoredItemCreateRequest) -> ua.MonitoredItemCreateResult:
+async def create(service: BridgeMonitoredItemService, req: ua.MonitoredItemCreateRequest
+                 ) -> ua.MonitoredItemCreateResult:
     (result,) = await service.create_monitored_items(ua.CreateMonitoredItemsParameters(SubscriptionId=1,
                                                                                       ItemsToCreate=[req]))
     return result
@@ -105,7 +106,8 @@ async def test_triggers(rig) -> None:
     count = directory.node_id("P.Count")
     t0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
     await publish(server, count, 1, ua.VariantType.Int32, ts=t0)
-    status_only = await create(service, request(count, deadband(ua.DeadbandType.None_, 0, ua.DataChangeTrigger.Status), 1))
+    status_only = await create(service, request(count, deadband(ua.DeadbandType.None_, 0,
+                                                                ua.DataChangeTrigger.Status), 1))
     with_ts = await create(service, request(count, deadband(ua.DeadbandType.None_, 0,
                                                             ua.DataChangeTrigger.StatusValueTimestamp), 2))
     plain = await create(service, request(count, None, 3))
@@ -201,25 +203,13 @@ async def test_a_big_create_request_lets_other_sessions_in_between() -> None:
                                         RequestedMaxKeepAliveCount=10, PublishingEnabled=True), publish)
     names = [t.name for t in TAGS]
     requests = [request(directory.node_id(names[i % len(names)]), handle=i) for i in range(1200)]
-    turns = 0
-
-    async def other_session() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(other_session())
-    await asyncio.sleep(0)
-    before = turns
-    results = await session.create_monitored_items(
-        ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=requests))
-    during = turns - before
-    other.cancel()
+    async with OtherTask() as other:  # another session's work, waiting for turns
+        results = await session.create_monitored_items(
+            ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=requests))
     assert len(results) == 1200 and all(r.StatusCode.is_good() for r in results)
     ids = [r.MonitoredItemId for r in results]
     assert ids == sorted(ids) and len(set(ids)) == 1200  # in request order
-    assert during >= 1200 // CREATE_CHUNK  # the other task ran between the chunks
+    assert other.turns >= 1200 // CREATE_CHUNK  # the other session was served between the chunks
     service = server.iserver.subscription_service.subscriptions[sub.SubscriptionId].monitored_item_srv
     assert [service._monitored_items[i].client_handle for i in ids] == list(range(1200))
     empty = await session.create_monitored_items(

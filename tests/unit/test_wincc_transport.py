@@ -300,25 +300,30 @@ async def test_tls_verify_off_warns_once(monkeypatch: pytest.MonkeyPatch, caplog
 
 
 async def test_concurrency_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 batches, max_concurrency 3: answers are held until 3 requests are in flight, so the test sees the cap
+    reached, and never exceeded, without guessing a delay."""
     import asyncio
 
     in_flight = 0
     peak = 0
+    full = asyncio.Event()
 
-    async def slow(request: httpx.Request) -> httpx.Response:
+    async def held(request: httpx.Request) -> httpx.Response:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.01)
+        if in_flight == 3:
+            full.set()
+        await asyncio.wait_for(full.wait(), timeout=5)  # times out (fails) if the cap kept requests below 3
         in_flight -= 1
         return read_ok(request)
 
     with respx.mock(base_url=BASE) as mock:
-        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=slow)
+        mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=held)
         async with open_client(cfg(monkeypatch, "none", max_concurrency=3), batch_size=10) as client:
             out = await client.read([f"t{i}" for i in range(200)])
-    assert len(out) == 200
-    assert 1 <= peak <= 3
+    assert len(out) == 200 and all(isinstance(v, TagValue) for v in out.values())
+    assert peak == 3
 
 
 async def test_requests_per_second_paces(monkeypatch: pytest.MonkeyPatch) -> None:
