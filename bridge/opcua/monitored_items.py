@@ -141,21 +141,25 @@ class BridgeMonitoredItemService(MonitoredItemService):
                 break
         return data_type, eu_range
 
-    def _apply_filter(self, mid: int, node_id: ua.NodeId, flt: Any) -> int | None:
-        """Check the filter for the node; remember its deadband in engineering units. Returns a refusal code."""
-        self._bands.pop(mid, None)
-        if not isinstance(flt, DataChangeFilter) or flt.DeadbandType == ua.DeadbandType.None_:
-            return None
+    def _deadband(self, node_id: ua.NodeId, flt: Any) -> tuple[int | None, float | None]:
+        """(refusal code, deadband in engineering units) of a data change item's filter on a node: the code is None
+        when the filter can be applied, the band None when it has no deadband (Percent already turned into units)."""
+        if no_filter(flt):
+            return None, None
         data_type, eu_range = self._node_facts(node_id)
         error = deadband_error(flt, data_type, eu_range)
-        if error is not None:
-            return error
+        if error is not None or flt.DeadbandType == ua.DeadbandType.None_:
+            return error, None
         if flt.DeadbandType == ua.DeadbandType.Percent:
             assert eu_range is not None
-            self._bands[mid] = flt.DeadbandValue / 100.0 * abs(eu_range.High - eu_range.Low)
+            return None, flt.DeadbandValue / 100.0 * abs(eu_range.High - eu_range.Low)
+        return None, flt.DeadbandValue
+
+    def _keep_band(self, mid: int, band: float | None) -> None:
+        if band is None:
+            self._bands.pop(mid, None)
         else:
-            self._bands[mid] = flt.DeadbandValue
-        return None
+            self._bands[mid] = band
 
     # ---- create / modify / delete -------------------------------------------------------------------------
     async def _create_data_change_monitored_item(
@@ -165,10 +169,9 @@ class BridgeMonitoredItemService(MonitoredItemService):
         requested = params.RequestedParameters
         flt = None if no_filter(requested.Filter) else requested.Filter
         node = self.aspace.get(what.NodeId)
-        if flt is not None and node is not None:
-            error = deadband_error(flt, *self._node_facts(what.NodeId))
-            if error is not None:
-                return ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(error))
+        error, band = self._deadband(what.NodeId, flt) if node is not None else (None, None)
+        if error is not None:
+            return ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(error))
         node_id = node.nodeid if node is not None else what.NodeId  # the address space's own object, shared
         result = ua.MonitoredItemCreateResult()
         result.RevisedSamplingInterval = self.isub.data.RevisedPublishingInterval
@@ -186,7 +189,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
         item.callback_handle = handle
         self._monitored_items[mid] = item  # type: ignore[assignment]
         self._monitored_datachange[handle] = mid
-        self._apply_filter(mid, node_id, flt)
+        self._keep_band(mid, band)
         if item.mode != ua.MonitoringMode.Disabled:
             await self.trigger_datachange(handle, node_id, what.AttributeId)
         return result
@@ -199,11 +202,11 @@ class BridgeMonitoredItemService(MonitoredItemService):
             return result
         requested = params.RequestedParameters
         if mdata.read_value_id is not None and mdata.read_value_id.AttributeId != ua.AttributeIds.EventNotifier:
-            error = deadband_error(requested.Filter, *self._node_facts(mdata.read_value_id.NodeId))
+            error, band = self._deadband(mdata.read_value_id.NodeId, requested.Filter)
             if error is not None:
                 result.StatusCode = ua.StatusCode(error)
                 return result
-            self._apply_filter(params.MonitoredItemId, mdata.read_value_id.NodeId, requested.Filter)
+            self._keep_band(params.MonitoredItemId, band)
             mdata.filter = requested.Filter
         elif not no_filter(requested.Filter):
             mdata.filter = requested.Filter

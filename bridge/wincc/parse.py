@@ -305,8 +305,8 @@ def cached_result(
 ) -> TagValue | TagError:
     """One answer item's result, through the cache: the cached TagValue itself if the item repeats it.
 
-    The dialects inline this in their batch loops (it is per item on every poll); this is the reference form,
-    used off the hot path (single reads, items that carry an error key)."""
+    The dialects' item parser: for the items of a full parse (the first answer to a batch, or one BatchMemo could
+    not replay), the items that changed in a replayed answer, and single reads."""
     if error is not None:
         cache.drop(name)
         return error

@@ -37,9 +37,7 @@ from bridge.wincc.parse import (
     parse_batch,
     parse_ts,
     read_in_batches,
-    tag_value,
     to_wire,
-    unchanged,
 )
 from bridge.wincc.transport import SecretSink, Transport
 
