@@ -14,13 +14,19 @@ from __future__ import annotations
 import gc
 import logging
 
-__all__ = ["freeze_long_lived"]
+__all__ = ["FREEZE_FROM_TAGS", "freeze_long_lived"]
 
 log = logging.getLogger(__name__)
 
 
-def freeze_long_lived(what: str) -> None:
+FREEZE_FROM_TAGS = 5000  # below this many tags a full collection is quick: nothing is frozen
+
+
+def freeze_long_lived(what: str, tags: int) -> None:
+    """Freeze what is alive now, if `tags` tags' worth of long-lived objects was just made (see above)."""
+    if tags < FREEZE_FROM_TAGS:
+        return
     before = gc.get_freeze_count()
     gc.freeze()
-    log.debug("%s: %d objects taken out of the garbage collector's passes (%d in all)", what,
+    log.debug("%s of %d tags: %d objects taken out of the garbage collector's passes (%d in all)", what, tags,
               gc.get_freeze_count() - before, gc.get_freeze_count())

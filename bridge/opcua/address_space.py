@@ -106,7 +106,6 @@ _OBJECT = ua.NodeClass.Object
 _SCALAR = ua.ValueRank.Scalar
 _CHANGE_LIMIT = 1000  # per-node entries in one GeneralModelChangeEvent before it summarises
 _YIELD_EVERY = 2000  # nodes built between two yields to the event loop
-_FREEZE_AT = 5000  # tags built at once from which their objects are frozen out of the garbage collector's view
 _LOG_EVERY_S = 1.0
 
 
@@ -482,8 +481,7 @@ class AddressSpace:
         try:
             return await self._add_chunks(tags, aspace_nodes, started, last_log)
         finally:
-            if len(tags) >= _FREEZE_AT:
-                freeze_long_lived(f"address space of {len(tags)} tags")
+            freeze_long_lived("address space", len(tags))
             if gc_was_enabled:
                 gc.enable()
 

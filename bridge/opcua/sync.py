@@ -51,7 +51,6 @@ _ITEM_ERROR = {
 }
 _CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
-_FREEZE_AT = 5000  # tags from which the first values are frozen out of the garbage collector's view
 
 
 @dataclass(slots=True)
@@ -192,8 +191,8 @@ class SyncEngine:
         if not pending or interval_ms not in pending:
             return
         pending.discard(interval_ms)
-        if not pending and len(self._tags) >= _FREEZE_AT:
-            freeze_long_lived(f"first values of {len(self._tags)} tags")
+        if not pending:
+            freeze_long_lived("first values", len(self._tags))
 
     async def _housekeeping(self) -> None:
         while True:
