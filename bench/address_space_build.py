@@ -17,8 +17,8 @@ import tracemalloc
 
 from asyncua import Server
 
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.model.address_space import AddressSpace
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 _TYPES = [DataType.float, DataType.int16, DataType.bool, DataType.double, DataType.int32, DataType.string]

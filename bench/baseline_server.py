@@ -50,7 +50,7 @@ async def main() -> None:
         var = await parent.add_variable(ua.NodeId(name, ns), name.rsplit(".", 1)[-1], ua.Variant(0.0, ua.VariantType.Double))
         nodes.append(var.nodeid)
     build_s = time.monotonic() - t0
-    # the same collector tuning the bridge applies after its build (bridge/gc_policy.py): without it, full
+    # the same collector tuning the bridge applies after its build (bridge/runtime/gc_policy.py): without it, full
     # collections over 100k tags' nodes stall this server too, and the comparison would flatter the bridge
     gc.freeze()
     await server.start()

@@ -31,7 +31,7 @@ import yaml
 
 from bench.naming import browse_tags, save_tags
 from bench.procstat import CpuWindow, rss_bytes
-from bridge.passwords import hash_password
+from bridge.opcua.security.passwords import hash_password
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ import yaml
 
 from bridge import __version__
 from bridge.config import BridgeConfig, ConfigError, load_config, parse_config
-from bridge.logs import RedactingFilter, configure_logging
+from bridge.runtime.logs import RedactingFilter, configure_logging
 
 __all__ = ["main"]
 
@@ -97,7 +97,7 @@ async def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> Non
 def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
     config = load_config(config_path)
     _register_secrets(redact, config)
-    from bridge.opcua.server import serve
+    from bridge.app import serve
 
     asyncio.run(_until_signal(lambda stop: serve(config, stop, on_secret=redact.add)))
     return 0
@@ -122,8 +122,8 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     os.environ.setdefault(DEMO_WINCC_ENV, DEMO_WINCC_PASSWORD)
     config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port)
     _register_secrets(redact, config)
-    from bridge.opcua.security import endpoint_urls
-    from bridge.opcua.server import serve
+    from bridge.opcua.security.policies import endpoint_urls
+    from bridge.app import serve
     from bridge.simulator import Simulator, SimulatorOptions
 
     port = int(config.wincc.url.rsplit(":", 1)[1])
@@ -174,7 +174,7 @@ def _cmd_check_config(path: Path) -> int:
 
 
 def _cmd_hash_password(password: str | None) -> int:
-    from bridge.passwords import hash_password
+    from bridge.opcua.security.passwords import hash_password
 
     if password is None:
         if sys.stdin.isatty():
@@ -217,7 +217,7 @@ def _cmd_browse(path: Path, redact: RedactingFilter) -> int:
 def _cmd_export(path: Path, out: Path, redact: RedactingFilter) -> int:
     config = load_config(path)
     _register_secrets(redact, config)
-    from bridge.opcua.nodeset import write_nodeset
+    from bridge.opcua.model.nodeset import write_nodeset
 
     items = asyncio.run(_browse(config, redact))
     out.parent.mkdir(parents=True, exist_ok=True)

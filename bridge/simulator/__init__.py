@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import uvicorn
 
-from bridge.embedded_http import EmbeddedServer
+from bridge.runtime.embedded_http import EmbeddedServer
 from bridge.simulator.app import Faults, Stats, build_app, change_tags
 from bridge.simulator.plant import MAX_GENERATED, Plant
 

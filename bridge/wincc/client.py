@@ -71,7 +71,7 @@ def open_client(
     """The client for `config.dialect`. No I/O happens here; use the result as an async context manager.
 
     `on_secret` is told every secret the client sends (the password, the Basic credentials, each login token as it
-    arrives), e.g. `RedactingFilter.add` from bridge.logs, so no log line can ever show one."""
+    arrives), e.g. `RedactingFilter.add` from bridge.runtime.logs, so no log line can ever show one."""
     # Imported here: the dialect modules import the transport (httpx), which the Protocol alone does not need.
     if config.dialect == "dp":
         from bridge.wincc.dp import DpClient

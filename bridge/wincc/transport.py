@@ -44,7 +44,7 @@ _REFRESH_MARGIN_S = 30.0
 Kind = Literal["read", "write"]
 Sleep = Callable[[float], Awaitable[None]]
 # Told every secret the transport learns or sends (password, Basic credentials, each new token), e.g. the
-# `add` of bridge.logs.RedactingFilter, so log output can never show one even if it slipped into a message.
+# `add` of bridge.runtime.logs.RedactingFilter, so log output can never show one even if it slipped into a message.
 SecretSink = Callable[[str], None]
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from bridge.passwords import hash_password
+from bridge.opcua.security.passwords import hash_password
 from tests.helpers import free_port, wait_until_sync
 
 # demo-strength test passwords; the security tests grep every log for them

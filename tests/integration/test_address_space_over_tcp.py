@@ -1,7 +1,7 @@
 """The bulk-built address space and the paging Browse service over real OPC UA TCP.
 
 A small server process (tests/integration/_servers/address_space_server.py: AddressSpace + BrowseService wired
-through BridgeInternalServer/ServiceHandlers, as bridge/opcua/server.py does) serves a folder of 10,000 tags; the
+through BridgeInternalServer/ServiceHandlers, as bridge/app.py does) serves a folder of 10,000 tags; the
 asyncua client here (another process, another event loop) and node-opcua page through it with
 RequestedMaxReferencesPerNode and BrowseNext.
 """

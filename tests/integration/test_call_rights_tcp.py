@@ -1,6 +1,6 @@
 """Call rights over real TCP (issue 10: "reader cannot acknowledge, operator can"), with the bridge in its own
 process and an asyncua client here. Alarms & Conditions are not modelled yet, so the calls go to the standard
-method nodes of asyncua's address space: what is proven is the permission layer (bridge/opcua/calls.py), which
+method nodes of asyncua's address space: what is proven is the permission layer (bridge/opcua/services/calls.py), which
 answers before asyncua looks for a condition.
 
 - Acknowledge (AcknowledgeableConditionType_Acknowledge, i=9111) on the Server object: a reader (and an

@@ -114,7 +114,7 @@ def test_json_format_one_object_per_line(start: Any) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"]), line
         entries.append(entry)
     seen = {(e["level"], e["logger"]) for e in entries}
-    assert ("warning", "bridge.opcua.server") in seen and ("info", "bridge.health") in seen
+    assert ("warning", "bridge.app") in seen and ("info", "bridge.runtime.health") in seen
     failed = [e for e in entries if e["message"].startswith("WinCC browse failed at start")]
     assert failed and "/api/dp/browse" in failed[0]["message"]
     assert entries[-1]["message"] == "bridge stopped"  # SIGTERM: an orderly stop, no traceback after it
@@ -129,7 +129,7 @@ def test_log_level_warning_drops_info_lines_human_format(start: Any) -> None:
     assert lines and all(HUMAN_LINE.match(line) for line in lines), lines
     levels = {HUMAN_LINE.match(line).group(1) for line in lines}  # type: ignore[union-attr]
     assert levels == {"WARNING"}, lines  # the health and endpoint info lines and "bridge stopped" are filtered
-    assert any("bridge.opcua.server: WinCC browse failed at start" in line for line in lines)
+    assert any("bridge.app: WinCC browse failed at start" in line for line in lines)
 
 
 def test_config_error_in_json_format_is_one_json_object(tmp_path: Path) -> None:

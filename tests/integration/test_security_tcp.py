@@ -11,7 +11,7 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies as sp
 from cryptography.hazmat.primitives import serialization
 
-from bridge.opcua.certificates import generate_certificate
+from bridge.opcua.security.certificates import generate_certificate
 from tests.helpers import wait_until
 from tests.integration.conftest import TEST_SECRETS, WRONG_PASSWORD
 

@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from asyncua import Node, Server, ua
 
-from bridge.opcua.address_space import AddressSpace, display_segment, property_node_id
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.model.address_space import AddressSpace, display_segment, property_node_id
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, Folder, TagInfo
 from tests.helpers import wait_until
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.opcua.units import UNECE_NAMESPACE, UNITS, eu_information, lookup_unit, unit_id
+from bridge.opcua.model.units import UNECE_NAMESPACE, UNITS, eu_information, lookup_unit, unit_id
 
 # (unit text as WinCC projects write it, UNECE code, UnitId from OPC Foundation's UNECE_to_OPCUA.csv)
 KNOWN = [

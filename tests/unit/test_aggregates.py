@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asyncua import ua
 
-from bridge.opcua.aggregates import (
+from bridge.opcua.history.aggregates import (
     AGGREGATES,
     CALCULATED,
     INTERPOLATED,

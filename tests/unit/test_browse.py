@@ -8,9 +8,9 @@ import pytest
 import pytest_asyncio
 from asyncua import Server, ua
 
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.browse import BrowseService
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.model.address_space import AddressSpace
+from bridge.opcua.services.browse import BrowseService
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

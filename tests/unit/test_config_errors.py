@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, Role, load_config, parse_config
-from bridge.passwords import hash_password, verify_password
+from bridge.opcua.security.passwords import hash_password, verify_password
 
 
 def test_typo_names_key_and_line() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from asyncua import ua
 
 from bridge.config import SyncConfig
-from bridge.opcua.demand import Demand
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.sync.demand import Demand
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, TagInfo
 
 NAMES = ["A.x", "A.y", "B.z"]

@@ -17,9 +17,9 @@ import respx
 from asyncua import ua
 
 from bridge.config import HistoryConfig, Role, WinCCConfig
-from bridge.opcua.aggregates import CALCULATED, PARTIAL
-from bridge.opcua.history import HistoryService
-from bridge.opcua.users import BridgeUser
+from bridge.opcua.history.aggregates import CALCULATED, PARTIAL
+from bridge.opcua.history.service import HistoryService
+from bridge.opcua.security.users import BridgeUser
 from bridge.wincc import open_client
 from bridge.wincc.errors import WinCCUnreachable
 from bridge.wincc.models import ArchiveValue, DataType, TagInfo

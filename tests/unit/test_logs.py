@@ -1,4 +1,4 @@
-"""bridge.logs: the redacting filter masks registered secrets in the message, its args, tracebacks and stacks,
+"""bridge.runtime.logs: the redacting filter masks registered secrets in the message, its args, tracebacks and stacks,
 and the JSON formatter writes one object per line with the documented fields."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.logs import JsonFormatter, RedactingFilter, configure_logging
+from bridge.runtime.logs import JsonFormatter, RedactingFilter, configure_logging
 
 SECRET = "lg-Pw-4e7a"  # also in tests/integration/conftest.py TEST_SECRETS
 TOKEN = "lg-tok-0c93d1"  # likewise

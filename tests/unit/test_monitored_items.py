@@ -9,8 +9,8 @@ import pytest
 from asyncua import Server, ua
 from asyncua.ua.uaprotocol_auto import DataChangeFilter
 
-from bridge.opcua.monitored_items import BridgeMonitoredItemService
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, TagInfo
 from tests.helpers import OtherTask
 from tests.unit.ua_rig import server_with_tags
@@ -190,7 +190,7 @@ async def test_delete_is_linear_and_releases_the_node_callbacks(rig) -> None:
 async def test_a_big_create_request_lets_other_sessions_in_between() -> None:
     """1,200 items in one CreateMonitoredItems come back complete and in order, and the event loop serves other
     work while they are created (a big MES subscription must not stall an operator's UaExpert)."""
-    from bridge.opcua.session import CREATE_CHUNK
+    from bridge.opcua.services.session import CREATE_CHUNK
 
     server, directory = await server_with_tags(TAGS)
     session = server.iserver.create_session("test", external=True)

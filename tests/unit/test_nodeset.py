@@ -12,9 +12,9 @@ from asyncua import Server, ua
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.nodeset import EXTENSION_NS, read_nodeset, write_nodeset
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.model.address_space import AddressSpace
+from bridge.opcua.model.nodeset import EXTENSION_NS, read_nodeset, write_nodeset
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 NS = {"n": "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"}

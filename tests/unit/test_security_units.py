@@ -17,14 +17,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.calls import may_call
-from bridge.opcua.certificates import ensure_certificate, generate_certificate, thumbprint
-from bridge.opcua.security import BridgeRuleset, endpoint_urls
-from bridge.opcua import user_manager as user_manager_module
-from bridge.opcua.trust import TrustList, certificate_problem
-from bridge.opcua.user_manager import BridgeUserManager, FailedLogins
-from bridge.opcua.users import BridgeUser, login_from, may_write, role_of
-from bridge.passwords import hash_password
+from bridge.opcua.services.calls import may_call
+from bridge.opcua.security.certificates import ensure_certificate, generate_certificate, thumbprint
+from bridge.opcua.security.policies import BridgeRuleset, endpoint_urls
+from bridge.opcua.security import user_manager as user_manager_module
+from bridge.opcua.security.trust import TrustList, certificate_problem
+from bridge.opcua.security.user_manager import BridgeUserManager, FailedLogins
+from bridge.opcua.security.users import BridgeUser, login_from, may_write, role_of
+from bridge.opcua.security.passwords import hash_password
 
 PW = "op-secret-91"
 

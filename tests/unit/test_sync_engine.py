@@ -11,8 +11,8 @@ import pytest
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
-from bridge.opcua.sync import SyncEngine
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.sync.engine import SyncEngine
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.errors import WinCCUnreachable
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagInfo, TagValue
 from tests.helpers import wait_until

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.config import WinCCConfig
-from bridge.logs import RedactingFilter
+from bridge.runtime.logs import RedactingFilter
 from bridge.wincc import open_client
 from bridge.wincc.dp import DpClient
 from bridge.wincc.errors import (

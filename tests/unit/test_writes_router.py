@@ -13,10 +13,10 @@ import pytest
 from asyncua import ua
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.address_space import property_node_id
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.users import BridgeUser
-from bridge.opcua.writes import WriteRouter
+from bridge.opcua.model.address_space import property_node_id
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.security.users import BridgeUser
+from bridge.opcua.services.writes import WriteRouter
 from tests.unit.ua_rig import server_with_tags
 from bridge.wincc.models import DataType, TagInfo, WriteError, WriteResult
 

@@ -1,5 +1,5 @@
 """A minimal server for tests/integration/test_address_space_over_tcp.py: the bridge's AddressSpace and
-BrowseService wired into asyncua exactly as bridge/opcua/server.py wires them (BridgeInternalServer +
+BrowseService wired into asyncua exactly as bridge/app.py wires them (BridgeInternalServer +
 ServiceHandlers), with generated tags and no WinCC behind it.
 
 `python -m tests.integration._servers.address_space_server --port P --tags N --max-refs M` prints one JSON line
@@ -17,10 +17,10 @@ import time
 
 from asyncua import Server
 
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.browse import BrowseService
-from bridge.opcua.session import BridgeInternalServer
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.model.address_space import AddressSpace
+from bridge.opcua.services.browse import BrowseService
+from bridge.opcua.services.session import BridgeInternalServer
+from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 NAMESPACE = "urn:wincc-opcua-bridge:test-tags"

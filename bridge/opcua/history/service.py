@@ -44,7 +44,7 @@ from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 from bridge.config import HistoryConfig
-from bridge.opcua.aggregates import (
+from bridge.opcua.history.aggregates import (
     AGGREGATES,
     AggregateSettings,
     AtTimeEngine,
@@ -53,10 +53,10 @@ from bridge.opcua.aggregates import (
     Sample,
     Slot,
 )
-from bridge.opcua.status import quality_to_status
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.types import VARIANT_TYPES, from_wincc
-from bridge.opcua.users import role_of
+from bridge.opcua.model.status import quality_to_status
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.model.types import VARIANT_TYPES, from_wincc
+from bridge.opcua.security.users import role_of
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import ArchiveValue, DataType, TagInfo

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from bridge.opcua.certificates import thumbprint
+from bridge.opcua.security.certificates import thumbprint
 
 __all__ = ["TrustList", "certificate_problem"]
 

@@ -13,9 +13,9 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import ADMIN_TYPES, USER_TYPES, PermissionRuleset
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.certificates import default_hosts, ensure_certificate
-from bridge.opcua.trust import TrustList
-from bridge.opcua.users import role_of
+from bridge.opcua.security.certificates import default_hosts, ensure_certificate
+from bridge.opcua.security.trust import TrustList
+from bridge.opcua.security.users import role_of
 
 __all__ = ["BridgeRuleset", "apply_security", "endpoint_urls"]
 

@@ -18,7 +18,7 @@ How, and what it costs in memory (~3.7 kB per plain tag against ~7.5 kB with add
 
 Model (design.md "Address space"):
 - Objects/WinCC                      Object, FolderType, ns=<bridge ns>;s=WinCC, EventNotifier SubscribeToEvents
-- WinCC folders                      Object, FolderType, ns=<folder ns>;s=<escaped path> (see bridge/opcua/tags.py)
+- WinCC folders                      Object, FolderType, ns=<folder ns>;s=<escaped path> (see bridge/opcua/model/tags.py)
 - a WinCC tag                        Variable, ns=<tag ns>;s=<exact WinCC name>, Organizes from its folder
                                      BaseDataVariableType, or AnalogItemType for numeric tags with a unit or limits
 - its AnalogItemType properties      ns=<bridge ns>;s=<exact WinCC name>#EURange and ...#EngineeringUnits
@@ -49,10 +49,10 @@ from asyncua import Server, ua
 from asyncua.server.address_space import AddressSpace as UaAddressSpace
 from asyncua.server.address_space import AttributeValue, NodeData
 
-from bridge.gc_policy import freeze_long_lived
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.types import VARIANT_TYPES
-from bridge.opcua.units import eu_information
+from bridge.runtime.gc_policy import freeze_long_lived
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.model.types import VARIANT_TYPES
+from bridge.opcua.model.units import eu_information
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 __all__ = ["AddressSpace", "ROOT_NAME", "display_segment", "is_analog", "property_node_id", "tag_eu_range"]
@@ -475,7 +475,7 @@ class AddressSpace:
         # Building allocates millions of long-lived objects (none in reference cycles); the collections they
         # trigger walk everything built so far, which made a 100k build several times slower. The collector is
         # off while building and back on (as it was) afterwards, and a big build is then frozen out of its
-        # passes (see bridge/gc_policy.py).
+        # passes (see bridge/runtime/gc_policy.py).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:

@@ -17,21 +17,21 @@ from pathlib import Path
 from asyncua import Server
 
 from bridge.config import BridgeConfig
-from bridge.health import HealthServer, HealthSnapshot
-from bridge.loop_lag import LoopLag
-from bridge.opcua.address_space import AddressSpace
-from bridge.opcua.bridge_status import BridgeStatus
-from bridge.opcua.browse import BrowseService
-from bridge.opcua.calls import CallService
-from bridge.opcua.history import HistoryService
-from bridge.opcua.nodeset import read_nodeset, write_nodeset
-from bridge.opcua.reads import ReadService
-from bridge.opcua.security import apply_security, endpoint_urls
-from bridge.opcua.session import BridgeInternalServer
-from bridge.opcua.sync import SyncEngine
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.user_manager import BridgeUserManager
-from bridge.opcua.writes import WriteRouter
+from bridge.runtime.health import HealthServer, HealthSnapshot
+from bridge.runtime.loop_lag import LoopLag
+from bridge.opcua.model.address_space import AddressSpace
+from bridge.opcua.model.bridge_status import BridgeStatus
+from bridge.opcua.services.browse import BrowseService
+from bridge.opcua.services.calls import CallService
+from bridge.opcua.history.service import HistoryService
+from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
+from bridge.opcua.services.reads import ReadService
+from bridge.opcua.security.policies import apply_security, endpoint_urls
+from bridge.opcua.services.session import BridgeInternalServer
+from bridge.opcua.sync.engine import SyncEngine
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.security.user_manager import BridgeUserManager
+from bridge.opcua.services.writes import WriteRouter
 from bridge.wincc.client import WinCCClient, open_client
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Folder, TagInfo

@@ -27,12 +27,12 @@ from typing import Any
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
-from bridge.gc_policy import freeze_long_lived
-from bridge.opcua.bridge_status import BridgeStatus
-from bridge.opcua.demand import Demand
-from bridge.opcua.status import quality_to_status
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.types import VARIANT_TYPES, from_wincc, json_variant_type
+from bridge.runtime.gc_policy import freeze_long_lived
+from bridge.opcua.model.bridge_status import BridgeStatus
+from bridge.opcua.sync.demand import Demand
+from bridge.opcua.model.status import quality_to_status
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, json_variant_type
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
@@ -186,7 +186,7 @@ class SyncEngine:
 
     def _first_cycle_done(self, interval_ms: int) -> None:
         """Once every tag has been polled, its record, last answer and value in the address space exist for good:
-        take them out of the garbage collector's passes (see bridge/gc_policy.py), once."""
+        take them out of the garbage collector's passes (see bridge/runtime/gc_policy.py), once."""
         pending = self._first_cycles
         if not pending or interval_ms not in pending:
             return

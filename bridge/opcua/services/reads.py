@@ -13,10 +13,10 @@ from __future__ import annotations
 from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
-from bridge.opcua.calls import may_call
-from bridge.opcua.sync import SyncEngine
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.users import may_write, role_of
+from bridge.opcua.services.calls import may_call
+from bridge.opcua.sync.engine import SyncEngine
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.security.users import may_write, role_of
 from bridge.wincc.models import TagInfo
 
 __all__ = ["ReadService", "user_access_level"]

@@ -37,10 +37,10 @@ from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.status import write_error_to_status
-from bridge.opcua.tags import TagDirectory
-from bridge.opcua.types import to_wincc
-from bridge.opcua.users import BridgeUser, may_write, role_of
+from bridge.opcua.model.status import write_error_to_status
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.model.types import to_wincc
+from bridge.opcua.security.users import BridgeUser, may_write, role_of
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.models import TagInfo, WriteError, WriteResult
 

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from asyncua import ua
 
-from bridge.opcua.address_space import (
+from bridge.opcua.model.address_space import (
     ENGINEERING_UNITS,
     EU_RANGE,
     ROOT_NAME,
@@ -36,9 +36,9 @@ from bridge.opcua.address_space import (
     is_analog,
     tag_eu_range,
 )
-from bridge.opcua.tags import folder_id_string
-from bridge.opcua.types import VARIANT_TYPES
-from bridge.opcua.units import eu_information
+from bridge.opcua.model.tags import folder_id_string
+from bridge.opcua.model.types import VARIANT_TYPES
+from bridge.opcua.model.units import eu_information
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 __all__ = ["EXTENSION_NS", "read_nodeset", "write_nodeset"]

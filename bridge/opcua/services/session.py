@@ -23,8 +23,8 @@ from asyncua.server.internal_session import InternalSession
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary
 
-from bridge.opcua.monitored_items import BridgeMonitoredItemService
-from bridge.opcua.users import client_host, login_from
+from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
+from bridge.opcua.security.users import client_host, login_from
 
 __all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers", "SubscriptionObserver"]
 

@@ -25,8 +25,8 @@ from typing import Any
 from asyncua.server.user_managers import UserManager
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.users import BridgeUser, login_client
-from bridge.passwords import hash_password, verify_password
+from bridge.opcua.security.users import BridgeUser, login_client
+from bridge.opcua.security.passwords import hash_password, verify_password
 
 __all__ = ["BridgeUserManager", "FailedLogins"]
 

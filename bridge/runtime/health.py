@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bridge.embedded_http import EmbeddedServer
+from bridge.runtime.embedded_http import EmbeddedServer
 
 __all__ = ["HealthServer", "HealthSnapshot"]
 

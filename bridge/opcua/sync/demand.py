@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from asyncua import ua
 
 from bridge.config import SyncConfig
-from bridge.opcua.tags import TagDirectory
+from bridge.opcua.model.tags import TagDirectory
 
 __all__ = ["Demand"]
 

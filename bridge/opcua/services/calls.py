@@ -15,7 +15,7 @@ from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 from bridge.config import Role
-from bridge.opcua.users import role_of
+from bridge.opcua.security.users import role_of
 
 __all__ = ["CallService", "may_call"]
 
