@@ -17,7 +17,7 @@ How, and what it costs in memory (~3.7 kB per plain tag against ~7.5 kB with add
   objects made the build several times slower);
 - the build yields to the event loop every few thousand tags and logs progress (count, rate) every second.
 
-Model (design.md "Address space"):
+Model (docs/architecture.md, "NodeIds"):
 - Objects/WinCC                      Object, FolderType, ns=<bridge ns>;s=WinCC, EventNotifier SubscribeToEvents
 - WinCC folders                      Object, FolderType, ns=<folder ns>;s=<escaped path> (see bridge/opcua/model/tags.py)
 - a WinCC tag                        Variable, ns=<tag ns>;s=<exact WinCC name>, Organizes from its folder

@@ -323,7 +323,7 @@ class SyncEngine:
         await self._publish(tag, value, status, result.timestamp, now)
 
     def _serve_as_sent(self, tag: _Tag, variant_type: ua.VariantType, sent: Any) -> None:
-        """WinCC declared a type its values do not fit (the contract: trust the JSON value, log the tag once). The
+        """WinCC declared a type its values do not fit (docs/wincc-rest-api.md: trust the JSON value, log the tag once). The
         value goes out as WinCC sent it, so the node's DataType becomes BaseDataType, which admits any."""
         if tag.name in self._served_as_sent:
             return
