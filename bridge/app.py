@@ -17,6 +17,7 @@ from pathlib import Path
 from asyncua import Server
 
 from bridge.config import BridgeConfig
+from bridge.opcua._asyncua import bind_condition_refresh
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.loop_lag import LoopLag
 from bridge.opcua.model.address_space import AddressSpace
@@ -51,8 +52,7 @@ class Bridge:
         redaction knows them before anything could print them."""
         self.config = config
         iserver = BridgeInternalServer(user_manager=BridgeUserManager(config.opcua))
-        # asyncua binds ConditionRefresh only if this is set before init() (A&C builds on it)
-        iserver.bind_condition_methods = True
+        bind_condition_refresh(iserver)  # before init(): A&C builds on ConditionRefresh
         self.server = Server(iserver=iserver)
         self.iserver = iserver
         self.client: WinCCClient = open_client(config.wincc, batch_size=config.sync.batch_size, on_secret=on_secret)

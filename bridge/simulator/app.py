@@ -1,4 +1,5 @@
-"""The simulator's HTTP API: the WinCC REST contract in one dialect, plus the control API under /_sim/.
+"""The simulator's HTTP API: the WinCC REST API (docs/wincc-rest-api.md) in one dialect, plus the control API
+under /_sim/.
 
 Control API (no auth, JSON bodies; a bad body answers 400 {"error": ...}):
 - GET /_sim/health, GET /_sim/stats (requests per endpoint, tags per read batch, applied writes, acknowledgements,

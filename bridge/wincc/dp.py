@@ -1,4 +1,4 @@
-"""Dialect `dp`: the WinCC REST data-point API (see wincc-rest-contract.md)."""
+"""Dialect `dp`: the WinCC REST data-point API (see docs/wincc-rest-api.md)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ __all__ = ["DpClient", "page_archive"]
 log = logging.getLogger(__name__)
 
 READ_MANY_PATH = "/WinCC/REST/Tags/ReadMultiple"
-# Where an item's error may be written: the contract's `Error`, and the lower-case `error` some servers send.
+# Where an item's error may be written: the documented `Error`, and the lower-case `error` some servers send.
 _ERROR_TEXTS = ("Error", "error")
 
 

@@ -52,4 +52,4 @@ class WinCCRejected(WinCCError):
 
 
 class WinCCBadAnswer(WinCCError):
-    """A 2xx whose body is not the JSON the contract describes."""
+    """A 2xx whose body is not the JSON docs/wincc-rest-api.md describes."""

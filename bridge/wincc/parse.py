@@ -273,8 +273,8 @@ def error_code(raw: dict[str, Any]) -> int:
 def item_error(
     name: str, raw: dict[str, Any], text_keys: tuple[str, ...], not_found_code: int | None = None
 ) -> TagError | None:
-    """The contract's item rule: a non-zero `errorCode`/`errorcode` or a non-empty error text (under `text_keys`)
-    makes this item, and only it, an error. None if the item is fine."""
+    """The item rule of docs/wincc-rest-api.md: a non-zero `errorCode`/`errorcode` or a non-empty error text (under
+    `text_keys`) makes this item, and only it, an error. None if the item is fine."""
     try:
         code = error_code(raw)
     except (ValueError, TypeError):

@@ -1,4 +1,4 @@
-"""Dialect `restservice`: WinCC V7.5 SP2 / V8 "WinCCRestService" (see wincc-rest-contract.md)."""
+"""Dialect `restservice`: WinCC V7.5 SP2 / V8 "WinCCRestService" (see docs/wincc-rest-api.md)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ _WRITE_ERRORS: dict[int, WriteError] = {
 
 VALUES_PATH = "/tagManagement/Values"
 VALUE_PATH = "/tagManagement/Value/"  # + the quoted name: read one, write one
-_ERROR_TEXTS = ("error",)  # the contract's item-error text key (errorCode / errorcode are checked anyway)
+_ERROR_TEXTS = ("error",)  # the documented item-error text key (errorCode / errorcode are checked anyway)
 _NOT_FOUND_CODE = 1
 ARCHIVE_VALUES_PATH = "/tagLogging/Values"
 # The message list has no "all" value; this is far above any plant's count of pending alarms.
@@ -105,7 +105,7 @@ def _write_failure(exc: WinCCError) -> WriteError:
 
 
 def _write_item(name: str, raw: dict[str, Any], value: Any, where: str) -> WriteResult:
-    """One write answer (an item of the batch answer, or the whole answer of a write-one), per the contract table."""
+    """One write answer (an item of the batch answer, or the whole answer of a write-one), per docs/wincc-rest-api.md."""
     try:
         code = error_code(raw)
     except (ValueError, TypeError):

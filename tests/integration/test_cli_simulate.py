@@ -1,4 +1,4 @@
-"""`wincc-opcua-bridge simulate --port N [--dialect ...]`, the fixed CLI of design.md, as a user runs it: the
+"""`wincc-opcua-bridge simulate --port N [--dialect ...]`, the fixed CLI (README, "Commands"), as a user runs it: the
 simulator answers over HTTP in the dialect asked for, `--help` lists its own options, and Ctrl+C stops it (exit 0)."""
 
 from __future__ import annotations

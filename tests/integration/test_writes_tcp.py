@@ -1,5 +1,5 @@
 """Writes over real TCP, both dialects: a 20-node Write where every failing node fails for its own reason and
-gets its own StatusCode, WinCC-side refusals mapped as design.md says, the simulator receiving exactly the
+gets its own StatusCode, WinCC-side refusals mapped as docs/architecture.md says, the simulator receiving exactly the
 accepted writes (restservice: in one REST call), audit lines in the bridge's log, and UserAccessLevel that
 follows the write rules.
 

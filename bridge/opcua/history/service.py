@@ -41,9 +41,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.server.internal_session import InternalSession
 
 from bridge.config import HistoryConfig
+from bridge.opcua._asyncua import InternalSession, address_space
 from bridge.opcua.history.aggregates import (
     AGGREGATES,
     AggregateSettings,
@@ -191,7 +191,7 @@ class HistoryService:
             await self._set(ident, ua.Variant(number, vt))
         for folder in (O.HistoryServerCapabilities_AggregateFunctions, O.Server_ServerCapabilities_AggregateFunctions,
                        O.DefaultHAConfiguration_AggregateFunctions):
-            if ua.NodeId(folder) not in self._server.iserver.aspace:
+            if ua.NodeId(folder) not in address_space(self._server):
                 continue
             node = self._server.get_node(ua.NodeId(folder))
             have = {r.NodeId for r in await node.get_references(O.Organizes)}
@@ -201,7 +201,7 @@ class HistoryService:
 
     async def _set(self, ident: int, variant: ua.Variant) -> None:
         node_id = ua.NodeId(ident)
-        if node_id in self._server.iserver.aspace:
+        if node_id in address_space(self._server):
             await self._server.write_attribute_value(node_id, ua.DataValue(variant))
 
     # ---- sessions -----------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class HistoryService:
         async def one(i: int, node: ua.HistoryReadValueId) -> ua.HistoryReadResult:
             tag = self._directory.tag_for(node.NodeId)
             if tag is None:
-                known = node.NodeId in self._server.iserver.aspace
+                known = node.NodeId in address_space(self._server)
                 return _result(S.BadHistoryOperationUnsupported if known else S.BadNodeIdUnknown)
             if role is None:
                 return _result(S.BadUserAccessDenied)

@@ -10,13 +10,14 @@ How, and what it costs in memory (~3.7 kB per plain tag against ~7.5 kB with add
 - attribute values that are the same for many nodes (NodeClass, ValueRank, AccessLevel, DataType, the initial
   BadWaitingForInitialData value...) are shared `DataValue`s: asyncua replaces an attribute's DataValue on write
   and never mutates one;
-- each attribute is an `_Attr`, asyncua's AttributeValue with slots and a callback dict created on first use;
+- each attribute is a `SlimAttribute` (bridge/opcua/_asyncua.py), asyncua's AttributeValue with slots and a
+  callback dict created on first use;
 - the NodeId attribute is computed on read (value_callback) instead of stored;
 - the garbage collector is paused while building (the objects have no cycles; its passes over millions of new
   objects made the build several times slower);
 - the build yields to the event loop every few thousand tags and logs progress (count, rate) every second.
 
-Model (design.md "Address space"):
+Model (docs/architecture.md, "NodeIds"):
 - Objects/WinCC                      Object, FolderType, ns=<bridge ns>;s=WinCC, EventNotifier SubscribeToEvents
 - WinCC folders                      Object, FolderType, ns=<folder ns>;s=<escaped path> (see bridge/opcua/model/tags.py)
 - a WinCC tag                        Variable, ns=<tag ns>;s=<exact WinCC name>, Organizes from its folder
@@ -46,9 +47,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.server.address_space import AddressSpace as UaAddressSpace
-from asyncua.server.address_space import AttributeValue, NodeData
 
+from bridge.opcua._asyncua import NodeData, UaAddressSpace, address_space, node_table
+from bridge.opcua._asyncua import SlimAttribute as _Attr
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES
@@ -147,26 +148,6 @@ def access_level(tag: TagInfo) -> int:
     return level
 
 
-class _Attr(AttributeValue):
-    """asyncua's AttributeValue in 112 instead of 176 bytes (x15 per variable): slots, and the datachange
-    callback dict is created on first use (most attributes of most nodes are never monitored)."""
-
-    __slots__ = ("value", "value_callback", "value_setter", "_callbacks")
-
-    def __init__(self, value: ua.DataValue | None) -> None:  # noqa: D107 - deliberately not calling super()
-        self.value = value
-        self.value_callback = None
-        self.value_setter = None
-        self._callbacks: dict[int, Any] | None = None
-
-    @property
-    def datachange_callbacks(self) -> dict[int, Any]:  # type: ignore[override]
-        cbs = self._callbacks
-        if cbs is None:
-            cbs = self._callbacks = {}
-        return cbs
-
-
 def _node_id_attribute(node_id: ua.NodeId, _attr: ua.AttributeIds) -> ua.DataValue:
     # The NodeId attribute is a pure function of the node: computed on read instead of stored (saves ~300 bytes
     # per node); asyncua calls value_callback(nodeid, attr) before looking at the stored value.
@@ -193,7 +174,8 @@ class AddressSpace:
 
     def __init__(self, server: Server, directory: TagDirectory, *, minimum_sampling_interval_ms: float = 0.0) -> None:
         self._server = server
-        self._aspace: UaAddressSpace = server.iserver.aspace
+        self._aspace: UaAddressSpace = address_space(server)
+        self._nodes = node_table(server)
         self.directory = directory
         self.root_node_id = ua.NodeId(ROOT_NAME, directory.bridge_ns, ua.NodeIdType.String)
         self._min_sampling = float(minimum_sampling_interval_ms)
@@ -461,7 +443,7 @@ class AddressSpace:
             parent = self._folders.get(path[:-1])
             if parent is not None:
                 parent.references[:] = [r for r in parent.references if r.NodeId != node.nodeid]
-            self._aspace._nodes.pop(node.nodeid, None)
+            self._nodes.pop(node.nodeid, None)
             del self._folders[path]
             self._inverse_refs.pop(path, None)
             gone.append(node.nodeid)
@@ -471,7 +453,7 @@ class AddressSpace:
     async def _add_tags(self, tags: Sequence[TagInfo], started: float) -> int:
         """Build tags in chunks, yielding to the event loop between chunks so the server stays responsive."""
         last_log = time.monotonic()
-        aspace_nodes = self._aspace._nodes
+        aspace_nodes = self._nodes
         # Building allocates millions of long-lived objects (none in reference cycles); the collections they
         # trigger walk everything built so far, which made a 100k build several times slower. The collector is
         # off while building and back on (as it was) afterwards, and a big build is then frozen out of its

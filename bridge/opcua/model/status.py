@@ -1,4 +1,4 @@
-"""WinCC quality and REST outcomes -> OPC UA StatusCodes, exactly as the table in design.md says."""
+"""WinCC quality and REST outcomes -> OPC UA StatusCodes, as the table in docs/architecture.md says."""
 
 from __future__ import annotations
 

@@ -104,7 +104,8 @@ def from_wincc(data_type: DataType, raw: Any) -> Any:
 
 def json_variant_type(raw: Any) -> ua.VariantType | None:
     """The VariantType of a JSON value as it is, for a value the tag's declared WinCC type cannot hold: the
-    contract says to trust the JSON value then (installations have been seen to declare the wrong type)."""
+    REST API (docs/wincc-rest-api.md) says to trust the JSON value then (installations have been seen to declare
+    the wrong type)."""
     if isinstance(raw, bool):
         return VT.Boolean
     if isinstance(raw, int):

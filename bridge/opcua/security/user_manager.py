@@ -22,9 +22,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from asyncua.server.user_managers import UserManager
-
 from bridge.config import OpcUaConfig, Role
+from bridge.opcua._asyncua import UserManager
 from bridge.opcua.security.users import BridgeUser, login_client
 from bridge.opcua.security.passwords import hash_password, verify_password
 

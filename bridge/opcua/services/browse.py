@@ -17,7 +17,7 @@ service answers from the same address space:
   of them were made by the current request, that node answers BadNoContinuationPoints (Part 4 §5.8.2.1);
 - ResultMask is honoured (fields not asked for are left empty), View must be null (the server has no views).
 
-BrowseNext reaches this service through bridge.opcua.services.session.BridgeUaProcessor (asyncua 2.1 does not dispatch
+BrowseNext reaches this service through bridge.opcua._asyncua.BrowseNextProcessor (asyncua 2.1 does not dispatch
 BrowseNext at all), which also lets whoever may Browse use BrowseNext.
 """
 
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.server.address_space import AddressSpace as UaAddressSpace
+
+from bridge.opcua._asyncua import UaAddressSpace, address_space
 
 __all__ = ["BrowseService"]
 
@@ -63,7 +64,7 @@ class BrowseService:
                  max_continuation_points: int = 50) -> None:
         if max_references_per_node < 1 or max_continuation_points < 1:
             raise ValueError("max_references_per_node and max_continuation_points must be at least 1")
-        self._aspace: UaAddressSpace = server.iserver.aspace
+        self._aspace: UaAddressSpace = address_space(server)
         self.max_references_per_node = max_references_per_node
         self.max_continuation_points = max_continuation_points
         self._sessions: weakref.WeakKeyDictionary[Any, OrderedDict[bytes, _Pending]] = weakref.WeakKeyDictionary()

@@ -12,9 +12,9 @@ The same rule answers UserExecutable per session (see reads.py).
 from __future__ import annotations
 
 from asyncua import Server, ua
-from asyncua.server.internal_session import InternalSession
 
 from bridge.config import Role
+from bridge.opcua._asyncua import InternalSession
 from bridge.opcua.security.users import role_of
 
 __all__ = ["CallService", "may_call"]

@@ -11,8 +11,8 @@ same rule the Call service applies (calls.may_call).
 from __future__ import annotations
 
 from asyncua import Server, ua
-from asyncua.server.internal_session import InternalSession
 
+from bridge.opcua._asyncua import InternalSession
 from bridge.opcua.services.calls import may_call
 from bridge.opcua.sync.engine import SyncEngine
 from bridge.opcua.model.tags import TagDirectory

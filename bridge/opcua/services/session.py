@@ -11,26 +11,21 @@ continuation points; `on_close` handlers release that state when the session end
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from asyncua import ua
-from asyncua.server import binary_server_asyncio
-from asyncua.server.internal_server import InternalServer
-from asyncua.server.internal_session import InternalSession
-from asyncua.server.uaprocessor import UaProcessor
-from asyncua.ua.ua_binary import struct_from_binary
 
+from bridge.opcua._asyncua import (
+    InternalServer, InternalSession, install_browse_next, new_session, replace_item_service,
+)
 from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 from bridge.opcua.security.users import client_host, login_from
 
-__all__ = ["BridgeInternalServer", "BridgeSession", "BridgeUaProcessor", "ServiceHandlers", "SubscriptionObserver"]
+__all__ = ["BridgeInternalServer", "BridgeSession", "ServiceHandlers", "SubscriptionObserver"]
 
 CREATE_CHUNK = 500  # monitored items created between two turns of the event loop
-_BROWSE_REQUEST = ua.NodeId(ua.ObjectIds.BrowseRequest_Encoding_DefaultBinary)
-_BROWSE_NEXT_REQUEST = ua.NodeId(ua.ObjectIds.BrowseNextRequest_Encoding_DefaultBinary)
 
 Handler = Callable[["BridgeSession", Any], Awaitable[Any]]
 
@@ -117,9 +112,7 @@ class BridgeSession(InternalSession):
     ) -> ua.CreateSubscriptionResult:
         result = await super().create_subscription(params, callback, request_callback=request_callback)
         # the new subscription has no items yet: its item service can still be swapped (see monitored_items.py)
-        subscription = self.subscription_service.subscriptions.get(result.SubscriptionId)
-        if subscription is not None:
-            subscription.monitored_item_srv = BridgeMonitoredItemService(subscription, self.aspace)
+        replace_item_service(self, result.SubscriptionId, BridgeMonitoredItemService)
         return result
 
     async def create_monitored_items(
@@ -170,48 +163,17 @@ class BridgeSession(InternalSession):
         await super().close_session(delete_subs)
 
 
-class BridgeUaProcessor(UaProcessor):
-    """asyncua 2.1's UaProcessor has no BrowseNext branch at all: the request never reaches the session and the
-    client gets BadServiceUnsupported. This processor decodes BrowseNext and hands it to the BridgeSession, with
-    the same session checks asyncua applies to every service; everything else goes to asyncua unchanged.
-    Permission: whoever may Browse may BrowseNext (asyncua's SimpleRoleRuleset lists only Browse)."""
-
-    async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
-        if typeid != _BROWSE_NEXT_REQUEST or not isinstance(self.session, BridgeSession):
-            return await super()._process_message(typeid, requesthdr, seqhdr, body)
-        if not self.session.is_activated():
-            raise ua.UaStatusCodeError(ua.StatusCodes.BadSessionNotActivated)
-        permissions = self._connection.security_policy.permissions
-        if permissions is not None and permissions.check_validity(self.session.user, _BROWSE_REQUEST, body) is False:
-            raise ua.uaerrors.BadUserAccessDenied
-        self.session_last_activity = time.monotonic()
-        self.session.touch()
-        params = struct_from_binary(ua.BrowseNextParameters, body)
-        response = ua.BrowseNextResponse()
-        response.Parameters.Results = await self.session.browse_next(params)
-        self.send_response(requesthdr.RequestHandle, seqhdr, response)
-        return True
-
-
-def _install_processor() -> None:
-    # asyncua creates one UaProcessor per connection by looking the class up in this module; the subclass only
-    # changes BrowseNext for BridgeSessions, so other servers in the same process behave exactly as before
-    if binary_server_asyncio.UaProcessor is UaProcessor:
-        binary_server_asyncio.UaProcessor = BridgeUaProcessor  # type: ignore[misc]
-
-
 class BridgeInternalServer(InternalServer):
     """An InternalServer whose client sessions are BridgeSessions (the internal admin session stays asyncua's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handlers = ServiceHandlers()
-        _install_processor()
+        # asyncua 2.1 never hands BrowseNext to a session; this makes it reach BridgeSession.browse_next
+        install_browse_next()
 
     def create_session(self, name: str, user: Any = None, external: bool = False) -> InternalSession:
         from asyncua.crypto.permission_rules import User, UserRole
 
-        return BridgeSession(
-            self, self.aspace, self.subscription_service, name,
-            user=user if user is not None else User(role=UserRole.Anonymous), external=external,
-        )
+        return new_session(BridgeSession, self, name, user if user is not None else User(role=UserRole.Anonymous),
+                           external)

@@ -34,9 +34,9 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.server.internal_session import InternalSession
 
 from bridge.config import OpcUaConfig, Role
+from bridge.opcua._asyncua import InternalSession, address_space, write_as
 from bridge.opcua.model.status import write_error_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import to_wincc
@@ -74,7 +74,7 @@ class WriteRouter:
         # `config.write_rules` reach this router through the session's user (set at login, see users.may_write),
         # so Write and UserAccessLevel answer from the same rule
         self._server = server
-        self._aspace = server.iserver.aspace
+        self._aspace = address_space(server)
         self._directory = directory
         self._client = client
         self._on_written = on_written
@@ -163,8 +163,7 @@ class WriteRouter:
             # checked above, node by node; asyncua's write (as Admin, so it checks nothing more) does the rest
             nodes = [params.NodesToWrite[i] for i in others]
             olds = [self._attribute(wv.NodeId, wv.AttributeId) for wv in nodes]
-            codes = await self._server.iserver.attribute_service.write(ua.WriteParameters(NodesToWrite=nodes),
-                                                                       user=user)
+            codes = await write_as(self._server, ua.WriteParameters(NodesToWrite=nodes), user=user)
             for i, wv, old, code in zip(others, nodes, olds, codes, strict=True):
                 results[i] = code
                 self._audit_other(user, wv, code, old)

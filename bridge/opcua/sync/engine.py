@@ -27,6 +27,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
+from bridge.opcua._asyncua import datachange_callbacks, node_table, store_value, subscriptions
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.opcua.model.bridge_status import BridgeStatus
 from bridge.opcua.sync.demand import Demand
@@ -42,7 +43,6 @@ __all__ = ["SyncEngine"]
 log = logging.getLogger(__name__)
 
 S = ua.StatusCodes
-_VALUE = ua.AttributeIds.Value
 _GOOD = ua.StatusCode(S.Good)
 _ITEM_ERROR = {
     TagErrorKind.not_found: ua.StatusCode(S.BadConfigurationError),  # WinCC no longer knows the tag
@@ -74,7 +74,7 @@ class SyncEngine:
         status: BridgeStatus | None = None,
     ) -> None:
         self._server = server
-        self._nodes = server.iserver.aspace._nodes  # see module docstring
+        self._nodes = node_table(server)  # see module docstring
         self._directory = directory
         self._client = client
         self._config = config
@@ -171,7 +171,7 @@ class SyncEngine:
         self._replan_soon()
 
     def _publishing_interval(self, subscription_id: int) -> float | None:
-        subscription = self._server.iserver.subscription_service.subscriptions.get(subscription_id)
+        subscription = subscriptions(self._server).get(subscription_id)
         return subscription.data.RevisedPublishingInterval if subscription is not None else None
 
     # ---- planning ---------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class SyncEngine:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.demand.prune(self._server.iserver.subscription_service.subscriptions)
+            self.demand.prune(subscriptions(self._server))
             expiry = self.demand.next_expiry()
             if expiry is not None and expiry < time.monotonic():
                 self._dirty = True
@@ -323,7 +323,7 @@ class SyncEngine:
         await self._publish(tag, value, status, result.timestamp, now)
 
     def _serve_as_sent(self, tag: _Tag, variant_type: ua.VariantType, sent: Any) -> None:
-        """WinCC declared a type its values do not fit (the contract: trust the JSON value, log the tag once). The
+        """WinCC declared a type its values do not fit (docs/wincc-rest-api.md: trust the JSON value, log the tag once). The
         value goes out as WinCC sent it, so the node's DataType becomes BaseDataType, which admits any."""
         if tag.name in self._served_as_sent:
             return
@@ -353,14 +353,12 @@ class SyncEngine:
         node = self._nodes.get(tag.node_id)
         if node is None:
             return
-        attval = node.attributes[_VALUE]
         variant = ua.Variant(value, tag.variant_type) if value is not None else ua.Variant(None, ua.VariantType.Null)
         dv = ua.DataValue(variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now,
                           ServerTimestamp=now)
-        attval.value = dv
-        attval.value_callback = None
+        attval = store_value(node, dv)
         self._counters["values_written_total"] += 1
-        for handle, callback in list(attval.datachange_callbacks.items()):
+        for handle, callback in datachange_callbacks(attval):
             try:
                 await callback(handle, dv)
             except Exception:

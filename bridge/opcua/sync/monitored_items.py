@@ -28,10 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from asyncua import ua
-from asyncua.server.monitored_item_service import MonitoredItemData, MonitoredItemService
-# what the binary decoder makes of a client's filter; ua.DataChangeFilter is a hand-written subclass of it, which
-# only in-process code ever builds
-from asyncua.ua.uaprotocol_auto import DataChangeFilter
+
+from bridge.opcua._asyncua import DataChangeFilter, ItemServiceBase, MonitoredItemData
 
 __all__ = ["BridgeMonitoredItemService", "DataItem", "deadband_error", "no_filter"]
 
@@ -116,7 +114,7 @@ def deadband_error(flt: Any, data_type: ua.NodeId | None, eu_range: ua.Range | N
     return None
 
 
-class BridgeMonitoredItemService(MonitoredItemService):
+class BridgeMonitoredItemService(ItemServiceBase):
     def __init__(self, isub: Any, aspace: Any) -> None:
         super().__init__(isub, aspace)
         self._reported: dict[int, ua.DataValue] = {}  # item -> the last value sent to the client
@@ -162,9 +160,7 @@ class BridgeMonitoredItemService(MonitoredItemService):
             self._bands[mid] = band
 
     # ---- create / modify / delete -------------------------------------------------------------------------
-    async def _create_data_change_monitored_item(
-        self, params: ua.MonitoredItemCreateRequest
-    ) -> ua.MonitoredItemCreateResult:
+    async def create_data_change_item(self, params: ua.MonitoredItemCreateRequest) -> ua.MonitoredItemCreateResult:
         what = params.ItemToMonitor
         requested = params.RequestedParameters
         flt = None if no_filter(requested.Filter) else requested.Filter
@@ -174,29 +170,28 @@ class BridgeMonitoredItemService(MonitoredItemService):
             return ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(error))
         node_id = node.nodeid if node is not None else what.NodeId  # the address space's own object, shared
         result = ua.MonitoredItemCreateResult()
-        result.RevisedSamplingInterval = self.isub.data.RevisedPublishingInterval
-        result.RevisedQueueSize = self._revise_queue_size(requested.QueueSize)
+        result.RevisedSamplingInterval = self.revised_publishing_interval
+        result.RevisedQueueSize = self.revise_queue_size(requested.QueueSize)
         result.StatusCode, handle = self.aspace.add_datachange_callback(node_id, what.AttributeId, self._callback)
         if not result.StatusCode.is_good():
             return result
-        self._monitored_item_counter += 1
-        mid = result.MonitoredItemId = self._monitored_item_counter
+        mid = result.MonitoredItemId = self.next_item_id()
         read_value_id = ua.ReadValueId(NodeId=node_id, AttributeId=what.AttributeId, IndexRange=what.IndexRange,
                                        DataEncoding=_DEFAULT_ENCODING if not what.DataEncoding.Name
                                        else what.DataEncoding)
         item = DataItem(mid, params.MonitoringMode, read_value_id, requested.ClientHandle, result.RevisedQueueSize,
                         flt)
         item.callback_handle = handle
-        self._monitored_items[mid] = item  # type: ignore[assignment]
-        self._monitored_datachange[handle] = mid
+        self.items[mid] = item
+        self.datachange_items[handle] = mid
         self._keep_band(mid, band)
         if item.mode != ua.MonitoringMode.Disabled:
             await self.trigger_datachange(handle, node_id, what.AttributeId)
         return result
 
-    def _modify_monitored_item(self, params: ua.MonitoredItemModifyRequest) -> ua.MonitoredItemModifyResult:
+    def modify_item(self, params: ua.MonitoredItemModifyRequest) -> ua.MonitoredItemModifyResult:
         result = ua.MonitoredItemModifyResult()
-        mdata: DataItem | MonitoredItemData | None = self._monitored_items.get(params.MonitoredItemId)
+        mdata: DataItem | MonitoredItemData | None = self.items.get(params.MonitoredItemId)
         if mdata is None:
             result.StatusCode = ua.StatusCode(S.BadMonitoredItemIdInvalid)
             return result
@@ -211,25 +206,25 @@ class BridgeMonitoredItemService(MonitoredItemService):
         elif not no_filter(requested.Filter):
             mdata.filter = requested.Filter
         mdata.client_handle = requested.ClientHandle
-        mdata.queue_size = self._revise_queue_size(requested.QueueSize)
+        mdata.queue_size = self.revise_queue_size(requested.QueueSize)
         result.RevisedSamplingInterval = requested.SamplingInterval
         result.RevisedQueueSize = mdata.queue_size
         return result
 
-    def _delete_monitored_items(self, mid: int) -> ua.StatusCode:
-        mdata = self._monitored_items.pop(mid, None)
+    def delete_item(self, mid: int) -> ua.StatusCode:
+        mdata = self.items.pop(mid, None)
         if mdata is None:
             return ua.StatusCode(S.BadMonitoredItemIdInvalid)
         self._reported.pop(mid, None)
         self._bands.pop(mid, None)
         node_id = mdata.read_value_id.NodeId if mdata.read_value_id is not None else None
-        mids = self._monitored_events.get(node_id) if node_id is not None else None
+        mids = self.event_items.get(node_id) if node_id is not None else None
         if mids is not None and mid in mids:
             mids.remove(mid)
             if not mids:
-                del self._monitored_events[node_id]
+                del self.event_items[node_id]
         handle = mdata.callback_handle
-        if handle is not None and self._monitored_datachange.pop(handle, None) is not None:
+        if handle is not None and self.datachange_items.pop(handle, None) is not None:
             self.aspace.delete_datachange_callback(handle)
         return ua.StatusCode()
 
@@ -261,8 +256,8 @@ class BridgeMonitoredItemService(MonitoredItemService):
         if error:
             await super().datachange_callback(handle, value, error)
             return
-        mid = self._monitored_datachange.get(handle)
-        mdata = self._monitored_items.get(mid) if mid is not None else None
+        mid = self.datachange_items.get(handle)
+        mdata = self.items.get(mid) if mid is not None else None
         if mdata is None or mdata.mode == ua.MonitoringMode.Disabled:
             return
         assert mid is not None
@@ -271,4 +266,4 @@ class BridgeMonitoredItemService(MonitoredItemService):
             return
         self._reported[mid] = kept
         event = ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value)
-        await self.isub.enqueue_datachange_event(mid, event, mdata.queue_size)
+        await self.enqueue(mid, event, mdata.queue_size)

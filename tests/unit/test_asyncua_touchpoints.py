@@ -1,0 +1,59 @@
+"""asyncua internals the bridge depends on are still there, with the signatures it calls them with.
+
+Every touchpoint lives in bridge/opcua/_asyncua.py; when an asyncua upgrade moves one, this test names the section
+and the name that moved, instead of a failure deep in a service. A second test keeps the rule that only that
+module reaches into asyncua's server internals.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bridge.opcua import _asyncua
+from bridge.opcua._asyncua import TOUCHPOINTS, Touchpoint
+
+BRIDGE = Path(_asyncua.__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("touchpoint", TOUCHPOINTS, ids=repr)
+def test_touchpoint_is_still_there(touchpoint: Touchpoint) -> None:
+    problem = touchpoint.check()
+    assert not problem, f"asyncua changed under bridge/opcua/_asyncua.py section {problem}"
+
+
+def test_a_moved_touchpoint_is_reported_by_name() -> None:
+    class Old:
+        def hook(self, a: int) -> None: ...
+
+    assert Touchpoint("x", Old, "hook", ("self", "a")).check() == ""
+    assert "takes ('self', 'a')" in Touchpoint("x", Old, "hook", ("self", "b")).check()
+    assert "is gone" in Touchpoint("x", Old, "gone").check()
+
+
+_INTERNAL = re.compile(r"^\s*(from asyncua\.(server|ua\.ua_binary|ua\.uaprotocol_auto)\b|import asyncua\.server)",
+                       re.MULTILINE)
+
+
+def test_only_the_touchpoint_module_imports_asyncua_internals() -> None:
+    offenders = [str(p.relative_to(BRIDGE.parent)) for p in BRIDGE.rglob("*.py")
+                 if p != Path(_asyncua.__file__).resolve() and _INTERNAL.search(p.read_text())]
+    assert offenders == [], f"asyncua server internals imported outside bridge/opcua/_asyncua.py: {offenders}"
+
+
+_PRIVATE_REACH = re.compile(r"\b(aspace|iserver|isub|processor|subscription_service)\._[a-z]")
+
+
+def test_only_the_touchpoint_module_reaches_into_asyncua_private_state() -> None:
+    offenders = [f"{p.relative_to(BRIDGE.parent)}: {m.group(0)}" for p in BRIDGE.rglob("*.py")
+                 if p != Path(_asyncua.__file__).resolve() for m in _PRIVATE_REACH.finditer(p.read_text())]
+    assert offenders == [], f"asyncua private state used outside bridge/opcua/_asyncua.py: {offenders}"
+
+
+def test_the_installed_asyncua_is_the_one_the_touchpoints_were_read_against() -> None:
+    from importlib.metadata import version
+
+    # a new asyncua may well be fine: re-read every section of _asyncua.py against it, then raise ASYNCUA_VERSION
+    assert version("asyncua") == _asyncua.ASYNCUA_VERSION
