@@ -3,6 +3,10 @@
 Start-up never depends on WinCC being reachable: if the first browse fails, the address space comes from the
 NodeSet snapshot of the last good browse (values BadWaitingForInitialData), or starts empty, and a background
 task keeps browsing with backoff until WinCC answers. The OPC UA endpoint is up either way.
+
+Each WinCC station is a `Source` (bridge/sources.py) with its own REST client, model, snapshot and sync engine; the
+single `wincc:` form is one source whose names are not qualified. The address space is built from the union of
+every source's model, and Server/ServiceLevel follows the share of sources that answer.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from asyncua import Server
+from asyncua import Server, ua
 
 from bridge.config import BridgeConfig
 from bridge.opcua._asyncua import bind_condition_refresh
@@ -26,6 +31,7 @@ from bridge.opcua.services.browse import BrowseService
 from bridge.opcua.services.calls import CallService
 from bridge.opcua.history.service import HistoryService
 from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
+from bridge.opcua.model.service_level import service_level
 from bridge.opcua.services.reads import ReadService
 from bridge.opcua.security.policies import apply_security, endpoint_urls
 from bridge.opcua.services.session import BridgeInternalServer
@@ -33,6 +39,7 @@ from bridge.opcua.sync.engine import SyncEngine
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.security.user_manager import BridgeUserManager
 from bridge.opcua.services.writes import WriteRouter
+from bridge.sources import DemandFanOut, Source, SourceRouter, SyncGroup
 from bridge.wincc.client import WinCCClient, open_client
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Folder, TagInfo
@@ -42,6 +49,7 @@ __all__ = ["Bridge", "serve"]
 log = logging.getLogger(__name__)
 
 Model = Sequence[Folder | TagInfo]
+_SERVICE_LEVEL = ua.NodeId(ua.ObjectIds.Server_ServiceLevel)
 
 
 class Bridge:
@@ -55,10 +63,18 @@ class Bridge:
         bind_condition_refresh(iserver)  # before init(): A&C builds on ConditionRefresh
         self.server = Server(iserver=iserver)
         self.iserver = iserver
-        self.client: WinCCClient = open_client(config.wincc, batch_size=config.sync.batch_size, on_secret=on_secret)
+        qualified = bool(config.sources)
+        self.sources = [
+            Source(station, open_client(station, batch_size=config.sync.batch_size, on_secret=on_secret),
+                   qualified=qualified)
+            for station in config.stations()
+        ]
+        # what writes, history and alarms talk to: the one client, or a router to each tag's own source
+        self.client: WinCCClient = (SourceRouter(s.client for s in self.sources) if qualified  # type: ignore[misc]
+                                    else self.sources[0].client)
         self.directory: TagDirectory | None = None
         self.address_space: AddressSpace | None = None
-        self.sync: SyncEngine | None = None
+        self.sync: SyncEngine | SyncGroup | None = None
         self.status: BridgeStatus | None = None
         self.health: HealthServer | None = None
         self.loop_lag = LoopLag()
@@ -84,13 +100,20 @@ class Bridge:
             self.server, self.directory, minimum_sampling_interval_ms=float(min(cfg.sync.poll_groups_ms + [cfg.sync.interval_ms]))
         )
 
-        await self.client.__aenter__()
-        model, fresh = await self._first_model()
+        for source in self.sources:
+            await source.client.__aenter__()
+        fresh = await asyncio.gather(*(self._first_model(s) for s in self.sources))
+        model = self._model()
         await self.address_space.build(model)
-        self._built = fresh or bool(model)
+        self._built = all(fresh) or bool(model)
 
         self.status = await BridgeStatus.create(self.server, self.address_space.root_node_id, bridge_ns)
-        self.sync = SyncEngine(self.server, self.directory, self.client, cfg.sync, status=self.status)
+        single = len(self.sources) == 1 and not cfg.sources
+        for source in self.sources:
+            # BridgeStatus describes one WinCC connection; with several, ServiceLevel and /metrics tell per source
+            source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client, cfg.sync,
+                                     status=self.status if single else None)
+        self.sync = self.sources[0].sync if single else SyncGroup(self.sources)
 
         browse = BrowseService(self.server, max_references_per_node=cfg.opcua.max_references_per_node)
         history = HistoryService(self.server, self.directory, self.client, cfg.history)
@@ -98,10 +121,10 @@ class Bridge:
             await history.setup()
         writes = WriteRouter(
             self.server, self.directory, self.client, cfg.opcua,
-            on_written=self.sync.note_written, timeout_s=cfg.wincc.timeouts.write_s,
+            on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
         )
         handlers = self.iserver.handlers
-        handlers.read = ReadService(self.server, self.directory, self.sync).read
+        handlers.read = ReadService(self.server, self.directory, self.sync).read  # type: ignore[arg-type]
         handlers.write = writes.write
         handlers.history_read = history.read
         handlers.browse = browse.browse
@@ -109,15 +132,21 @@ class Bridge:
         handlers.call = CallService(self.server, bridge_ns).call
         handlers.on_close += [browse.release, history.release]
 
-        await self.sync.start()
+        for source in self.sources:
+            assert source.sync is not None
+            await source.sync.start()
+        if not single:  # each engine installed its own observer: all of them hear every monitored item
+            handlers.subscriptions = DemandFanOut([s.sync.demand for s in self.sources if s.sync is not None])
         await self.server.start()
         self._serving = True
         log.info("OPC UA endpoint %s (bound %s), %d tags", public_url, bind_url, len(self.directory))
 
-        if not fresh:
-            self._tasks.append(asyncio.create_task(self._browse_until_built(), name="first-browse"))
-        if cfg.wincc.rebrowse_s > 0:
-            self._tasks.append(asyncio.create_task(self._rebrowse_forever(), name="rebrowse"))
+        for source, browsed in zip(self.sources, fresh, strict=True):
+            if not browsed:
+                self._tasks.append(asyncio.create_task(self._browse_until_built(source), name="first-browse"))
+            if source.config.rebrowse_s > 0:
+                self._tasks.append(asyncio.create_task(self._rebrowse_forever(source), name="rebrowse"))
+        self._tasks.append(asyncio.create_task(self._service_level_forever(), name="service-level"))
         if cfg.health.listen:
             self.health = HealthServer(cfg.health.listen, self.snapshot)
             await self.health.start()
@@ -131,26 +160,33 @@ class Bridge:
         if self.health is not None:
             await self.health.stop()
         await self.loop_lag.stop()
-        if self.sync is not None:
-            await self.sync.stop()
+        for source in self.sources:
+            if source.sync is not None:
+                await source.sync.stop()
         try:
             await self.server.stop()
         except Exception:  # a server that failed half-way through start still has to release the rest
             log.debug("server stop", exc_info=True)
-        await self.client.aclose()
+        for source in self.sources:
+            await source.client.aclose()
         log.info("bridge stopped")
 
-    # ---- model: browse, snapshot, re-browse ---------------------------------------------------------------
-    async def _browse(self) -> list[Folder | TagInfo]:
+    # ---- model: browse, snapshot, re-browse (per source) -----------------------------------------------------
+    def _model(self) -> list[Folder | TagInfo]:
+        """The union of every source's current model (sources never share a name: their prefixes differ)."""
+        return [item for source in self.sources for item in source.items]
+
+    async def _browse(self, source: Source) -> list[Folder | TagInfo]:
         started = time.monotonic()
-        items = [item async for item in self.client.browse()]
+        items = [item async for item in source.client.browse()]
         tags = sum(isinstance(i, TagInfo) for i in items)
-        log.info("browsed WinCC: %d tags, %d folders in %.1f s", tags, len(items) - tags, time.monotonic() - started)
-        self._save_snapshot(items)
+        log.info("browsed %s: %d tags, %d folders in %.1f s", source.label, tags, len(items) - tags,
+                 time.monotonic() - started)
+        self._save_snapshot(source.snapshot, items)
+        source.items = items
         return items
 
-    def _save_snapshot(self, items: Model) -> None:
-        path = self.config.wincc.browse_snapshot
+    def _save_snapshot(self, path: Path | None, items: Model) -> None:
         if path is None:
             return
         try:
@@ -161,65 +197,89 @@ class Bridge:
         except OSError as exc:
             log.warning("cannot write browse snapshot %s: %s", path, exc)
 
-    async def _first_model(self) -> tuple[list[Folder | TagInfo], bool]:
-        """The model to build at start, and whether it is a fresh browse (not a snapshot or nothing)."""
+    async def _first_model(self, source: Source) -> bool:
+        """Give `source` its model at start: a fresh browse, else its snapshot, else nothing. True if fresh."""
         try:
-            return await self._browse(), True
+            await self._browse(source)
+            source.built = True
+            return True
         except WinCCError as exc:
-            log.warning("WinCC browse failed at start: %s", exc)
-        path = self.config.wincc.browse_snapshot
+            log.warning("%s browse failed at start: %s", source.label, exc)
+        path = source.snapshot
         if path is not None and Path(path).is_file():
             try:
-                items = read_nodeset(Path(path))
+                source.items = read_nodeset(Path(path))
             except (OSError, ValueError) as exc:
                 log.warning("cannot read browse snapshot %s: %s", path, exc)
             else:
-                log.info("serving %d nodes from the snapshot %s until WinCC answers", len(items), path)
-                return items, False
-        log.warning("no model yet: serving an empty address space and browsing WinCC again in the background")
-        return [], False
+                log.info("serving %d nodes from the snapshot %s until %s answers", len(source.items), path,
+                         source.label)
+                return False
+        log.warning("%s: no model yet: serving it empty and browsing again in the background", source.label)
+        return False
 
-    async def _apply_model(self, items: Model) -> None:
+    async def _apply_model(self) -> None:
         assert self.address_space is not None and self.sync is not None
-        added, removed = await self.address_space.update(items)
+        added, removed = await self.address_space.update(self._model())
         if added or removed:
             log.info("model changed: %d tags added, %d removed", len(added), len(removed))
             self.sync.tags_changed(added, removed)
 
-    async def _browse_until_built(self) -> None:
+    async def _browse_until_built(self, source: Source) -> None:
         delay = 1.0
         while True:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             try:
-                items = await self._browse()
+                await self._browse(source)
             except WinCCError as exc:
-                log.info("WinCC browse still failing: %s", exc)
+                log.info("%s browse still failing: %s", source.label, exc)
                 delay = min(delay * 2, self.config.sync.max_backoff_s)
                 continue
-            await self._apply_model(items)
+            await self._apply_model()
+            source.built = True
             self._built = True
             return
 
-    async def _rebrowse_forever(self) -> None:
+    async def _rebrowse_forever(self, source: Source) -> None:
         while True:
-            await asyncio.sleep(self.config.wincc.rebrowse_s)
+            await asyncio.sleep(source.config.rebrowse_s)
             try:
-                items = await self._browse()
+                await self._browse(source)
             except WinCCError as exc:
-                log.warning("re-browse failed, keeping the current model: %s", exc)
+                log.warning("%s re-browse failed, keeping the current model: %s", source.label, exc)
                 continue
-            await self._apply_model(items)
+            await self._apply_model()
+            source.built = True
             self._built = True
+
+    async def _service_level_forever(self) -> None:
+        """Server/ServiceLevel from the sources' reachability, checked twice a second (an engine notices a
+        station down within one poll cycle), written only when it changes."""
+        last = -1
+        while True:
+            level = service_level([s.reachable for s in self.sources])
+            if level != last:
+                try:
+                    value = ua.DataValue(ua.Variant(level, ua.VariantType.Byte))
+                    await self.server.write_attribute_value(_SERVICE_LEVEL, value)
+                    last = level
+                except Exception:  # the level is retried next turn; serving must not stop over it
+                    log.exception("cannot write ServiceLevel")
+            await asyncio.sleep(0.5)
 
     # ---- health ----------------------------------------------------------------------------------------------
     def snapshot(self) -> HealthSnapshot:
         sync = self.sync
         metrics = sync.metrics() if sync is not None else {}
         metrics.update(self.loop_lag.metrics())
+        metrics["service_level"] = float(service_level([s.reachable for s in self.sources]))
+        if self.config.sources:  # one gauge per station: which of them is down
+            metrics.update({f"source_{re.sub(r'[^A-Za-z0-9_]', '_', s.name)}_reachable": float(s.reachable)
+                            for s in self.sources})
         return HealthSnapshot(
             serving=self._serving,
             address_space_built=self._built,
-            wincc_connected=bool(sync and sync.connected),
+            wincc_connected=bool(sync and sync.connected),  # with several sources: every one of them
             tags=len(self.directory) if self.directory is not None else 0,
             gauges={k: v for k, v in metrics.items() if not k.endswith("_total")},
             counters={k.removesuffix("_total"): v for k, v in metrics.items() if k.endswith("_total")},

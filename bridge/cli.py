@@ -81,9 +81,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _register_secrets(redact: RedactingFilter, config: BridgeConfig) -> None:
-    pw = config.wincc.auth.password
-    if pw is not None:
-        redact.add(pw.get_secret_value())
+    for station in (config.wincc, *config.sources):
+        pw = station.auth.password
+        if pw is not None:
+            redact.add(pw.get_secret_value())
 
 
 async def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:

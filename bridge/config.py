@@ -174,6 +174,24 @@ class WinCCConfig(_Section):
         description="NodeSet2 model of the last good browse; used at start when WinCC is unreachable (null = off)",
     )
     acknowledge: AcknowledgeRequest | None = None
+    # tag selection (bridge/wincc/selection.py): shell-style globs on the exact tag name, case-sensitive
+    include: list[str] = Field(default_factory=list, description="serve only tags matching one of these (empty: all)")
+    exclude: list[str] = Field(default_factory=list, description="never serve tags matching one of these")
+    browse_roots: list[str] = Field(default_factory=list, description="several roots; browse_root is the one-root form")
+    name: str | None = Field(default=None, description="the station's folder under Objects/WinCC (sources only)")
+
+    @field_validator("include", "exclude", "browse_roots")
+    @classmethod
+    def _no_blank(cls, v: list[str]) -> list[str]:
+        if any(not isinstance(p, str) or not p.strip() for p in v):
+            raise ValueError("entries must be non-empty text")
+        return v
+
+    @model_validator(mode="after")
+    def _one_root_form(self) -> WinCCConfig:
+        if self.browse_root and self.browse_roots:
+            raise ValueError("give browse_root or browse_roots, not both")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -211,6 +229,13 @@ class UserConfig(_Section):
         return v
 
 
+class RedundancyConfig(_Section):
+    """Part 4 server redundancy: the mode this server takes part in and the other servers' ServerUris."""
+
+    mode: Literal["none", "cold", "warm", "hot"] = "none"
+    partners: list[str] = Field(default_factory=list)
+
+
 class OpcUaConfig(_Section):
     endpoint: str = "opc.tcp://0.0.0.0:4840/wincc"
     public_hostname: str | None = Field(
@@ -230,6 +255,7 @@ class OpcUaConfig(_Section):
     )
     max_references_per_node: int = Field(default=1000, ge=10, description="Browse page size when the client sets none")
     failed_login_limit: int = Field(default=5, ge=1, description="failed logins per client per minute")
+    redundancy: RedundancyConfig = Field(default_factory=RedundancyConfig)
 
     @field_validator("endpoint")
     @classmethod
@@ -312,17 +338,64 @@ class HealthConfig(_Section):
         return v
 
 
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 class BridgeConfig(_Section):
     wincc: WinCCConfig = Field(default_factory=WinCCConfig)
+    sources: list[WinCCConfig] = Field(
+        default_factory=list,
+        description="several WinCC stations, each a `wincc:` block with a name; `wincc:` then holds their defaults",
+    )
     opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _source_defaults(cls, data: Any) -> Any:
+        """With `sources:`, every key of `wincc:` is a default each source may override (auth, timeouts...)."""
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), list):
+            return data
+        defaults = data.get("wincc") if isinstance(data.get("wincc"), dict) else {}
+        return {**data, "sources": [_deep_merge(defaults, s) if isinstance(s, dict) else s for s in data["sources"]]}
+
+    @field_validator("sources")
+    @classmethod
+    def _named_sources(cls, v: list[WinCCConfig]) -> list[WinCCConfig]:
+        names = [s.name for s in v]
+        for i, name in enumerate(names):
+            if not name:
+                raise ValueError(f"sources[{i}] needs a name (its folder under Objects/WinCC and NodeId prefix)")
+            if not _SOURCE_NAME.match(name):
+                raise ValueError(f"source name {name!r}: use letters, digits, '_', '-', '.' (no '/'), at most 64")
+        dupes = sorted({n for n in names if names.count(n) > 1 and n})
+        if dupes:
+            raise ValueError(f"source names must be unique: {', '.join(str(d) for d in dupes)}")
+        return v
+
+    @model_validator(mode="after")
+    def _name_only_in_sources(self) -> BridgeConfig:
+        if self.wincc.name is not None and not self.sources:
+            raise ValueError("wincc.name is only for the entries of sources:")
+        return self
+
+    def stations(self) -> list[WinCCConfig]:
+        """The WinCC stations to serve: every source, or the one `wincc:`."""
+        return list(self.sources) if self.sources else [self.wincc]
+
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, every secret replaced by '***'."""
         return _mask(self.model_dump(mode="json"))
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _mask(data: Any) -> Any:

@@ -37,6 +37,7 @@ from bridge.wincc.parse import (
     read_in_batches,
     to_wire,
 )
+from bridge.wincc.selection import select_browse
 from bridge.wincc.transport import SecretSink, Transport
 
 __all__ = ["DpClient", "page_archive"]
@@ -138,8 +139,11 @@ class DpClient:
 
     # -- browse ---------------------------------------------------------------------------------------------
 
-    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
-        root = self._config.browse_root.strip()
+    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+        return select_browse(self._config, self._browse_root)
+
+    async def _browse_root(self, root: str) -> AsyncIterator[Folder | TagInfo]:
+        root = root.strip()
         if root and not root.endswith("."):
             root += "."
         if root:

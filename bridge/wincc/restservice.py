@@ -39,6 +39,7 @@ from bridge.wincc.parse import (
     read_in_batches,
     to_wire,
 )
+from bridge.wincc.selection import select_browse
 from bridge.wincc.transport import SecretSink, Transport
 
 __all__ = ["DATA_TYPES", "RestServiceClient"]
@@ -167,8 +168,11 @@ class RestServiceClient:
             log.info("GET %s answered 404; folders come from the variables only", path)
             return []
 
-    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
-        root = self._config.browse_root.strip().strip(".")
+    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+        return select_browse(self._config, self._browse_root)
+
+    async def _browse_root(self, root: str) -> AsyncIterator[Folder | TagInfo]:
+        root = root.strip().strip(".")
         yielded: set[tuple[str, ...]] = set()
 
         def wanted(connection: str) -> bool:

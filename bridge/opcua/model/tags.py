@@ -69,3 +69,34 @@ class TagDirectory:
 
     def __len__(self) -> int:
         return len(self._tags)
+
+    def only(self, prefix: str) -> TagDirectory:
+        """A live view of the tags whose names start with `prefix` (one source's, see bridge/sources.py); the
+        whole directory for "". Adding and removing still go through the directory itself."""
+        return self if not prefix else _PrefixView(self, prefix)
+
+
+class _PrefixView(TagDirectory):
+    def __init__(self, whole: TagDirectory, prefix: str) -> None:
+        super().__init__(whole.tag_ns, whole.folder_ns, whole.bridge_ns)
+        self._tags = whole._tags  # shared, not copied: the view follows every change of the directory
+        self._prefix = prefix
+
+    def tag_for(self, node_id: ua.NodeId) -> TagInfo | None:
+        tag = super().tag_for(node_id)
+        return tag if tag is not None and tag.name.startswith(self._prefix) else None
+
+    def get(self, name: str) -> TagInfo | None:
+        return self._tags.get(name) if name.startswith(self._prefix) else None
+
+    def names(self) -> list[str]:
+        return [n for n in self._tags if n.startswith(self._prefix)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.startswith(self._prefix) and name in self._tags
+
+    def __iter__(self) -> Iterator[TagInfo]:
+        return iter([t for n, t in self._tags.items() if n.startswith(self._prefix)])
+
+    def __len__(self) -> int:
+        return sum(1 for n in self._tags if n.startswith(self._prefix))
