@@ -38,3 +38,12 @@ class CpuWindow:
         self.seconds = time.monotonic() - self._t0
         self.cores = (cpu_seconds(self.pid) - self._cpu0) / self.seconds if self.seconds > 0 else 0.0
         return self.cores
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak RSS (VmHWM) since start or since the last reset through /proc/<pid>/clear_refs."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0

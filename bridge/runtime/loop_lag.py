@@ -5,7 +5,9 @@ holds it too long, every other one waits; asyncua 2.1 clients even drop the conn
 their once-a-second ServerState probe takes longer than a second. A timer every `period_s` measures how much later
 than asked it fires. Exported as gauges (worst lag in the last `window_s`, worst since start) and a counter of
 stalls longer than `stall_s`, each stall logged once with its length; next to them the longest garbage
-collection pause, the usual cause of a stall in a process holding millions of objects.
+collection pause, the usual cause of a stall in a process holding millions of objects. Cumulative counters of the
+timer's ticks and of the ticks later than each of a few bounds let a scraper compute a percentile (p99) over any
+window of its own by differencing two scrapes (bench/ does).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["LoopLag"]
+__all__ = ["LAG_BOUNDS_MS", "LoopLag"]
+
+LAG_BOUNDS_MS = (5, 10, 20, 50, 100, 250, 500, 1000)  # exported as event_loop_lag_over_<ms>ms_total
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,8 @@ class LoopLag:
         self._recent: deque[tuple[float, float]] = deque()  # (when, lag) of lags worth keeping in the window
         self.max_s = 0.0
         self.stalls = 0
+        self.ticks = 0
+        self.over = [0] * len(LAG_BOUNDS_MS)  # ticks later than each bound
         self.gc_pause_max_s = 0.0  # the longest garbage collection: the usual suspect of a stall
         self.gc_pauses_total_s = 0.0
         self._gc_started = 0.0
@@ -53,7 +59,8 @@ class LoopLag:
     def metrics(self) -> dict[str, float]:
         return {"event_loop_lag_seconds": self.recent_max_s, "event_loop_lag_max_seconds": self.max_s,
                 "event_loop_stalls_total": float(self.stalls), "gc_pause_max_seconds": self.gc_pause_max_s,
-                "gc_pause_seconds_total": self.gc_pauses_total_s}
+                "gc_pause_seconds_total": self.gc_pauses_total_s, "event_loop_ticks_total": float(self.ticks),
+                **{f"event_loop_lag_over_{ms}ms_total": float(n) for ms, n in zip(LAG_BOUNDS_MS, self.over)}}
 
     def observe(self, lag: float) -> None:
         now = time.monotonic()
@@ -62,6 +69,12 @@ class LoopLag:
             self._recent.pop()
         self._recent.append((now, lag))
         self.max_s = max(self.max_s, lag)
+        self.ticks += 1
+        ms = lag * 1000
+        for i, bound in enumerate(LAG_BOUNDS_MS):
+            if ms <= bound:
+                break
+            self.over[i] += 1
         if lag >= self._stall:
             self.stalls += 1
             log.warning("event loop stalled for %.2f s (OPC UA requests and polling waited that long)", lag)

