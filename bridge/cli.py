@@ -59,10 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--opcua-port", type=int, help="OPC UA port (default 4840)")
     demo.add_argument("--health-port", type=int, help="health/metrics port (default 8081)")
     demo.add_argument("--wincc-port", type=int, help="port of the demo's WinCC simulator (default 8700)")
+    demo.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp",
+                      help="the WinCC API the demo's simulator speaks and the bridge uses (default dp)")
 
     # the simulator parses its own options (main() hands it whatever follows `simulate`), so `simulate --help`
     # lists them while the simulator's heavy imports stay out of every other command
-    sub.add_parser("simulate", help="run the WinCC REST simulator alone: --port N [--dialect dp|restservice] "
+    sub.add_parser("simulate", help="run the WinCC REST simulator alone: --port N [--dialect dp|restservice|unified] "
                                     "[--tags N] ... (see `simulate --help`)", add_help=False)
 
     chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked")
@@ -104,30 +106,34 @@ def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
     return 0
 
 
+_DEMO_PATHS = {"dp": "", "restservice": "/WinCCRestService", "unified": "/graphql"}
+
+
 def _demo_config(opcua_port: int | None = None, health_port: int | None = None,
-                 wincc_port: int | None = None) -> BridgeConfig:
+                 wincc_port: int | None = None, dialect: str = "dp") -> BridgeConfig:
     text = resources.files("bridge").joinpath("demo.yaml").read_text(encoding="utf-8")
-    if opcua_port or health_port or wincc_port:
+    if opcua_port or health_port or wincc_port or dialect != "dp":
         data = yaml.safe_load(text)
         if opcua_port:
             data["opcua"]["endpoint"] = f"opc.tcp://0.0.0.0:{opcua_port}/wincc"
         if health_port:
             data["health"]["listen"] = f"127.0.0.1:{health_port}"
-        if wincc_port:
-            data["wincc"]["url"] = f"http://127.0.0.1:{wincc_port}"
+        if wincc_port or dialect != "dp":
+            data["wincc"]["url"] = f"http://127.0.0.1:{wincc_port or 8700}{_DEMO_PATHS[dialect]}"
+            data["wincc"]["dialect"] = dialect
         text = yaml.safe_dump(data, sort_keys=False)
     return parse_config(text, source="bridge/demo.yaml")
 
 
 def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     os.environ.setdefault(DEMO_WINCC_ENV, DEMO_WINCC_PASSWORD)
-    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port)
+    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port, ns.dialect)
     _register_secrets(redact, config)
     from bridge.opcua.security.policies import endpoint_urls
     from bridge.app import serve
     from bridge.simulator import Simulator, SimulatorOptions
 
-    port = int(config.wincc.url.rsplit(":", 1)[1])
+    port = urlsplit(config.wincc.url).port or 8700
     options = SimulatorOptions(
         dialect=config.wincc.dialect, port=port, auth="basic", username=config.wincc.auth.username or "opcua",
         password=os.environ[DEMO_WINCC_ENV],

@@ -159,7 +159,8 @@ class AcknowledgeRequest(_Section):
 
 class WinCCConfig(_Section):
     url: str = "http://127.0.0.1:8700"
-    dialect: Literal["dp", "restservice"] = "dp"
+    dialect: Literal["dp", "restservice", "unified"] = "dp"
+    ws_url: str | None = Field(default=None, description="unified: the WebSocket URL (default: url with ws/wss)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     browse_root: str = ""

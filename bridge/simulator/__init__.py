@@ -43,7 +43,7 @@ _REBIND_TIMEOUT_S = 10.0  # after a restart, how long to keep trying to get the 
 
 @dataclass
 class SimulatorOptions:
-    dialect: Literal["dp", "restservice"] = "dp"
+    dialect: Literal["dp", "restservice", "unified"] = "dp"
     host: str = "127.0.0.1"
     port: int = 8700
     tags: int = 0
@@ -107,6 +107,8 @@ class Simulator:
     def url(self) -> str:
         scheme = "https" if self.options.tls_cert is not None else "http"
         base = f"{scheme}://{self.options.host}:{self.port}"
+        if self.options.dialect == "unified":
+            return base + "/graphql"
         return base if self.options.dialect == "dp" else base + "/WinCCRestService"
 
     @property
@@ -208,7 +210,7 @@ async def serve(options: SimulatorOptions, stop: asyncio.Event) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8700, help="0 = any free port")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--dialect", choices=["dp", "restservice"], default="dp")
+    parser.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp")
     parser.add_argument("--tags", type=_generated_count, default=0,
                         help=f"generated tags on top of the demo plant (0..{MAX_GENERATED})")
     parser.add_argument("--change-rate", type=float, default=0.1, help="changes per second of each generated tag")

@@ -643,7 +643,12 @@ def build_app(plant: Plant, dialect: str, *, auth: str = "none", username: str =
         Route("/_sim/alarms", control_alarms, methods=["POST"]),
         Route("/_sim/restart", control_restart, methods=["POST"]),
     ]
-    if dialect == "dp":
+    if dialect == "unified":
+        from bridge.simulator.unified import unified_routes
+
+        api, _ = unified_routes(plant, faults=faults, stats=stats, auth=auth, username=username, password=password,
+                                token_ttl_s=token_ttl_s)
+    elif dialect == "dp":
         api = [
             Route("/api/auth/login", login, methods=["POST"]),
             Route("/api/dp/browse", dp_browse),

@@ -22,6 +22,7 @@ MODES: dict[str, str] = {
     "partial": "tags",
     "forbidden": "",
     "write_errors": "tags",
+    "ws_down": "",  # unified: WebSockets closed and refused, HTTP answers
 }
 _ONE_SHOT = "expire_sessions"
 

@@ -7,7 +7,7 @@ Every method raises only `WinCCError` subclasses for whole-request failures; per
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -16,7 +16,7 @@ from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagInfo, 
 if TYPE_CHECKING:
     from bridge.config import WinCCConfig
 
-__all__ = ["WinCCClient", "open_client"]
+__all__ = ["PushingClient", "ValuePush", "WinCCClient", "open_client"]
 
 
 @runtime_checkable
@@ -65,6 +65,33 @@ class WinCCClient(Protocol):
         ...
 
 
+@runtime_checkable
+class ValuePush(Protocol):
+    """Value changes pushed by WinCC (the unified dialect's WebSocket) for the tags the caller wants."""
+
+    @property
+    def covered(self) -> frozenset[str]:
+        """The tags being pushed right now; the caller polls every other tag."""
+        ...
+
+    def want(self, names: Iterable[str]) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class PushingClient(Protocol):
+    """A client whose WinCC can push value changes (unified); the sync engine then polls only what is not pushed."""
+
+    def open_push(
+        self,
+        on_values: Callable[[dict[str, TagValue | TagError]], Awaitable[None]],
+        on_covered_changed: Callable[[], None],
+    ) -> ValuePush: ...
+
+
 def open_client(
     config: WinCCConfig, *, batch_size: int = 500, on_secret: Callable[[str], None] | None = None
 ) -> WinCCClient:
@@ -81,4 +108,8 @@ def open_client(
         from bridge.wincc.restservice import RestServiceClient
 
         return RestServiceClient(config, batch_size=batch_size, on_secret=on_secret)
+    if config.dialect == "unified":
+        from bridge.wincc.unified import UnifiedClient
+
+        return UnifiedClient(config, batch_size=batch_size, on_secret=on_secret)
     raise ValueError(f"unknown WinCC dialect {config.dialect!r}")

@@ -194,7 +194,9 @@ class Transport:
         client: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
         on_secret: SecretSink | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
+        """`auth` replaces the config's auth scheme (the unified dialect's session is a GraphQL mutation)."""
         self._config = config
         self._sleep = sleep
         self._on_secret = on_secret
@@ -210,7 +212,6 @@ class Transport:
             "read": httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.write_s, pool=None),
             "write": httpx.Timeout(connect=t.connect_s, read=t.write_s, write=t.write_s, pool=None),
         }
-        auth: httpx.Auth | None = None
         password = config.auth.password.get_secret_value() if config.auth.password else ""
         self._secret(password)
         if config.auth.mode == "basic":

@@ -44,6 +44,7 @@ TEST_SECRETS: tuple[str, ...] = (
     "s3cr3t-wincc", "correct horse",  # tests/unit/test_config_errors.py
     "lg-Pw-4e7a", "lg-tok-0c93d1",  # tests/unit/test_logs.py
     "cli-Pw-6f2b",  # tests/integration/test_cli_logging.py
+    "uni-Pw-5d21",  # tests/integration/test_unified_client.py
 )
 _HASHES: dict[str, str] = {}
 
@@ -185,7 +186,7 @@ def bridge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
                 sim_setup(f"http://127.0.0.1:{sim_port}")
         ua_port, health_port = free_port(), free_port()
         sim_base = f"http://127.0.0.1:{sim_port}"
-        sim_url = sim_base if dialect == "dp" else sim_base + "/WinCCRestService"
+        sim_url = sim_base + {"dp": "", "restservice": "/WinCCRestService", "unified": "/graphql"}[dialect]
         hashes = _hashes()
         base: dict[str, Any] = {
             "wincc": {

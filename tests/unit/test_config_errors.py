@@ -178,11 +178,11 @@ def test_demo_config_files_identical_and_valid(monkeypatch: pytest.MonkeyPatch) 
     assert _demo_config().opcua.anonymous == "read"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "wincc-dp.yaml", "wincc-restservice.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "wincc-dp.yaml", "wincc-restservice.yaml", "wincc-unified.yaml"])
 def test_example_configs_validate(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WINCC_PASSWORD", "x")
     monkeypatch.setenv("WINCC_DEMO_PASSWORD", "x")
     cfg = load_config(Path(__file__).resolve().parents[2] / "config" / name)
-    assert cfg.wincc.dialect in ("dp", "restservice")
+    assert cfg.wincc.dialect in ("dp", "restservice", "unified")
     text = (Path(__file__).resolve().parents[2] / "config" / name).read_text()
     assert "password:" not in text  # secrets come from password_env / password_file / password_hash only

@@ -149,6 +149,10 @@ class Demand:
         live = set(live_subscriptions)
         self.subscriptions_deleted([sid for sid in self._items if sid not in live])
 
+    def monitored_names(self) -> set[str]:
+        """Tags some monitored item watches (a WinCC that pushes changes is asked to push exactly these)."""
+        return {name for items in self._items.values() for name, _ in items.values()}
+
     @property
     def monitored_count(self) -> int:
         return sum(len(items) for items in self._items.values())

@@ -34,7 +34,7 @@ from bridge.opcua.sync.demand import Demand
 from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, json_variant_type
-from bridge.wincc.client import WinCCClient
+from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
 
@@ -91,11 +91,13 @@ class SyncEngine:
         self._connected = False
         self._last_success: datetime | None = None
         self._counters = {"poll_cycles_total": 0.0, "late_cycles_total": 0.0, "poll_errors_total": 0.0,
-                          "values_written_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0}
+                          "values_written_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0,
+                          "pushed_values_total": 0.0}
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
         self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
         self._served_as_sent: set[str] = set()  # tags whose values did not fit their declared type (logged once)
+        self._push: ValuePush | None = None  # a WinCC that pushes changes (unified): its covered tags are not polled
         self.tags_changed([t.name for t in directory], [])
 
     # ---- public -----------------------------------------------------------------------------------------
@@ -129,9 +131,15 @@ class SyncEngine:
         intervals = sorted(set(self._config.poll_groups_ms) | {self._config.interval_ms, self._config.idle_interval_ms})
         self._tasks = [asyncio.create_task(self._run_group(ms), name=f"poll-{ms}ms") for ms in intervals]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="sync-housekeeping"))
+        if isinstance(self._client, PushingClient):
+            self._push = self._client.open_push(self._pushed, self._replan_soon)
+            self._push.start()
         await self._update_status(state="connecting")
 
     async def stop(self) -> None:
+        if self._push is not None:
+            await self._push.aclose()
+            self._push = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -179,8 +187,15 @@ class SyncEngine:
         self._dirty = True
 
     def _replan(self) -> None:
-        self._groups = self.demand.groups(self._tags)
         self._dirty = False
+        groups = self.demand.groups(self._tags)
+        if self._push is not None:
+            # Monitored tags are pushed once WinCC delivers them; until then (and while the socket is down) polled.
+            self._push.want(self.demand.monitored_names())
+            covered = self._push.covered
+            if covered:
+                groups = {ms: [n for n in names if n not in covered] for ms, names in groups.items()}
+        self._groups = groups
         if self._first_cycles is None and self._groups:
             self._first_cycles = set(self._groups)
 
@@ -233,6 +248,11 @@ class SyncEngine:
                 backoff = min(max(backoff * 2, period, 0.5), self._config.max_backoff_s)
                 delay = backoff * random.uniform(0.8, 1.2)
             await asyncio.sleep(max(0.0, delay))
+
+    async def _pushed(self, results: dict[str, TagValue | TagError]) -> None:
+        """A change WinCC pushed: applied the moment it arrives, exactly like a polled answer."""
+        self._counters["pushed_values_total"] += len(results)
+        await self._apply_batch(results, datetime.now(UTC))
 
     async def _read(self, batch: list[str]) -> tuple[list[str], dict[str, TagValue | TagError] | None,
                                                    WinCCError | None]:

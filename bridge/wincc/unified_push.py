@@ -1,0 +1,261 @@
+"""Value changes pushed by WinCC Unified: `tagValues` subscriptions over one graphql-transport-ws WebSocket.
+
+`TagPush.want(names)` says which tags should be pushed (the sync engine passes the monitored ones); the push keeps
+one subscription per batch of names and tells, through `covered`, which tags it is delivering right now. A tag is
+covered from its first notification (ADDED, its current value) on a live socket until the socket drops or the
+tag is no longer wanted; everything not covered is polled by the sync engine. A dropped socket is reconnected with
+backoff and every batch is subscribed again. See docs/wincc-rest-api.md, section Unified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from bridge.wincc.models import TagError, TagErrorKind, TagValue
+from bridge.wincc.unified_wire import SUBSCRIBE_TAG_VALUES, parse_tag_item
+
+if TYPE_CHECKING:
+    from bridge.config import WinCCConfig
+    from bridge.wincc.unified import UnifiedClient
+
+__all__ = ["TagPush", "ws_url"]
+
+log = logging.getLogger(__name__)
+
+OnValues = Callable[[dict[str, TagValue | TagError]], Awaitable[None]]
+_PROTOCOL = "graphql-transport-ws"
+_ACK_TIMEOUT_S = 10.0
+_BAD_TOKEN = 4403
+
+
+class Backoff:
+    """Exponential delays with full jitter, so many bridges do not reconnect in lockstep."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self._initial, self._max, self._attempt = max(initial_s, 0.05), max_s, 0
+
+    def next(self) -> float:
+        self._attempt += 1
+        return min(self._max, self._initial * 2 ** (self._attempt - 1)) * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+def ws_url(config: WinCCConfig) -> str:
+    """`wincc.ws_url`, or the HTTP endpoint with ws/wss for http/https."""
+    if config.ws_url:
+        return config.ws_url
+    url = config.url
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://"):]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://"):]
+    return url
+
+
+def _tls(config: WinCCConfig, url: str) -> ssl.SSLContext | None:
+    if not url.startswith("wss://"):
+        return None
+    context = ssl.create_default_context(cafile=str(config.tls.ca_file) if config.tls.ca_file else None)
+    if not config.tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class TagPush:
+    """Keeps the wanted tags subscribed; delivers each notification to `on_values`; calls `on_covered_changed`
+    whenever the set of pushed tags changes (so the poller can take tags on or off)."""
+
+    def __init__(self, client: UnifiedClient, config: WinCCConfig, on_values: OnValues,
+                 on_covered_changed: Callable[[], None], *, batch_size: int = 1000) -> None:
+        self._client = client
+        self._url = ws_url(config)
+        self._tls = _tls(config, self._url)
+        self._on_values = on_values
+        self._on_covered_changed = on_covered_changed
+        self._batch_size = batch_size
+        self._backoff = Backoff(initial_s=config.retry.backoff_s or 0.5, max_s=config.retry.max_backoff_s)
+        self._wanted: set[str] = set()
+        self._batches: dict[str, list[str]] = {}  # subscription id -> its names
+        self._subscribed: dict[str, str] = {}  # name -> subscription id
+        self._covered: set[str] = set()
+        self._refused: set[str] = set()  # names a subscription error refused on this connection: polled instead
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.reconnects = 0
+        self.notifications = 0
+
+    @property
+    def covered(self) -> frozenset[str]:
+        return frozenset(self._covered)
+
+    def want(self, names: Iterable[str]) -> None:
+        wanted = set(names)
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self._changed.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="wincc-unified-push")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    # -- connection -----------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._connect_once()
+            except asyncio.CancelledError:
+                raise
+            except websockets.exceptions.InvalidStatus as exc:
+                log.warning("WinCC Unified WebSocket refused (HTTP %s); values are polled meanwhile",
+                            exc.response.status_code)
+            except websockets.exceptions.ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == _BAD_TOKEN:
+                    self._client.invalidate_session()
+                log.warning("WinCC Unified WebSocket closed (%s); values are polled until it is back",
+                            exc.rcvd.code if exc.rcvd else "no close frame")
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                log.warning("WinCC Unified WebSocket failed (%s); values are polled until it is back",
+                            type(exc).__name__)
+            except Exception:  # a bug must not end pushing for good
+                log.exception("WinCC Unified WebSocket: unexpected error")
+            finally:
+                self._lost()
+            await asyncio.sleep(self._backoff.next())
+
+    def _lost(self) -> None:
+        had = bool(self._covered)
+        self.connected = False
+        self._batches.clear()
+        self._subscribed.clear()
+        self._covered.clear()
+        self._refused.clear()
+        if had:
+            self._on_covered_changed()
+
+    async def _connect_once(self) -> None:
+        token = await self._client.ensure_session()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with connect(self._url, subprotocols=[_PROTOCOL], additional_headers=headers,  # type: ignore[list-item]
+                           ssl=self._tls, open_timeout=_ACK_TIMEOUT_S, max_size=None, compression=None) as ws:
+            await ws.send(orjson.dumps({"type": "connection_init", "payload": headers}).decode())
+            ack = orjson.loads(await asyncio.wait_for(ws.recv(), _ACK_TIMEOUT_S))
+            if ack.get("type") != "connection_ack":
+                raise websockets.exceptions.InvalidMessage(f"expected connection_ack, got {ack.get('type')!r}")
+            if self.reconnects or not self.connected:
+                log.info("WinCC Unified WebSocket connected; monitored tags are pushed")
+            self.connected = True
+            self._backoff.reset()
+            self._changed.set()
+            reconcile = asyncio.create_task(self._keep_subscriptions(ws))
+            try:
+                async for raw in ws:
+                    await self._handle(ws, orjson.loads(raw))
+            finally:
+                reconcile.cancel()
+                await asyncio.gather(reconcile, return_exceptions=True)
+                self.reconnects += 1
+
+    async def _keep_subscriptions(self, ws: ClientConnection) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._reconcile(ws)
+
+    async def _reconcile(self, ws: ClientConnection) -> None:
+        wanted = self._wanted
+        stale = {self._subscribed[n] for n in self._subscribed.keys() - wanted}
+        keep: list[str] = []
+        for sub_id in stale:  # a batch losing names is replaced by one without them
+            names = self._batches.pop(sub_id)
+            await ws.send(orjson.dumps({"id": sub_id, "type": "complete"}).decode())
+            for name in names:
+                del self._subscribed[name]
+                if name in wanted:
+                    keep.append(name)  # stays covered: the new subscription's ADDED brings its value again
+                else:
+                    self._covered.discard(name)
+        missing = [n for n in wanted if n not in self._subscribed and n not in self._refused]
+        fresh = keep + sorted(missing)
+        for i in range(0, len(fresh), self._batch_size):
+            batch = fresh[i:i + self._batch_size]
+            sub_id = str(next(self._ids))
+            self._batches[sub_id] = batch
+            for name in batch:
+                self._subscribed[name] = sub_id
+            message = {"id": sub_id, "type": "subscribe",
+                       "payload": {"query": SUBSCRIBE_TAG_VALUES, "variables": {"names": batch}}}
+            await ws.send(orjson.dumps(message).decode())
+            await asyncio.sleep(0)  # a big subscribe must not hold the loop
+        if stale:
+            self._on_covered_changed()
+
+    async def _handle(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "next":
+            sub_id = str(message.get("id"))
+            if sub_id not in self._batches:
+                return  # a late notification of a completed batch
+            payload = message.get("payload") or {}
+            item = ((payload.get("data") or {}).get("tagValues")) if isinstance(payload, dict) else None
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                return
+            name = item["name"]
+            self.notifications += 1
+            reason = str(item.get("notificationReason") or "").upper()
+            result: TagValue | TagError
+            if reason.startswith("REMOVED"):
+                result = TagError(name, "removed in WinCC", TagErrorKind.not_found)
+            else:
+                result = parse_tag_item(name, item)
+            if name not in self._covered and self._subscribed.get(name) == sub_id:
+                self._covered.add(name)
+                self._on_covered_changed()
+            await self._on_values({name: result})
+        elif kind == "error":
+            sub_id = str(message.get("id"))
+            names = self._batches.pop(sub_id, [])
+            for name in names:
+                self._subscribed.pop(name, None)
+                self._covered.discard(name)
+                self._refused.add(name)
+            log.warning("WinCC Unified refused a subscription of %d tags (%s); they are polled",
+                        len(names), _error_text(message.get("payload")))
+            self._on_covered_changed()
+        elif kind == "ping":
+            await ws.send('{"type":"pong"}')
+        elif kind == "complete":
+            names = self._batches.pop(str(message.get("id")), [])
+            for name in names:
+                self._subscribed.pop(name, None)
+                self._covered.discard(name)
+            if names:
+                self._changed.set()  # the server ended it: subscribe again
+                self._on_covered_changed()
+
+
+def _error_text(payload: Any) -> str:
+    if isinstance(payload, list):
+        return "; ".join(str(e.get("message")) for e in payload if isinstance(e, dict))[:200] or "no reason"
+    return "no reason"
+
