@@ -41,6 +41,7 @@ from bridge.wincc.models import (
     WriteResult,
 )
 from bridge.wincc.parse import format_ts, parse_ts, read_in_batches, to_wire
+from bridge.wincc.selection import select_browse
 from bridge.wincc.transport import SecretSink, Transport
 from bridge.wincc.unified_push import OnValues, TagPush
 from bridge.wincc.unified_wire import (
@@ -299,37 +300,39 @@ class UnifiedClient:
 
     # -- browse ---------------------------------------------------------------------------------------------
 
-    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
-        roots = [self._config.browse_root]
+    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+        return select_browse(self._config, self._browse_root)
+
+    async def _browse_root(self, root: str) -> AsyncIterator[Folder | TagInfo]:
+        """One browse call per root; folders come from the names (system, then the dotted path)."""
+        entries = await self.call(
+            BROWSE, {"nameFilters": [_name_filter(root.strip())], "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
+            "browse",
+        )
+        if not isinstance(entries, list):
+            raise self._t.bad_answer("POST", self._path, "browse: answer is not a list")
+        logging_tags: dict[str, str] = {}
+        tags: list[dict[str, Any]] = []
+        for raw in entries:
+            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+                log.warning("browse: skipping an entry without a name")
+                continue
+            kind = str(raw.get("objectType") or "").upper()
+            if kind == "LOGGINGTAG":
+                tag, _ = split_logging_tag(raw["name"])
+                if tag:
+                    logging_tags.setdefault(tag, raw["name"])
+            elif kind in ("SIMPLETAG", "TAG"):
+                tags.append(raw)
         seen_folders: set[tuple[str, ...]] = set()
-        for root in roots:
-            entries = await self.call(
-                BROWSE, {"nameFilters": [_name_filter(root)], "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
-                "browse",
-            )
-            if not isinstance(entries, list):
-                raise self._t.bad_answer("POST", self._path, "browse: answer is not a list")
-            logging_tags: dict[str, str] = {}
-            tags: list[dict[str, Any]] = []
-            for raw in entries:
-                if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-                    log.warning("browse: skipping an entry without a name")
-                    continue
-                kind = str(raw.get("objectType") or "").upper()
-                if kind == "LOGGINGTAG":
-                    tag, _ = split_logging_tag(raw["name"])
-                    if tag:
-                        logging_tags.setdefault(tag, raw["name"])
-                elif kind in ("SIMPLETAG", "TAG"):
-                    tags.append(raw)
-            for raw in tags:
-                info = self._tag_info(raw, logging_tags.get(raw["name"]))
-                for depth in range(1, len(info.folder) + 1):
-                    path = info.folder[:depth]
-                    if path not in seen_folders:
-                        seen_folders.add(path)
-                        yield Folder(path)
-                yield info
+        for raw in tags:
+            info = self._tag_info(raw, logging_tags.get(raw["name"]))
+            for depth in range(1, len(info.folder) + 1):
+                path = info.folder[:depth]
+                if path not in seen_folders:
+                    seen_folders.add(path)
+                    yield Folder(path)
+            yield info
 
     def _tag_info(self, raw: dict[str, Any], logging_tag: str | None) -> TagInfo:
         name: str = raw["name"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from asyncua import Client, ua
 
@@ -150,3 +151,38 @@ async def test_history_raw_from_logging_tag_and_session_expiry(stack) -> None:
 
 async def _good(node) -> bool:
     return (await node.read_data_value(raise_on_bad_status=False)).StatusCode.is_good()
+
+
+async def test_a_dp_and_a_unified_station_behind_one_endpoint(bridge_stack, tmp_path) -> None:
+    from tests.integration.conftest import start_simulator
+
+    v7, v7_port, _ = start_simulator(tmp_path, "dp")
+    hmi, hmi_port, _ = start_simulator(tmp_path, "unified")
+    try:
+        stack = bridge_stack("dp", start_sim=False, config={"sources": [
+            {"name": "v7", "url": f"http://127.0.0.1:{v7_port}"},
+            {"name": "unified", "url": f"http://127.0.0.1:{hmi_port}/graphql", "dialect": "unified"},
+        ]})
+        client = Client(stack.url_for("operator"), timeout=10)
+        await client.connect()
+        try:
+            ns = await client.get_namespace_index(NS_URI)
+            old = client.get_node(ua.NodeId("v7/System1.Tank1.Level", ns))
+            new = client.get_node(ua.NodeId(f"unified/{SETPOINT}", ns))
+            await wait_until(lambda: _good(old), timeout=15, what="the dp station's tag")
+            await wait_until(lambda: _good(new), timeout=15, what="the unified station's tag")
+            changes = Changes()
+            sub = await client.create_subscription(50, changes)
+            await sub.subscribe_data_change([new], sampling_interval=1000)
+            await wait_until(lambda: changes.values, timeout=10, what="the first notification")
+            await new.write_value(ua.DataValue(ua.Variant(3.5, ua.VariantType.Float)))
+            written = httpx.get(f"http://127.0.0.1:{hmi_port}/_sim/stats", timeout=5).json()["writes"]
+            assert written[-1] == {"name": SETPOINT, "value": 3.5}
+            await wait_until(lambda: changes.seen(f"unified/{SETPOINT}", 3.5), timeout=5, what="the written value")
+            await sub.delete()
+        finally:
+            await client.disconnect()
+    finally:
+        for sim in (v7, hmi):
+            sim.terminate()
+            sim.wait(10)

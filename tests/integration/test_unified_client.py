@@ -221,3 +221,18 @@ async def test_pushed_and_polled_share_one_item_parser(sim):
         finally:
             await push.aclose()
     assert got.values[0] == polled and isinstance(polled, TagError) and polled.kind is TagErrorKind.not_found
+
+
+async def test_browse_roots_and_include_exclude_select_unified_names(sim, monkeypatch):
+    monkeypatch.setenv("UNI_TEST_PW", PW)
+    cfg = WinCCConfig.model_validate({
+        "url": sim.url, "dialect": "unified", "auth": {"mode": "token", "username": "opcua", "password_env": "UNI_TEST_PW"},
+        "browse_roots": ["HMI_RT_1::System1.Tank1", "HMI_RT_1::System1.Pump1"], "exclude": ["*Setpoint"],
+    })
+    async with open_client(cfg) as c:
+        items = [i async for i in c.browse()]
+    names = sorted(i.name for i in items if isinstance(i, TagInfo))
+    assert names and all(n.startswith(("HMI_RT_1::System1.Tank1.", "HMI_RT_1::System1.Pump1.")) for n in names)
+    assert LEVEL in names and SETPOINT not in names
+    assert {i.path for i in items if isinstance(i, Folder)} == {
+        ("HMI_RT_1",), ("HMI_RT_1", "System1"), ("HMI_RT_1", "System1", "Tank1"), ("HMI_RT_1", "System1", "Pump1")}
