@@ -236,3 +236,18 @@ async def test_browse_roots_and_include_exclude_select_unified_names(sim, monkey
     assert LEVEL in names and SETPOINT not in names
     assert {i.path for i in items if isinstance(i, Folder)} == {
         ("HMI_RT_1",), ("HMI_RT_1", "System1"), ("HMI_RT_1", "System1", "Tank1"), ("HMI_RT_1", "System1", "Pump1")}
+
+
+async def test_session_is_extended_before_it_expires(monkeypatch):
+    monkeypatch.setenv("UNI_TEST_PW", PW)
+    short = Simulator(SimulatorOptions(dialect="unified", port=0, auth="token", password=PW, token_ttl_s=2))
+    await short.start()
+    try:
+        async with client_for(short) as c:
+            await c.read([LEVEL])
+            await wait_until(lambda: short.stats.requests["POST /graphql extendSession"] >= 2, timeout=10,
+                             what="two extensions")
+            assert isinstance((await c.read([LEVEL]))[LEVEL], TagValue)
+        assert short.stats.requests["POST /graphql login"] == 1  # never expired, never logged in again
+    finally:
+        await short.stop()
