@@ -137,7 +137,7 @@ async def test_history_raw_from_logging_tag_and_session_expiry(stack) -> None:
         level = client.get_node(ua.NodeId(LEVEL, ns))
         assert await level.read_attribute(ua.AttributeIds.Historizing)
         end = datetime.now(UTC)
-        values = await level.read_raw_history(end - timedelta(minutes=10), end)
+        values = await level.read_raw_history(end - timedelta(minutes=10), end, return_bounds=False)
         assert len(values) > 5 and all(v.StatusCode.is_good() for v in values)
         stamps = [v.SourceTimestamp for v in values]
         assert stamps == sorted(stamps)
