@@ -26,13 +26,15 @@ from bridge.opcua._asyncua import bind_condition_refresh
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.loop_lag import LoopLag
 from bridge.opcua.model.address_space import AddressSpace
-from bridge.opcua.model.bridge_status import BridgeStatus
+from bridge.opcua.model.bridge_status import BridgeStatus, load_types
 from bridge.opcua.services.browse import BrowseService
 from bridge.opcua.services.calls import CallService
 from bridge.opcua.history.service import HistoryService
 from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
 from bridge.opcua.model.service_level import service_level
 from bridge.opcua.services.reads import ReadService
+from bridge.opcua.services.diagnostics import DiagnosticsPublisher
+from bridge.opcua.model.server_object import set_auditing, set_build_info, set_redundancy
 from bridge.opcua.security.policies import apply_security, endpoint_urls
 from bridge.opcua.services.session import BridgeInternalServer
 from bridge.opcua.sync.engine import SyncEngine
@@ -91,6 +93,12 @@ class Bridge:
         self.server.set_endpoint(bind_url)
         await self.server.init()
         await apply_security(self.server, cfg.opcua)
+        await set_build_info(self.server, cfg.opcua.server_name)
+        await set_auditing(self.server)
+        await set_redundancy(self.server, cfg.opcua.redundancy, cfg.opcua.application_uri)
+        self.diagnostics = DiagnosticsPublisher(self.server, self.iserver.counters, self.iserver.live_sessions,
+                                                public_url)
+        await self.diagnostics.setup()
 
         tag_ns = await self.server.register_namespace(cfg.opcua.namespace_uri)
         folder_ns = await self.server.register_namespace(cfg.opcua.namespace_uri + "/folders")
@@ -107,6 +115,7 @@ class Bridge:
         await self.address_space.build(model)
         self._built = all(fresh) or bool(model)
 
+        await load_types(self.server)
         self.status = await BridgeStatus.create(self.server, self.address_space.root_node_id, bridge_ns)
         single = len(self.sources) == 1 and not cfg.sources
         for source in self.sources:
@@ -147,6 +156,7 @@ class Bridge:
             if source.config.rebrowse_s > 0:
                 self._tasks.append(asyncio.create_task(self._rebrowse_forever(source), name="rebrowse"))
         self._tasks.append(asyncio.create_task(self._service_level_forever(), name="service-level"))
+        self._tasks.append(asyncio.create_task(self._diagnostics_forever(), name="diagnostics"))
         if cfg.health.listen:
             self.health = HealthServer(cfg.health.listen, self.snapshot)
             await self.health.start()
@@ -266,6 +276,16 @@ class Bridge:
                 except Exception:  # the level is retried next turn; serving must not stop over it
                     log.exception("cannot write ServiceLevel")
             await asyncio.sleep(0.5)
+
+    # ---- standard server nodes ------------------------------------------------------------------------------
+    async def _diagnostics_forever(self) -> None:
+        """The diagnostics counters (services/diagnostics.py), published once a second."""
+        while True:
+            try:
+                await self.diagnostics.publish()
+            except Exception:  # a bug here must not stop the next update
+                log.exception("publishing server diagnostics failed")
+            await asyncio.sleep(1.0)
 
     # ---- health ----------------------------------------------------------------------------------------------
     def snapshot(self) -> HealthSnapshot:

@@ -34,7 +34,9 @@ __all__ = [
     "ConfigError",
     "HealthConfig",
     "HistoryConfig",
+    "LogConfig",
     "OpcUaConfig",
+    "RedundancyConfig",
     "Role",
     "SyncConfig",
     "TlsConfig",
@@ -299,6 +301,10 @@ class SyncConfig(_Section):
     read_recent_s: float = Field(default=60.0, ge=0, description="a Read keeps a tag in fast polling this long")
     on_failure: Literal["bad", "uncertain"] = "bad"
     max_backoff_s: float = Field(default=30.0, gt=0)
+    max_age_wait_ms: int = Field(
+        default=250, ge=0, le=60_000,
+        description="a Read whose MaxAge the cache cannot meet waits this long for WinCC, then the cache answers",
+    )
 
 
 class HistoryAggregatesConfig(_Section):
@@ -339,6 +345,12 @@ class HealthConfig(_Section):
         return v
 
 
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] | None = Field(
+        default=None, description="overrides --log-level; re-read on SIGHUP (null: the command line's level)",
+    )
+
+
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -353,6 +365,7 @@ class BridgeConfig(_Section):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="before")
     @classmethod

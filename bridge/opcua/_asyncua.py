@@ -14,11 +14,13 @@ here, expose a small function or base class with a public name, and add its chec
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.crypto.security_policies import SecurityPolicyNone
 from asyncua.server import binary_server_asyncio
 from asyncua.server.address_space import AddressSpace as UaAddressSpace
 from asyncua.server.address_space import AttributeService, AttributeValue, NodeData
@@ -39,6 +41,7 @@ __all__ = [
     "MonitoredItemData", "NodeData", "SlimAttribute", "Touchpoint", "UaAddressSpace", "UserManager",
     "address_space", "bind_condition_refresh", "datachange_callbacks", "install_browse_next", "new_session",
     "node_table", "replace_item_service", "store_value", "subscriptions", "write_as",
+    "NONE_POLICY_URI", "ObservedProcessor", "install_request_observer", "is_timeout_close", "monitored_item_count",
 ]
 
 ASYNCUA_VERSION = "2.1.0"  # what every section below was read against
@@ -268,6 +271,45 @@ class ItemServiceBase(MonitoredItemService):
 # (UserManager is re-exported above.)
 
 
+# ---- 8. Request context: the channel's policy, the TimeoutHint, each request's outcome --------------------------------
+# Why: Part 4 says the server ignores the client certificate on SecurityPolicy None, and only the processor knows
+# the channel's policy; Read's MaxAge wait must end before the request's TimeoutHint; the server diagnostics count
+# every request and its outcome per session, and sessions that end by timeout. asyncua hands none of that to the
+# session. The processor asks its InternalServer for `observe_request(session, typeid, requesthdr, secured)`, a
+# context manager wrapped around each request (BridgeInternalServer has one; other servers are left alone).
+# Read against asyncua 2.1.0: UaProcessor.iserver, session, _connection.security_policy.URI (SecurityPolicyNone.URI
+# on an unsecured channel), RequestHeader.TimeoutHint; InternalSession._timeout_task is the task that closes an idle
+# session; InternalSubscription.monitored_item_srv._monitored_items.
+
+NONE_POLICY_URI: str = SecurityPolicyNone.URI
+
+
+class ObservedProcessor(BrowseNextProcessor):
+    async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        observe = getattr(self.iserver, "observe_request", None)
+        if observe is None:
+            return await super()._process_message(typeid, requesthdr, seqhdr, body)
+        secured = getattr(self._connection.security_policy, "URI", NONE_POLICY_URI) != NONE_POLICY_URI
+        with observe(self.session, typeid, requesthdr, secured):
+            return await super()._process_message(typeid, requesthdr, seqhdr, body)
+
+
+def install_request_observer() -> None:
+    """Process-wide, idempotent, BrowseNext included (ObservedProcessor is a BrowseNextProcessor)."""
+    if binary_server_asyncio.UaProcessor in (UaProcessor, BrowseNextProcessor):
+        binary_server_asyncio.UaProcessor = ObservedProcessor  # type: ignore[misc]
+
+
+def is_timeout_close(session: InternalSession, current: asyncio.Task[Any] | None) -> bool:
+    """True when `current` (the running task) is the session's own idle watchdog, which closes timed-out sessions."""
+    return current is not None and current is getattr(session, "_timeout_task", None)
+
+
+def monitored_item_count(subscription: Any) -> int:
+    """How many monitored items an InternalSubscription holds (asyncua has no public count)."""
+    return len(subscription.monitored_item_srv._monitored_items)
+
+
 # ---- the checks (tests/unit/test_asyncua_touchpoints.py runs them) -------------------------------------------------
 
 class Touchpoint:
@@ -369,6 +411,12 @@ TOUCHPOINTS: list[Touchpoint] = [
                ("self", "handle", "value", "error")),
     Touchpoint("6 monitored item service", MonitoredItemService, "trigger_datachange",
                ("self", "handle", "nodeid", "attr")),
+    # 8. request context
+    Touchpoint("8 request context", UaProcessor, "__init__", ("self", "internal_server", "transport", "limits")),
+    InstanceAttribute("8 request context", UaProcessor, "iserver"),
+    Touchpoint("8 request context", SecurityPolicyNone, "URI"),
+    InstanceAttribute("8 request context", InternalSession, "_timeout_task"),
+    Touchpoint("8 request context", ua.RequestHeader, "TimeoutHint"),
     # 7. user manager
     Touchpoint("7 user manager", UserManager, "get_user", ("self", "iserver", "username", "password",
                                                            "certificate")),

@@ -1,5 +1,8 @@
 // node-opcua client driven by a JSON script, for interop tests: an independent OPC UA stack talking to the bridge.
-// Usage: node ua_client.js '<json>'   where json = {endpoint, user?, password?, securityMode?, securityPolicy?, steps: [...]}
+// Usage: node ua_client.js '<json>'   where json = {endpoint, user?, password?, securityMode?, securityPolicy?,
+//   certificateFile?, privateKeyFile?, applicationUri?, pkiDir?, steps: [...]}
+// certificateFile/privateKeyFile: the client's own certificate (sent on every policy, None included); pkiDir: the
+// client's trust folders (the server's certificate is accepted on first contact and kept there).
 // Each step is {op: ...}; the results are printed as one JSON array on stdout (one entry per step).
 // ops: browse {nodeId, maxRefs?} (follows BrowseNext until done, returns all references and the number of calls),
 //      read {nodeId, attribute?}, write {nodeId, dataType, value}, subscribe {nodeId, samplingInterval, count, timeoutMs},
@@ -11,6 +14,7 @@ const {
   ClientSubscription, ClientMonitoredItem, BrowseDirection, AggregateFunction, ReadRawModifiedDetails,
   ReadProcessedDetails, StatusCodes, HistoryReadRequest,
 } = require("node-opcua-client");
+const { OPCUACertificateManager } = require("node-opcua-certificate-manager");
 
 function dv(d) {
   if (!d) return null;
@@ -105,12 +109,19 @@ async function subscribe(session, step) {
 }
 
 async function run(spec) {
+  const own = spec.certificateFile ? {
+    certificateFile: spec.certificateFile, privateKeyFile: spec.privateKeyFile, applicationUri: spec.applicationUri,
+    clientCertificateManager: new OPCUACertificateManager({
+      rootFolder: spec.pkiDir, automaticallyAcceptUnknownCertificate: true,
+    }),
+  } : {};
   const client = OPCUAClient.create({
     endpointMustExist: false,
     securityMode: MessageSecurityMode[spec.securityMode || "None"],
     securityPolicy: SecurityPolicy[spec.securityPolicy || "None"],
-    connectionStrategy: { maxRetry: 2, initialDelay: 200, maxDelay: 1000 },
+    connectionStrategy: { maxRetry: spec.maxRetry === undefined ? 2 : spec.maxRetry, initialDelay: 200, maxDelay: 1000 },
     requestedSessionTimeout: 60000,
+    ...own,
   });
   await client.connect(spec.endpoint);
   const identity = spec.user ? { type: UserTokenType.UserName, userName: spec.user, password: spec.password }

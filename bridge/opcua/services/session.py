@@ -11,21 +11,44 @@ continuation points; `on_close` handlers release that state when the session end
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from asyncua import ua
 
 from bridge.opcua._asyncua import (
-    InternalServer, InternalSession, install_browse_next, new_session, replace_item_service,
+    InternalServer, InternalSession, install_browse_next, install_request_observer, is_timeout_close, new_session,
+    replace_item_service,
 )
+from bridge.opcua.services.diagnostics import ServerCounters, SessionCounters, service_count_field
 from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 from bridge.opcua.security.users import client_host, login_from
 
-__all__ = ["BridgeInternalServer", "BridgeSession", "ServiceHandlers", "SubscriptionObserver"]
+__all__ = ["BridgeInternalServer", "BridgeSession", "RequestContext", "ServiceHandlers", "SubscriptionObserver",
+           "request_context"]
 
 CREATE_CHUNK = 500  # monitored items created between two turns of the event loop
+_CLOSE_SESSION_REQUEST = ua.NodeId(ua.ObjectIds.CloseSessionRequest_Encoding_DefaultBinary)
+_SESSION_REQUESTS = {ua.NodeId(i) for i in (ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary,
+                                              ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)}
+# refusals that are about who the client is or what it may do (Part 5: SecurityRejectedRequestsCount)
+_SECURITY_CODES = {getattr(ua.StatusCodes, n) for n in dir(ua.StatusCodes)
+                   if n.startswith(("BadCertificate", "BadSecurity", "BadIdentity", "BadUserAccess"))}
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """The request being served: whether its SecureChannel is secured and the client's TimeoutHint (ms, 0 = none).
+    Set around each request (BridgeInternalServer.observe_request), read by the session and its services."""
+
+    secured: bool = True
+    timeout_hint_ms: int = 0
+
+
+request_context: ContextVar[RequestContext] = ContextVar("request_context", default=RequestContext())
 
 Handler = Callable[["BridgeSession", Any], Awaitable[Any]]
 
@@ -62,15 +85,46 @@ class SubscriptionObserver(Protocol):
 class BridgeSession(InternalSession):
     iserver: BridgeInternalServer
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.diagnostics = SessionCounters()
+        self.client_description: ua.ApplicationDescription | None = None
+        self.session_name = str(self.name)
+        self.closed_by_client = False  # CloseSession received (else a close is a timeout or an abort)
+
     @property
     def _handlers(self) -> ServiceHandlers:
         return self.iserver.handlers
+
+    async def create_session(self, params: ua.CreateSessionParameters, sockname: Any = None) -> Any:
+        self.client_description = params.ClientDescription
+        self.session_name = params.SessionName or str(self.name)
+        if not request_context.get().secured and params.ClientCertificate:
+            # Part 4, CreateSession: with SecurityPolicy None the server shall ignore the client's
+            # ApplicationInstanceCertificate. Nothing proves the client holds its key, so checking trust would protect
+            # nothing and only lock out clients that send their certificate anyway (UaExpert, node-opcua).
+            params.ClientCertificate = None
+        try:
+            result = await super().create_session(params, sockname)
+        except Exception:
+            self.iserver.counters.rejected_sessions += 1
+            self.iserver.counters.security_rejected_sessions += 1  # the certificate check is all that can refuse
+            self.iserver.live_sessions.pop(self.session_id, None)
+            raise
+        self.iserver.counters.cumulated_sessions += 1
+        return result
 
     def activate_session(self, params: ua.ActivateSessionParameters, peer_certificate: bytes | None) -> Any:
         # asyncua's user manager is not told who is logging in; `name` is the client's peername, and
         # InternalSession.activate_session calls get_user synchronously, inside this context
         with login_from(client_host(self.name)):
-            return super().activate_session(params, peer_certificate)
+            try:
+                return super().activate_session(params, peer_certificate)
+            except Exception as exc:
+                self.iserver.counters.rejected_sessions += 1
+                if getattr(exc, "code", None) in _SECURITY_CODES:
+                    self.iserver.counters.security_rejected_sessions += 1
+                raise
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         if self._handlers.read is not None:
@@ -111,6 +165,7 @@ class BridgeSession(InternalSession):
         request_callback: Callable[..., Any] | None = None,
     ) -> ua.CreateSubscriptionResult:
         result = await super().create_subscription(params, callback, request_callback=request_callback)
+        self.iserver.counters.cumulated_subscriptions += 1
         # the new subscription has no items yet: its item service can still be swapped (see monitored_items.py)
         replace_item_service(self, result.SubscriptionId, BridgeMonitoredItemService)
         return result
@@ -158,6 +213,11 @@ class BridgeSession(InternalSession):
         return results
 
     async def close_session(self, delete_subs: bool = True) -> None:
+        if self.iserver.live_sessions.pop(self.session_id, None) is not None and not self.closed_by_client:
+            if is_timeout_close(self, asyncio.current_task()):
+                self.iserver.counters.session_timeouts += 1
+            else:  # the connection went away without a CloseSession
+                self.iserver.counters.session_aborts += 1
         for release in self._handlers.on_close:
             release(self)
         await super().close_session(delete_subs)
@@ -169,11 +229,39 @@ class BridgeInternalServer(InternalServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handlers = ServiceHandlers()
+        self.counters = ServerCounters()
+        self.live_sessions: dict[ua.NodeId, BridgeSession] = {}  # client sessions not closed yet, by session id
         # asyncua 2.1 never hands BrowseNext to a session; this makes it reach BridgeSession.browse_next
         install_browse_next()
+        install_request_observer()  # then observe_request wraps every request (and BrowseNext still works)
 
     def create_session(self, name: str, user: Any = None, external: bool = False) -> InternalSession:
         from asyncua.crypto.permission_rules import User, UserRole
 
-        return new_session(BridgeSession, self, name, user if user is not None else User(role=UserRole.Anonymous),
-                           external)
+        session = new_session(BridgeSession, self, name,
+                              user if user is not None else User(role=UserRole.Anonymous), external)
+        if external and isinstance(session, BridgeSession):
+            self.live_sessions[session.session_id] = session
+        return session
+
+    @contextmanager
+    def observe_request(self, session: Any, typeid: ua.NodeId, header: Any, secured: bool) -> Iterator[None]:
+        """Around every client request: its context for the services, and its outcome for the diagnostics."""
+        token = request_context.set(RequestContext(secured, int(header.TimeoutHint or 0)))
+        mine = session if isinstance(session, BridgeSession) else None
+        if mine is not None and typeid == _CLOSE_SESSION_REQUEST:
+            mine.closed_by_client = True
+        failed, unauthorized = True, False
+        try:
+            yield
+            failed = False
+        except Exception as exc:
+            unauthorized = getattr(exc, "code", None) in _SECURITY_CODES
+            if typeid not in _SESSION_REQUESTS:  # refused sessions are counted as sessions
+                self.counters.rejected_requests += 1
+                self.counters.security_rejected_requests += unauthorized
+            raise
+        finally:
+            request_context.reset(token)
+            if mine is not None:
+                mine.diagnostics.count(service_count_field(typeid), failed, unauthorized)
