@@ -64,7 +64,7 @@ async def _equals(node, value: int) -> bool:
     return (await node.read_value()) == value
 
 
-async def test_build_info_and_auditing(stack) -> None:
+async def test_build_info_auditing_and_no_redundancy(stack) -> None:
     client = await _client(stack)
     try:
         info = await _value(client, O.Server_ServerStatus_BuildInfo)
@@ -75,6 +75,8 @@ async def test_build_info_and_auditing(stack) -> None:
         assert await _value(client, O.Server_ServerStatus_BuildInfo_SoftwareVersion) == package_version()
         assert await _value(client, O.Server_Auditing) is True
         assert await _value(client, O.Server_ServerDiagnostics_EnabledFlag) is True
+        # no opcua.redundancy: a standalone server (tests/integration/test_redundancy_tcp.py has a pair)
+        assert await _value(client, O.Server_ServerRedundancy_RedundancySupport) == ua.RedundancySupport.None_
     finally:
         await client.disconnect()
 
