@@ -133,7 +133,7 @@ class Bridge:
             on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
         )
         handlers = self.iserver.handlers
-        handlers.read = ReadService(self.server, self.directory, self.sync).read  # type: ignore[arg-type]
+        handlers.read = ReadService(self.server, self.directory, self.sync, cfg.sync.max_age_wait_ms).read  # type: ignore[arg-type]
         handlers.write = writes.write
         handlers.history_read = history.read
         handlers.browse = browse.browse

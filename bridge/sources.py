@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -257,6 +258,18 @@ class SyncGroup:
             engine = self._engine(source)
             if engine is not None:
                 engine.note_read(group)
+
+    def age_s(self, name: str) -> float:
+        engine = self._engine(source_of(name))
+        return engine.age_s(name) if engine is not None else math.inf
+
+    async def read_now(self, names: Sequence[str], wait_s: float) -> None:
+        """Each source reads its own tags (SyncEngine.read_now), all at once, within the same wait."""
+        by_source: dict[str, list[str]] = {}
+        for name in names:
+            by_source.setdefault(source_of(name), []).append(name)
+        engines = [(e, group) for source, group in by_source.items() if (e := self._engine(source)) is not None]
+        await asyncio.gather(*(engine.read_now(group, wait_s) for engine, group in engines))
 
     def note_written(self, name: str, value: Any) -> None:
         engine = self._engine(source_of(name))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -38,7 +39,7 @@ from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
 
-__all__ = ["SyncEngine"]
+__all__ = ["MAX_READS_NOW", "SyncEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ _ITEM_ERROR = {
 }
 _CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
+MAX_READS_NOW = 4  # on-demand reads (Read MaxAge) under way at once; more would queue behind a slow WinCC
 
 
 @dataclass(slots=True)
@@ -98,6 +100,12 @@ class SyncEngine:
         self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
         self._served_as_sent: set[str] = set()  # tags whose values did not fit their declared type (logged once)
         self._push: ValuePush | None = None  # a WinCC that pushes changes (unified): its covered tags are not polled
+        # freshness for Read's MaxAge: when each poll group last read all its tags, and tags read on demand
+        self._group_of: dict[str, int] = {}
+        self._group_read_at: dict[int, float] = {}
+        self._read_now_at: dict[str, float] = {}
+        self._read_now: dict[str, asyncio.Future[None]] = {}  # tag -> the on-demand read under way
+        self._last_poll_complete = False
         self.tags_changed([t.name for t in directory], [])
 
     # ---- public -----------------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ class SyncEngine:
         if self._push is not None:
             await self._push.aclose()
             self._push = None
-        for t in self._tasks:
+        for t in [*self._tasks, *set(self._read_now.values())]:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
@@ -163,10 +171,53 @@ class SyncEngine:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    # ---- reads on demand (Read with MaxAge) --------------------------------------------------------------
+    def age_s(self, name: str) -> float:
+        """Seconds since WinCC last answered for this tag (inf if never; 0 while WinCC pushes its changes)."""
+        if self._push is not None and name in self._push.covered:
+            return 0.0
+        read_at = max(self._group_read_at.get(self._group_of.get(name, -1), -math.inf),
+                      self._read_now_at.get(name, -math.inf))
+        return time.monotonic() - read_at
+
+    async def read_now(self, names: Sequence[str], wait_s: float) -> None:
+        """Read these tags from WinCC now, in `batch_size` REST reads, and publish what changed; wait at most
+        `wait_s` for it. The read goes on after that and updates the address space when WinCC answers. A tag
+        already being read joins that read; while MAX_READS_NOW reads are under way (a slow WinCC), nothing new is
+        asked: the caller answers from the address space (best effort)."""
+        known = [n for n in dict.fromkeys(names) if n in self._tags]
+        waits = {self._read_now[n] for n in known if n in self._read_now}
+        todo = [n for n in known if n not in self._read_now]
+        if todo and len(set(self._read_now.values())) < MAX_READS_NOW:
+            task = asyncio.ensure_future(self._read_tags_now(todo))
+            for name in todo:
+                self._read_now[name] = task
+            waits.add(task)
+        if waits and wait_s > 0:
+            await asyncio.wait(waits, timeout=wait_s)  # never cancels them
+
+    async def _read_tags_now(self, names: list[str]) -> None:
+        started = time.monotonic()
+        size = self._config.batch_size
+        try:
+            batches = await asyncio.gather(*(self._read(names[i:i + size]) for i in range(0, len(names), size)))
+            for batch, results, _error in batches:
+                self._counters["rest_reads_total"] += 1
+                if results is None:
+                    self._counters["rest_read_errors_total"] += 1
+                    continue  # the polls judge WinCC's health; a failed extra read changes nothing shown
+                await self._apply_batch(results, datetime.now(UTC))
+                for name in batch:
+                    self._read_now_at[name] = started
+        finally:
+            for name in names:
+                self._read_now.pop(name, None)
+
     def tags_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
         for name in removed:
             self._tags.pop(name, None)
             self._last.pop(name, None)
+            self._read_now_at.pop(name, None)
         for name in added:
             info = self._directory.get(name)
             if info is not None:
@@ -196,6 +247,7 @@ class SyncEngine:
             if covered:
                 groups = {ms: [n for n in names if n not in covered] for ms, names in groups.items()}
         self._groups = groups
+        self._group_of = {name: ms for ms, names in groups.items() for name in names}
         if self._first_cycles is None and self._groups:
             self._first_cycles = set(self._groups)
 
@@ -229,6 +281,8 @@ class SyncEngine:
             ok = True
             if names:
                 ok = await self._poll(names)
+                if ok and self._last_poll_complete:
+                    self._group_read_at[interval_ms] = started
                 elapsed = time.monotonic() - started
                 self._counters["poll_cycles_total"] += 1
                 self._cycle_ms[interval_ms] = elapsed * 1000
@@ -304,6 +358,7 @@ class SyncEngine:
         self._connected = True
         self._last_success = datetime.now(UTC)
         await self._update_status(connected=True, state="connected")
+        self._last_poll_complete = not failed  # read by _run_group right after this returns (no await between)
         return True
 
     async def _apply_batch(self, results: dict[str, TagValue | TagError], now: datetime) -> None:
