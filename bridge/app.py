@@ -33,6 +33,7 @@ from bridge.opcua.history.service import HistoryService
 from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
 from bridge.opcua.model.service_level import service_level
 from bridge.opcua.services.reads import ReadService
+from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.services.diagnostics import DiagnosticsPublisher
 from bridge.opcua.model.server_object import set_auditing, set_build_info, set_redundancy
 from bridge.opcua.security.policies import apply_security, endpoint_urls
@@ -131,6 +132,7 @@ class Bridge:
         writes = WriteRouter(
             self.server, self.directory, self.client, cfg.opcua,
             on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
+            audit=AuditEvents(self.server, cfg.opcua.application_uri),
         )
         handlers = self.iserver.handlers
         handlers.read = ReadService(self.server, self.directory, self.sync, cfg.sync.max_age_wait_ms).read  # type: ignore[arg-type]

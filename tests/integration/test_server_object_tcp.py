@@ -158,3 +158,39 @@ async def test_bridge_status_is_a_typed_object_from_the_nodeset(stack) -> None:
         assert await wait_until(connected.read_value, timeout=10, what="BridgeStatus.Connected")
     finally:
         await client.disconnect()
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.received: list[object] = []
+
+    def event_notification(self, event: object) -> None:
+        self.received.append(event)
+
+
+async def test_writes_emit_audit_events_on_the_server_object(stack) -> None:
+    listener = await _client(stack, "reader")
+    operator = await _client(stack, "operator")
+    try:
+        events = _Events()
+        sub = await listener.create_subscription(100, events)
+        await sub.subscribe_events(listener.nodes.server, ua.ObjectIds.AuditWriteUpdateEventType)
+        ns = await operator.get_namespace_index(NS_URI)
+        setpoint = operator.get_node(ua.NodeId("System1.Tank1.LevelSetpoint", ns))
+        old = await setpoint.read_value()
+        await setpoint.write_value(ua.DataValue(ua.Variant(old + 0.5, ua.VariantType.Float)))
+        with pytest.raises(ua.UaStatusCodeError):  # EURange 0..10
+            await setpoint.write_value(ua.DataValue(ua.Variant(1e6, ua.VariantType.Float)))
+        await wait_until(lambda: len(events.received) >= 2, timeout=10, what="two audit events")
+        good, refused = events.received[:2]
+        for event in (good, refused):
+            assert event.SourceNode == setpoint.nodeid and event.ClientUserId == "operator"
+            assert event.AttributeId == ua.AttributeIds.Value and event.ServerId == "urn:wincc-opcua-bridge:server"
+        assert good.Status is True and "Good" in good.Message.Text
+        assert (good.OldValue, good.NewValue) == (pytest.approx(old), pytest.approx(old + 0.5))
+        assert refused.Status is False and refused.NewValue == pytest.approx(1e6)
+        assert refused.OldValue == pytest.approx(old + 0.5)  # the good write's value, which WinCC confirmed
+        assert "BadOutOfRange" in refused.Message.Text
+    finally:
+        await operator.disconnect()
+        await listener.disconnect()

@@ -22,7 +22,8 @@ write the whole value). What passes is written through asyncua. The bridge's own
 (AccessLevel CurrentRead, WriteMask 0), so in practice only standard server nodes that allow it are writable.
 
 A NodeId given twice in one request is written once per occurrence, in order. Every write to an existing node is
-logged (logger `bridge.audit.write`): user, tag (or node and attribute), old value, new value, result.
+logged (logger `bridge.audit.write`): user, tag (or node and attribute), old value, new value, result; and emitted
+as an AuditWriteUpdateEventType on the Server object (services/audit.py), refused writes included.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bridge.opcua._asyncua import InternalSession, address_space, write_as
 from bridge.opcua.model.status import write_error_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import to_wincc
+from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.security.users import BridgeUser, may_write, role_of
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.models import TagInfo, WriteError, WriteResult
@@ -70,6 +72,7 @@ class WriteRouter:
         config: OpcUaConfig,
         on_written: Callable[[str, Any], None],
         timeout_s: float = 10.0,
+        audit: AuditEvents | None = None,
     ) -> None:
         # `config.write_rules` reach this router through the session's user (set at login, see users.may_write),
         # so Write and UserAccessLevel answer from the same rule
@@ -79,6 +82,7 @@ class WriteRouter:
         self._client = client
         self._on_written = on_written
         self._timeout_s = timeout_s
+        self._events = audit
 
     # ---- per-node checks ----------------------------------------------------------------------------------
     def _check(self, user: object, wv: ua.WriteValue, tag: TagInfo) -> tuple[ua.StatusCode | None, Any]:
@@ -132,8 +136,11 @@ class WriteRouter:
     def _attribute(self, node_id: ua.NodeId, attr: int) -> Any:
         """The stored value, whatever its status (a tag's last value under BadCommunicationError is still the old
         value an audit line wants); None where the attribute does not exist."""
-        dv = self._aspace.read_attribute_value(node_id, attr)
-        return dv.Value.Value if dv.Value is not None else None
+        variant = self._variant(node_id, attr)
+        return variant.Value if variant is not None else None
+
+    def _variant(self, node_id: ua.NodeId, attr: int) -> ua.Variant | None:
+        return self._aspace.read_attribute_value(node_id, attr).Value
 
     # ---- the Write service ----------------------------------------------------------------------------------
     async def write(self, session: InternalSession, params: ua.WriteParameters) -> list[ua.StatusCode]:
@@ -148,25 +155,25 @@ class WriteRouter:
                     results[i] = _code(S.BadNodeIdUnknown)
                 elif (refused := self._check_other(user, wv)) is not None:
                     results[i] = refused
-                    self._audit_other(user, wv, refused)
+                    await self._audit_other(user, wv, refused)
                 else:
                     others.append(i)
                 continue
             status, value = self._check(user, wv, tag)
             if status is not None:
                 results[i] = status
-                self._audit(user, tag, wv, status)
+                await self._audit(user, tag, wv, status)
             else:
                 accepted.append((i, tag, value))
 
         if others:
             # checked above, node by node; asyncua's write (as Admin, so it checks nothing more) does the rest
             nodes = [params.NodesToWrite[i] for i in others]
-            olds = [self._attribute(wv.NodeId, wv.AttributeId) for wv in nodes]
+            olds = [self._variant(wv.NodeId, wv.AttributeId) for wv in nodes]
             codes = await write_as(self._server, ua.WriteParameters(NodesToWrite=nodes), user=user)
             for i, wv, old, code in zip(others, nodes, olds, codes, strict=True):
                 results[i] = code
-                self._audit_other(user, wv, code, old)
+                await self._audit_other(user, wv, code, old)
 
         # a NodeId written twice in one request goes to WinCC once per occurrence, in order
         pending = accepted
@@ -183,7 +190,7 @@ class WriteRouter:
             for name, (i, tag, value) in batch.items():
                 result = outcome.get(name) or WriteResult(name, WriteError.other, "no answer for this tag")
                 results[i] = write_error_to_status(result.error, tag_writable=tag.writable)
-                self._audit(user, tag, params.NodesToWrite[i], results[i], value, result.reason)
+                await self._audit(user, tag, params.NodesToWrite[i], results[i], value, result.reason)
                 if result.ok:
                     self._on_written(name, value)
         return [r if r is not None else _code(S.BadInternalError) for r in results]
@@ -197,20 +204,36 @@ class WriteRouter:
             logging.getLogger(__name__).exception("REST write failed")
             return {n: WriteResult(n, WriteError.unreachable, type(exc).__name__) for n in items}
 
-    def _audit(self, user: object, tag: TagInfo, wv: ua.WriteValue, status: ua.StatusCode, sent: Any = None,
-               reason: str = "") -> None:
-        old_value = self._attribute(wv.NodeId, wv.AttributeId)
-        new_value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
+    async def _audit(self, user: object, tag: TagInfo, wv: ua.WriteValue, status: ua.StatusCode, sent: Any = None,
+                     reason: str = "") -> None:
+        old = self._variant(wv.NodeId, wv.AttributeId)
+        new = wv.Value.Value if wv.Value is not None else None
         attribute = "" if wv.AttributeId == _VALUE else f" attribute={_attribute_name(wv.AttributeId)}"
-        log.info("write user=%s tag=%r%s old=%r new=%r result=%s%s", _who(user), tag.name, attribute, old_value,
-                 new_value, status.name, f" ({reason})" if reason else "")
+        log.info("write user=%s tag=%r%s old=%r new=%r result=%s%s", _who(user), tag.name, attribute, _plain(old),
+                 _plain(new), status.name, f" ({reason})" if reason else "")
+        await self._event(user, wv, old, status, f"tag {tag.name}{attribute}")
 
-    def _audit_other(self, user: object, wv: ua.WriteValue, status: ua.StatusCode, old: Any = None) -> None:
+    async def _audit_other(self, user: object, wv: ua.WriteValue, status: ua.StatusCode,
+                           old: ua.Variant | None = None) -> None:
         if old is None and not status.is_good():
-            old = self._attribute(wv.NodeId, wv.AttributeId)
-        new_value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
+            old = self._variant(wv.NodeId, wv.AttributeId)
+        new = wv.Value.Value if wv.Value is not None else None
+        attribute = _attribute_name(wv.AttributeId)
         log.info("write user=%s node=%s attribute=%s old=%r new=%r result=%s", _who(user), wv.NodeId.to_string(),
-                 _attribute_name(wv.AttributeId), old, new_value, status.name)
+                 attribute, _plain(old), _plain(new), status.name)
+        await self._event(user, wv, old, status, f"node {wv.NodeId.to_string()} attribute {attribute}")
+
+    async def _event(self, user: object, wv: ua.WriteValue, old: ua.Variant | None, status: ua.StatusCode,
+                     what: str) -> None:
+        if self._events is not None:
+            await self._events.write_update(user=_who(user), node_id=wv.NodeId, attribute_id=wv.AttributeId,
+                                            index_range=wv.IndexRange, old=old,
+                                            new=wv.Value.Value if wv.Value is not None else None,
+                                            status=status, what=what)
+
+
+def _plain(variant: ua.Variant | None) -> Any:
+    return variant.Value if variant is not None else None
 
 
 def _who(user: object) -> str:
