@@ -15,14 +15,17 @@ import asyncio
 import logging
 import random
 import re
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncua import Server, ua
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, ConfigError, load_config
 from bridge.opcua._asyncua import bind_condition_refresh
+from bridge.runtime.logs import set_log_level
+from bridge.runtime.reload import RELOADABLE, restart_needed
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.loop_lag import LoopLag
 from bridge.opcua.model.address_space import AddressSpace
@@ -36,7 +39,7 @@ from bridge.opcua.services.reads import ReadService
 from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.services.diagnostics import DiagnosticsPublisher
 from bridge.opcua.model.server_object import set_auditing, set_build_info, set_redundancy
-from bridge.opcua.security.policies import apply_security, endpoint_urls
+from bridge.opcua.security.policies import apply_security, apply_trust, endpoint_urls
 from bridge.opcua.services.session import BridgeInternalServer
 from bridge.opcua.sync.engine import SyncEngine
 from bridge.opcua.model.tags import TagDirectory
@@ -58,11 +61,15 @@ _SERVICE_LEVEL = ua.NodeId(ua.ObjectIds.Server_ServiceLevel)
 class Bridge:
     """Owns the server, the REST client and the services for one config. `start()` then `stop()`, once each."""
 
-    def __init__(self, config: BridgeConfig, on_secret: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: BridgeConfig, on_secret: Callable[[str], None] | None = None,
+                 config_path: Path | None = None) -> None:
         """`on_secret` is told every credential the REST client handles (password, login tokens), so the log
-        redaction knows them before anything could print them."""
+        redaction knows them before anything could print them. `config_path`: the file `reload()` re-reads."""
         self.config = config
-        iserver = BridgeInternalServer(user_manager=BridgeUserManager(config.opcua))
+        self.config_path = config_path
+        self._command_line_level = logging.getLevelName(logging.getLogger().level).lower()
+        self.user_manager = BridgeUserManager(config.opcua)
+        iserver = BridgeInternalServer(user_manager=self.user_manager)
         bind_condition_refresh(iserver)  # before init(): A&C builds on ConditionRefresh
         self.server = Server(iserver=iserver)
         self.iserver = iserver
@@ -88,6 +95,8 @@ class Bridge:
     # ---- start / stop ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
+        if cfg.log.level:
+            set_log_level(cfg.log.level)
         self.loop_lag.start()
         bind_url, public_url = endpoint_urls(cfg.opcua)
         self.server.set_server_name(cfg.opcua.server_name)
@@ -118,6 +127,9 @@ class Bridge:
 
         await load_types(self.server)
         self.status = await BridgeStatus.create(self.server, self.address_space.root_node_id, bridge_ns)
+        await self.server.get_node(ua.NodeId("BridgeStatus", bridge_ns)).add_method(
+            ua.NodeId("BridgeStatus.Reload", bridge_ns), ua.QualifiedName("Reload", bridge_ns), self._reload_method,
+            [], [ua.VariantType.String])
         single = len(self.sources) == 1 and not cfg.sources
         for source in self.sources:
             # BridgeStatus describes one WinCC connection; with several, ServiceLevel and /metrics tell per source
@@ -279,6 +291,45 @@ class Bridge:
                     log.exception("cannot write ServiceLevel")
             await asyncio.sleep(0.5)
 
+    # ---- reload (SIGHUP, the Reload method) -----------------------------------------------------------------
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the config file and apply what can change while serving (bridge/runtime/reload.py). A file
+        that cannot be used changes nothing. Returns (applied, the line that was logged)."""
+        path = self.config_path
+        if path is None:
+            return False, "reload: this bridge was not started from a config file"
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            line = f"reload of {path} failed, the running config stays: {exc}"
+            log.error("%s", line)
+            return False, line
+        restart = restart_needed(self.config, new)
+        old_tokens = (bool(self.config.opcua.users), self.config.opcua.anonymous)
+        if (bool(new.opcua.users), new.opcua.anonymous) != old_tokens:
+            restart.append("the login types offered (users present / opcua.anonymous)")
+        self.user_manager.reload(new.opcua)
+        apply_trust(self.server, new.opcua)
+        set_log_level(new.log.level or self._command_line_level)
+        reloadable = {k.split(".", 1)[1] for k in RELOADABLE if k.startswith("opcua.")}
+        self.config = self.config.model_copy(update={
+            "opcua": self.config.opcua.model_copy(update={k: getattr(new.opcua, k) for k in reloadable}),
+            "log": new.log,
+        })
+        line = (f"reloaded {path}: {len(new.opcua.users)} users, write rules for {len(new.opcua.write_rules)}, "
+                f"trust list {new.opcua.pki_dir}, log level {new.log.level or self._command_line_level}")
+        log.info("%s", line)
+        if restart:
+            log.warning("changed in %s but read only at start, restart to apply: %s", path, ", ".join(restart))
+            line += f"; restart needed for: {', '.join(restart)}"
+        return True, line
+
+    async def _reload_method(self, parent: ua.NodeId) -> list[ua.Variant] | ua.StatusCode:
+        applied, line = self.reload()
+        if not applied:
+            return ua.StatusCode(ua.StatusCodes.BadConfigurationError)
+        return [ua.Variant(line, ua.VariantType.String)]
+
     # ---- standard server nodes ------------------------------------------------------------------------------
     async def _diagnostics_forever(self) -> None:
         """The diagnostics counters (services/diagnostics.py), published once a second."""
@@ -308,11 +359,17 @@ class Bridge:
         )
 
 
-async def serve(config: BridgeConfig, stop: asyncio.Event, on_secret: Callable[[str], None] | None = None) -> None:
-    """Run a bridge until `stop` is set, then shut it down cleanly."""
-    bridge = Bridge(config, on_secret=on_secret)
+async def serve(config: BridgeConfig, stop: asyncio.Event, on_secret: Callable[[str], None] | None = None,
+                config_path: Path | None = None) -> None:
+    """Run a bridge until `stop` is set, then shut it down cleanly. With `config_path`, SIGHUP reloads it."""
+    bridge = Bridge(config, on_secret=on_secret, config_path=config_path)
+    loop = asyncio.get_running_loop()
+    if config_path is not None:
+        loop.add_signal_handler(signal.SIGHUP, bridge.reload)
     try:
         await bridge.start()
         await stop.wait()
     finally:
+        if config_path is not None:
+            loop.remove_signal_handler(signal.SIGHUP)
         await bridge.stop()

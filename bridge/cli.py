@@ -102,7 +102,8 @@ def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
     _register_secrets(redact, config)
     from bridge.app import serve
 
-    asyncio.run(_until_signal(lambda stop: serve(config, stop, on_secret=redact.add)))
+    # SIGHUP re-reads users, write rules, trust list and log level from this file (see README, Reload)
+    asyncio.run(_until_signal(lambda stop: serve(config, stop, on_secret=redact.add, config_path=config_path)))
     return 0
 
 

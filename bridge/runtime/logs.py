@@ -12,7 +12,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
+__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "set_log_level"]
 
 MASK = "***"
 
@@ -87,9 +87,13 @@ def configure_logging(level: str = "info", fmt: str = "human") -> RedactingFilte
     handler.addFilter(redact)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # asyncua logs every request at INFO; keep its noise at WARNING unless debugging the bridge itself
-    if level.lower() != "debug":
-        for noisy in ("asyncua", "uvicorn", "httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    set_log_level(level)
     return redact
+
+
+def set_log_level(level: str) -> None:
+    """The root level; also what a reload (SIGHUP) applies from `log.level`."""
+    logging.getLogger().setLevel(level.upper())
+    # asyncua logs every request at INFO; keep its noise at WARNING unless debugging the bridge itself
+    for noisy in ("asyncua", "uvicorn", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if level.lower() == "debug" else logging.WARNING)

@@ -28,13 +28,14 @@ TEST_PASSWORDS = {"reader": "rd-Pw-7c1e", "operator": "op-Pw-93af", "admin": "ad
 WINCC_PASSWORD = "wincc-Pw-2b8d"
 WRONG_PASSWORD = "Wrong-Pw-123"  # a wrong OPC UA password some tests try
 UNIT_PASSWORD = "op-secret-91"  # tests/unit/test_security_units.py
+RELOAD_PASSWORD = "nc-Pw-8d3f"  # the user tests/integration/test_reload_tcp.py adds by reloading the config
 # Every password, token and other secret the test suite uses, in one place. test_secrets_in_logs.py searches all
 # log output of the run for each (and checks no test defines a secret missing here); `SecretScan` repeats the
 # search over everything once the run ends. Literals of test files that cannot import from here are copied
 # (file named). Not listed: the demo's OPC UA passwords (they equal the user names, which are logged by design)
 # and secrets shorter than 6 characters (too likely to occur by chance).
 TEST_SECRETS: tuple[str, ...] = (
-    *TEST_PASSWORDS.values(), WINCC_PASSWORD, WRONG_PASSWORD, UNIT_PASSWORD,
+    *TEST_PASSWORDS.values(), WINCC_PASSWORD, WRONG_PASSWORD, UNIT_PASSWORD, RELOAD_PASSWORD,
     "not-the-password",  # tests/integration/test_bridge_dp.py
     "demo-wincc",  # bridge/cli.py DEMO_WINCC_PASSWORD, used by test_demo.py
     "sim-Pw-77",  # tests/integration/test_simulator_http.py

@@ -17,7 +17,7 @@ from bridge.opcua.security.certificates import default_hosts, ensure_certificate
 from bridge.opcua.security.trust import TrustList
 from bridge.opcua.security.users import role_of
 
-__all__ = ["BridgeRuleset", "apply_security", "endpoint_urls"]
+__all__ = ["BridgeRuleset", "apply_security", "apply_trust", "endpoint_urls"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,11 @@ async def apply_security(server: Server, config: OpcUaConfig) -> None:
         log.warning("no users and anonymous: none: nobody can log in (add opcua.users)")
     server.set_identity_tokens(tokens)
 
+    apply_trust(server, config)
+
+
+def apply_trust(server: Server, config: OpcUaConfig) -> None:
+    """The client certificate trust list from `pki_dir` and `auto_accept_client_certs` (at start and on reload)."""
     trust = TrustList(config.pki_dir, auto_accept=config.auto_accept_client_certs)
     if config.auto_accept_client_certs:
         log.warning("auto_accept_client_certs is on: any client certificate is trusted (demo only)")

@@ -97,6 +97,15 @@ class BridgeUserManager(UserManager):
     def __repr__(self) -> str:
         return f"BridgeUserManager(users={sorted(self._users)}, anonymous={self._anonymous})"
 
+    def reload(self, config: OpcUaConfig) -> None:
+        """Take users, write rules, anonymous access and the login limit from a re-read config (SIGHUP). Sessions
+        already open keep the rights they logged in with; failed logins counted so far still count."""
+        self._users = {u.name: u for u in config.users}
+        self._rules = {name: tuple(patterns) for name, patterns in config.write_rules.items()}
+        self._anonymous = Role.reader if config.anonymous == "read" else None
+        self._limit = config.failed_login_limit
+        self._host_limit = config.failed_login_limit * _PER_HOST_FACTOR
+
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> BridgeUser | None:
         if username is None:
