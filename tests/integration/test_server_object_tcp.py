@@ -84,8 +84,8 @@ async def test_build_info_auditing_and_no_redundancy(stack) -> None:
 async def test_diagnostics_counters_move_as_sessions_come_and_go(stack) -> None:
     watcher = await _client(stack, "admin")
     try:
-        before = await _summary(watcher)
-        assert before["CurrentSessionCount"] >= 1 and before["CumulatedSessionCount"] >= before["CurrentSessionCount"]
+        before = await wait_until(lambda: _counting(watcher), timeout=10, what="this session counted")
+        assert before["CumulatedSessionCount"] >= before["CurrentSessionCount"]
 
         # a session with a subscription, then closed properly
         subscriber = await _client(stack, "reader")
@@ -130,6 +130,11 @@ async def test_diagnostics_counters_move_as_sessions_come_and_go(stack) -> None:
         await wait_until(lambda: _moved(watcher, now, SessionTimeoutCount=1), timeout=20, what="timeout counted")
     finally:
         await watcher.disconnect()
+
+
+async def _counting(client: Client) -> dict[str, int] | None:
+    summary = await _summary(client)
+    return summary if summary["CurrentSessionCount"] >= 1 else None
 
 
 async def _moved(client: Client, before: dict[str, int], **deltas: int) -> dict[str, int] | None:

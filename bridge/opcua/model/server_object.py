@@ -1,5 +1,6 @@
-"""The standard Server object's nodes that tell clients about this server (Part 5): BuildInfo, Auditing,
-ServerRedundancy (and ServiceLevel, which app.py keeps up to date). asyncua fills them with placeholders ("FreeOpcUa", 255, no redundancy).
+"""The standard Server object's nodes that tell clients about this server (Part 5): BuildInfo, Auditing and
+ServerRedundancy (ServiceLevel: app.py keeps it up to date). asyncua fills them with placeholders ("FreeOpcUa",
+255, no redundancy).
 
 - BuildInfo: product name and URI, manufacturer, the installed package's version and its build date (the
   package files' time stamp, which pip sets from the wheel; SOURCE_DATE_EPOCH wins when set).

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.server.event_generator import EventGenerator
 
 __all__ = ["AuditEvents"]
 
@@ -42,8 +41,7 @@ class AuditEvents:
     async def _template(self, event_type: ua.NodeId) -> Any:
         template = self._templates.get(event_type)
         if template is None:
-            generator = EventGenerator(self._server.iserver.isession)
-            await generator.init(event_type, _SERVER)
+            generator = await self._server.get_event_generator(event_type, _SERVER)
             template = self._templates[event_type] = generator.event
             # asyncua leaves a field typed by a DataType it cannot map (UtcTime, NumericRange) as that NodeId
             for name, vt in list(template.data_types.items()):
