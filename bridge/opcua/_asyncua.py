@@ -271,7 +271,7 @@ class ItemServiceBase(MonitoredItemService):
 # (UserManager is re-exported above.)
 
 
-# ---- 8. Request context: the channel's policy, the TimeoutHint, each request's outcome --------------------------------
+# ---- 8. Request context: the channel's policy, the TimeoutHint, each request's outcome -------------------------------
 # Why: Part 4 says the server ignores the client certificate on SecurityPolicy None, and only the processor knows
 # the channel's policy; Read's MaxAge wait must end before the request's TimeoutHint; the server diagnostics count
 # every request and its outcome per session, and sessions that end by timeout. asyncua hands none of that to the

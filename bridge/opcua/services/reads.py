@@ -87,4 +87,3 @@ class ReadService:
         if hint_ms > 0:
             wait_s = min(wait_s, hint_ms / 2000)  # half the hint: the answer must still reach the client in time
         await self._sync.read_now(stale, wait_s)
-

@@ -209,6 +209,8 @@ class SyncEngine:
                 await self._apply_batch(results, datetime.now(UTC))
                 for name in batch:
                     self._read_now_at[name] = started
+        except Exception:  # nobody awaits this task's result: a bug must still be seen
+            log.exception("unexpected error in a read on demand")
         finally:
             for name in names:
                 self._read_now.pop(name, None)
