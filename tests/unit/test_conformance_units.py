@@ -85,3 +85,45 @@ def test_new_config_keys_and_their_errors() -> None:
         with pytest.raises(ConfigError) as err:
             parse_config("wincc: {url: 'http://a:1'}\n" + text)
         assert err.value.key == key
+
+
+class _FakeSync:
+    """What ReadService asks of the sync engine for MaxAge: ages, and the waits it is given."""
+
+    def __init__(self, age_s: float) -> None:
+        self.age = age_s
+        self.reads: list[tuple[list[str], float]] = []
+
+    def age_s(self, name: str) -> float:
+        return self.age
+
+    async def read_now(self, names: list[str], wait_s: float) -> None:
+        self.reads.append((list(names), wait_s))
+
+
+@pytest.mark.parametrize(("max_age_ms", "age_s", "hint_ms", "expected"), [
+    (0, 0.0, 0, [(["A.Level"], 0.25)]),  # MaxAge 0: always WinCC, the configured wait
+    (0, 0.0, 100, [(["A.Level"], 0.05)]),  # never past half the TimeoutHint
+    (5000, 1.0, 0, []),  # the cache is young enough
+    (500, 1.0, 0, [(["A.Level"], 0.25)]),  # older than MaxAge
+])
+async def test_read_max_age_asks_wincc_within_the_bounds(max_age_ms, age_s, hint_ms, expected) -> None:
+    from bridge.opcua.model.tags import TagDirectory
+    from bridge.opcua.services.reads import ReadService
+    from bridge.opcua.services.session import RequestContext, request_context
+    from bridge.wincc.models import DataType, TagInfo
+
+    directory = TagDirectory(2, 3, 4)
+    directory.add([TagInfo("A.Level", DataType.float, ("A",), "Level")])
+    sync = _FakeSync(age_s)
+    service = ReadService(None, directory, sync, max_age_wait_ms=250)  # type: ignore[arg-type]
+    params = ua.ReadParameters(MaxAge=max_age_ms, NodesToRead=[
+        ua.ReadValueId(NodeId=directory.node_id("A.Level"), AttributeId=ua.AttributeIds.Value),
+        ua.ReadValueId(NodeId=directory.node_id("A.Level"), AttributeId=ua.AttributeIds.DisplayName),
+    ])
+    token = request_context.set(RequestContext(secured=True, timeout_hint_ms=hint_ms))
+    try:
+        await service._refresh(params)  # noqa: SLF001 - the MaxAge decision, without a server
+    finally:
+        request_context.reset(token)
+    assert sync.reads == expected
