@@ -94,10 +94,9 @@ async def test_diagnostics_counters_move_as_sessions_come_and_go(stack) -> None:
         now = await wait_until(lambda: _moved(watcher, before, CumulatedSessionCount=1, CurrentSessionCount=1,
                                               CumulatedSubscriptionCount=1, CurrentSubscriptionCount=1),
                                timeout=10, what="session and subscription counted")
-        # this session shows up in SessionDiagnosticsArray with its subscription and its requests
-        array = await _value(watcher, O.Server_ServerDiagnostics_SessionsDiagnosticsSummary_SessionDiagnosticsArray)
-        mine = [s for s in array if s.CurrentSubscriptionsCount == 1 and s.CreateSubscriptionCount.TotalCount == 1]
-        assert mine and mine[0].CurrentMonitoredItemsCount == 1 and mine[0].TotalRequestCount.TotalCount >= 3
+        # this session shows up in SessionDiagnosticsArray with its subscription, its item and its requests
+        mine = await wait_until(lambda: _session_entry(watcher), timeout=10, what="SessionDiagnosticsArray entry")
+        assert mine.TotalRequestCount.TotalCount >= 3 and mine.ActualSessionTimeout > 0
         await subscriber.disconnect()
         now = await wait_until(lambda: _moved(watcher, now, CurrentSessionCount=-1, CurrentSubscriptionCount=-1),
                                timeout=10, what="closed session gone")
@@ -130,6 +129,13 @@ async def test_diagnostics_counters_move_as_sessions_come_and_go(stack) -> None:
         await wait_until(lambda: _moved(watcher, now, SessionTimeoutCount=1), timeout=20, what="timeout counted")
     finally:
         await watcher.disconnect()
+
+
+async def _session_entry(client: Client) -> ua.SessionDiagnosticsDataType | None:
+    array = await _value(client, O.Server_ServerDiagnostics_SessionsDiagnosticsSummary_SessionDiagnosticsArray)
+    mine = [s for s in array if s.CurrentSubscriptionsCount == 1 and s.CreateSubscriptionCount.TotalCount == 1
+            and s.CurrentMonitoredItemsCount == 1]
+    return mine[0] if mine else None
 
 
 async def _counting(client: Client) -> dict[str, int] | None:
