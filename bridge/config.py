@@ -23,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -238,6 +239,16 @@ class RedundancyConfig(_Section):
     mode: Literal["none", "cold", "warm", "hot"] = "none"
     partners: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _partners_fit_the_mode(self) -> RedundancyConfig:
+        if self.mode == "none" and self.partners:
+            raise ValueError("partners are listed but mode is none (cold, warm or hot?)")
+        if self.mode != "none" and not self.partners:
+            raise ValueError(f"mode {self.mode} needs the partners' ServerUris (their opcua.application_uri)")
+        if any(not p.strip() for p in self.partners) or len(set(self.partners)) != len(self.partners):
+            raise ValueError("partners must be distinct, non-empty ServerUris")
+        return self
+
 
 class OpcUaConfig(_Section):
     endpoint: str = "opc.tcp://0.0.0.0:4840/wincc"
@@ -259,6 +270,13 @@ class OpcUaConfig(_Section):
     max_references_per_node: int = Field(default=1000, ge=10, description="Browse page size when the client sets none")
     failed_login_limit: int = Field(default=5, ge=1, description="failed logins per client per minute")
     redundancy: RedundancyConfig = Field(default_factory=RedundancyConfig)
+
+    @field_validator("redundancy")
+    @classmethod
+    def _not_its_own_partner(cls, v: RedundancyConfig, info: ValidationInfo) -> RedundancyConfig:
+        if info.data.get("application_uri") in v.partners:
+            raise ValueError("partners lists this server's own application_uri")
+        return v
 
     @field_validator("endpoint")
     @classmethod

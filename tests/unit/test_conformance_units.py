@@ -81,7 +81,11 @@ def test_new_config_keys_and_their_errors() -> None:
     assert config.opcua.redundancy.mode == "none" and config.opcua.redundancy.partners == []
     for text, key in (("sync: {max_age_wait_ms: -1}\n", "sync.max_age_wait_ms"),
                       ("log: {level: loud}\n", "log.level"),
-                      ("opcua: {redundancy: {mode: lukewarm}}\n", "opcua.redundancy.mode")):
+                      ("opcua: {redundancy: {mode: lukewarm}}\n", "opcua.redundancy.mode"),
+                      ("opcua: {redundancy: {mode: hot}}\n", "opcua.redundancy"),
+                      ("opcua: {redundancy: {partners: ['urn:b']}}\n", "opcua.redundancy"),
+                      ("opcua: {application_uri: 'urn:a', redundancy: {mode: hot, partners: ['urn:a']}}\n",
+                       "opcua.redundancy")):
         with pytest.raises(ConfigError) as err:
             parse_config("wincc: {url: 'http://a:1'}\n" + text)
         assert err.value.key == key
