@@ -10,18 +10,23 @@ import signal
 import pytest
 import yaml
 from asyncua import Client, ua
+from asyncua.crypto import security_policies as sp
+from cryptography.hazmat.primitives import serialization
 
+from bridge.opcua.security.certificates import generate_certificate
 from bridge.opcua.security.passwords import hash_password
 from tests.helpers import wait_until, wait_until_sync
 from tests.integration.conftest import RELOAD_PASSWORD
 
 NS_URI = "urn:wincc-opcua-bridge:tags"
 LEVEL = "System1.Tank1.Level"
+CLIENT_URI = "urn:wincc-opcua-bridge:reload-client"
 
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    return bridge_stack("dp")
+    return bridge_stack("dp", config={"opcua": {"security_policies": ["None", "Basic256Sha256_SignAndEncrypt"],
+                                                "auto_accept_client_certs": False}})
 
 
 class _Changes:
@@ -120,3 +125,26 @@ async def test_reload_method_is_for_admins(stack) -> None:
                     await status.call_method(method)
         finally:
             await client.disconnect()
+
+
+async def test_sighup_reloads_the_trust_list(stack, tmp_path) -> None:
+    cert, key = generate_certificate(CLIENT_URI, ["localhost"], "Reload Client", client=True)
+    (tmp_path / "c.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    (tmp_path / "c.pem").write_bytes(key)
+
+    async def connect() -> None:
+        client = Client(stack.url_for("reader"), timeout=10)
+        client.application_uri = CLIENT_URI
+        await client.set_security(sp.SecurityPolicyBasic256Sha256, str(tmp_path / "c.der"), str(tmp_path / "c.pem"),
+                                  mode=ua.MessageSecurityMode.SignAndEncrypt)
+        await client.connect()
+        await client.disconnect()
+
+    with pytest.raises(Exception):  # noqa: B017 - asyncua raises several types for a refused certificate
+        await connect()
+    _rewrite(stack, lambda cfg: cfg["opcua"].update(auto_accept_client_certs=True))
+    try:
+        _hup_and_wait(stack, "reloaded ")
+        await connect()  # trusted now, without a restart
+    finally:
+        stack.config_path.write_text(yaml.safe_dump(stack.config, sort_keys=False), encoding="utf-8")
