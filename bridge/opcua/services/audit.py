@@ -1,7 +1,7 @@
 """Audit events (Part 5, AuditEventType and subtypes) on the Server object, for clients that subscribe to them.
 
 One `AuditEvents` per server. `emit()` sends any audit event type: the fields every audit event has (time, user,
-Status, ServerId, SourceNode/SourceName, Message, Severity) plus the type's own fields by BrowseName; `write_update()`
+Status, ServerId, ClientAuditEntryId from the request being served, SourceNode/SourceName, Message, Severity) plus the type's own fields by BrowseName; `write_update()`
 is AuditWriteUpdateEventType (i=2100) for one written attribute. Each event is a fresh copy of its type's template
 (built once per type, which also adds the Server's GeneratesEvent reference), so events emitted concurrently never
 share fields. A type's own fields whose DataType is BaseDataType (OldValue, NewValue, ...) keep the VariantType of
@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
+
+from bridge.opcua.services.session import request_context
 
 __all__ = ["AuditEvents"]
 
@@ -68,7 +70,7 @@ class AuditEvents:
         event.Severity = severity
         event.SourceNode, event.SourceName = source_node, source_name
         event.Status, event.ServerId, event.ClientUserId = status, self._server_uri, user
-        event.ClientAuditEntryId = ""
+        event.ClientAuditEntryId = request_context.get().audit_entry_id  # the client's, from its RequestHeader
         for name, value in fields.items():
             if isinstance(value, ua.Variant):
                 event.data_types[name] = value.VariantType

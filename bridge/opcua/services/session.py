@@ -41,11 +41,13 @@ _SECURITY_CODES = {getattr(ua.StatusCodes, n) for n in dir(ua.StatusCodes)
 
 @dataclass(frozen=True)
 class RequestContext:
-    """The request being served: whether its SecureChannel is secured and the client's TimeoutHint (ms, 0 = none).
-    Set around each request (BridgeInternalServer.observe_request), read by the session and its services."""
+    """The request being served: whether its SecureChannel is secured, the client's TimeoutHint (ms, 0 = none) and
+    AuditEntryId. Set around each request (BridgeInternalServer.observe_request), read by the session and its
+    services."""
 
     secured: bool = True
     timeout_hint_ms: int = 0
+    audit_entry_id: str = ""
 
 
 request_context: ContextVar[RequestContext] = ContextVar("request_context", default=RequestContext())
@@ -247,7 +249,7 @@ class BridgeInternalServer(InternalServer):
     @contextmanager
     def observe_request(self, session: Any, typeid: ua.NodeId, header: Any, secured: bool) -> Iterator[None]:
         """Around every client request: its context for the services, and its outcome for the diagnostics."""
-        token = request_context.set(RequestContext(secured, int(header.TimeoutHint or 0)))
+        token = request_context.set(RequestContext(secured, int(header.TimeoutHint or 0), header.AuditEntryId or ""))
         mine = session if isinstance(session, BridgeSession) else None
         if mine is not None and typeid == _CLOSE_SESSION_REQUEST:
             mine.closed_by_client = True
