@@ -147,7 +147,8 @@ class Bridge:
             audit=AuditEvents(self.server, cfg.opcua.application_uri),
         )
         handlers = self.iserver.handlers
-        handlers.read = ReadService(self.server, self.directory, self.sync, cfg.sync.max_age_wait_ms).read  # type: ignore[arg-type]
+        reads = ReadService(self.server, self.directory, self.sync, cfg.sync.max_age_wait_ms)  # type: ignore[arg-type]
+        handlers.read = reads.read
         handlers.write = writes.write
         handlers.history_read = history.read
         handlers.browse = browse.browse
@@ -302,6 +303,12 @@ class Bridge:
             new = load_config(path)
         except ConfigError as exc:
             line = f"reload of {path} failed, the running config stays: {exc}"
+            log.error("%s", line)
+            return False, line
+        # what `run` would refuse to start with (config warnings marked refuse_serving) is refused here too
+        refused = [str(w) for w in getattr(new, "warnings", ()) if getattr(w, "refuse_serving", False)]
+        if refused:
+            line = f"reload of {path} refused, the running config stays: {'; '.join(refused)}"
             log.error("%s", line)
             return False, line
         restart = restart_needed(self.config, new)
