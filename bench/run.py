@@ -75,6 +75,9 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
                 proc.wait(5)
 
 
+SIMULATOR_PIDS: dict[int, int] = {}  # port -> pid of the running simulators, for their CPU
+
+
 @contextmanager
 def simulator(tmp: Path, tags: int, change_rate: float, dialect: str = "dp") -> Iterator[str]:
     port = free_port()
@@ -82,7 +85,11 @@ def simulator(tmp: Path, tags: int, change_rate: float, dialect: str = "dp") -> 
            "--change-rate", str(change_rate)]
     with process(cmd, tmp / f"sim-{port}.log") as proc:
         _wait_http(f"http://127.0.0.1:{port}/_sim/health", proc, 120)
-        yield f"http://127.0.0.1:{port}"
+        SIMULATOR_PIDS[port] = proc.pid
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            SIMULATOR_PIDS.pop(port, None)
 
 
 def bridge_config(tmp: Path, sim_base: str, dialect: str, interval_ms: int = 1000,
@@ -463,7 +470,10 @@ def scenario_poll_rates(res: Results, tmp: Path, seconds: float = 6.0) -> None:
                 Goal("ratio", ">=", 0.9))
 
 
-async def _history_figures(endpoint: str, sim_base: str, day_end: datetime) -> dict[str, float]:
+async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, bridge_pid: int) -> dict[str, float]:
+    """Wall-clock values/s (disturbed by any other load) and CPU per value of each process involved (hardly
+    disturbed): the REST read alone in this process, then the UA read (bridge; this process decoding as the
+    client; the simulator answering both)."""
     from asyncua import Client, ua
 
     from bridge.config import WinCCConfig
@@ -473,14 +483,22 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime) -> d
     name = "System1.Gen.G000.Tag000000"  # archived at 1 value per second by the simulator
     out: dict[str, float] = {}
     cfg = WinCCConfig.model_validate({"url": sim_base, "dialect": "dp"})
+    sim = CpuWindow(SIMULATOR_PIDS[int(sim_base.rsplit(":", 1)[1])])
     async with open_client(cfg) as rest:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        sim.start()
         n = sum([len(page) async for page in rest.archive(name, start, day_end, 1000)])
+        sim.stop()
         out["rest_values_per_s"] = n / (time.perf_counter() - t0)
+        out["rest_values_per_cpu_s"] = n / (time.process_time() - c0)
+        out["sim_cpu_s_rest"] = sim.cores * sim.seconds
     async with Client(endpoint, timeout=60) as client:
         ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
         node = ua.NodeId(name, ns)
-        t0 = time.perf_counter()
+        window = CpuWindow(bridge_pid)
+        window.start()
+        sim.start()
+        t0, c0 = time.perf_counter(), time.process_time()
         got, cp = 0, None
         while True:
             details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=day_end,
@@ -494,6 +512,11 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime) -> d
             if not cp:
                 break
         out["ua_values_per_s"] = got / (time.perf_counter() - t0)
+        out["client_cpu_s"] = time.process_time() - c0
+        window.stop()
+        sim.stop()
+        out["bridge_values_per_cpu_s"] = got / max(1e-9, window.cores * window.seconds)
+        out["sim_cpu_s_ua"] = sim.cores * sim.seconds
         out["values"] = float(got)
         details = ua.ReadProcessedDetails(StartTime=start, EndTime=day_end, ProcessingInterval=3_600_000,
                                           AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
@@ -547,13 +570,19 @@ def _reset_peak(pid: int) -> None:
 def scenario_history(res: Results, tmp: Path) -> None:
     day_end = datetime.now(UTC).replace(microsecond=0)
     with simulator(tmp, 1000, 0.0) as sim, bridge(tmp, sim) as br:
-        f = asyncio.run(_history_figures(br.endpoint, sim, day_end))
+        f = asyncio.run(_history_figures(br.endpoint, sim, day_end, br.proc.pid))
         before = rss_bytes(br.proc.pid)
         _reset_peak(br.proc.pid)
         many = asyncio.run(_history_many(br.endpoint, day_end))
         peak = peak_rss_bytes(br.proc.pid)
     res.add("history raw 1 day @1 s", "values/s served (REST side as base)", f["ua_values_per_s"],
             f["rest_values_per_s"], "1/s", Goal("bridge", ">=", 100_000))
+    res.add("history raw 1 day @1 s", "values per CPU-second: bridge (UA) / REST client alone",
+            f["bridge_values_per_cpu_s"], f["rest_values_per_cpu_s"], "1/s")
+    res.add("history raw 1 day @1 s", "client CPU decoding the UA answers, per value", f["client_cpu_s"] / f["values"] * 1e6,
+            None, "us")
+    res.add("history raw 1 day @1 s", "simulator CPU: UA read / REST read alone", f["sim_cpu_s_ua"], f["sim_cpu_s_rest"],
+            "s", "ratio ~1: each archive page asked once")
     res.add("history raw 1 day @1 s", "values returned", f["values"], 86_400.0, "", "every value once")
     res.add("history Average 1 day", "24 x 1 h Average over 86,400 values", f["average_day_s"], None, "s")
     res.add("history raw 100 nodes x 1 h", "values/s, one request", many["values_per_s"], None, "1/s")

@@ -53,6 +53,8 @@ from bridge.opcua.history.aggregates import (
     Sample,
     Slot,
 )
+from bridge.opcua.history.encode import data_value, encode_history_data
+from bridge.opcua.history.pages import PageStream
 from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc
@@ -92,6 +94,12 @@ def _result(code: int, values: list[ua.DataValue] | None = None, cp: bytes | Non
                                 HistoryData=ua.HistoryData(DataValues=values or []))
 
 
+def _raw_result(code: int, tag: TagInfo, values: list[ArchiveValue | ua.DataValue],
+                cp: bytes | None = None) -> ua.HistoryReadResult:
+    return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
+                                HistoryData=encode_history_data(tag.data_type, values))
+
+
 def _not_found(t: datetime) -> ua.DataValue:
     return ua.DataValue(StatusCode=ua.StatusCode(S.BadBoundNotFound), SourceTimestamp=t, ServerTimestamp=t)
 
@@ -119,6 +127,12 @@ class _RawCursor:
     delivered: bool = False
     data_done: bool = False  # only the end bound is left to send
     window: timedelta = _FIRST_WINDOW  # reverse reads: the window width that fitted the data density
+    stream: PageStream | None = None  # forward reads: the archive read a continuation point goes on with
+
+    async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.aclose()
+            self.stream = None
 
 
 @dataclass
@@ -268,12 +282,7 @@ class HistoryService:
 
     # ---- values -------------------------------------------------------------------------------------------
     def _dv(self, tag: TagInfo, v: ArchiveValue) -> ua.DataValue:
-        try:
-            variant = ua.Variant(from_wincc(tag.data_type, v.value), VARIANT_TYPES[tag.data_type])
-            status = quality_to_status(v.quality)
-        except (ValueError, TypeError):
-            variant, status = ua.Variant(None, ua.VariantType.Null), ua.StatusCode(S.BadTypeMismatch)
-        return ua.DataValue(variant, StatusCode=status, SourceTimestamp=v.timestamp, ServerTimestamp=v.timestamp)
+        return data_value(tag.data_type, v)
 
     @staticmethod
     def _sample(tag: TagInfo, v: ArchiveValue) -> Sample:
@@ -356,13 +365,14 @@ class HistoryService:
                    cp: bytes | None) -> ua.HistoryReadResult:
         if d.IsReadModified:
             return _result(S.BadHistoryOperationUnsupported)
-        values: list[ua.DataValue] = []
+        # archived values as they come (encoded in one go at the end, see encode.py) and bound DataValues
+        values: list[ArchiveValue | ua.DataValue] = []
         if cp:
             cursor = self._take(session, cp)
             if not isinstance(cursor, _RawCursor) or cursor.tag.name != tag.name:
                 return _result(S.BadContinuationPointInvalid)
             if cursor.data_done:
-                return _result(S.Good, [await self._end_bound(cursor)])
+                return _raw_result(S.Good, tag, [await self._end_bound(cursor)])
         else:
             new = self._new_raw(tag, d)
             if new is None:
@@ -377,14 +387,15 @@ class HistoryService:
             cursor.remaining -= len(values)
             more = more and cursor.remaining > 0
         if more:
-            return _result(S.Good, values, self._store(session, cursor))
+            return _raw_result(S.Good, tag, values, self._store(session, cursor))
+        await cursor.close()
         # StartTime == EndTime with values at that instant: they are their own bounds
         if cursor.bounds and cursor.end is not None and not (cursor.end == cursor.first and cursor.delivered):
             if len(values) >= limit:  # the end bound would exceed NumValuesPerNode: it gets its own answer
                 cursor.data_done = True
-                return _result(S.Good, values, self._store(session, cursor))
+                return _raw_result(S.Good, tag, values, self._store(session, cursor))
             values.append(await self._end_bound(cursor))
-        return _result(S.Good if values else S.GoodNoData, values)
+        return _raw_result(S.Good if values else S.GoodNoData, tag, values)
 
     async def _start_bound(self, c: _RawCursor) -> list[ua.DataValue]:
         if c.skip != _ALL:  # the start time belongs to the data: a value exactly there is its own bound
@@ -413,23 +424,29 @@ class HistoryService:
             cursor.at, cursor.skip = v.timestamp, 1
         cursor.delivered = True
 
-    async def _raw_forward(self, c: _RawCursor, values: list[ua.DataValue], limit: int) -> bool:
-        """Append values oldest first up to `limit`; True when at least one more value exists."""
+    async def _raw_forward(self, c: _RawCursor, values: list[ArchiveValue | ua.DataValue], limit: int) -> bool:
+        """Append values oldest first up to `limit`; True when at least one more value exists. The archive read
+        stays open in the cursor (pages.py): a continuation goes on with it, one page fetched ahead."""
         instant = c.end is not None and c.end == c.first
-        top = c.end if c.end is not None else datetime.now(UTC)
-        skip, resume = c.skip, c.at
-        async with aclosing(self._pages(c.tag, resume, top)) as pages:
-            async for page in pages:
-                for v in page:
-                    if c.end is not None and v.timestamp >= c.end and not instant:
-                        return False  # EndTime is outside the time domain, and the archive is sorted
-                    if v.timestamp == resume and skip > 0:
-                        skip -= 1
-                        continue
-                    if len(values) >= limit:
-                        return True
-                    values.append(self._dv(c.tag, v))
-                    self._advance(c, v)
+        if c.stream is None:
+            top = c.end if c.end is not None else datetime.now(UTC)
+            c.stream = PageStream(self._pages(c.tag, c.at, top))
+            skip, resume = c.skip, c.at  # a new read from c.at: the values already delivered there come again
+        else:
+            skip, resume = 0, c.at
+        end = c.end if c.end is not None and not instant else None
+        while (page := await c.stream.page()) is not None:
+            for i, v in enumerate(page):
+                if end is not None and v.timestamp >= end:
+                    return False  # EndTime is outside the time domain, and the archive is sorted
+                if skip > 0 and v.timestamp == resume:
+                    skip -= 1
+                    continue
+                if len(values) >= limit:
+                    c.stream.put_back(page[i:])
+                    return True
+                values.append(v)
+                self._advance(c, v)
         return False
 
     async def _raw_reverse(self, c: _RawCursor, values: list[ua.DataValue], limit: int) -> bool:
@@ -460,7 +477,7 @@ class HistoryService:
                 if len(values) >= limit:
                     c.window = width
                     return True
-                values.append(self._dv(c.tag, v))
+                values.append(v)
                 self._advance(c, v)
             if lo <= bottom:
                 return False
