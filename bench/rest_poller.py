@@ -40,11 +40,16 @@ async def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--transport", choices=["httpx", "aiohttp"], default="httpx",
+                    help="httpx's own (h11) or httpx-aiohttp's (aiohttp's C parser), same httpx API")
     args = ap.parse_args()
     names = [name for name, _ in load_tags(args.tags_file)]
     batches = [names[i:i + args.batch_size] for i in range(0, len(names), args.batch_size)]
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=args.url, limits=limits, timeout=30) as client:
+    client_class = httpx.AsyncClient
+    if args.transport == "aiohttp":
+        from httpx_aiohttp import HttpxAiohttpClient as client_class  # type: ignore[no-redef]
+    async with client_class(base_url=args.url, limits=limits, timeout=30) as client:
         limit = asyncio.Semaphore(args.concurrency)
         started = time.monotonic()
         counting_at = started + args.warmup

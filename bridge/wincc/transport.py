@@ -21,6 +21,7 @@ from typing import Any, Literal
 import httpx
 
 from bridge.config import WinCCConfig
+from bridge.wincc.http_client import new_http_client
 from bridge.wincc.parse import dumps, loads
 from bridge.wincc.errors import (
     WinCCBadAnswer,
@@ -225,7 +226,7 @@ class Transport:
             if not config.tls.verify:
                 log.warning("wincc.tls.verify is false: the WinCC server certificate is NOT checked")
                 verify = False
-            client = httpx.AsyncClient(
+            client = new_http_client(
                 base_url=config.url,
                 auth=auth,
                 verify=verify,
