@@ -245,7 +245,7 @@ def _measure(client: str, endpoint: str, tags_file: Path, seconds: float, pid: i
 
 
 def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float, client: str = "asyncua",
-                  sync: dict[str, Any] | None = None, label: str = "") -> None:
+                  sync: dict[str, Any] | None = None, label: str = "", http: str = "httpx") -> None:
     name = f"sync {n // 1000}k @{rate:.0%}/s{label}"
     batch = int((sync or {}).get("batch_size", 500))
     with simulator(tmp, n, rate) as sim:
@@ -254,9 +254,9 @@ def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float, 
         with baseline(tmp, tags_file, rate) as (p, endpoint, _):
             base = _measure(client, endpoint, tags_file, seconds, p.pid)
         poller = windowed([PY, "-m", "bench.rest_poller", "--url", sim, "--tags-file", str(tags_file), "--seconds",
-                           str(seconds), "--batch-size", str(batch)], None)
+                           str(seconds), "--batch-size", str(batch), "--transport", http], None)
         httpx.post(sim + "/_sim/stats/reset")
-        with bridge(tmp, sim, sync=sync) as br:
+        with bridge(tmp, sim, sync=sync, env={"WINCC_BRIDGE_HTTP": http}) as br:
             seen: dict[str, Any] = {}
 
             def opened() -> None:
@@ -673,16 +673,18 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
     label = f" batch {args.batch_size}" if args.batch_size else ""
     if args.client == "node":
         label += " (node-opcua)"
+    if args.http != "httpx":
+        label += f" ({args.http})"
     runs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
     if "simulator" in only:
         runs.append(("simulator start-up", scenario_simulator_startup, (res, tmp, (0,) if args.quick else (0, 100_000))))
         runs.append(("simulator 10k", scenario_simulator, (res, tmp, 10_000)))
     if "sync" in only:
         runs += [(f"sync {n // 1000}k @{rate:.0%}/s", scenario_sync, (res, tmp, n, rate, seconds, args.client, sync,
-                                                                     label)) for n in sizes for rate in rates]
+                                                                     label, args.http)) for n in sizes for rate in rates]
     if "latency" in only:
         runs.append(("latency 10k @10%/s", scenario_latency, (res, tmp, 10_000, 0.1, seconds, args.client)))
-    if "polling" in only:
+    if "polling" in only and (not args.quick or args.only != default_only):  # --quick: only when asked
         runs.append(("latency 1 tag", scenario_poll_latency, (res, tmp)))
         runs.append(("poll rates", scenario_poll_rates, (res, tmp)))
     if "startup" in only:
@@ -709,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", help="change rates of the sync scenarios, e.g. 0.01,1.0")
     ap.add_argument("--seconds", type=float, help="length of each sync measuring window")
     ap.add_argument("--batch-size", type=int, help="sync.batch_size of the bridge and the bare poller (default 500)")
+    ap.add_argument("--http", choices=["httpx", "aiohttp"], default="httpx",
+                    help="the bridge's and the bare poller's HTTP implementation (aiohttp: pip install httpx-aiohttp)")
     ap.add_argument("--client", choices=["asyncua", "node"], default="asyncua",
                     help="the subscribed client's stack (node: node-opcua from tests/interop, npm ci there first)")
     args = ap.parse_args(argv)
