@@ -191,13 +191,14 @@ def connections(port: int) -> set[int]:
     return peers
 
 
-def subscriber_cmd(client: str, endpoint: str, tags_file: Path, seconds: float, publish_ms: float) -> list[str]:
+def subscriber_cmd(client: str, endpoint: str, tags_file: Path, seconds: float, publish_ms: float,
+                   warmup: float = 3) -> list[str]:
     if client == "node":
-        args = {"endpoint": endpoint, "tagsFile": str(tags_file), "seconds": seconds, "warmup": 3,
+        args = {"endpoint": endpoint, "tagsFile": str(tags_file), "seconds": seconds, "warmup": warmup,
                 "samplingMs": 1000, "publishMs": publish_ms, "signalWindow": True}
         return ["node", str(ROOT / "bench" / "subscriber.js"), json.dumps(args)]
     return [PY, "-m", "bench.subscriber", "--endpoint", endpoint, "--tags-file", str(tags_file),
-            "--seconds", str(seconds), "--warmup", "3", "--signal-window", "--publish-ms", str(publish_ms)]
+            "--seconds", str(seconds), "--warmup", str(warmup), "--signal-window", "--publish-ms", str(publish_ms)]
 
 
 def windowed(cmd: list[str], pid: int | None, on_start: Callable[[], None] = lambda: None,
@@ -254,7 +255,7 @@ def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float, 
         with baseline(tmp, tags_file, rate) as (p, endpoint, _):
             base = _measure(client, endpoint, tags_file, seconds, p.pid)
         poller = windowed([PY, "-m", "bench.rest_poller", "--url", sim, "--tags-file", str(tags_file), "--seconds",
-                           str(seconds), "--batch-size", str(batch), "--transport", http], None)
+                           str(seconds), "--warmup", "1", "--batch-size", str(batch), "--transport", http], None)
         httpx.post(sim + "/_sim/stats/reset")
         with bridge(tmp, sim, sync=sync, env={"WINCC_BRIDGE_HTTP": http}) as br:
             seen: dict[str, Any] = {}
@@ -377,7 +378,9 @@ def _rss_subscribed(client: str, endpoint: str, tags_file: Path | None, pid: int
         tags_file = Path(tempfile.mkstemp(suffix=".json")[1])
         tags_file.write_text("[]")
     seen: list[int] = []
-    windowed(subscriber_cmd(client, endpoint, tags_file, 1, 500), pid, on_start=lambda: seen.append(rss_bytes(pid)))
+    # sampled 1 s after the last item was created: every item exists and has sent its first value
+    windowed(subscriber_cmd(client, endpoint, tags_file, 0.2, 500, warmup=1), pid,
+             on_start=lambda: seen.append(rss_bytes(pid)))
     return seen[0]
 
 
