@@ -30,7 +30,9 @@ from asyncua.server.internal_subscription import InternalSubscription
 from asyncua.server.monitored_item_service import MonitoredItemData, MonitoredItemService
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
-from asyncua.ua.ua_binary import struct_from_binary
+from asyncua.common.utils import Buffer
+from asyncua.ua import ua_binary
+from asyncua.ua.ua_binary import from_binary, struct_from_binary, struct_to_binary
 
 # what the binary decoder makes of a client's filter; ua.DataChangeFilter is a hand-written subclass of it, which
 # only in-process code ever builds, so an isinstance check against ua.DataChangeFilter misses every client's filter
@@ -42,6 +44,7 @@ __all__ = [
     "address_space", "bind_condition_refresh", "datachange_callbacks", "install_browse_next", "new_session",
     "node_table", "replace_item_service", "store_value", "subscriptions", "write_as",
     "NONE_POLICY_URI", "ObservedProcessor", "install_request_observer", "is_timeout_close", "monitored_item_count",
+    "Buffer", "from_binary", "struct_to_binary",
 ]
 
 ASYNCUA_VERSION = "2.1.0"  # what every section below was read against
@@ -310,6 +313,16 @@ def monitored_item_count(subscription: Any) -> int:
     return len(subscription.monitored_item_srv._monitored_items)
 
 
+# ---- 9. Pre-encoded history pages ---------------------------------------------------------------------------------
+# Why: building a DataValue and a Variant per archived value and letting asyncua's generic serializer walk them
+# cost more than reading the archive over REST; history/encode.py packs raw pages itself and hands asyncua an
+# ExtensionObject whose Body is the encoded HistoryData (asyncua writes a Body as it is). struct_to_binary is the
+# reference encoder (values the fast path does not pack, and the tests' byte-for-byte comparison); from_binary with
+# Buffer decodes a page for in-process readers. Read against asyncua 2.1.0: extensionobject_to_binary(obj) encodes
+# a ua.ExtensionObject (subclasses too) with struct_to_binary, i.e. TypeId, Encoding, Body; struct_to_binary(obj);
+# from_binary(uatype, data); Buffer(data).
+
+
 # ---- the checks (tests/unit/test_asyncua_touchpoints.py runs them) -------------------------------------------------
 
 class Touchpoint:
@@ -417,6 +430,11 @@ TOUCHPOINTS: list[Touchpoint] = [
     Touchpoint("8 request context", SecurityPolicyNone, "URI"),
     InstanceAttribute("8 request context", InternalSession, "_timeout_task"),
     Touchpoint("8 request context", ua.RequestHeader, "TimeoutHint"),
+    # 9. pre-encoded history pages
+    Touchpoint("9 pre-encoded history pages", ua_binary, "extensionobject_to_binary", ("obj",)),
+    Touchpoint("9 pre-encoded history pages", ua_binary, "struct_to_binary", ("obj",)),
+    Touchpoint("9 pre-encoded history pages", ua_binary, "from_binary", ("uatype", "data")),
+    Touchpoint("9 pre-encoded history pages", ua.ExtensionObject, "Body"),
     # 7. user manager
     Touchpoint("7 user manager", UserManager, "get_user", ("self", "iserver", "username", "password",
                                                            "certificate")),

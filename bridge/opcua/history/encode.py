@@ -7,7 +7,7 @@ with one precompiled struct per value type; a value that does not fit its tag's 
 size (strings, date-times), goes through asyncua's own encoder as before, so every byte is what asyncua would send.
 
 The result is a HistoryData ExtensionObject whose Body is the encoded HistoryData (asyncua writes an
-ExtensionObject's Body as it is). Code in this process that reads the answer (tests) gets the decoded DataValues
+ExtensionObject's Body as it is: bridge/opcua/_asyncua.py section 8). Code in this process that reads the answer (tests) gets the decoded DataValues
 from `.DataValues`, decoded on first use.
 """
 
@@ -19,15 +19,14 @@ from datetime import datetime
 from typing import Any
 
 from asyncua import ua
-from asyncua.ua.ua_binary import struct_to_binary
-from asyncua.ua.ua_binary import from_binary
-from asyncua.common.utils import Buffer
+
+from bridge.opcua._asyncua import Buffer, from_binary, struct_to_binary
 
 from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc
 from bridge.wincc.models import ArchiveValue, DataType
 
-__all__ = ["EncodedHistoryData", "encode_history_data", "data_value"]
+__all__ = ["EncodedHistoryData", "data_value", "encode_history_data", "raw_result"]
 
 S = ua.StatusCodes
 _HISTORY_DATA = ua.NodeId(ua.ObjectIds.HistoryData_Encoding_DefaultBinary)
@@ -94,3 +93,10 @@ def encode_history_data(data_type: DataType, values: Sequence[ArchiveValue | ua.
                 pass  # asyncua's path below gives the same answer as before (BadTypeMismatch, or its error)
         append(struct_to_binary(v if isinstance(v, ua.DataValue) else data_value(data_type, v)))
     return EncodedHistoryData(b"".join(parts), len(values))
+
+
+def raw_result(code: int, data_type: DataType, values: Sequence[ArchiveValue | ua.DataValue],
+               cp: bytes | None = None) -> ua.HistoryReadResult:
+    """A raw HistoryRead result for one node, its values encoded here."""
+    return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
+                                HistoryData=encode_history_data(data_type, values))

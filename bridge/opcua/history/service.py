@@ -53,7 +53,7 @@ from bridge.opcua.history.aggregates import (
     Sample,
     Slot,
 )
-from bridge.opcua.history.encode import data_value, encode_history_data
+from bridge.opcua.history.encode import data_value, raw_result
 from bridge.opcua.history.pages import PageStream
 from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.tags import TagDirectory
@@ -92,12 +92,6 @@ def _utc(t: datetime | None) -> datetime | None:
 def _result(code: int, values: list[ua.DataValue] | None = None, cp: bytes | None = None) -> ua.HistoryReadResult:
     return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
                                 HistoryData=ua.HistoryData(DataValues=values or []))
-
-
-def _raw_result(code: int, tag: TagInfo, values: list[ArchiveValue | ua.DataValue],
-                cp: bytes | None = None) -> ua.HistoryReadResult:
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
-                                HistoryData=encode_history_data(tag.data_type, values))
 
 
 def _not_found(t: datetime) -> ua.DataValue:
@@ -372,7 +366,7 @@ class HistoryService:
             if not isinstance(cursor, _RawCursor) or cursor.tag.name != tag.name:
                 return _result(S.BadContinuationPointInvalid)
             if cursor.data_done:
-                return _raw_result(S.Good, tag, [await self._end_bound(cursor)])
+                return raw_result(S.Good, tag.data_type, [await self._end_bound(cursor)])
         else:
             new = self._new_raw(tag, d)
             if new is None:
@@ -387,15 +381,15 @@ class HistoryService:
             cursor.remaining -= len(values)
             more = more and cursor.remaining > 0
         if more:
-            return _raw_result(S.Good, tag, values, self._store(session, cursor))
+            return raw_result(S.Good, tag.data_type, values, self._store(session, cursor))
         await cursor.close()
         # StartTime == EndTime with values at that instant: they are their own bounds
         if cursor.bounds and cursor.end is not None and not (cursor.end == cursor.first and cursor.delivered):
             if len(values) >= limit:  # the end bound would exceed NumValuesPerNode: it gets its own answer
                 cursor.data_done = True
-                return _raw_result(S.Good, tag, values, self._store(session, cursor))
+                return raw_result(S.Good, tag.data_type, values, self._store(session, cursor))
             values.append(await self._end_bound(cursor))
-        return _raw_result(S.Good if values else S.GoodNoData, tag, values)
+        return raw_result(S.Good if values else S.GoodNoData, tag.data_type, values)
 
     async def _start_bound(self, c: _RawCursor) -> list[ua.DataValue]:
         if c.skip != _ALL:  # the start time belongs to the data: a value exactly there is its own bound
