@@ -134,7 +134,8 @@ def bridge(tmp: Path, sim_base: str, dialect: str = "dp", sync: dict[str, Any] |
 
 
 @contextmanager
-def baseline(tmp: Path, tags_file: Path, change_rate: float) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
+def baseline(tmp: Path, tags_file: Path, change_rate: float
+             ) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
     port = free_port()
     log = tmp / f"baseline-{port}.log"
     t0 = time.monotonic()
@@ -548,7 +549,8 @@ async def _history_many(endpoint: str, day_end: datetime, nodes: int = 100) -> d
             details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=day_end,
                                                 NumValuesPerNode=0, ReturnBounds=False)
             params = ua.HistoryReadParameters(
-                HistoryReadDetails=details, ReleaseContinuationPoints=False, TimestampsToReturn=ua.TimestampsToReturn.Both,
+                HistoryReadDetails=details, ReleaseContinuationPoints=False,
+                TimestampsToReturn=ua.TimestampsToReturn.Both,
                 NodesToRead=[ua.HistoryReadValueId(NodeId=k, ContinuationPoint=cp) for k, cp in todo.items()])
             results = await client.uaclient.history_read(params)
             requests += 1
@@ -582,10 +584,10 @@ def scenario_history(res: Results, tmp: Path) -> None:
             f["rest_values_per_s"], "1/s", Goal("bridge", ">=", 100_000))
     res.add("history raw 1 day @1 s", "values per CPU-second: bridge (UA) / REST client alone",
             f["bridge_values_per_cpu_s"], f["rest_values_per_cpu_s"], "1/s")
-    res.add("history raw 1 day @1 s", "client CPU decoding the UA answers, per value", f["client_cpu_s"] / f["values"] * 1e6,
-            None, "us")
-    res.add("history raw 1 day @1 s", "simulator CPU: UA read / REST read alone", f["sim_cpu_s_ua"], f["sim_cpu_s_rest"],
-            "s", "ratio ~1: each archive page asked once")
+    res.add("history raw 1 day @1 s", "client CPU decoding the UA answers, per value",
+            f["client_cpu_s"] / f["values"] * 1e6, None, "us")
+    res.add("history raw 1 day @1 s", "simulator CPU: UA read / REST read alone", f["sim_cpu_s_ua"],
+            f["sim_cpu_s_rest"], "s", "ratio ~1: each archive page asked once")
     res.add("history raw 1 day @1 s", "values returned", f["values"], 86_400.0, "", "every value once")
     res.add("history Average 1 day", "24 x 1 h Average over 86,400 values", f["average_day_s"], None, "s")
     res.add("history raw 100 nodes x 1 h", "values/s, one request", many["values_per_s"], None, "1/s")
@@ -680,11 +682,13 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
         label += f" ({args.http})"
     runs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
     if "simulator" in only:
-        runs.append(("simulator start-up", scenario_simulator_startup, (res, tmp, (0,) if args.quick else (0, 100_000))))
+        runs.append(("simulator start-up", scenario_simulator_startup,
+                     (res, tmp, (0,) if args.quick else (0, 100_000))))
         runs.append(("simulator 10k", scenario_simulator, (res, tmp, 10_000)))
     if "sync" in only:
-        runs += [(f"sync {n // 1000}k @{rate:.0%}/s", scenario_sync, (res, tmp, n, rate, seconds, args.client, sync,
-                                                                     label, args.http)) for n in sizes for rate in rates]
+        runs += [(f"sync {n // 1000}k @{rate:.0%}/s", scenario_sync,
+                  (res, tmp, n, rate, seconds, args.client, sync, label, args.http))
+                 for n in sizes for rate in rates]
     if "latency" in only:
         runs.append(("latency 10k @10%/s", scenario_latency, (res, tmp, 10_000, 0.1, seconds, args.client)))
     if "polling" in only and (not args.quick or args.only != default_only):  # --quick: only when asked

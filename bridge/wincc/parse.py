@@ -182,10 +182,11 @@ class BatchMemo:
 
     A poll asks for the same batches cycle after cycle, and most items come back byte for byte as before. An answer
     equal to the last one as a whole (most batches when few tags change: at 0.1 % of tags a second, 6 in 10
-    batches of 500) costs one compare of the body. Otherwise `replay` splits the new answer at its item boundaries, compares the bytes with the last answer's (a C-level compare) and
-    parses only the items that differ; every other item is the very result of last time. Anything unexpected (another
-    item count, an item that does not parse or names another tag) makes `replay` give up, and the dialect parses
-    the whole answer as always, then `learn`s it for the next cycle. Batches not asked for in `keep_s` (the poll
+    batches of 500) costs one compare of the body. Otherwise `replay` splits the new answer at its item boundaries,
+    compares the bytes with the last answer's (a C-level compare) and parses only the items that differ; every
+    other item is the very result of last time. Anything unexpected (another item count, an item that does not
+    parse or names another tag) makes `replay` give up, and the dialect parses the whole answer as always, then
+    `learn`s it for the next cycle. Batches not asked for in `keep_s` (the poll
     plan changed) are forgotten after at most twice that.
     """
 
