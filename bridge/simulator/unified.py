@@ -504,8 +504,18 @@ async def _run_subscription(api: UnifiedApi, ws: WebSocket, sub_id: str, payload
         if errors:
             await send({"type": "error", "id": sub_id, "payload": [e.formatted for e in errors]})
             return
+        variables = payload.get("variables") or {}
+        names = _tag_values_names(document, variables)
+        if names is not None:
+            # The bridge's own subscription: validated above, then streamed without running every event through
+            # graphql-core (the simulator must keep up with 100k subscribed tags; the real server is not Python).
+            if not api.token_ok(token):
+                raise _Unauthenticated()
+            async for item in api._changes(list(dict.fromkeys(names))):
+                await send({"type": "next", "id": sub_id, "payload": {"data": {"tagValues": item}}})
+            return
         stream = await subscribe(api.schema, document, root_value=api, context_value={"token": token},
-                                 variable_values=payload.get("variables") or {})
+                                 variable_values=variables)
         if not hasattr(stream, "__aiter__"):
             await send({"type": "error", "id": sub_id, "payload": [e.formatted for e in stream.errors or []]})
             return
@@ -514,5 +524,19 @@ async def _run_subscription(api: UnifiedApi, ws: WebSocket, sub_id: str, payload
     except GraphQLError as exc:
         with contextlib.suppress(Exception):
             await send({"type": "error", "id": sub_id, "payload": [exc.formatted]})
-    except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
-        raise
+
+
+def _tag_values_names(document: Any, variables: dict[str, Any]) -> list[str] | None:
+    """The names of a document that is exactly one `subscription { tagValues(names: $x) {...} }`, else None."""
+    ops = [d for d in document.definitions if getattr(d, "operation", None) is not None]
+    if len(ops) != 1 or ops[0].operation.value != "subscription" or len(ops[0].selection_set.selections) != 1:
+        return None
+    field = ops[0].selection_set.selections[0]
+    if getattr(field, "name", None) is None or field.name.value != "tagValues":
+        return None
+    for arg in field.arguments:
+        if arg.name.value == "names" and arg.value.kind == "variable":
+            names = variables.get(arg.value.name.value)
+            if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                return names
+    return None
