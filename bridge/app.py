@@ -23,7 +23,7 @@ from pathlib import Path
 from asyncua import Server, ua
 
 from bridge.config import BridgeConfig, ConfigError, load_config
-from bridge.opcua._asyncua import bind_condition_refresh
+from bridge.opcua._asyncua import ConnectionGuard, bind_condition_refresh, install_connection_guard
 from bridge.runtime.logs import set_log_level
 from bridge.runtime.reload import RELOADABLE, restart_needed
 from bridge.runtime.health import HealthServer, HealthSnapshot
@@ -88,6 +88,9 @@ class Bridge:
         self.status: BridgeStatus | None = None
         self.health: HealthServer | None = None
         self.loop_lag = LoopLag()
+        lim = config.opcua.limits
+        self.connections = ConnectionGuard(lim.hello_timeout_s, lim.activation_timeout_s, lim.max_connections,
+                                           lim.max_connections_per_address)
         self._serving = False
         self._built = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,6 +149,7 @@ class Bridge:
             on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
             audit=AuditEvents(self.server, cfg.opcua.application_uri),
         )
+        await writes.advertise_limits()
         handlers = self.iserver.handlers
         reads = ReadService(self.server, self.directory, self.sync, cfg.sync.max_age_wait_ms)  # type: ignore[arg-type]
         handlers.read = reads.read
@@ -161,6 +165,8 @@ class Bridge:
             await source.sync.start()
         if not single:  # each engine installed its own observer: all of them hear every monitored item
             handlers.subscriptions = DemandFanOut([s.sync.demand for s in self.sources if s.sync is not None])
+        lim = cfg.opcua.limits
+        install_connection_guard(self.server, self.connections, lim.max_chunk_size, lim.max_message_size)
         await self.server.start()
         self._serving = True
         log.info("OPC UA endpoint %s (bound %s), %d tags", public_url, bind_url, len(self.directory))
@@ -356,6 +362,7 @@ class Bridge:
         if self.config.sources:  # one gauge per station: which of them is down
             metrics.update({f"source_{re.sub(r'[^A-Za-z0-9_]', '_', s.name)}_reachable": float(s.reachable)
                             for s in self.sources})
+        metrics.update(self.connections.metrics())
         return HealthSnapshot(
             serving=self._serving,
             address_space_built=self._built,

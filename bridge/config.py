@@ -37,6 +37,7 @@ __all__ = [
     "HistoryConfig",
     "LogConfig",
     "OpcUaConfig",
+    "OpcUaLimitsConfig",
     "RedundancyConfig",
     "Role",
     "SyncConfig",
@@ -250,6 +251,22 @@ class RedundancyConfig(_Section):
         return self
 
 
+class OpcUaLimitsConfig(_Section):
+    """What one client may cost the server before it is refused (hostile or broken clients; see README)."""
+
+    hello_timeout_s: float = Field(default=5.0, gt=0, description="a new connection must send HEL within this")
+    activation_timeout_s: float = Field(default=15.0, gt=0,
+                                        description="... and be without an activated session no longer than this")
+    max_connections: int = Field(default=500, ge=1, description="open TCP connections in all")
+    max_connections_per_address: int = Field(default=50, ge=1, description="open TCP connections per client address")
+    max_chunk_size: int = Field(default=65535, ge=8192, le=16 * 1024 * 1024, description="bytes per message chunk")
+    max_message_size: int = Field(default=16 * 1024 * 1024, ge=8192, le=1024 * 1024 * 1024,
+                                  description="bytes per request, all chunks together")
+    max_string_length: int = Field(default=65535, ge=1, description="characters of a String written to a tag")
+    max_byte_string_length: int = Field(default=1024 * 1024, ge=1, description="bytes of a ByteString written")
+    max_array_length: int = Field(default=65535, ge=1, description="elements of an array written to a tag")
+
+
 class OpcUaConfig(_Section):
     endpoint: str = "opc.tcp://0.0.0.0:4840/wincc"
     public_hostname: str | None = Field(
@@ -270,6 +287,7 @@ class OpcUaConfig(_Section):
     max_references_per_node: int = Field(default=1000, ge=10, description="Browse page size when the client sets none")
     failed_login_limit: int = Field(default=5, ge=1, description="failed logins per client per minute")
     redundancy: RedundancyConfig = Field(default_factory=RedundancyConfig)
+    limits: OpcUaLimitsConfig = Field(default_factory=OpcUaLimitsConfig)
 
     @field_validator("redundancy")
     @classmethod
@@ -344,6 +362,13 @@ class HistoryConfig(_Section):
         description="values (raw) or intervals (processed) per node in one HistoryRead answer; more come with a "
         "continuation point. Advertised as HistoryServerCapabilities.MaxReturnDataValues",
     )
+    max_requests_per_read: int = Field(
+        default=100, ge=2, le=100_000,
+        description="archive REST requests per node in one HistoryRead answer; past it the answer ends with a "
+        "continuation point (twice it without a point to resume from: BadTooManyOperations)",
+    )
+    max_read_s: float = Field(default=1.0, gt=0, description="seconds of archive work in one HistoryRead (same; "
+                              "asyncua clients give up on a server whose keep-alive read waits much longer)")
     aggregates: HistoryAggregatesConfig = Field(default_factory=HistoryAggregatesConfig)
 
 

@@ -22,6 +22,15 @@ processed (Part 13 aggregates, see aggregates.py) and at-time.
   so one window never holds much more than the values the answer still needs.
 - Continuation points are per session, at most `history.max_continuation_points` (the oldest is dropped), freed
   by ReleaseContinuationPoints or when the session closes.
+- Work per answer (a HistoryRead must not make the bridge walk the archive open-endedly): at most
+  `history.max_requests_per_read` archive REST requests per node and `history.max_read_s` seconds per request.
+  Where that runs out a raw read stops at the next point it can resume from and answers what it has (possibly
+  nothing) with a continuation point; a processed read (forward) answers the intervals finished so far. Twice
+  that work (plus room to finish a reverse window) without such a point answers BadTooManyOperations. A node
+  reached after the request's time is spent (many nodes, a slow WinCC) answers no values and a continuation
+  point at once, so every node of a big request gets its turn in later calls. A reverse read never starts later
+  than a day past the bridge clock (no archive holds the future), and every time is clamped to the years date
+  arithmetic can reach (EndTime 9999-12-31 is fine).
 - ReadEvent (alarm history) is answered by `event_reader` when one is set (the alarms feature), otherwise
   BadHistoryOperationUnsupported.
 """
@@ -33,6 +42,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -44,6 +54,7 @@ from asyncua import Server, ua
 
 from bridge.config import HistoryConfig
 from bridge.opcua._asyncua import InternalSession, address_space
+from bridge.opcua.history.budget import TooMuchWork, Work, current_work, out_of_budget
 from bridge.opcua.history.aggregates import (
     AGGREGATES,
     AggregateSettings,
@@ -75,6 +86,8 @@ _BOUND_REACH = (timedelta(seconds=10), timedelta(minutes=10), timedelta(days=1),
 _FIRST_WINDOW = timedelta(minutes=1)  # the first reverse window, before the data density is known
 _MIN_WINDOW = timedelta(milliseconds=1)  # the archive's time resolution: a window cannot usefully get narrower
 _MAX_WINDOW = timedelta(days=3650)
+_LATEST = datetime(9999, 11, 1, tzinfo=UTC)  # later times are clamped: t + the longest bound reach stays valid
+_FUTURE_SLACK = timedelta(days=1)  # a reverse read starts at most this far past the bridge clock (clock skew)
 _ALL = sys.maxsize  # skip count meaning "every value at that timestamp"
 _NUMERIC = {DataType.bool, DataType.int8, DataType.int16, DataType.int32, DataType.int64, DataType.uint8,
             DataType.uint16, DataType.uint32, DataType.uint64, DataType.float, DataType.double}
@@ -86,7 +99,7 @@ def _utc(t: datetime | None) -> datetime | None:
     if t is None:
         return None
     t = t if t.tzinfo else t.replace(tzinfo=UTC)
-    return None if t <= _MIN_TIME else t
+    return None if t <= _MIN_TIME else min(t, _LATEST)
 
 
 def _result(code: int, values: list[ua.DataValue] | None = None, cp: bytes | None = None) -> ua.HistoryReadResult:
@@ -121,6 +134,7 @@ class _RawCursor:
     delivered: bool = False
     data_done: bool = False  # only the end bound is left to send
     window: timedelta = _FIRST_WINDOW  # reverse reads: the window width that fitted the data density
+    started: bool = False  # the start bound (if asked for) is sent
     stream: PageStream | None = None  # forward reads: the archive read a continuation point goes on with
 
     async def close(self) -> None:
@@ -147,6 +161,7 @@ class _Window:
 
     values: list[ArchiveValue] = field(default_factory=list)
     overflow_at: datetime | None = None  # set when the window held more than the budget: where the excess began
+    first_at: datetime | None = None  # ... and where its first value was (the data may begin well after lo)
 
 
 class HistoryService:
@@ -243,6 +258,7 @@ class HistoryService:
         if params.TimestampsToReturn == ua.TimestampsToReturn.Neither or params.TimestampsToReturn > 3:
             return [_result(S.BadTimestampsToReturnInvalid) for _ in nodes]
         role = role_of(session.user)
+        deadline = time.monotonic() + self._config.max_read_s  # one time budget for all nodes of the request
 
         async def one(i: int, node: ua.HistoryReadValueId) -> ua.HistoryReadResult:
             tag = self._directory.tag_for(node.NodeId)
@@ -256,6 +272,7 @@ class HistoryService:
             if node.IndexRange:
                 return _result(S.BadIndexRangeInvalid)
             async with self._gate:
+                current_work.set(self._new_work(deadline))
                 try:
                     if isinstance(details, ua.ReadRawModifiedDetails):
                         return await self._raw(session, tag, details, node.ContinuationPoint)
@@ -268,11 +285,23 @@ class HistoryService:
                 except WinCCError as exc:
                     log.warning("archive read of %s failed: %s", tag.name, exc)
                     return _result(S.BadCommunicationError)
+                except TooMuchWork:
+                    log.warning("history read of %s refused: more than %d archive requests or %.0f s for one answer",
+                                tag.name, self._new_work(0).hard, 2 * self._config.max_read_s)
+                    return _result(S.BadTooManyOperations)
                 except Exception:  # a bug must cost this node its answer, not the whole request
                     log.exception("history read of %s failed", tag.name)
                     return _result(S.BadInternalError)
 
         return list(await asyncio.gather(*(one(i, n) for i, n in enumerate(nodes))))
+
+    def _new_work(self, deadline: float) -> Work:
+        cfg = self._config
+        # past the budget a read still finishes the window it is in: a reverse window that turns out too dense
+        # is read again narrower, each attempt up to max_values_per_read / page_size + 1 requests; three allowed
+        window = cfg.max_values_per_read // cfg.page_size + 2
+        return Work(cfg.max_requests_per_read, 2 * cfg.max_requests_per_read + 3 * window, cfg.max_read_s,
+                           deadline)
 
     # ---- values -------------------------------------------------------------------------------------------
     def _dv(self, tag: TagInfo, v: ArchiveValue) -> ua.DataValue:
@@ -288,8 +317,22 @@ class HistoryService:
         severity = code >> 30  # 0 Good, 1 Uncertain, 2 (3) Bad
         return Sample(v.timestamp, value, severity == 0, severity == 1, code)
 
-    def _pages(self, tag: TagInfo, lo: datetime, hi: datetime) -> AsyncIterator[list[ArchiveValue]]:
-        return self._client.archive(tag, lo, hi, self._config.page_size)
+    async def _pages(self, tag: TagInfo, lo: datetime, hi: datetime, resumable: bool = False
+                     ) -> AsyncIterator[list[ArchiveValue]]:
+        """The archive over [lo, hi], page by page; each REST request is paid from the budget of the call that
+        asks for it (looked up per request: a forward read's stream outlives its call). A `resumable` read is only
+        counted, never refused: it stops at its own checks and goes on with the next call."""
+
+        def pay() -> None:
+            work = current_work.get()
+            if work is not None:
+                work.spend(strict=not resumable)
+
+        pay()  # the first request
+        async with aclosing(self._client.archive(tag, lo, hi, self._config.page_size)) as pages:
+            async for page in pages:
+                yield page
+                pay()  # asking for the next page is the next request
 
     async def _scan_back(self, tag: TagInfo, t: datetime, inclusive: bool,
                          usable: Callable[[ArchiveValue], bool] | None = None
@@ -326,7 +369,7 @@ class HistoryService:
         first = None
         lo, lo_in = t, inclusive
         for reach in _BOUND_REACH:
-            hi = t + reach
+            hi = min(t, _LATEST) + reach
             async with aclosing(self._pages(tag, lo, hi)) as pages:
                 async for page in pages:
                     for v in page:
@@ -372,6 +415,10 @@ class HistoryService:
             if new is None:
                 return _result(S.BadInvalidTimestampArgument)
             cursor = new
+        if out_of_budget():  # the request's time went to its other nodes: nothing done here yet, come back
+            return _result(S.Good, [], self._store(session, cursor))
+        if not cursor.started:
+            cursor.started = True
             if cursor.bounds:
                 values = await self._start_bound(cursor)
         limit = cursor.per_call if cursor.remaining is None else min(cursor.per_call, cursor.remaining)
@@ -424,10 +471,11 @@ class HistoryService:
         instant = c.end is not None and c.end == c.first
         if c.stream is None:
             top = c.end if c.end is not None else datetime.now(UTC)
-            c.stream = PageStream(self._pages(c.tag, c.at, top))
+            c.stream = PageStream(self._pages(c.tag, c.at, top, resumable=True))
             skip, resume = c.skip, c.at  # a new read from c.at: the values already delivered there come again
         else:
             skip, resume = 0, c.at
+        had = len(values)
         end = c.end if c.end is not None and not instant else None
         while (page := await c.stream.page()) is not None:
             for i, v in enumerate(page):
@@ -441,6 +489,8 @@ class HistoryService:
                     return True
                 values.append(v)
                 self._advance(c, v)
+            if len(values) > had and out_of_budget():
+                return True  # out of budget: the stream goes on from here with the next call
         return False
 
     async def _raw_reverse(self, c: _RawCursor, values: list[ua.DataValue], limit: int) -> bool:
@@ -451,7 +501,7 @@ class HistoryService:
         that is abandoned early and narrowed. Values at a window's lower edge belong to it, not to the next one."""
         floor = c.end  # excluded
         bottom = floor if floor is not None else _EPOCH
-        hi, hi_in = c.at, True
+        hi, hi_in = min(c.at, datetime.now(UTC) + _FUTURE_SLACK), True
         skip, resume = c.skip, c.at
         width = c.window
         while True:
@@ -459,8 +509,9 @@ class HistoryService:
             budget = limit - len(values) + (0 if skip == _ALL else skip) + 1
             window = await self._window(c.tag, lo, hi, hi_in, budget, resume if skip == _ALL else None)
             if window.overflow_at is not None and hi - lo > _MIN_WINDOW:
-                # too dense for this width: the first `budget` values spanned lo .. overflow_at
-                width = max(_MIN_WINDOW, min((hi - lo) / 2, window.overflow_at - lo))
+                # too dense for this width: the first `budget` values spanned first_at .. overflow_at
+                assert window.first_at is not None
+                width = max(_MIN_WINDOW, min((hi - lo) / 2, window.overflow_at - window.first_at))
                 continue
             for v in reversed(window.values):
                 if floor is not None and v.timestamp <= floor:
@@ -480,19 +531,24 @@ class HistoryService:
             width = min(_MAX_WINDOW, max(_MIN_WINDOW, width))
             c.window = width
             hi, hi_in = lo, False
+            if out_of_budget():  # out of budget with a whole window taken: resume below it
+                c.at, c.skip = hi, _ALL
+                return True
 
     async def _window(self, tag: TagInfo, lo: datetime, hi: datetime, hi_in: bool, budget: int,
                       exclude: datetime | None) -> _Window:
         kept: deque[ArchiveValue] = deque(maxlen=budget)
         seen = 0
+        first_at: datetime | None = None
         async with aclosing(self._pages(tag, lo, hi)) as pages:
             async for page in pages:
                 for v in page:
                     if v.timestamp > hi or (v.timestamp == hi and not hi_in) or v.timestamp == exclude:
                         continue
                     seen += 1
+                    first_at = first_at or v.timestamp
                     if seen > budget and hi - lo > _MIN_WINDOW:
-                        return _Window(overflow_at=v.timestamp)
+                        return _Window(overflow_at=v.timestamp, first_at=first_at)
                     kept.append(v)  # a window that cannot get narrower keeps only its newest `budget` values
         return _Window(list(kept))
 
@@ -529,18 +585,22 @@ class HistoryService:
                 return _result(S.BadInvalidArgument)  # Part 13 5.4.2.2 Table 12
             cursor = _ProcessedCursor(tag, int(aggregate.Identifier), IntervalPlan(start, end, interval), settings)
         plan = cursor.plan
+        if out_of_budget():  # the request's time went to its other nodes: nothing done here yet, come back
+            return _result(S.Good, [], self._store(session, cursor))
         count = min(self._config.max_values_per_read, plan.count - cursor.next)
-        values = await self._aggregate(tag, cursor.aggregate, plan.slots(cursor.next, count), cursor.settings)
+        values = await self._aggregate(tag, cursor.aggregate, plan.slots(cursor.next, count), cursor.settings,
+                                       may_stop=not plan.reverse)
         if plan.reverse:
             values.reverse()  # computed oldest first; the request wants them from StartTime backwards
-        cursor.next += count
+        cursor.next += len(values)
         more = cursor.next < plan.count
         return _result(S.Good, values, self._store(session, cursor) if more else None)
 
-    async def _aggregate(self, tag: TagInfo, aggregate: int, slots: list[Slot], settings: AggregateSettings
-                         ) -> list[ua.DataValue]:
+    async def _aggregate(self, tag: TagInfo, aggregate: int, slots: list[Slot], settings: AggregateSettings,
+                         may_stop: bool = False) -> list[ua.DataValue]:
         """Stream the archive over `slots` (time order) through the aggregate engine: the values before the first
-        interval that serve as its bounds, every value inside, the first ones after the last."""
+        interval that serve as its bounds, every value inside, the first ones after the last. With `may_stop`,
+        running out of work budget answers the first intervals finished so far (at least one)."""
         engine = IntervalEngine(aggregate, slots, settings)
         lo, hi = slots[0].t0, slots[-1].t1
 
@@ -555,6 +615,8 @@ class HistoryService:
                 for v in page:
                     engine.feed(self._sample(tag, v))
                 out.extend(engine.drain())
+                if may_stop and out and out_of_budget():
+                    return out
                 await asyncio.sleep(0)  # a long range is many pages: let the server answer others in between
         if engine.waiting:
             for v in _distinct(*await self._scan_forward(tag, hi, inclusive=False, usable=usable)):

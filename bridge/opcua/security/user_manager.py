@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -34,6 +35,7 @@ _WINDOW_S = 60.0
 _PER_HOST_FACTOR = 3
 _MAX_TRACKED = 10_000
 _UNKNOWN_HOST = "unknown address"
+_NAME_CHARS = 64
 
 Key = str | tuple[str, str]
 
@@ -82,6 +84,17 @@ class FailedLogins:
             del self._times[key]
 
 
+def _shown(name: str) -> str:
+    """A user name as logged: a client may send 100 KB of it on every attempt."""
+    text = repr(name)
+    return text if len(text) <= _NAME_CHARS else f"{text[:_NAME_CHARS]}...({len(name)} chars)"
+
+
+def _key(name: str) -> str:
+    """A user name as a key of the failure table: long ones by their digest, so 10,000 keys stay small."""
+    return name if len(name) <= _NAME_CHARS else "#" + hashlib.blake2b(name.encode(errors="replace")).hexdigest()
+
+
 class BridgeUserManager(UserManager):
     def __init__(self, config: OpcUaConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._users = {u.name: u for u in config.users}
@@ -120,21 +133,21 @@ class BridgeUserManager(UserManager):
         stored = user.password_hash.get_secret_value() if user is not None else self._dummy_hash
         ok = verify_password(password or "", stored) and user is not None
         if not ok:
-            self._failures.add((host, username), keep=self._limit)
+            self._failures.add((host, _key(username)), keep=self._limit)
             self._failures.add(host, keep=self._host_limit)
-            log.warning("failed login for user %r from %s (%s)", username, host,
+            log.warning("failed login for user %s from %s (%s)", _shown(username), host,
                         "unknown user" if user is None else "wrong password")
             return None
-        self._failures.clear((host, username))  # the address's count over all names stays: no reset by one login
+        self._failures.clear((host, _key(username)))  # the address's count over all names stays: no reset by one login
         log.info("user %r logged in as %s from %s", username, user.role.value, host)
         return BridgeUser.named(username, user.role, self._rules.get(username))
 
     def _locked(self, host: str, username: str) -> bool:
-        for key, limit, what in (((host, username), self._limit, f"user {username!r} from {host}"),
+        for key, limit, what in (((host, _key(username)), self._limit, f"user {_shown(username)} from {host}"),
                                  (host, self._host_limit, f"every user from {host}")):
             until = self._failures.locked_until(key, limit)
             if until is not None:
-                log.info("login for user %r from %s refused: %d failed logins in the last minute lock %s "
-                            "for %.0f s more", username, host, limit, what, until - self._clock())
+                log.info("login for user %s from %s refused: %d failed logins in the last minute lock %s "
+                            "for %.0f s more", _shown(username), host, limit, what, until - self._clock())
                 return True
         return False

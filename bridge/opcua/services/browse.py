@@ -32,9 +32,12 @@ from typing import Any
 
 from asyncua import Server, ua
 
-from bridge.opcua._asyncua import UaAddressSpace, address_space
+from bridge.opcua._asyncua import UaAddressSpace, address_space, tolerate_unknown_values
 
 __all__ = ["BrowseService"]
+
+# a BrowseDirection out of range must reach _browse_one (BadBrowseDirectionInvalid), not fail the decoding
+tolerate_unknown_values(ua.BrowseDirection)
 
 _HAS_SUBTYPE = ua.NodeId(ua.ObjectIds.HasSubtype)
 _ALL_FIELDS = 0x3F

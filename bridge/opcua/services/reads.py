@@ -5,7 +5,8 @@ UserAccessLevel of a tag is answered for the session's role (asyncua stores one 
 readers see CurrentRead (+HistoryRead on archived tags), operators and admins also CurrentWrite on writable tags
 that their write rules let them write (users.may_write, the rule the Write service applies).
 A session without any role gets BadUserAccessDenied for tag values. UserExecutable of a method is answered with the
-same rule the Call service applies (calls.may_call).
+same rule the Call service applies (calls.may_call). An IndexRange is applied to whatever is read (see
+index_range.py: a range on a scalar tag is BadIndexRangeNoData, bad syntax BadIndexRangeInvalid).
 
 MaxAge (Part 4, 5.10.2): tags whose cached value is older than the request's MaxAge (MaxAge 0: every tag asked)
 are read from WinCC first, in one batched REST read of just those tags (SyncEngine.read_now). The Read waits for
@@ -20,6 +21,7 @@ from asyncua import Server, ua
 
 from bridge.opcua._asyncua import InternalSession
 from bridge.opcua.services.calls import may_call
+from bridge.opcua.services.index_range import apply_index_range
 from bridge.opcua.services.session import request_context
 from bridge.opcua.sync.engine import SyncEngine
 from bridge.opcua.model.tags import TagDirectory
@@ -30,6 +32,8 @@ __all__ = ["ReadService", "user_access_level"]
 
 A = ua.AttributeIds
 AL = ua.AccessLevel
+S = ua.StatusCodes
+_NOT_READ = {S.BadNodeIdUnknown, S.BadAttributeIdInvalid, S.BadUserAccessDenied, S.BadNotReadable}
 
 
 def user_access_level(tag: TagInfo, can_write: bool) -> int:
@@ -70,6 +74,9 @@ class ReadService:
             elif rv.AttributeId == A.UserAccessLevel:
                 level = 0 if role is None else user_access_level(tag, may_write(session.user, tag.name))
                 results[i] = ua.DataValue(ua.Variant(level, ua.VariantType.Byte))
+        for i, rv in enumerate(params.NodesToRead):
+            if rv.IndexRange and results[i].StatusCode.value not in _NOT_READ:
+                results[i] = apply_index_range(results[i], rv.IndexRange)
         if read_tags:
             self._sync.note_read(read_tags)
         return results

@@ -21,6 +21,11 @@ session must be an admin (BadUserAccessDenied) and no IndexRange given (BadWrite
 write the whole value). What passes is written through asyncua. The bridge's own nodes are built read-only
 (AccessLevel CurrentRead, WriteMask 0), so in practice only standard server nodes that allow it are writable.
 
+Size: a String longer than `opcua.limits.max_string_length` characters, a ByteString longer than
+`max_byte_string_length` bytes or an array longer than `max_array_length` (or holding such an element) is refused
+with BadOutOfRange before anything else, for every node (advertised as ServerCapabilities MaxStringLength,
+MaxByteStringLength and MaxArrayLength); audit lines show at most `_AUDIT_CHARS` characters of a value.
+
 A NodeId given twice in one request is written once per occurrence, in order. Every write to an existing node is
 logged (logger `bridge.audit.write`): user, tag (or node and attribute), old value, new value, result; and emitted
 as an AuditWriteUpdateEventType on the Server object (services/audit.py), refused writes included.
@@ -36,7 +41,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
-from bridge.config import OpcUaConfig, Role
+from bridge.config import OpcUaConfig, OpcUaLimitsConfig, Role
 from bridge.opcua._asyncua import InternalSession, address_space, write_as
 from bridge.opcua.model.status import write_error_to_status
 from bridge.opcua.model.tags import TagDirectory
@@ -59,8 +64,29 @@ _WRITE_MASK_BIT: dict[int, int] = {
 } | {A.DataTypeDefinition: 22, A.RolePermissions: 23, A.AccessRestrictions: 24, A.AccessLevelEx: 25}
 
 
+_AUDIT_CHARS = 200
+_CAPABILITIES = {  # ServerCapabilities property -> the limit it advertises
+    ua.ObjectIds.Server_ServerCapabilities_MaxStringLength: "max_string_length",
+    ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength: "max_byte_string_length",
+    ua.ObjectIds.Server_ServerCapabilities_MaxArrayLength: "max_array_length",
+}
+
+
 def _code(code: int) -> ua.StatusCode:
     return ua.StatusCode(code)
+
+
+def _oversized(value: Any, limits: OpcUaLimitsConfig) -> bool:
+    """A String, ByteString or array (at any depth) beyond the configured limits."""
+    if isinstance(value, str):
+        return len(value) > limits.max_string_length
+    if isinstance(value, (bytes, bytearray)):
+        return len(value) > limits.max_byte_string_length
+    if isinstance(value, (list, tuple)):
+        return len(value) > limits.max_array_length or any(_oversized(v, limits) for v in value)
+    if isinstance(value, ua.LocalizedText):
+        return _oversized(value.Text, limits) or _oversized(value.Locale, limits)
+    return False
 
 
 class WriteRouter:
@@ -83,6 +109,15 @@ class WriteRouter:
         self._on_written = on_written
         self._timeout_s = timeout_s
         self._events = audit
+        self._limits = config.limits
+
+    async def advertise_limits(self) -> None:
+        """ServerCapabilities MaxStringLength / MaxByteStringLength / MaxArrayLength say what a Write may carry."""
+        for ident, key in _CAPABILITIES.items():
+            node_id = ua.NodeId(ident)
+            if node_id in self._aspace:
+                variant = ua.Variant(getattr(self._limits, key), ua.VariantType.UInt32)
+                await self._server.write_attribute_value(node_id, ua.DataValue(variant))
 
     # ---- per-node checks ----------------------------------------------------------------------------------
     def _check(self, user: object, wv: ua.WriteValue, tag: TagInfo) -> tuple[ua.StatusCode | None, Any]:
@@ -150,10 +185,18 @@ class WriteRouter:
         others: list[int] = []
         for i, wv in enumerate(params.NodesToWrite):
             tag = self._directory.tag_for(wv.NodeId)
+            if tag is None and wv.NodeId not in self._aspace:
+                results[i] = _code(S.BadNodeIdUnknown)
+                continue
+            if wv.Value is not None and wv.Value.Value is not None and _oversized(wv.Value.Value.Value, self._limits):
+                results[i] = _code(S.BadOutOfRange)
+                if tag is not None:
+                    await self._audit(user, tag, wv, results[i])
+                else:
+                    await self._audit_other(user, wv, results[i])
+                continue
             if tag is None:
-                if wv.NodeId not in self._aspace:
-                    results[i] = _code(S.BadNodeIdUnknown)
-                elif (refused := self._check_other(user, wv)) is not None:
+                if (refused := self._check_other(user, wv)) is not None:
                     results[i] = refused
                     await self._audit_other(user, wv, refused)
                 else:
@@ -209,8 +252,8 @@ class WriteRouter:
         old = self._variant(wv.NodeId, wv.AttributeId)
         new = wv.Value.Value if wv.Value is not None else None
         attribute = "" if wv.AttributeId == _VALUE else f" attribute={_attribute_name(wv.AttributeId)}"
-        log.info("write user=%s tag=%r%s old=%r new=%r result=%s%s", _who(user), tag.name, attribute, _plain(old),
-                 _plain(new), status.name, f" ({reason})" if reason else "")
+        log.info("write user=%s tag=%r%s old=%s new=%s result=%s%s", _who(user), tag.name, attribute,
+                 _shown(_plain(old)), _shown(_plain(new)), status.name, f" ({reason})" if reason else "")
         await self._event(user, wv, old, status, f"tag {tag.name}{attribute}")
 
     async def _audit_other(self, user: object, wv: ua.WriteValue, status: ua.StatusCode,
@@ -219,8 +262,8 @@ class WriteRouter:
             old = self._variant(wv.NodeId, wv.AttributeId)
         new = wv.Value.Value if wv.Value is not None else None
         attribute = _attribute_name(wv.AttributeId)
-        log.info("write user=%s node=%s attribute=%s old=%r new=%r result=%s", _who(user), wv.NodeId.to_string(),
-                 attribute, _plain(old), _plain(new), status.name)
+        log.info("write user=%s node=%s attribute=%s old=%s new=%s result=%s", _who(user), wv.NodeId.to_string(),
+                 attribute, _shown(_plain(old)), _shown(_plain(new)), status.name)
         await self._event(user, wv, old, status, f"node {wv.NodeId.to_string()} attribute {attribute}")
 
     async def _event(self, user: object, wv: ua.WriteValue, old: ua.Variant | None, status: ua.StatusCode,
@@ -234,6 +277,12 @@ class WriteRouter:
 
 def _plain(variant: ua.Variant | None) -> Any:
     return variant.Value if variant is not None else None
+
+
+def _shown(value: Any) -> str:
+    """repr() of a value for an audit line, cut to _AUDIT_CHARS (a client may write megabytes)."""
+    text = repr(value)
+    return text if len(text) <= _AUDIT_CHARS else f"{text[:_AUDIT_CHARS]}...({len(text)} chars)"
 
 
 def _who(user: object) -> str:
