@@ -161,3 +161,26 @@ async def test_absurd_processed_reads_are_bounded(stack: Stack) -> None:
                                           AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
         (res,) = await history_read(client, details, [node])
         assert res.StatusCode.value == S.BadInvalidTimestampArgument
+
+
+async def test_a_forward_walk_over_a_dense_archive_stays_within_budget_per_answer(stack: Stack) -> None:
+    """The forward read's archive stream outlives each answer (history/pages.py): its requests are paid by the
+    answer that asks for them, and the walk still returns every value once, oldest first."""
+    async with Client(stack.url_for("reader"), timeout=30, watchdog_intervall=WATCHDOG) as client:
+        (node,) = await node_ids(client, [DENSE[2]])
+        end = datetime.now(UTC) - timedelta(minutes=1)
+        details = raw(end - timedelta(hours=3), end, 0)
+        seen: list[datetime] = []
+        cp: bytes | None = None
+        for answers in range(1, 100):
+            before = archive_requests(stack)
+            (res,) = await history_read(client, details, [node], [cp])
+            assert archive_requests(stack) - before <= MOST
+            assert res.StatusCode.is_good(), res.StatusCode
+            seen += [dv.SourceTimestamp for dv in res.HistoryData.DataValues]
+            cp = res.ContinuationPoint
+            if not cp:
+                break
+        assert seen == sorted(set(seen)), "a value was repeated or out of order"
+        assert len(seen) == 3 * 3600  # one value per second
+        assert answers >= 3 * 3600 // VALUES
