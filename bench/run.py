@@ -342,12 +342,12 @@ def _log_event(log: Path, prefix: str) -> tuple[float, float] | None:
 
 
 def _all_readable(br: BridgeProc, timeout: float = 300) -> float:
-    """Wait until every tag has had its first value written (values_written_total reaches the tag count at
+    """Wait until every tag has had its first value written (values_updated_total reaches the tag count at
     change rate 0: each tag is written once, from BadWaitingForInitialData); time.time() of that moment."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = scrape(br.health)
-        if m.get("tags", 0) > 0 and m.get("values_written_total", 0) >= m["tags"]:
+        if m.get("tags", 0) > 0 and m.get("values_updated_total", 0) >= m["tags"]:
             return time.time()
         time.sleep(0.05)
     raise RuntimeError("not every tag got a value")

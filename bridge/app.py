@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from asyncua import Server, ua
 
@@ -28,6 +29,7 @@ from bridge.runtime.logs import set_log_level
 from bridge.runtime.reload import RELOADABLE, restart_needed
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.loop_lag import LoopLag
+from bridge.runtime.ports import PortInUse, ensure_free, is_in_use_error
 from bridge.opcua.model.address_space import AddressSpace
 from bridge.opcua.model.bridge_status import BridgeStatus, load_types
 from bridge.opcua.services.browse import BrowseService
@@ -87,6 +89,7 @@ class Bridge:
         self.sync: SyncEngine | SyncGroup | None = None
         self.status: BridgeStatus | None = None
         self.health: HealthServer | None = None
+        self.writes: WriteRouter | None = None
         self.loop_lag = LoopLag()
         lim = config.opcua.limits
         self.connections = ConnectionGuard(lim.hello_timeout_s, lim.activation_timeout_s, lim.max_connections,
@@ -100,8 +103,14 @@ class Bridge:
         cfg = self.config
         if cfg.log.level:
             set_log_level(cfg.log.level)
-        self.loop_lag.start()
         bind_url, public_url = endpoint_urls(cfg.opcua)
+        bind = urlsplit(bind_url)
+        # before the browse, which can take a while: a taken port is the first thing the operator hears of
+        ensure_free(bind.hostname or "0.0.0.0", bind.port or 4840, "OPC UA", "opcua.endpoint")
+        if cfg.health.listen:
+            host, _, port = cfg.health.listen.rpartition(":")
+            ensure_free(host.strip("[]") or "0.0.0.0", int(port), "health", "health.listen")
+        self.loop_lag.start()
         self.server.set_server_name(cfg.opcua.server_name)
         self.server.set_endpoint(bind_url)
         await self.server.init()
@@ -144,7 +153,7 @@ class Bridge:
         history = HistoryService(self.server, self.directory, self.client, cfg.history)
         if cfg.history.enabled:
             await history.setup()
-        writes = WriteRouter(
+        writes = self.writes = WriteRouter(
             self.server, self.directory, self.client, cfg.opcua,
             on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
             audit=AuditEvents(self.server, cfg.opcua.application_uri),
@@ -167,7 +176,12 @@ class Bridge:
             handlers.subscriptions = DemandFanOut([s.sync.demand for s in self.sources if s.sync is not None])
         lim = cfg.opcua.limits
         install_connection_guard(self.server, self.connections, lim.max_chunk_size, lim.max_message_size)
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:  # taken since the check above
+            if not is_in_use_error(exc):
+                raise
+            raise PortInUse("OPC UA", bind.hostname or "0.0.0.0", bind.port or 4840, "opcua.endpoint") from None
         self._serving = True
         log.info("OPC UA endpoint %s (bound %s), %d tags", public_url, bind_url, len(self.directory))
 
@@ -183,7 +197,7 @@ class Bridge:
             await self.health.start()
 
     async def stop(self) -> None:
-        self._serving = False
+        was_serving, self._serving = self._serving, False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -200,7 +214,8 @@ class Bridge:
             log.debug("server stop", exc_info=True)
         for source in self.sources:
             await source.client.aclose()
-        log.info("bridge stopped")
+        if was_serving:  # after a failed start the one line saying why is enough
+            log.info("bridge stopped")
 
     # ---- model: browse, snapshot, re-browse (per source) -----------------------------------------------------
     def _model(self) -> list[Folder | TagInfo]:
@@ -370,18 +385,24 @@ class Bridge:
             tags=len(self.directory) if self.directory is not None else 0,
             gauges={k: v for k, v in metrics.items() if not k.endswith("_total")},
             counters={k.removesuffix("_total"): v for k, v in metrics.items() if k.endswith("_total")},
+            # what clients wrote, by StatusCode (values_updated counts what polling stored, not client writes)
+            labelled_counters={"client_writes": ("result", dict(self.writes.results))} if self.writes else {},
         )
 
 
 async def serve(config: BridgeConfig, stop: asyncio.Event, on_secret: Callable[[str], None] | None = None,
-                config_path: Path | None = None) -> None:
-    """Run a bridge until `stop` is set, then shut it down cleanly. With `config_path`, SIGHUP reloads it."""
+                config_path: Path | None = None, on_started: Callable[[Bridge], None] | None = None) -> None:
+    """Run a bridge until `stop` is set, then shut it down cleanly. With `config_path`, SIGHUP reloads it.
+    `on_started` is called once the endpoint is bound, the address space built and the health endpoint up (the
+    moment to tell a person where to connect)."""
     bridge = Bridge(config, on_secret=on_secret, config_path=config_path)
     loop = asyncio.get_running_loop()
     if config_path is not None:
         loop.add_signal_handler(signal.SIGHUP, bridge.reload)
     try:
         await bridge.start()
+        if on_started is not None:
+            on_started(bridge)
         await stop.wait()
     finally:
         if config_path is not None:

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -25,8 +26,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from bridge import __version__
-from bridge.config import BridgeConfig, ConfigError, load_config, parse_config
+from bridge.config import BridgeConfig, ConfigError, ConfigWarning, load_config, parse_config
 from bridge.runtime.logs import RedactingFilter, configure_logging
+from bridge.runtime.ports import PortInUse
 
 __all__ = ["main"]
 
@@ -36,6 +38,24 @@ log = logging.getLogger(__name__)
 DEMO_USERS = {"operator": "operator", "reader": "reader", "admin": "admin"}
 DEMO_WINCC_PASSWORD = "demo-wincc"
 DEMO_WINCC_ENV = "WINCC_DEMO_PASSWORD"
+# the demo's ports come from these flags, so a taken port names the flag rather than the config key
+DEMO_PORT_FLAGS = {"opcua.endpoint": "--opcua-port N", "health.listen": "--health-port N",
+                   "wincc.url": "--wincc-port N"}
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    """`COMMAND FILE` and `COMMAND --config FILE` both, for every command that reads a config."""
+    parser.add_argument("file", nargs="?", type=Path, metavar="FILE", help="YAML config file")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="the same, as an option")
+
+
+def _config_path(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> Path:
+    given = [p for p in (getattr(ns, "file", None), getattr(ns, "config", None)) if p is not None]
+    if not given:
+        parser.error(f"{ns.command}: give the config file: {ns.command} FILE (or --config FILE)")
+    if len(given) == 2 and given[0] != given[1]:
+        parser.error(f"{ns.command}: two config files given ({given[0]} and {given[1]}); give one")
+    return given[0]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
     run = sub.add_parser("run", help="serve OPC UA until SIGINT/SIGTERM")
-    run.add_argument("--config", required=True, type=Path, help="YAML config file")
+    _add_config(run)
 
     demo = sub.add_parser("demo", help="simulator + bridge in one process with the bundled demo config (no file needed)")
     # for a laptop where 4840 already belongs to another OPC UA server, or 8081/8700 are taken
@@ -67,19 +87,38 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("simulate", help="run the WinCC REST simulator alone: --port N [--dialect dp|restservice|unified] "
                                     "[--tags N] ... (see `simulate --help`)", add_help=False)
 
-    chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked")
-    chk.add_argument("file", type=Path)
+    chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked (the secrets "
+                                              "themselves need not be set: a missing one is a warning)")
+    _add_config(chk)
 
     hp = sub.add_parser("hash-password", help="print the scrypt$... hash for opcua.users[].password_hash")
     hp.add_argument("--password", help="the password (default: read from stdin, or prompt on a terminal)")
 
-    br = sub.add_parser("browse", help="print WinCC's folders and tags as the bridge sees them")
-    br.add_argument("--config", required=True, type=Path)
+    br = sub.add_parser("browse", help="print WinCC's folders and tags as the bridge sees them, as a tree")
+    _add_config(br)
 
     ex = sub.add_parser("export-nodeset", help="browse WinCC and write the model as NodeSet2 XML")
-    ex.add_argument("--config", required=True, type=Path)
-    ex.add_argument("--out", type=Path, default=Path("nodesets/wincc.xml"))
+    _add_config(ex)
+    ex.add_argument("--out", type=Path, default=Path("nodesets/wincc.xml"),
+                    help="where to write it (default: %(default)s, relative to the current directory)")
     return p
+
+
+def _warn(warnings: tuple[ConfigWarning, ...] | list[ConfigWarning]) -> None:
+    for warning in warnings:
+        log.warning("config: %s", warning)
+
+
+def _load(path: Path, *, serving: bool = False) -> BridgeConfig:
+    """Load a config for a command that talks to WinCC; `serving`: refuse what would make the server useless
+    (placeholder password hashes); other warnings are logged."""
+    config = load_config(path)
+    refused = [w for w in config.warnings if serving and w.refuse_serving]
+    if refused:
+        errors = [ConfigError(w.message, key=w.key, line=w.line) for w in refused]
+        raise ConfigError(errors[0].message, key=errors[0].key, line=errors[0].line, more=errors[1:])
+    _warn(config.warnings)
+    return config
 
 
 def _register_secrets(redact: RedactingFilter, config: BridgeConfig) -> None:
@@ -98,7 +137,7 @@ async def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> Non
 
 
 def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
-    config = load_config(config_path)
+    config = _load(config_path, serving=True)
     _register_secrets(redact, config)
     from bridge.app import serve
 
@@ -110,11 +149,26 @@ def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
 _DEMO_PATHS = {"dp": "", "restservice": "/WinCCRestService", "unified": "/graphql"}
 
 
+def _demo_state_dir() -> Path:
+    """Where the demo keeps its PKI (server certificate, trusted and rejected clients): the user's cache
+    directory, so the working directory stays clean and a client trusts the demo server once; a temporary
+    directory if there is no writable cache."""
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        state = cache / "wincc-opcua-bridge" / "demo"
+        state.mkdir(parents=True, exist_ok=True)
+        return state
+    except (OSError, RuntimeError):  # RuntimeError: no home directory
+        return Path(tempfile.mkdtemp(prefix="wincc-opcua-bridge-demo-"))
+
+
 def _demo_config(opcua_port: int | None = None, health_port: int | None = None,
-                 wincc_port: int | None = None, dialect: str = "dp") -> BridgeConfig:
+                 wincc_port: int | None = None, dialect: str = "dp", pki_dir: Path | None = None) -> BridgeConfig:
     text = resources.files("bridge").joinpath("demo.yaml").read_text(encoding="utf-8")
-    if opcua_port or health_port or wincc_port or dialect != "dp":
+    if opcua_port or health_port or wincc_port or dialect != "dp" or pki_dir:
         data = yaml.safe_load(text)
+        if pki_dir:
+            data["opcua"]["pki_dir"] = str(pki_dir)
         if opcua_port:
             data["opcua"]["endpoint"] = f"opc.tcp://0.0.0.0:{opcua_port}/wincc"
         if health_port:
@@ -126,14 +180,47 @@ def _demo_config(opcua_port: int | None = None, health_port: int | None = None,
     return parse_config(text, source="bridge/demo.yaml")
 
 
+def _demo_banner(config: BridgeConfig, sim_url: str, dialect: str) -> str:
+    from bridge.opcua.security.policies import endpoint_urls
+
+    _, public = endpoint_urls(config.opcua)
+    local = public.replace(f"//{urlsplit(public).hostname}:", "//localhost:", 1)
+    users = ", ".join(f"{u}/{p}" for u, p in DEMO_USERS.items())
+    return (
+        f"\nWinCC simulator: {sim_url} ({dialect} dialect, user opcua, password from {DEMO_WINCC_ENV}; "
+        f"the README says how to browse it)\n"
+        f"OPC UA endpoint: {local}  (from another machine: {public})\n"
+        f"  security None or Basic256Sha256/Aes* (any client certificate is trusted), anonymous may read\n"
+        f"Users (demo only): {users}\n"
+        f"Health: http://{config.health.listen}/healthz  /readyz  /metrics\n"
+        f"Demo PKI (server certificate, client certificates): {config.opcua.pki_dir}\n"
+        f"Tags: Objects > WinCC > System1 (Tank1, Pump1, Reactor, ...). Ctrl+C stops.\n"
+    )
+
+
+def _demo_ports_free(config: BridgeConfig) -> None:
+    """All three ports before anything starts, so a taken one is reported at once and nothing is half up."""
+    from bridge.opcua.security.policies import endpoint_urls
+    from bridge.runtime.ports import ensure_free
+
+    wincc = urlsplit(config.wincc.url)
+    ensure_free(wincc.hostname or "127.0.0.1", wincc.port or 8700, "WinCC simulator", "wincc.url")
+    bind = urlsplit(endpoint_urls(config.opcua)[0])
+    ensure_free(bind.hostname or "0.0.0.0", bind.port or 4840, "OPC UA", "opcua.endpoint")
+    if config.health.listen:
+        host, _, port = config.health.listen.rpartition(":")
+        ensure_free(host.strip("[]") or "0.0.0.0", int(port), "health", "health.listen")
+
+
 def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     os.environ.setdefault(DEMO_WINCC_ENV, DEMO_WINCC_PASSWORD)
-    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port, ns.dialect)
+    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port, ns.dialect,
+                          pki_dir=_demo_state_dir() / "pki")
     _register_secrets(redact, config)
-    from bridge.opcua.security.policies import endpoint_urls
     from bridge.app import serve
     from bridge.simulator import Simulator, SimulatorOptions
 
+    _demo_ports_free(config)
     port = urlsplit(config.wincc.url).port or 8700
     options = SimulatorOptions(
         dialect=config.wincc.dialect, port=port, auth="basic", username=config.wincc.auth.username or "opcua",
@@ -144,19 +231,9 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
         sim = Simulator(options)
         await sim.start()
         try:
-            _, public = endpoint_urls(config.opcua)
-            local = public.replace(f"//{urlsplit(public).hostname}:", "//localhost:", 1)
-            users = ", ".join(f"{u}/{p}" for u, p in DEMO_USERS.items())
-            print(
-                f"\nWinCC simulator: {sim.url} ({options.dialect} dialect)\n"
-                f"OPC UA endpoint: {local}  (from another machine: {public})\n"
-                f"  security None or Basic256Sha256/Aes* (any client certificate is trusted), anonymous may read\n"
-                f"Users (demo only): {users}\n"
-                f"Health: http://{config.health.listen}/healthz  /readyz  /metrics\n"
-                f"Tags: Objects > WinCC > System1 (Tank1, Pump1, Reactor, ...). Ctrl+C stops.\n",
-                flush=True,
-            )
-            await serve(config, stop, on_secret=redact.add)
+            # printed only once the endpoint is bound and the address space built: what it says works now
+            await serve(config, stop, on_secret=redact.add,
+                        on_started=lambda _: print(_demo_banner(config, sim.url, options.dialect), flush=True))
         finally:
             await sim.stop()
 
@@ -176,7 +253,8 @@ def _cmd_simulate(args: list[str]) -> int:
 
 
 def _cmd_check_config(path: Path) -> int:
-    config = load_config(path)
+    config = load_config(path, require_secrets=False)
+    _warn(config.warnings)
     print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")
     return 0
 
@@ -206,31 +284,62 @@ async def _browse(config: BridgeConfig, redact: RedactingFilter) -> list[Any]:
         return [item async for item in client.browse()]
 
 
-def _cmd_browse(path: Path, redact: RedactingFilter) -> int:
-    config = load_config(path)
-    _register_secrets(redact, config)
+def _tag_line(item: Any) -> str:
+    extra = {k: v for k, v in (("unit", item.unit), ("min", item.low), ("max", item.high)) if v is not None}
+    flags = "".join(f for f, on in ((" writable", item.writable), (" archived", item.archived)) if on)
+    return (f"{item.display_name}  [{item.data_type}]{flags}"
+            f"{' ' + json.dumps(extra, ensure_ascii=False) if extra else ''}  = {item.name}")
+
+
+def browse_tree(items: list[Any]) -> list[str]:
+    """The browse result as an indented tree: each folder, then its tags, then its subfolders, in WinCC's order
+    (WinCC lists all folders first, so printing in its order would put every tag under the last folder)."""
     from bridge.wincc.models import Folder
 
-    for item in asyncio.run(_browse(config, redact)):
+    children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    tags: dict[tuple[str, ...], list[Any]] = {}
+
+    def add_folder(path: tuple[str, ...]) -> None:
+        for i in range(1, len(path) + 1):
+            siblings = children.setdefault(path[: i - 1], [])
+            if path[:i] not in siblings:
+                siblings.append(path[:i])
+
+    for item in items:
         if isinstance(item, Folder):
-            print(f"{'  ' * (len(item.path) - 1)}{item.name}/")
+            add_folder(tuple(item.path))
         else:
-            extra = {k: v for k, v in (("unit", item.unit), ("min", item.low), ("max", item.high)) if v is not None}
-            flags = "".join(f for f, on in ((" writable", item.writable), (" archived", item.archived)) if on)
-            print(f"{'  ' * len(item.folder)}{item.display_name}  [{item.data_type}]{flags}"
-                  f"{' ' + json.dumps(extra, ensure_ascii=False) if extra else ''}  = {item.name}")
+            add_folder(tuple(item.folder))
+            tags.setdefault(tuple(item.folder), []).append(item)
+    lines: list[str] = []
+
+    def walk(path: tuple[str, ...]) -> None:
+        indent = "  " * len(path)
+        lines.extend(indent + _tag_line(tag) for tag in tags.get(path, []))
+        for child in children.get(path, []):
+            lines.append(f"{indent}{child[-1]}/")
+            walk(child)
+
+    walk(())
+    return lines
+
+
+def _cmd_browse(path: Path, redact: RedactingFilter) -> int:
+    config = _load(path)
+    _register_secrets(redact, config)
+    for line in browse_tree(asyncio.run(_browse(config, redact))):
+        print(line)
     return 0
 
 
 def _cmd_export(path: Path, out: Path, redact: RedactingFilter) -> int:
-    config = load_config(path)
+    config = _load(path)
     _register_secrets(redact, config)
     from bridge.opcua.model.nodeset import write_nodeset
 
     items = asyncio.run(_browse(config, redact))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_nodeset(items, out, config.opcua.namespace_uri)
-    print(f"wrote {len(items)} nodes to {out}")
+    counts = write_nodeset(items, out, config.opcua.namespace_uri)
+    print(f"wrote {counts} to {out.resolve()}")
     return 0
 
 
@@ -251,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     redact = configure_logging(ns.log_level, ns.log_format)
+    if ns.command in ("run", "check-config", "browse", "export-nodeset"):
+        ns.config = _config_path(parser, ns)
     try:
         match ns.command:
             case "run":
@@ -260,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             case "simulate":
                 return _cmd_simulate(ns.simulator_args)
             case "check-config":
-                return _cmd_check_config(ns.file)
+                return _cmd_check_config(ns.config)
             case "hash-password":
                 return _cmd_hash_password(ns.password)
             case "browse":
@@ -268,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
             case "export-nodeset":
                 return _cmd_export(ns.config, ns.out, redact)
     except ConfigError as exc:
-        _fail(redact, ns.log_format, f"config error: {exc}")
+        for problem in exc.all:  # every problem of the file, one line each
+            _fail(redact, ns.log_format, f"config error: {problem.one_line}")
+        return 2
+    except PortInUse as exc:  # one line naming what to change; no banner was printed, nothing is left running
+        _fail(redact, ns.log_format, exc.advice(DEMO_PORT_FLAGS.get(exc.setting) if ns.command == "demo" else None))
         return 2
     except KeyboardInterrupt:
         return 0

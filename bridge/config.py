@@ -4,7 +4,12 @@ Every section is a frozen pydantic model that rejects unknown keys, so a typo in
 at start-up and not a silently ignored setting. Secrets never live in the YAML: passwords come from an
 environment variable (`password_env`) or a file (`password_file`) and are held as `SecretStr`, which masks
 itself in every repr. `load_config` raises `ConfigError` with the key path and, where the YAML has one, the
-line number; the CLI turns that into exit code 2.
+line number; the CLI turns that into exit code 2. Every problem of a file is reported, not only the first.
+
+`parse_config(..., require_secrets=False)` (what `check-config` uses) validates the structure on a machine that
+does not hold the plant's secrets: an unset password variable or an unreadable password file becomes a warning.
+Risky values that are still valid (the examples' placeholder password hashes) are `BridgeConfig.warnings`;
+those marked `refuse_serving` stop `run`.
 """
 
 from __future__ import annotations
@@ -28,11 +33,21 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.config_problems import (
+    ConfigError,
+    ConfigWarning,
+    error_message,
+    key_lines,
+    key_name,
+    line_for,
+)
+
 __all__ = [
     "AlarmsConfig",
     "AuthConfig",
     "BridgeConfig",
     "ConfigError",
+    "ConfigWarning",
     "HealthConfig",
     "HistoryConfig",
     "LogConfig",
@@ -47,20 +62,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used. `str()` is the one line the operator sees."""
-
-    def __init__(self, message: str, key: str | None = None, line: int | None = None) -> None:
-        self.key = key
-        self.line = line
-        where = ""
-        if key:
-            where = f"{key}: "
-        if line is not None:
-            where = f"line {line}: {where}"
-        super().__init__(f"{where}{message}")
 
 
 class Role(StrEnum):
@@ -87,6 +88,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _SecretMissing(ValueError):
+    """A secret's source is named correctly but not available on this machine (variable unset, file unreadable)."""
+
+
 def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
     """Resolve a secret from its environment variable or file; raise ValueError naming the source only."""
     if env and file:
@@ -94,14 +99,26 @@ def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | N
     if env:
         value = os.environ.get(env)
         if value is None:
-            raise ValueError(f"environment variable {env} (from {what}_env) is not set")
+            raise _SecretMissing(f"environment variable {env} (from {what}_env) is not set")
         return SecretStr(value)
     if file:
         try:
             return SecretStr(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
         except OSError as exc:
-            raise ValueError(f"cannot read {what}_file {file}: {exc.strerror}") from None
+            raise _SecretMissing(f"cannot read {what}_file {file}: {exc.strerror}") from None
     return None
+
+
+def _secret_or_warning(env: str | None, file: Path | None, what: str, info: ValidationInfo) -> SecretStr | None:
+    """`_read_secret`, except that with `require_secrets=False` a secret this machine lacks is a warning."""
+    try:
+        return _read_secret(env, file, what)
+    except _SecretMissing as exc:
+        context = info.context or {}
+        if context.get("require_secrets", True):
+            raise
+        context.setdefault("missing_secrets", []).append(f"{exc}: `run`, `browse` and `export-nodeset` need it")
+        return None
 
 
 class AuthConfig(_Section):
@@ -112,11 +129,11 @@ class AuthConfig(_Section):
     _password: SecretStr | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _resolve(self) -> AuthConfig:
+    def _resolve(self, info: ValidationInfo) -> AuthConfig:
         if self.mode != "none" and not self.username:
             raise ValueError(f"auth mode {self.mode!r} needs a username")
-        self._password = _read_secret(self.password_env, self.password_file, "password")
-        if self.mode != "none" and self._password is None:
+        self._password = _secret_or_warning(self.password_env, self.password_file, "password", info)
+        if self.mode != "none" and not (self.password_env or self.password_file):
             raise ValueError(f"auth mode {self.mode!r} needs password_env or password_file")
         return self
 
@@ -162,7 +179,10 @@ class AcknowledgeRequest(_Section):
 
 
 class WinCCConfig(_Section):
-    url: str = "http://127.0.0.1:8700"
+    # required: a default address would let a config that forgot it run against whatever answers there
+    url: str = Field(description="the WinCC REST base URL, e.g. https://wincc-host:8700 (dp), "
+                                 "https://wincc-host:34568/WinCCRestService (restservice) or "
+                                 "https://unified-host/graphql (unified)")
     dialect: Literal["dp", "restservice", "unified"] = "dp"
     ws_url: str | None = Field(default=None, description="unified: the WebSocket URL (default: url with ws/wss)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -398,7 +418,7 @@ _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class BridgeConfig(_Section):
-    wincc: WinCCConfig = Field(default_factory=WinCCConfig)
+    wincc: WinCCConfig = Field(description="the WinCC REST API to serve (at least its url)")
     sources: list[WinCCConfig] = Field(
         default_factory=list,
         description="several WinCC stations, each a `wincc:` block with a name; `wincc:` then holds their defaults",
@@ -409,6 +429,12 @@ class BridgeConfig(_Section):
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    _warnings: tuple[ConfigWarning, ...] = PrivateAttr(default=())
+
+    @property
+    def warnings(self) -> tuple[ConfigWarning, ...]:
+        """Valid but risky or incomplete settings, for the CLI to log (see ConfigWarning.refuse_serving)."""
+        return self._warnings
 
     @model_validator(mode="before")
     @classmethod
@@ -417,7 +443,13 @@ class BridgeConfig(_Section):
         if not isinstance(data, dict) or not isinstance(data.get("sources"), list):
             return data
         defaults = data.get("wincc") if isinstance(data.get("wincc"), dict) else {}
-        return {**data, "sources": [_deep_merge(defaults, s) if isinstance(s, dict) else s for s in data["sources"]]}
+        sources = [_deep_merge(defaults, s) if isinstance(s, dict) else s for s in data["sources"]]
+        out = {**data, "sources": sources}
+        if "url" not in defaults and sources and isinstance(sources[0], dict) and "url" in sources[0]:
+            # `wincc:` only holds the defaults here and needs no url of its own (each source has one; without
+            # sources wincc.url is required)
+            out["wincc"] = {**defaults, "url": sources[0]["url"]}
+        return out
 
     @field_validator("sources")
     @classmethod
@@ -463,29 +495,24 @@ def _mask(data: Any) -> Any:
     return data
 
 
-def _key_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map each key path in a YAML document to its 1-based line, so errors can point at the line."""
-    lines: dict[tuple[Any, ...], int] = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            lines.update({k: v for k, v in _key_lines(value_node, path + (key,)).items() if k != path + (key,)})
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_key_lines(item, path + (i,)))
-    return lines
+def _placeholder_hashes(config: BridgeConfig, lines: dict[tuple[Any, ...], int]) -> list[ConfigWarning]:
+    """The examples' `scrypt$...REPLACEwithREAL...` hashes are well-formed and can never match a password."""
+    found = []
+    for i, user in enumerate(config.opcua.users):
+        if "replace" in user.password_hash.get_secret_value().lower():
+            loc = ("opcua", "users", i, "password_hash")
+            found.append(ConfigWarning(
+                f"user {user.name!r} has the example's placeholder hash, so nobody can log in as {user.name!r}; "
+                "make a real one with `wincc-opcua-bridge hash-password`",
+                key=key_name(loc), line=line_for(loc, lines), refuse_serving=True))
+    return found
 
 
-def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            return lines[loc[:n]]
-    return None
+def parse_config(text: str, source: str = "<config>", *, require_secrets: bool = True) -> BridgeConfig:
+    """Validate YAML text. Raises ConfigError naming every bad key and its line.
 
-
-def parse_config(text: str, source: str = "<config>") -> BridgeConfig:
-    """Validate YAML text. Raises ConfigError naming the first bad key and its line."""
+    `require_secrets=False`: a password variable that is not set (or a password file that cannot be read) is a
+    warning in `BridgeConfig.warnings`, not an error, so the structure can be checked anywhere."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -497,25 +524,27 @@ def parse_config(text: str, source: str = "<config>") -> BridgeConfig:
         data, node = {}, None
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a mapping of sections (wincc, opcua, sync, ...)", line=1)
-    lines = _key_lines(node) if node is not None else {}
+    lines = key_lines(node) if node is not None else {}
+    context: dict[str, Any] = {"require_secrets": require_secrets}
     try:
-        return BridgeConfig.model_validate(data)
+        config = BridgeConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        loc = tuple(err["loc"])
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see config/demo.yaml for every key)"
-        elif err["type"] == "missing":
-            msg = "required value is missing"
-        count = exc.error_count()
-        if count > 1:
-            msg += f" (and {count - 1} more error{'s' if count > 2 else ''})"
-        raise ConfigError(msg, key=key or None, line=_line_for(loc, lines)) from None
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = tuple(err["loc"])
+            problems.append(ConfigError(error_message(BridgeConfig, err, loc), key=key_name(loc) or None,
+                                        line=line_for(loc, lines)))
+        # in the file's order (pydantic's is the models' field order); problems without a line last
+        problems.sort(key=lambda e: e.line if e.line is not None else 1 << 30)
+        first = problems[0]
+        raise ConfigError(first.message, key=first.key, line=first.line, more=problems[1:]) from None
+    secrets = [ConfigWarning(m, key="wincc.auth", line=line_for(("wincc", "auth"), lines))
+               for m in context.get("missing_secrets", [])]
+    config._warnings = (*secrets, *_placeholder_hashes(config, lines))
+    return config
 
 
-def load_config(path: str | Path) -> BridgeConfig:
+def load_config(path: str | Path, *, require_secrets: bool = True) -> BridgeConfig:
     """Read and validate a config file. Raises ConfigError (never another exception) when it cannot be used."""
     p = Path(path)
     try:
@@ -524,4 +553,4 @@ def load_config(path: str | Path) -> BridgeConfig:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
-    return parse_config(text, source=str(p))
+    return parse_config(text, source=str(p), require_secrets=require_secrets)

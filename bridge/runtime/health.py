@@ -39,6 +39,8 @@ class HealthSnapshot:
     tags: int
     gauges: dict[str, float] = field(default_factory=dict)  # name -> value, exported as wincc_bridge_<name>
     counters: dict[str, float] = field(default_factory=dict)  # name -> value, exported as wincc_bridge_<name>_total
+    # name -> (label, {label value -> count}), exported as wincc_bridge_<name>_total{<label>="<value>"}
+    labelled_counters: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -58,6 +60,12 @@ class _SnapshotCollector(Collector):
             yield GaugeMetricFamily(f"wincc_bridge_{name}", name.replace("_", " "), value=float(value))
         for name, value in sorted(s.counters.items()):
             yield CounterMetricFamily(f"wincc_bridge_{name}", name.replace("_", " "), value=float(value))
+        for name, (label, values) in sorted(s.labelled_counters.items()):
+            family = CounterMetricFamily(f"wincc_bridge_{name}", f"{name.replace('_', ' ')} by {label}",
+                                         labels=[label])
+            for label_value, value in sorted(values.items()):
+                family.add_metric([label_value], float(value))
+            yield family
 
 
 class HealthServer:

@@ -3,16 +3,25 @@
 Defence in depth: a filter drops any known secret (WinCC password, tokens registered at run time) from the
 formatted message, the traceback and the stack before a record is written, so a secret that slipped into an
 exception text still never reaches a log file.
+
+A client's mistake is not a server error: asyncua logs every ServiceFault it sends (a refused login, an untrusted
+certificate, an unknown session) at ERROR from `asyncua.server.uaprocessor`, after the bridge has already logged
+the refusal once, at WARNING, with the reason. `ClientFaultFilter` drops those duplicates (kept at DEBUG with
+--log-level debug); faults that mean the server itself failed (BadInternalError and kin) stay at ERROR. A refusal
+only asyncua sees (an identity token type the endpoint does not offer, e.g. anonymous with `opcua.anonymous: none`)
+keeps asyncua's line, at WARNING. It also drops asyncua's traceback for a listening port that is taken: the bridge
+says that in one line naming the setting.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "set_log_level"]
+__all__ = ["ClientFaultFilter", "JsonFormatter", "RedactingFilter", "configure_logging", "set_log_level"]
 
 MASK = "***"
 
@@ -76,6 +85,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# ServiceFaults that are the server's own failure, not a client's mistake: these stay at ERROR
+SERVER_FAULTS = frozenset({"BadInternalError", "BadOutOfMemory", "BadUnexpectedError", "BadResourceUnavailable",
+                           "BadServerHalted", "BadShutdown"})
+_FAULT_LOGGER = "asyncua.server.uaprocessor"
+_FAULT_MESSAGE = "sending service fault response: %s (%s)"
+_START_LOGGER = "asyncua.server.server"
+_SESSION_LOGGER = "asyncua.server.internal_session"
+_TOKEN_REFUSED = "Rejected active session UserIdentityToken not supported"
+
+
+class ClientFaultFilter(logging.Filter):
+    """On asyncua's uaprocessor and server loggers: drop the ERROR duplicate of a refusal the bridge has logged
+    (or, with `keep_as_debug`, pass it on at DEBUG), and the start-up traceback of a taken port."""
+
+    def __init__(self, keep_as_debug: bool | None = None) -> None:
+        """`keep_as_debug` None: keep them (at DEBUG) whenever the root logger is at DEBUG."""
+        super().__init__()
+        self._keep_as_debug = keep_as_debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == _FAULT_LOGGER and record.msg == _FAULT_MESSAGE:
+            args = record.args if isinstance(record.args, tuple) else ()
+            if len(args) == 2 and str(args[1]) in SERVER_FAULTS:
+                return True
+        elif record.name == _START_LOGGER and record.exc_info:
+            exc = record.exc_info[1]
+            if not (isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE):
+                return True
+        elif record.name == _SESSION_LOGGER and record.msg == _TOKEN_REFUSED:
+            # the only line about this refusal: keep it, as what it is (a client's mistake)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        else:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        if self._keep_as_debug is None:
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return self._keep_as_debug
+
+
 def configure_logging(level: str = "info", fmt: str = "human") -> RedactingFilter:
     """Configure the root logger once; return the redacting filter so secrets can be registered with it."""
     handler = logging.StreamHandler(sys.stderr)
@@ -88,6 +137,11 @@ def configure_logging(level: str = "info", fmt: str = "human") -> RedactingFilte
     root = logging.getLogger()
     root.handlers[:] = [handler]
     set_log_level(level)
+    faults = ClientFaultFilter()  # at DEBUG (also after a reload to log.level debug) the dropped lines show
+    for name in (_FAULT_LOGGER, _START_LOGGER, _SESSION_LOGGER):
+        target = logging.getLogger(name)
+        target.filters = [f for f in target.filters if not isinstance(f, ClientFaultFilter)]
+        target.addFilter(faults)
     return redact
 
 

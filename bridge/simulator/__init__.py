@@ -208,20 +208,37 @@ async def serve(options: SimulatorOptions, stop: asyncio.Event) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=8700, help="0 = any free port")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp")
+    """Every option with its help and default (`simulate --help` is the simulator's manual)."""
+    parser.add_argument("--port", type=int, default=8700, help="TCP port to listen on; 0 = any free port "
+                        "(default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 = every interface "
+                        "(default: %(default)s)")
+    parser.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp",
+                        help="API to serve: dp (/api/dp/...), restservice (/WinCCRestService/...) or unified "
+                        "(GraphQL on /graphql) (default: %(default)s)")
     parser.add_argument("--tags", type=_generated_count, default=0,
-                        help=f"generated tags on top of the demo plant (0..{MAX_GENERATED})")
-    parser.add_argument("--change-rate", type=float, default=0.1, help="changes per second of each generated tag")
-    parser.add_argument("--auth", choices=["none", "basic", "token"], default="none")
-    parser.add_argument("--username", default="opcua")
-    parser.add_argument("--password-env", help="environment variable holding the password")
-    parser.add_argument("--token-ttl", type=float, default=900)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--backfill-days", type=float, default=2)
-    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS (with --tls-key)")
-    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+                        help=f"generated tags on top of the demo plant, 0..{MAX_GENERATED} (default: %(default)s)")
+    parser.add_argument("--change-rate", type=float, default=0.1,
+                        help="changes per second of each generated tag (default: %(default)s)")
+    parser.add_argument("--auth", choices=["none", "basic", "token"], default="none",
+                        help="authentication clients must use: none, basic (HTTP Basic) or token (POST "
+                        "/api/auth/login, then a bearer token); basic and token need --password-env "
+                        "(default: %(default)s)")
+    parser.add_argument("--username", default="opcua", help="the one user name accepted with --auth basic|token "
+                        "(default: %(default)s)")
+    parser.add_argument("--password-env", metavar="VAR",
+                        help="environment variable holding that user's password (default: none; needed by "
+                        "--auth basic|token)")
+    parser.add_argument("--token-ttl", type=float, default=900, metavar="SECONDS",
+                        help="lifetime of a login token with --auth token (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="random seed of the plant's noise and generated values: the same seed gives the "
+                        "same values (default: %(default)s)")
+    parser.add_argument("--backfill-days", type=float, default=2, metavar="DAYS",
+                        help="archive history generated for archived tags at start, in days (default: %(default)s)")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="PEM certificate (chain): serve HTTPS, with --tls-key (default: none, plain HTTP)")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert (default: none)")
 
 
 def _generated_count(text: str) -> int:

@@ -144,6 +144,28 @@ async def test_expired_certificate_refused_even_when_trusted(stack, tmp_path) ->
     await wait_until(lambda: "BadCertificateTimeInvalid): expired on" in stack.log_text(), timeout=5)
 
 
+async def test_each_refusal_is_one_warning_not_an_asyncua_error(stack, client_cert) -> None:
+    """A client's mistake is logged once, at WARNING, by the bridge; asyncua's ERROR "sending service fault
+    response" for it is filtered (after the refusals of the tests above: untrusted and expired certificates,
+    wrong passwords, no anonymous)."""
+    (Path(stack.config["opcua"]["pki_dir"]) / "trusted" / "test-client.der").write_bytes(client_cert[0].read_bytes())
+    host = stack.endpoint.removeprefix("opc.tcp://")
+    client = Client(f"opc.tcp://{host}", timeout=10)
+    client.set_user("nobody-7f3a")
+    client.set_password(WRONG_PASSWORD)
+    client.application_uri = CLIENT_URI
+    await client.set_security(sp.SecurityPolicyBasic256Sha256, str(client_cert[0]), str(client_cert[1]),
+                              mode=ua.MessageSecurityMode.SignAndEncrypt)
+    with pytest.raises(ua.UaStatusCodeError):
+        await client.connect()
+    await wait_until(lambda: "'nobody-7f3a'" in stack.log_text(), timeout=5)
+    lines = stack.log_text().splitlines()
+    about = [line for line in lines if "nobody-7f3a" in line]
+    assert len(about) == 1 and " WARNING " in about[0], about
+    assert not [line for line in lines if "sending service fault response" in line]
+    assert not [line for line in lines if " ERROR " in line and "asyncua" in line]
+
+
 # ---- a bridge behind NAT (public_hostname) with a low failed-login limit ---------------------------------------
 PUBLIC_HOST = "scada.plant.example"
 LIMIT = 3

@@ -238,3 +238,40 @@ async def test_admin_writes_to_other_nodes_are_checked(stack: Any) -> None:
                and line.endswith("new=['urn:evil'] result=BadNotWritable") for line in lines)
     assert f"write user=admin node={folder.nodeid.to_string()} attribute=DisplayName old={old_name!r} " \
            f"new={ua.LocalizedText('renamed')!r} result=BadNotWritable" in lines
+
+
+def _client_writes(stack: Any) -> tuple[dict[str, float], set[str]]:
+    """wincc_bridge_client_writes_total by result, and every metric name, from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(stack.health_url + "/metrics", timeout=10).text
+    by_result: dict[str, float] = {}
+    names = set()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            names.add(sample.name)
+            if sample.name == "wincc_bridge_client_writes_total":
+                by_result[sample.labels["result"]] = sample.value
+    return by_result, names
+
+
+async def test_conversions_and_the_client_write_counter(stack: Any) -> None:
+    """The README's write-conversion rule over TCP (a value of the right type family that does not fit:
+    BadOutOfRange; Double into Float in range: accepted), and /metrics counting these client writes by result,
+    apart from the values polling stores (values_updated_total; values_written_total is gone)."""
+    before, names = _client_writes(stack)
+    assert "wincc_bridge_values_updated_total" in names and "wincc_bridge_values_written_total" not in names
+    async with connect(stack, "admin") as (client, nid):  # admin: no write rules, so the types decide
+        await current_values(client, [nid("System1.Pump1.SpeedSetpoint"), nid("System1.Counters.Batch")])
+        cases = [
+            (value(nid("System1.Counters.Batch"), 2**40, VT.Int64), S.BadOutOfRange),  # Int64 into Int32
+            (value(nid("System1.Counters.Int16Value"), 70000, VT.Int32), S.BadOutOfRange),  # Int32 into Int16
+            (value(nid("System1.Pump1.SpeedSetpoint"), 1e40, VT.Double), S.BadOutOfRange),  # Double into Float
+            (value(nid("System1.Pump1.SpeedSetpoint"), 1500.5, VT.Double), S.Good),  # in range: accepted
+            (value(nid("System1.Counters.Batch"), 2.5, VT.Double), S.BadTypeMismatch),  # a fraction: other family
+        ]
+        codes = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[w for w, _ in cases]))
+        assert [ua.StatusCode(c.value).name for c in codes] == [ua.StatusCode(e).name for _, e in cases]
+    after, _ = _client_writes(stack)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert {k: v for k, v in delta.items() if v} == {"BadOutOfRange": 3, "Good": 1, "BadTypeMismatch": 1}

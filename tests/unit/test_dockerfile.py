@@ -144,7 +144,8 @@ def _resolve(path: PurePosixPath, links: dict[PurePosixPath, PurePosixPath]) -> 
     raise AssertionError(f"symlink loop at {path}")
 
 
-@pytest.mark.parametrize("default", [OpcUaConfig().pki_dir, WinCCConfig().browse_snapshot], ids=["pki", "snapshot"])
+@pytest.mark.parametrize("default", [OpcUaConfig().pki_dir, WinCCConfig.model_fields["browse_snapshot"].default],
+                         ids=["pki", "snapshot"])
 def test_default_paths_land_in_writable_volumes(steps, default: Path | None) -> None:
     assert default is not None and not default.is_absolute()
     workdir = PurePosixPath(last(steps, "WORKDIR"))

@@ -137,3 +137,66 @@ def test_configure_logging_filters_by_level(capsys: pytest.CaptureFixture[str]) 
             logging.getLogger(noisy).setLevel(logging.NOTSET)
     entries = [json.loads(line) for line in err.splitlines()]
     assert [(e["level"], e["message"]) for e in entries] == [("warning", "loud ***")]
+
+
+def _fault_record(code_name: str) -> logging.LogRecord:
+    return logging.LogRecord("asyncua.server.uaprocessor", logging.ERROR, __file__, 1,
+                             "sending service fault response: %s (%s)", ("some doc", code_name), None)
+
+
+@pytest.mark.parametrize("keep_as_debug", [False, True])
+def test_client_faults_are_not_server_errors(keep_as_debug: bool) -> None:
+    """asyncua's ERROR duplicate of a refusal the bridge already logged at WARNING is dropped (or DEBUG when
+    debugging); a fault that is the server's own failure stays an ERROR."""
+    from bridge.runtime.logs import ClientFaultFilter
+
+    f = ClientFaultFilter(keep_as_debug=keep_as_debug)
+    for client_mistake in ("BadUserAccessDenied", "BadCertificateUriInvalid", "BadIdentityTokenRejected",
+                           "BadSessionIdInvalid"):
+        record = _fault_record(client_mistake)
+        assert f.filter(record) is keep_as_debug and record.levelno == logging.DEBUG
+    internal = _fault_record("BadInternalError")
+    assert f.filter(internal) and internal.levelno == logging.ERROR
+    other = logging.LogRecord("asyncua.server.uaprocessor", logging.ERROR, __file__, 1, "other %s", ("x",), None)
+    assert f.filter(other) and other.levelno == logging.ERROR
+    token = logging.LogRecord("asyncua.server.internal_session", logging.ERROR, __file__, 1,
+                              "Rejected active session UserIdentityToken not supported", (), None)
+    assert f.filter(token) and token.levelname == "WARNING"  # the one line about that refusal: kept, as WARNING
+
+
+def test_configure_logging_installs_the_fault_filter_once(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        for _ in range(2):
+            configure_logging("info", "human")
+        logging.getLogger("asyncua.server.uaprocessor").error("sending service fault response: %s (%s)", "d",
+                                                              "BadUserAccessDenied")
+        logging.getLogger("asyncua.server.uaprocessor").error("sending service fault response: %s (%s)", "d",
+                                                              "BadInternalError")
+        err = capsys.readouterr().err
+        assert "BadUserAccessDenied" not in err and "BadInternalError" in err
+        assert len(logging.getLogger("asyncua.server.uaprocessor").filters) == 1
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_taken_port_traceback_from_asyncua_is_dropped() -> None:
+    """The bridge reports a taken port in one line naming the setting; asyncua's traceback for it goes."""
+    import errno
+    import sys
+
+    from bridge.runtime.logs import ClientFaultFilter
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            info = sys.exc_info()
+        return logging.LogRecord("asyncua.server.server", logging.ERROR, __file__, 1, "%s error starting server",
+                                 ("server",), info)
+
+    f = ClientFaultFilter()
+    assert not f.filter(record(OSError(errno.EADDRINUSE, "address already in use")))
+    assert f.filter(record(RuntimeError("something else")))  # any other start failure keeps its traceback

@@ -225,3 +225,24 @@ async def test_a_snapshot_builds_the_same_address_space_as_the_browse(tmp_path: 
     level = ua.NodeId("Plant.Tank1.Level", (await server.get_namespace_array()).index("urn:b"))
     dv = await server.get_node(level).read_data_value(raise_on_bad_status=False)
     assert dv.StatusCode.value == ua.StatusCodes.BadWaitingForInitialData
+
+
+def test_write_nodeset_counts_every_node_in_the_file(tmp_path: Path) -> None:
+    """`export-nodeset` prints these counts: they must be the file's UAObject and UAVariable elements."""
+    from bridge.opcua.model.nodeset import write_nodeset
+    from bridge.wincc.models import DataType, Folder, TagInfo
+
+    items = [
+        Folder(("A",)), Folder(("A", "B")),
+        TagInfo("A.B.Level", DataType.float, ("A", "B"), "Level", unit="m", low=0, high=10),  # + EURange, EU
+        TagInfo("A.B.Count", DataType.int16, ("A", "B"), "Count", low=0, high=5),  # + EURange
+        TagInfo("A.Flag", DataType.bool, ("A",), "Flag"),
+        TagInfo("C.D.Text", DataType.string, ("C", "D"), "Text"),  # folders C and C/D are not listed: implied
+    ]
+    path = tmp_path / "x.xml"
+    counts = write_nodeset(items, path, "urn:t")
+    root = ET.parse(path).getroot()
+    elements = [e for e in root if e.tag.endswith(("}UAObject", "}UAVariable"))]
+    assert counts.total == len(elements) == 12
+    assert (counts.root, counts.folders, counts.tags, counts.properties) == (1, 4, 4, 3)
+    assert str(counts) == "12 nodes (1 root, 4 folders, 4 tags, 3 properties)"

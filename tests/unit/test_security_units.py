@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -234,3 +235,32 @@ def test_client_certificate_key_usage(tmp_path: Path) -> None:
         assert _refusal(_trusted_list(tmp_path / thumbprint(cert), cert), cert) == \
             ua.StatusCodes.BadCertificateUseNotAllowed
     assert certificate_problem(no_eku, APP) is None  # no ExtendedKeyUsage: every use allowed (X.509)
+
+
+def test_rejected_file_name_needs_no_shell_quoting(tmp_path: Path) -> None:
+    """`<name>_<thumbprint>.der` from letters, digits, '.', '-', '_' only, whatever the certificate's CN holds."""
+    trust = TrustList(tmp_path)
+    cert, _ = generate_certificate("urn:x", ["localhost"], "urn:x [UaExpert] $(rm -rf) 'quoted'", client=True)
+    with pytest.raises(ServiceError):
+        asyncio.run(trust(cert, ua.ApplicationDescription(ApplicationUri="urn:x")))
+    (rejected,) = list((tmp_path / "rejected").iterdir())
+    assert rejected.name == f"urn_x_UaExpert_rm_-rf_quoted_{thumbprint(cert)}.der"
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", rejected.name)
+
+
+@pytest.mark.parametrize(("auto_accept", "uri", "expected"), [
+    (True, "urn:wrong", "refused (BadCertificateUriInvalid)"),
+    (True, "urn:uaexpert", "accepted (auto_accept_client_certs)"),
+    (False, "urn:uaexpert", "is not trusted: saved as"),  # saved to rejected/
+])
+def test_one_log_line_per_certificate_decision(tmp_path: Path, caplog: pytest.LogCaptureFixture, auto_accept: bool,
+                                               uri: str, expected: str) -> None:
+    trust = TrustList(tmp_path, auto_accept=auto_accept)
+    cert, _ = generate_certificate("urn:uaexpert", ["localhost"], "UaExpert", client=True)
+    caplog.set_level(logging.INFO, logger="bridge.opcua.security.trust")
+    _refusal(trust, cert, ua.ApplicationDescription(ApplicationUri=uri))
+    lines = [r for r in caplog.records if r.name == "bridge.opcua.security.trust"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    message = lines[0].getMessage()
+    assert thumbprint(cert) in message and expected in message
+    assert lines[0].levelno == (logging.INFO if expected.startswith("accepted") else logging.WARNING)

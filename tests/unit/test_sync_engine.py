@@ -89,12 +89,12 @@ async def test_values_types_and_quality(rig) -> None:
 async def test_only_changes_are_written(rig) -> None:
     server, directory, wincc, engine = rig
     await wait_until(lambda: dv(server, directory, "Plant.A.Level").StatusCode.is_good(), timeout=5)
-    written = engine.metrics()["values_written_total"]
+    written = engine.metrics()["values_updated_total"]
     reads = wincc.reads
     await wait_until(lambda: wincc.reads >= reads + 5, timeout=5)
-    assert engine.metrics()["values_written_total"] == written
+    assert engine.metrics()["values_updated_total"] == written
     wincc.set("Plant.A.Level", 1.25)
-    await wait_until(lambda: engine.metrics()["values_written_total"] == written + 1, timeout=5)
+    await wait_until(lambda: engine.metrics()["values_updated_total"] == written + 1, timeout=5)
 
 
 async def test_down_marks_bad_keeps_value_then_recovers(rig) -> None:
@@ -140,10 +140,10 @@ async def test_a_persistent_tag_error_is_published_once(rig) -> None:
     server, directory, wincc, engine = rig
     wincc.missing.add("Plant.A.Run")
     await wait_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.value == S.BadConfigurationError, timeout=5)
-    written = engine.metrics()["values_written_total"]
+    written = engine.metrics()["values_updated_total"]
     reads = wincc.reads
     await wait_until(lambda: wincc.reads >= reads + 5, timeout=5)
-    assert engine.metrics()["values_written_total"] == written  # still Bad, nothing new to tell subscribers
+    assert engine.metrics()["values_updated_total"] == written  # still Bad, nothing new to tell subscribers
     wincc.missing.clear()
     wincc.set("Plant.A.Run", True)
     await wait_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.is_good(), timeout=5)

@@ -15,6 +15,7 @@ from asyncua import ua
 from bridge.config import OpcUaConfig, Role
 from bridge.opcua.model.address_space import property_node_id
 from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.model.types import OutOfRange, to_wincc
 from bridge.opcua.security.users import BridgeUser
 from bridge.opcua.services.writes import WriteRouter
 from tests.unit.ua_rig import server_with_tags
@@ -91,6 +92,9 @@ async def test_mixed_request_gives_each_node_its_code(rig) -> None:
                      S.BadOutOfRange, S.Good, S.BadWriteNotSupported, S.BadNotWritable, S.BadIndexRangeInvalid]
     assert wincc.calls == [{"A.Setpoint": 5.0, "A.Count": 3, "A.Valve": True}]  # one call, only accepted nodes
     assert written == [("A.Setpoint", 5.0), ("A.Valve", True)]
+    # the client write counter of /metrics (wincc_bridge_client_writes_total{result=...}): one count per node
+    assert router.results == {"Good": 2, "BadNotWritable": 2, "BadNodeIdUnknown": 1, "BadTypeMismatch": 1,
+                              "BadOutOfRange": 2, "BadWriteNotSupported": 1, "BadIndexRangeInvalid": 1}
 
 
 async def test_roles_and_rules(rig) -> None:
@@ -109,11 +113,15 @@ async def test_slow_wincc_times_out(rig) -> None:
     assert code.value == S.BadTimeout and written == []
 
 
-async def test_lossless_conversion_only(rig) -> None:
+async def test_conversion_rule_mismatch_or_out_of_range(rig) -> None:
+    """Another type family: BadTypeMismatch; the right family but too big for the tag's type: BadOutOfRange."""
     server, d, wincc, router, _ = rig
     params = ua.WriteParameters(NodesToWrite=[wv(d, "A.Count", 5, VT.Int32), wv(d, "A.Count", 70000, VT.Int32),
-                                              wv(d, "A.Count", 2.5, VT.Double)])
-    assert [c.value for c in await router.write(session(), params)] == [S.Good, S.BadTypeMismatch, S.BadTypeMismatch]
+                                              wv(d, "A.Count", 2**40, VT.Int64), wv(d, "A.Count", 2.5, VT.Double),
+                                              wv(d, "A.Count", 4.0, VT.Double), wv(d, "A.Count", "4", VT.String)])
+    assert [c.value for c in await router.write(session(), params)] == [
+        S.Good, S.BadOutOfRange, S.BadOutOfRange, S.BadTypeMismatch, S.Good, S.BadTypeMismatch]
+    assert [call["A.Count"] for call in wincc.calls] == [5, 4]
 
 
 async def test_same_node_twice_is_written_in_order(rig) -> None:
@@ -180,3 +188,28 @@ async def test_admin_writes_to_other_nodes_are_checked_per_node(rig, caplog: pyt
     codes = [c.value for c in await router.write(session(), ua.WriteParameters(NodesToWrite=nodes[:5]))]
     assert codes == [S.BadNotWritable] * 3 + [S.BadUserAccessDenied] * 2
     assert await open_var.read_value() == 2.0
+
+
+@pytest.mark.parametrize(("data_type", "value", "vt", "outcome"), [
+    (DataType.int32, 2**40, VT.Int64, OutOfRange),  # right family, too big
+    (DataType.uint16, -1, VT.Int32, OutOfRange),
+    (DataType.int16, float("inf"), VT.Double, OutOfRange),
+    (DataType.float, 1e40, VT.Double, OutOfRange),  # beyond float's +/-3.4e38
+    (DataType.float, 0.1, VT.Double, 0.1),  # in range: accepted, WinCC rounds it to float
+    (DataType.float, -3.0e38, VT.Double, -3.0e38),
+    (DataType.int32, 7.0, VT.Double, 7),  # a whole-valued Double into an integer tag
+    (DataType.double, 2**60, VT.Int64, 2.0**60),  # exact as a double
+    (DataType.double, 2**53 + 1, VT.Int64, TypeError),  # an integer a Double cannot hold exactly
+    (DataType.float, 2**24 + 1, VT.Int32, TypeError),
+    (DataType.int32, 2.5, VT.Double, TypeError),  # another family: a fraction into an integer tag
+    (DataType.float, "1.5", VT.String, TypeError),
+    (DataType.bool, 1, VT.Int32, TypeError),
+])
+def test_write_conversion_rule(data_type: DataType, value: Any, vt: ua.VariantType, outcome: Any) -> None:
+    """The README's rule: another type family is a mismatch, a value of the right family that does not fit is out
+    of range, everything else converts."""
+    if isinstance(outcome, type):
+        with pytest.raises(outcome):
+            to_wincc(data_type, ua.Variant(value, vt))
+    else:
+        assert to_wincc(data_type, ua.Variant(value, vt)) == outcome

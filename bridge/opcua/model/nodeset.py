@@ -22,6 +22,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +42,7 @@ from bridge.opcua.model.types import VARIANT_TYPES
 from bridge.opcua.model.units import eu_information
 from bridge.wincc.models import DataType, Folder, TagInfo
 
-__all__ = ["EXTENSION_NS", "read_nodeset", "write_nodeset"]
+__all__ = ["EXTENSION_NS", "NodeCounts", "read_nodeset", "write_nodeset"]
 
 UA_NODESET_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
 UA_TYPES_NS = "http://opcfoundation.org/UA/2008/02/Types.xsd"
@@ -69,6 +70,24 @@ _INVALID_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010
 
 
 # ---- writing ----------------------------------------------------------------------------------------------------
+@dataclass
+class NodeCounts:
+    """The nodes a NodeSet file holds, by kind (every UAObject and UAVariable element is one)."""
+
+    root: int = 1
+    folders: int = 0
+    tags: int = 0
+    properties: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.root + self.folders + self.tags + self.properties
+
+    def __str__(self) -> str:
+        return (f"{self.total} nodes ({self.root} root, {self.folders} folders, {self.tags} tags, "
+                f"{self.properties} properties)")
+
+
 def _text(value: str) -> str:
     value = _INVALID_XML.sub("\ufffd", value)
     # \r would come back as \n (XML end-of-line handling) unless written as a character reference
@@ -205,7 +224,7 @@ def _tag_xml(tag: TagInfo, index: int) -> str:
     return "".join(out)
 
 
-def _nodes(items: Sequence[Folder | TagInfo]) -> Iterator[str]:
+def _nodes(items: Sequence[Folder | TagInfo], counts: NodeCounts) -> Iterator[str]:
     """Node elements, each folder before its first use. Every record keeps the item's position(s) in `items`, so
     read_nodeset restores the exact order even where a folder had to be written before WinCC listed it."""
     positions: dict[tuple[str, ...], list[int]] = {}
@@ -219,6 +238,7 @@ def _nodes(items: Sequence[Folder | TagInfo]) -> Iterator[str]:
         for i in range(1, len(path) + 1):
             if path[:i] not in written:
                 written.add(path[:i])
+                counts.folders += 1
                 yield _folder_xml(path[:i], positions.get(path[:i], []))
 
     for index, item in enumerate(items):
@@ -229,10 +249,13 @@ def _nodes(items: Sequence[Folder | TagInfo]) -> Iterator[str]:
                 continue  # the address space skips these too
             seen_tags.add(item.name)
             yield from folders(item.folder)
+            counts.tags += 1
+            if is_analog(item):  # EURange, and EngineeringUnits when the tag has a unit (as _tag_xml writes them)
+                counts.properties += 2 if item.unit and item.unit.strip() else 1
             yield _tag_xml(item, index)
 
 
-def _write(out: IO[str], items: Sequence[Folder | TagInfo], namespace_uri: str) -> None:
+def _write(out: IO[str], items: Sequence[Folder | TagInfo], namespace_uri: str) -> NodeCounts:
     out.write('<?xml version="1.0" encoding="utf-8"?>\n')
     out.write(f'<UANodeSet xmlns="{UA_NODESET_NS}" xmlns:uax="{UA_TYPES_NS}" xmlns:wb="{EXTENSION_NS}" '
               'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n')
@@ -255,17 +278,19 @@ def _write(out: IO[str], items: Sequence[Folder | TagInfo], namespace_uri: str) 
         "    </References>\n"
         "  </UAObject>\n"
     )
-    for chunk in _nodes(items):
+    counts = NodeCounts()
+    for chunk in _nodes(items, counts):
         out.write(chunk)
     out.write("</UANodeSet>\n")
+    return counts
 
 
-def write_nodeset(items: Sequence[Folder | TagInfo], path: Path, namespace_uri: str) -> None:
-    """Write the model as NodeSet2 XML to `path` (parent directories are created)."""
+def write_nodeset(items: Sequence[Folder | TagInfo], path: Path, namespace_uri: str) -> NodeCounts:
+    """Write the model as NodeSet2 XML to `path` (parent directories are created); return what it holds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as out:
-        _write(out, items, namespace_uri)
+        return _write(out, items, namespace_uri)
 
 
 # ---- reading ----------------------------------------------------------------------------------------------------

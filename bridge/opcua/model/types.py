@@ -1,8 +1,16 @@
 """WinCC data types <-> OPC UA VariantTypes and values.
 
 Reads are tolerant (WinCC installations send 1.0 for an int or "12" for a number; the UA side gets the exact
-type or the tag goes Bad). Writes are strict: a value is sent to WinCC only if it converts to the tag's type
-without loss, otherwise the node answers BadTypeMismatch and WinCC never sees it.
+type or the tag goes Bad). Writes are strict, by one rule (the README's status section says it too):
+- a value of another type family answers BadTypeMismatch: a String or Boolean into a number tag, a number into a
+  Boolean, String or DateTime tag, a fraction (2.5) into an integer tag, an integer a Float/Double cannot hold
+  exactly (2**53 + 1 into Double);
+- a value of the right family that does not fit the tag's type answers BadOutOfRange (`OutOfRange`): any integer
+  type into a smaller one beyond its range (Int64 2**40 into Int32, -1 into UInt16), a Double beyond +/-3.4e38
+  into Float, NaN or infinity;
+- everything else is converted: any integer type into any integer tag it fits, a whole-valued Float/Double into
+  an integer tag, any number into a Double tag, a Double into a Float tag (WinCC rounds it to float precision).
+WinCC never sees a refused value.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from asyncua import ua
 
 from bridge.wincc.models import DataType
 
-__all__ = ["VARIANT_TYPES", "from_wincc", "json_variant_type", "to_wincc", "variant_type"]
+__all__ = ["VARIANT_TYPES", "OutOfRange", "from_wincc", "json_variant_type", "to_wincc", "variant_type"]
 
 VT = ua.VariantType
 VARIANT_TYPES: dict[DataType, ua.VariantType] = {
@@ -45,6 +53,10 @@ _INT_RANGE: dict[DataType, tuple[int, int]] = {
     DataType.uint64: (0, 2**64 - 1),
 }
 _FLOAT_MAX = 3.4028234663852886e38
+
+
+class OutOfRange(ValueError):
+    """A written value of the right type family that the tag's type cannot hold (-> BadOutOfRange)."""
 
 
 def variant_type(data_type: DataType) -> ua.VariantType:
@@ -120,9 +132,10 @@ def json_variant_type(raw: Any) -> ua.VariantType | None:
 
 
 def to_wincc(data_type: DataType, variant: ua.Variant) -> Any:
-    """A written Variant -> the JSON value sent to WinCC, only if the conversion loses nothing.
+    """A written Variant -> the JSON value sent to WinCC, by the rule in the module docstring.
 
-    Raises TypeError (-> BadTypeMismatch) otherwise. Arrays and nulls are never accepted for scalar tags."""
+    Raises TypeError (-> BadTypeMismatch) for another type family, OutOfRange (-> BadOutOfRange) for a value that
+    does not fit. Arrays and nulls are never accepted for scalar tags."""
     value, vt = variant.Value, variant.VariantType
     if value is None or isinstance(value, (list, tuple)) or getattr(variant, "Dimensions", None):
         raise TypeError("scalar value required")
@@ -134,14 +147,16 @@ def to_wincc(data_type: DataType, variant: ua.Variant) -> Any:
         if isinstance(value, bool) or vt in (VT.Boolean, VT.String, VT.DateTime):
             raise TypeError(f"{vt.name} cannot be written to an integer tag")
         if isinstance(value, float):
-            if not (math.isfinite(value) and value.is_integer()):
+            if not math.isfinite(value):
+                raise OutOfRange(f"{value!r} is not a finite number")
+            if not value.is_integer():
                 raise TypeError(f"{value!r} is not a whole number")
             value = int(value)
         if not isinstance(value, int):
             raise TypeError(f"{vt.name} cannot be written to an integer tag")
         lo, hi = _INT_RANGE[data_type]
         if not lo <= value <= hi:
-            raise TypeError(f"{value} does not fit {data_type}")
+            raise OutOfRange(f"{value} does not fit {data_type}")
         return value
     if data_type in (DataType.float, DataType.double):
         if isinstance(value, bool) or vt in (VT.Boolean, VT.String, VT.DateTime):
@@ -152,8 +167,10 @@ def to_wincc(data_type: DataType, variant: ua.Variant) -> Any:
         if isinstance(value, int) and int(f) != value:
             raise TypeError(f"{value} loses precision as {data_type}")
         if data_type is DataType.float and math.isfinite(f):
-            if abs(f) > _FLOAT_MAX or struct.unpack("f", struct.pack("f", f))[0] != f and vt is not VT.Float:
-                raise TypeError(f"{value!r} loses precision as float")
+            if abs(f) > _FLOAT_MAX:
+                raise OutOfRange(f"{value!r} is beyond the range of float")
+            if isinstance(value, int) and struct.unpack("f", struct.pack("f", f))[0] != f:
+                raise TypeError(f"{value} loses precision as float")
         return f
     if data_type is DataType.string:
         if vt is VT.String and isinstance(value, str):

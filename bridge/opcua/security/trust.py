@@ -2,17 +2,19 @@
 
 `pki/trusted/` holds trusted client certificates (or CA certificates), `pki/issuers/` intermediate CAs,
 `pki/crl/` revocation lists. An unknown certificate is refused (BadCertificateUntrusted), copied to
-`pki/rejected/` and its thumbprint logged: the admin trusts it by moving that one file to `trusted/`. The folders
-are read at every new session, so no restart is needed. asyncua's TrustStore raises on an empty folder, so it is
-used only for chain and CRL checks when a CA is present.
+`pki/rejected/<name>_<thumbprint>.der` (letters, digits, `.`, `-` and `_` only, so the name needs no quoting in a
+shell or `docker exec`) and its thumbprint logged: the admin trusts it by moving that one file to `trusted/`. The
+folders are read at every new session, so no restart is needed. asyncua's TrustStore raises on an empty folder, so it
+is used only for chain and CRL checks when a CA is present.
 
 asyncua calls only this validator, so it does every check of Part 4, 6.1.3 itself, nearly in the
 spec's order: trust and revocation (unless `auto_accept`), then on the client's own certificate the validity
 period (BadCertificateTimeInvalid), the ApplicationUri in the SubjectAltName against the client's
 ApplicationDescription (BadCertificateUriInvalid) and the use (BadCertificateUseNotAllowed: KeyUsage, when
 present, must allow digitalSignature and key or data encipherment; ExtendedKeyUsage, when present, must include
-clientAuth). Each refusal is logged with its reason and the thumbprint. `auto_accept` trusts any issuer, never
-an expired or mismatched certificate.
+clientAuth). Each decision is one log line with the thumbprint: a refusal at WARNING with its reason, an
+acceptance at INFO under `auto_accept` (DEBUG for a trusted one: it repeats at every session). `auto_accept`
+trusts any issuer, never an expired or mismatched certificate.
 """
 
 from __future__ import annotations
@@ -90,15 +92,13 @@ class TrustList:
 
     def _reject(self, cert: x509.Certificate) -> Path:
         cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        label = re.sub(r"[^\w .-]", "_", str(cn[0].value) if cn else "client")[:64]
-        path = self.pki_dir / "rejected" / f"{label} [{thumbprint(cert)}].der"
+        label = re.sub(r"[^A-Za-z0-9.-]+", "_", str(cn[0].value) if cn else "client").strip("._-")[:64] or "client"
+        path = self.pki_dir / "rejected" / f"{label}_{thumbprint(cert)}.der"
         path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
         return path
 
     async def __call__(self, cert: x509.Certificate, app_description: ua.ApplicationDescription) -> None:
-        if self.auto_accept:
-            log.info("client certificate %s accepted (auto_accept_client_certs)", thumbprint(cert))
-        elif not await self.is_trusted(cert):
+        if not self.auto_accept and not await self.is_trusted(cert):
             path = self._reject(cert)
             log.warning(
                 "client certificate of %s (thumbprint %s) is not trusted: saved as %s; move it to %s to trust it",
@@ -111,6 +111,12 @@ class TrustList:
             log.warning("client certificate of %s (thumbprint %s) refused (%s): %s", app_description.ApplicationUri,
                         thumbprint(cert), ua.StatusCode(code).name, why)
             raise ServiceError(code)
+        if self.auto_accept:
+            log.info("client certificate of %s (thumbprint %s) accepted (auto_accept_client_certs)",
+                     app_description.ApplicationUri, thumbprint(cert))
+        else:
+            log.debug("client certificate of %s (thumbprint %s) accepted (trusted)", app_description.ApplicationUri,
+                      thumbprint(cert))
 
 
 def certificate_problem(cert: x509.Certificate, app: ua.ApplicationDescription,

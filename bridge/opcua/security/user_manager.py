@@ -123,7 +123,7 @@ class BridgeUserManager(UserManager):
                  certificate: Any = None) -> BridgeUser | None:
         if username is None:
             if self._anonymous is None:
-                log.info("anonymous login refused (opcua.anonymous: none)")
+                log.warning("anonymous login refused (opcua.anonymous: none)")
                 return None
             return BridgeUser.anonymous(self._anonymous)
         host = login_client.get() or _UNKNOWN_HOST
@@ -147,7 +147,7 @@ class BridgeUserManager(UserManager):
                                  (host, self._host_limit, f"every user from {host}")):
             until = self._failures.locked_until(key, limit)
             if until is not None:
-                log.info("login for user %s from %s refused: %d failed logins in the last minute lock %s "
+                log.warning("login for user %s from %s refused: %d failed logins in the last minute lock %s "
                             "for %.0f s more", _shown(username), host, limit, what, until - self._clock())
                 return True
         return False

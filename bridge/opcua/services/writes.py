@@ -4,7 +4,8 @@ asyncua's PreWrite callback cannot reject one node of a request, so the whole Wr
 order: the node exists (BadNodeIdUnknown), the attribute is Value (BadNotWritable), no IndexRange
 (BadIndexRangeInvalid: tags are scalars), no StatusCode/timestamps set by the client (BadWriteNotSupported:
 WinCC stamps its own), the tag is writable (BadNotWritable), the session's role and write rules allow it
-(BadUserAccessDenied), the value converts to the WinCC type without loss (BadTypeMismatch) and lies inside the
+(BadUserAccessDenied), the value converts to the WinCC type (BadTypeMismatch for another type family,
+BadOutOfRange for a value the type cannot hold: the rule is in `bridge.opcua.model.types`) and lies inside the
 tag's limits (BadOutOfRange). Everything that passes goes to WinCC in one call of the REST client (one batch PUT
 for restservice, capped concurrent PUTs for dp); WinCC's answer per tag is the node's StatusCode, and Good only
 after WinCC confirmed. A WinCC that does not answer in time gives BadTimeout, never a hung client.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +47,7 @@ from bridge.config import OpcUaConfig, OpcUaLimitsConfig, Role
 from bridge.opcua._asyncua import InternalSession, address_space, write_as
 from bridge.opcua.model.status import write_error_to_status
 from bridge.opcua.model.tags import TagDirectory
-from bridge.opcua.model.types import to_wincc
+from bridge.opcua.model.types import OutOfRange, to_wincc
 from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.security.users import BridgeUser, may_write, role_of
 from bridge.wincc.client import WinCCClient
@@ -109,6 +111,8 @@ class WriteRouter:
         self._on_written = on_written
         self._timeout_s = timeout_s
         self._events = audit
+        # client writes by result (StatusCode name), for /metrics: wincc_bridge_client_writes_total{result=...}
+        self.results: Counter[str] = Counter()
         self._limits = config.limits
 
     async def advertise_limits(self) -> None:
@@ -140,6 +144,8 @@ class WriteRouter:
             value = to_wincc(tag.data_type, dv.Value)
         except TypeError:
             return _code(S.BadTypeMismatch), None
+        except OutOfRange:
+            return _code(S.BadOutOfRange), None
         if isinstance(value, float) and not math.isfinite(value):
             return _code(S.BadOutOfRange), None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -236,7 +242,9 @@ class WriteRouter:
                 await self._audit(user, tag, params.NodesToWrite[i], results[i], value, result.reason)
                 if result.ok:
                     self._on_written(name, value)
-        return [r if r is not None else _code(S.BadInternalError) for r in results]
+        final = [r if r is not None else _code(S.BadInternalError) for r in results]
+        self.results.update(code.name for code in final)
+        return final
 
     async def _send(self, items: dict[str, Any]) -> dict[str, WriteResult]:
         try:

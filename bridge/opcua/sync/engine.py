@@ -93,7 +93,7 @@ class SyncEngine:
         self._connected = False
         self._last_success: datetime | None = None
         self._counters = {"poll_cycles_total": 0.0, "late_cycles_total": 0.0, "poll_errors_total": 0.0,
-                          "values_written_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0,
+                          "values_updated_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0,
                           "pushed_values_total": 0.0}
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
@@ -434,7 +434,7 @@ class SyncEngine:
         dv = ua.DataValue(variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now,
                           ServerTimestamp=now)
         attval = store_value(node, dv)
-        self._counters["values_written_total"] += 1
+        self._counters["values_updated_total"] += 1
         for handle, callback in datachange_callbacks(attval):
             try:
                 await callback(handle, dv)
