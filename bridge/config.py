@@ -539,7 +539,7 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
         first = problems[0]
         raise ConfigError(first.message, key=first.key, line=first.line, more=problems[1:]) from None
     secrets = [ConfigWarning(m, key="wincc.auth", line=line_for(("wincc", "auth"), lines))
-               for m in context.get("missing_secrets", [])]
+               for m in dict.fromkeys(context.get("missing_secrets", []))]  # with sources: once per variable
     config._warnings = (*secrets, *_placeholder_hashes(config, lines))
     return config
 

@@ -626,6 +626,14 @@ def tolerate_unknown_values(enum: type[Any]) -> None:
     enum._bridge_tolerant = True
 
 
+# ---- 12. Log records of asyncua the bridge rewrites ------------------------------------------------------------------
+# Why: asyncua logs a client's refusal as a server ERROR ("sending service fault response" from uaprocessor,
+# "Rejected active session UserIdentityToken not supported" from internal_session) and a taken port as a traceback
+# ("error starting server" from server). bridge/runtime/logs.py (ClientFaultFilter) matches these by logger name and
+# message format; it lives there because it is installed before any command imports asyncua. Read against asyncua
+# 2.1.0; tests/unit/test_logs.py checks the message formats are still in asyncua's source.
+
+
 # ---- the checks (tests/unit/test_asyncua_touchpoints.py runs them) -------------------------------------------------
 
 class Touchpoint:

@@ -200,3 +200,18 @@ def test_taken_port_traceback_from_asyncua_is_dropped() -> None:
     f = ClientFaultFilter()
     assert not f.filter(record(OSError(errno.EADDRINUSE, "address already in use")))
     assert f.filter(record(RuntimeError("something else")))  # any other start failure keeps its traceback
+
+
+def test_the_asyncua_log_formats_the_fault_filter_matches_are_still_there() -> None:
+    """bridge/opcua/_asyncua.py section 12: an asyncua upgrade that rewords these lines fails here by name."""
+    from pathlib import Path
+
+    import asyncua
+
+    from bridge.runtime import logs
+
+    server = Path(asyncua.__file__).parent / "server"
+    for module, text in ((logs._FAULT_LOGGER, logs._FAULT_MESSAGE), (logs._SESSION_LOGGER, logs._TOKEN_REFUSED),
+                         (logs._START_LOGGER, "%s error starting server")):
+        source = (server / f"{module.rsplit('.', 1)[1]}.py").read_text(encoding="utf-8")
+        assert f'"{text}"' in source, f"{module} no longer logs {text!r}"
