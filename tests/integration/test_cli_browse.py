@@ -46,7 +46,8 @@ def test_browse_prints_each_tag_under_its_own_folder(demo_config: Path, tmp_path
     assert lines[0] == "System1/"
     tank = lines.index("  Tank1/")
     hall = lines.index("  Hall 2/")
-    assert lines[tank + 1].startswith("    Level  [float] archived") and lines[tank + 1].endswith("= System1.Tank1.Level")
+    assert lines[tank + 1].startswith("    Level  [float] archived")
+    assert lines[tank + 1].endswith("= System1.Tank1.Level")
     assert lines[hall + 1].startswith("    Temperatur Außen  [float]")
     # every tag line sits right under its own folder: its indentation and name agree with the folder above it
     folder: list[str] = []
