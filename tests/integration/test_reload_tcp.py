@@ -109,6 +109,20 @@ async def test_a_bad_file_keeps_the_running_config(stack) -> None:
     assert stack.bridge.poll() is None
 
 
+async def test_a_placeholder_hash_is_refused_by_reload_as_by_run(stack) -> None:
+    placeholder = "scrypt$16384$8$1$REPLACEwithREALsalt0000==$REPLACEwithREALhash000000000000000000000000="
+    good = stack.config_path.read_text(encoding="utf-8")
+    _rewrite(stack, lambda cfg: cfg["opcua"]["users"].append(
+        {"name": "mes", "password_hash": placeholder, "role": "operator"}))
+    try:
+        _hup_and_wait(stack, "refused, the running config stays")
+        (line,) = [x for x in stack.log_text().splitlines() if "refused, the running config stays" in x]
+        assert "password_hash" in line and "placeholder" in line and "'mes'" in line
+    finally:
+        stack.config_path.write_text(good, encoding="utf-8")
+    assert stack.bridge.poll() is None
+
+
 async def test_reload_method_is_for_admins(stack) -> None:
     for user, allowed in (("operator", False), ("admin", True)):
         client = Client(stack.url_for(user), timeout=10)
