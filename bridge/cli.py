@@ -248,6 +248,9 @@ def _cmd_simulate(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="wincc-opcua-bridge simulate", description="WinCC REST simulator")
     add_arguments(parser)
     options = options_from_args(parser.parse_args(args))
+    from bridge.runtime.ports import ensure_free
+
+    ensure_free(options.host, options.port, "WinCC simulator", "--port N")  # one line, exit 2, as run and demo
     asyncio.run(_until_signal(lambda stop: serve(options, stop)))
     return 0
 

@@ -107,3 +107,14 @@ def test_taken_port_is_one_sentence_naming_the_setting() -> None:
     assert err.value.advice("--opcua-port N").endswith("choose another port with --opcua-port N")
     assert re.search(r"with opcua\.endpoint$", err.value.advice())
     ensure_free("127.0.0.1", port, "OPC UA", "opcua.endpoint")  # free again: no error
+
+
+def test_simulate_on_a_taken_port_is_one_line_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _cli("simulate", "--port", str(port))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"WinCC simulator port {port} on 127.0.0.1 is already in use; "
+                                   "choose another port with --port N")
