@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import signal
 import time
@@ -25,6 +24,7 @@ from asyncua import Server, ua
 
 from bridge.config import BridgeConfig, ConfigError, load_config
 from bridge.opcua._asyncua import ConnectionGuard, bind_condition_refresh, install_connection_guard
+from bridge.runtime.backoff import Backoff
 from bridge.runtime.logs import set_log_level
 from bridge.runtime.reload import RELOADABLE, restart_needed
 from bridge.runtime.health import HealthServer, HealthSnapshot
@@ -272,14 +272,13 @@ class Bridge:
             self.sync.tags_changed(added, removed)
 
     async def _browse_until_built(self, source: Source) -> None:
-        delay = 1.0
+        backoff = Backoff(base_s=1.0, cap_s=self.config.sync.max_backoff_s)
         while True:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            await asyncio.sleep(backoff.next())
             try:
                 await self._browse(source)
             except WinCCError as exc:
                 log.info("%s browse still failing: %s", source.label, exc)
-                delay = min(delay * 2, self.config.sync.max_backoff_s)
                 continue
             await self._apply_model()
             source.built = True

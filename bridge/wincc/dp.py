@@ -4,138 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-from bridge.config import WinCCConfig
-from bridge.wincc.errors import WinCCError, WinCCNotFound, WinCCTimeout, WinCCUnauthorized
+import httpx
+
+from bridge.wincc.dialect import DialectClient, archive_values, page_archive, paginate, quote_name
 from bridge.wincc.models import (
     Alarm,
     AlarmState,
     ArchiveValue,
     DataType,
     Folder,
-    TagError,
-    TagErrorKind,
     TagInfo,
-    TagValue,
     WriteError,
     WriteResult,
-    decode_quality,
 )
-from bridge.wincc.parse import (
-    AnswerCache,
-    BatchMemo,
-    cached_result,
-    format_ts,
-    item_error,
-    opt_float,
-    parse_batch,
-    parse_ts,
-    read_in_batches,
-    to_wire,
-)
+from bridge.wincc.parse import format_ts, opt_float, parse_ts, to_wire
 from bridge.wincc.selection import select_browse
-from bridge.wincc.transport import SecretSink, Transport
 
-__all__ = ["DpClient", "page_archive"]
+__all__ = ["DpClient", "archive_values", "page_archive"]
 
 log = logging.getLogger(__name__)
 
 READ_MANY_PATH = "/WinCC/REST/Tags/ReadMultiple"
-# Where an item's error may be written: the documented `Error`, and the lower-case `error` some servers send.
-_ERROR_TEXTS = ("Error", "error")
+BROWSE_PATH = "/api/dp/browse"
+_WRITE_400 = {"type mismatch": WriteError.type_mismatch, "out of range": WriteError.out_of_range}
 
 
-def _q(name: str) -> str:
-    return quote(name, safe="")
+def _dp_path(name: str) -> str:
+    return f"/api/dp/{quote_name(name)}"
 
 
-async def page_archive(
-    fetch: Callable[[datetime, int], Awaitable[list[ArchiveValue]]],
-    start: datetime,
-    end: datetime,
-    page_size: int,
-) -> AsyncIterator[list[ArchiveValue]]:
-    """Read past the server's cap: ask again from the last timestamp and drop exactly the values already yielded
-    at that timestamp (several values may share one). Stops when an answer brings nothing new."""
-    cursor = start
-    dup = 0  # values at `cursor` already yielded
-    while True:
-        limit = page_size + dup
-        answer = await fetch(cursor, limit)
-        fresh: list[ArchiveValue] = []
-        skip = dup
-        for v in answer:
-            if v.timestamp < cursor or v.timestamp > end:
-                continue
-            if skip and v.timestamp == cursor:
-                skip -= 1
-                continue
-            fresh.append(v)
-        if not fresh:
-            if answer and len(answer) >= limit and dup:
-                log.warning("archive: more than %d values share one timestamp; stopping there", len(answer))
-            return
-        for i in range(0, len(fresh), page_size):
-            yield fresh[i : i + page_size]
-        last = fresh[-1].timestamp
-        if last == cursor:
-            dup += sum(1 for v in fresh if v.timestamp == last)
-        else:
-            cursor = last
-            dup = sum(1 for v in fresh if v.timestamp == last)
-
-
-def archive_value(raw: Any) -> ArchiveValue:
-    if not isinstance(raw, dict):
-        raise ValueError("archive value is not an object")
-    quality = raw.get("quality", raw.get("qualityCode"))
-    return ArchiveValue(value=raw.get("value"), quality=decode_quality(quality), timestamp=parse_ts(raw.get("timestamp")))
-
-
-def archive_values(raw: Any, where: str) -> list[ArchiveValue]:
-    out: list[ArchiveValue] = []
-    for item in raw:
-        try:
-            out.append(archive_value(item))
-        except (ValueError, TypeError) as exc:
-            log.warning("%s: skipping an archive value: %s", where, exc)
-    return out
-
-
-class DpClient:
+class DpClient(DialectClient):
     """WinCCClient for the dp dialect."""
 
     dialect = "dp"
-
-    def __init__(
-        self,
-        config: WinCCConfig,
-        transport: Transport | None = None,
-        *,
-        batch_size: int = 500,
-        on_secret: SecretSink | None = None,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self._config = config
-        self._t = transport if transport is not None else Transport(config, on_secret=on_secret)
-        self._batch = batch_size
-        self._unknown_types: set[str] = set()
-        self._answers = AnswerCache()
-        self._memo = BatchMemo("Name")
-
-    async def __aenter__(self) -> DpClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._t.aclose()
+    READ_MANY_PATH = READ_MANY_PATH
+    NAME_KEY = "Name"
+    # Where an item's error may be written: the documented `Error`, and the lower-case `error` some servers send.
+    ERROR_TEXTS = ("Error", "error")
 
     # -- browse ---------------------------------------------------------------------------------------------
 
@@ -164,24 +73,18 @@ class DpClient:
             stack.extend(reversed(children))
 
     async def _browse_level(self, path: str) -> AsyncIterator[Folder | TagInfo]:
-        continuation: str | None = None
-        seen: set[str] = set()
-        while True:
+        async def fetch(continuation: str | None) -> tuple[list[Any], Any]:
             params = {"path": path, "limit": self._config.browse_page_size, "continuation": continuation}
-            body = await self._t.request_json("GET", "/api/dp/browse", params=params, retry=True)
+            body = await self._t.request_json("GET", BROWSE_PATH, params=params, retry=True)
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise self._t.bad_answer("GET", "/api/dp/browse", "answer has no items list")
-            for raw in body["items"]:
+                raise self._t.bad_answer("GET", BROWSE_PATH, "answer has no items list")
+            return body["items"], body.get("continuation")
+
+        async for items in paginate(fetch, lambda why: self._t.bad_answer("GET", BROWSE_PATH, why)):
+            for raw in items:
                 item = self._browse_item(raw)
                 if item is not None:
                     yield item
-            nxt = body.get("continuation")
-            if not nxt:
-                return
-            if not isinstance(nxt, str) or nxt in seen:
-                raise self._t.bad_answer("GET", "/api/dp/browse", "continuation point repeats or is not text")
-            seen.add(nxt)
-            continuation = nxt
 
     def _browse_item(self, raw: Any) -> Folder | TagInfo | None:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"].strip("."):
@@ -196,8 +99,8 @@ class DpClient:
         try:
             data_type = DataType(type_text)
         except ValueError:
-            if name not in self._unknown_types:
-                self._unknown_types.add(name)
+            if name not in self._logged_types:
+                self._logged_types.add(name)
                 log.warning("browse: tag %s has unknown type %r; offering it as double", name, type_text)
             data_type = DataType.double
         unit = raw.get("unit")
@@ -215,48 +118,21 @@ class DpClient:
             archived=raw.get("archived") is True,
         )
 
-    # -- read -----------------------------------------------------------------------------------------------
+    # -- read (the machinery is DialectClient's) -------------------------------------------------------------
 
-    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        return await read_in_batches(names, self._batch, self._read_chunk, self._read_one)
+    def _read_one_path(self, name: str) -> str:
+        return _dp_path(name)
 
-    async def _read_one(self, name: str) -> TagValue | TagError:
-        path = f"/api/dp/{_q(name)}"
-        self._answers.age()
-        try:
-            body = await self._t.request_json("GET", path, retry=True)
-        except WinCCNotFound:
-            self._answers.drop(name)
-            return TagError(name, "not found (HTTP 404)", TagErrorKind.not_found)
-        if type(body) is not dict:
-            raise self._t.bad_answer("GET", path, "answer is not an object")
-        error = item_error(name, body, _ERROR_TEXTS)
-        return cached_result(
-            self._answers, name, body.get("value"), body.get("quality"), body.get("timestamp"), error
-        )
+    def _read_many_body(self, batch: list[str]) -> Any:
+        return {"TagNames": batch}
 
-    def _item(self, name: str, raw: dict[str, Any]) -> TagValue | TagError:
-        """One item of a ReadMultiple answer (the memo's parser for the items that changed)."""
-        value, quality, timestamp = raw.get("Value"), raw.get("Quality"), raw.get("Timestamp")
-        error = item_error(name, raw, _ERROR_TEXTS)
-        return cached_result(self._answers, name, value, quality, timestamp, error)
+    def _batch_items(self, body: Any) -> list[Any] | None:
+        return body["Tags"] if isinstance(body, dict) and isinstance(body.get("Tags"), list) else None
 
-    async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
-        response = await self._t.send("POST", READ_MANY_PATH, json={"TagNames": batch}, retry=True)
-        key = tuple(batch)
-        replayed = self._memo.replay(key, response.content, self._item)
-        if replayed is not None:
-            return replayed
-        body = self._t.parse_json("POST", READ_MANY_PATH, response)
-        if not isinstance(body, dict) or not isinstance(body.get("Tags"), list):
-            raise self._t.bad_answer("POST", READ_MANY_PATH, "answer has no Tags list")
-        out = self._parse_chunk(batch, body["Tags"])
-        self._memo.learn(key, response.content, body["Tags"], out)
-        return out
-
-    def _parse_chunk(self, batch: list[str], items: list[Any]) -> dict[str, TagValue | TagError]:
-        self._answers.age()
-        return parse_batch(batch, items, "Name", self._item)
+    def _fields(self, raw: dict[str, Any], *, single: bool) -> tuple[Any, Any, Any]:
+        if single:
+            return raw.get("value"), raw.get("quality"), raw.get("timestamp")
+        return raw.get("Value"), raw.get("Quality"), raw.get("Timestamp")
 
     # -- write ----------------------------------------------------------------------------------------------
 
@@ -265,48 +141,29 @@ class DpClient:
         return {r.name: r for r in results}
 
     async def _write_one(self, name: str, value: Any) -> WriteResult:
-        path = f"/api/dp/{_q(name)}"
+        path = _dp_path(name)
+        failed, body = await self._put(name, path, {"value": to_wire(value)})
+        if failed is not None:
+            return failed
+        if not isinstance(body, dict):
+            return WriteResult(name, WriteError.unreachable, f"PUT {path}: answer is not an object")
+        return WriteResult(name, None, "", body.get("value", value))
+
+    def _refusal(self, name: str, path: str, response: httpx.Response) -> WriteResult:
+        """A 400's `error` text names the refusal (type mismatch, out of range; anything else: invalid)."""
+        if response.status_code != 400:
+            return super()._refusal(name, path, response)
+        where = f"PUT {path}: HTTP 400"
+        text = ""
         try:
-            response = await self._t.send("PUT", path, json={"value": to_wire(value)}, kind="write", check=False)
-        except WinCCTimeout as exc:
-            return WriteResult(name, WriteError.timeout, str(exc))
-        except WinCCUnauthorized as exc:
-            return WriteResult(name, WriteError.forbidden, str(exc))
-        except WinCCError as exc:
-            return WriteResult(name, WriteError.unreachable, str(exc))
-        status = response.status_code
-        where = f"PUT {path}: HTTP {status}"
-        if 200 <= status < 300:
-            try:
-                body = self._t.parse_json("PUT", path, response)
-            except WinCCError as exc:
-                return WriteResult(name, WriteError.unreachable, str(exc))
-            if not isinstance(body, dict):
-                return WriteResult(name, WriteError.unreachable, f"{where}: answer is not an object")
-            return WriteResult(name, None, "", body.get("value", value))
-        if status == 400:
-            text = ""
-            try:
-                body = response.json()
-                if isinstance(body, dict) and isinstance(body.get("error"), str):
-                    text = body["error"]
-            except ValueError:
-                pass
-            low = text.strip().lower()
-            if low.startswith("type mismatch"):
-                kind = WriteError.type_mismatch
-            elif low.startswith("out of range"):
-                kind = WriteError.out_of_range
-            else:
-                kind = WriteError.invalid
-            return WriteResult(name, kind, f"{where}: {text}" if text else where)
-        if status in (401, 403):
-            return WriteResult(name, WriteError.forbidden, where)
-        if status == 404:
-            return WriteResult(name, WriteError.not_found, where)
-        if status >= 500:
-            return WriteResult(name, WriteError.unreachable, where)
-        return WriteResult(name, WriteError.other, where)
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                text = body["error"]
+        except ValueError:
+            pass
+        low = text.strip().lower()
+        kind = next((k for prefix, k in _WRITE_400.items() if low.startswith(prefix)), WriteError.invalid)
+        return WriteResult(name, kind, f"{where}: {text}" if text else where)
 
     # -- alarms ---------------------------------------------------------------------------------------------
 
@@ -320,7 +177,7 @@ class DpClient:
         return self._alerts("/api/alerts/history", body)
 
     async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
-        path = f"/api/alert/{_q(alarm_id)}/acknowledge"
+        path = f"/api/alert/{quote_name(alarm_id)}/acknowledge"
         await self._t.request_json("POST", path, json={"comment": comment, "user": user}, kind="write")
 
     def _alerts(self, path: str, body: Any) -> list[Alarm]:
@@ -340,7 +197,7 @@ class DpClient:
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
     ) -> AsyncIterator[list[ArchiveValue]]:
         name = tag.name if isinstance(tag, TagInfo) else tag
-        path = f"/api/history/{_q(name)}"
+        path = f"/api/history/{quote_name(name)}"
 
         async def fetch(since: datetime, limit: int) -> list[ArchiveValue]:
             params = {"start": format_ts(since), "end": format_ts(end), "limit": limit}

@@ -4,43 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-from bridge.config import WinCCConfig
-from bridge.wincc.dp import archive_values, page_archive
-from bridge.wincc.errors import WinCCError, WinCCNotFound, WinCCTimeout, WinCCUnauthorized
+from bridge.wincc.dialect import (
+    DialectClient, archive_values, page_archive, paginate, quote_name, write_failure, write_status,
+)
+from bridge.wincc.errors import WinCCError, WinCCNotFound
 from bridge.wincc.models import (
     Alarm,
     AlarmState,
     ArchiveValue,
     DataType,
     Folder,
-    TagError,
-    TagErrorKind,
     TagInfo,
-    TagValue,
     WriteError,
     WriteResult,
 )
-from bridge.wincc.parse import (
-    AnswerCache,
-    BatchMemo,
-    cached_result,
-    chunks,
-    error_code,
-    format_ts,
-    item_error,
-    opt_float,
-    parse_batch,
-    parse_ts,
-    read_in_batches,
-    to_wire,
-)
+from bridge.wincc.parse import chunks, error_code, format_ts, opt_float, parse_ts, to_wire
 from bridge.wincc.selection import select_browse
-from bridge.wincc.transport import SecretSink, Transport
 
 __all__ = ["DATA_TYPES", "RestServiceClient"]
 
@@ -70,15 +53,10 @@ _WRITE_ERRORS: dict[int, WriteError] = {
 
 VALUES_PATH = "/tagManagement/Values"
 VALUE_PATH = "/tagManagement/Value/"  # + the quoted name: read one, write one
-_ERROR_TEXTS = ("error",)  # the documented item-error text key (errorCode / errorcode are checked anyway)
-_NOT_FOUND_CODE = 1
+VARIABLES_PATH = "/tagManagement/Variables"
 ARCHIVE_VALUES_PATH = "/tagLogging/Values"
 # The message list has no "all" value; this is far above any plant's count of pending alarms.
 ACTIVE_ALARMS_MAX = 10_000
-
-
-def _q(name: str) -> str:
-    return quote(name, safe="")
 
 
 def _list(body: Any, key: str) -> list[Any] | None:
@@ -90,23 +68,9 @@ def _list(body: Any, key: str) -> list[Any] | None:
     return None
 
 
-def _write_status(status: int) -> WriteError:
-    """The WriteError for a non-2xx answer to a write (the whole request failed)."""
-    known = {400: WriteError.invalid, 401: WriteError.forbidden, 403: WriteError.forbidden, 404: WriteError.not_found}
-    return known.get(status, WriteError.unreachable if status >= 500 else WriteError.other)
-
-
-def _write_failure(exc: WinCCError) -> WriteError:
-    """The WriteError for a write that got no usable answer (never retried: WinCC may have written it)."""
-    if isinstance(exc, WinCCTimeout):
-        return WriteError.timeout
-    if isinstance(exc, WinCCUnauthorized):
-        return WriteError.forbidden
-    return WriteError.unreachable
-
-
 def _write_item(name: str, raw: dict[str, Any], value: Any, where: str) -> WriteResult:
-    """One write answer (an item of the batch answer, or the whole answer of a write-one), per docs/wincc-rest-api.md."""
+    """One write answer (an item of the batch answer, or the whole answer of a write-one), per
+    docs/wincc-rest-api.md."""
     try:
         code = error_code(raw)
     except (ValueError, TypeError):
@@ -119,37 +83,16 @@ def _write_item(name: str, raw: dict[str, Any], value: Any, where: str) -> Write
     return WriteResult(name, None, "", value)
 
 
-class RestServiceClient:
+class RestServiceClient(DialectClient):
     """WinCCClient for the restservice dialect."""
 
     dialect = "restservice"
-
-    def __init__(
-        self,
-        config: WinCCConfig,
-        transport: Transport | None = None,
-        *,
-        batch_size: int = 500,
-        on_secret: SecretSink | None = None,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self._config = config
-        self._t = transport if transport is not None else Transport(config, on_secret=on_secret)
-        self._batch = batch_size
-        self._logged_types: set[str] = set()
-        self._archive_map: dict[str, tuple[str, str]] | None = None  # variableName -> (archive, archive tag)
-        self._answers = AnswerCache()
-        self._memo = BatchMemo("variableName")
-
-    async def __aenter__(self) -> RestServiceClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._t.aclose()
+    READ_MANY_PATH = VALUES_PATH
+    NAME_KEY = "variableName"
+    ERROR_TEXTS = ("error",)  # the documented item-error text key (errorCode / errorcode are checked anyway)
+    NOT_FOUND_CODE = 1
+    NOT_FOUND_TEXT = "unknown variable (HTTP 404)"
+    _archive_map: dict[str, tuple[str, str]] | None = None  # variableName -> (archive, archive tag)
 
     # -- browse ---------------------------------------------------------------------------------------------
 
@@ -199,14 +142,16 @@ class RestServiceClient:
                 for f in folders((conn, name)):
                     yield f
         archives = await self._load_archive_map()
-        continuation: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        async def fetch(continuation: str | None) -> tuple[list[Any], Any]:
             params = {"itemLimit": self._config.browse_page_size, "continuationPoint": continuation}
-            body = await self._t.request_json("GET", "/tagManagement/Variables", params=params, retry=True)
+            body = await self._t.request_json("GET", VARIABLES_PATH, params=params, retry=True)
             items = _list(body, "variables")
             if items is None:
-                raise self._t.bad_answer("GET", "/tagManagement/Variables", "answer has no variables")
+                raise self._t.bad_answer("GET", VARIABLES_PATH, "answer has no variables")
+            return items, body.get("continuationPoint") if isinstance(body, dict) else None
+
+        async for items in paginate(fetch, lambda why: self._t.bad_answer("GET", VARIABLES_PATH, why)):
             for raw in items:
                 tag = self._tag_info(raw, archives)
                 if tag is None or (root and (not tag.folder or tag.folder[0] != root)):
@@ -214,13 +159,6 @@ class RestServiceClient:
                 for f in folders(tag.folder):
                     yield f
                 yield tag
-            nxt = body.get("continuationPoint") if isinstance(body, dict) else None
-            if not nxt:
-                return
-            if not isinstance(nxt, str) or nxt in seen:
-                raise self._t.bad_answer("GET", "/tagManagement/Variables", "continuation point repeats or is not text")
-            seen.add(nxt)
-            continuation = nxt
 
     def _tag_info(self, raw: Any, archives: dict[str, tuple[str, str]]) -> TagInfo | None:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
@@ -268,7 +206,7 @@ class RestServiceClient:
             if not isinstance(name, str) or not name:
                 continue
             try:
-                variables = await self._get_list(f"/tagLogging/Archive/{_q(name)}/Variables", "variables")
+                variables = await self._get_list(f"/tagLogging/Archive/{quote_name(name)}/Variables", "variables")
             except WinCCNotFound:
                 continue
             for v in variables:
@@ -280,49 +218,19 @@ class RestServiceClient:
         self._archive_map = mapping
         return mapping
 
-    # -- read -----------------------------------------------------------------------------------------------
+    # -- read (the machinery is DialectClient's) -------------------------------------------------------------
 
-    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        return await read_in_batches(names, self._batch, self._read_chunk, self._read_one)
+    def _read_one_path(self, name: str) -> str:
+        return VALUE_PATH + quote_name(name)
 
-    async def _read_one(self, name: str) -> TagValue | TagError:
-        path = VALUE_PATH + _q(name)
-        self._answers.age()
-        try:
-            body = await self._t.request_json("GET", path, retry=True)
-        except WinCCNotFound:  # some installations answer an unknown variable with 404 instead of errorCode 1
-            self._answers.drop(name)
-            return TagError(name, "unknown variable (HTTP 404)", TagErrorKind.not_found)
-        if type(body) is not dict:
-            raise self._t.bad_answer("GET", path, "answer is not an object")
-        error = item_error(name, body, _ERROR_TEXTS, _NOT_FOUND_CODE)
-        quality = body.get("qualityCode", body.get("quality"))
-        return cached_result(self._answers, name, body.get("value"), quality, body.get("timestamp"), error)
+    def _read_many_body(self, batch: list[str]) -> Any:
+        return {"variableNames": batch}
 
-    def _item(self, name: str, raw: dict[str, Any]) -> TagValue | TagError:
-        """One item of a Values answer (the memo's parser for the items that changed)."""
-        value, timestamp = raw.get("value"), raw.get("timestamp")
-        quality = raw.get("qualityCode", raw.get("quality"))
-        error = item_error(name, raw, _ERROR_TEXTS, _NOT_FOUND_CODE)
-        return cached_result(self._answers, name, value, quality, timestamp, error)
+    def _batch_items(self, body: Any) -> list[Any] | None:
+        return _list(body, "values")
 
-    async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
-        response = await self._t.send("POST", VALUES_PATH, json={"variableNames": batch}, retry=True)
-        key = tuple(batch)
-        replayed = self._memo.replay(key, response.content, self._item)
-        if replayed is not None:
-            return replayed
-        body = self._t.parse_json("POST", VALUES_PATH, response)
-        items = _list(body, "values")
-        if items is None:
-            raise self._t.bad_answer("POST", VALUES_PATH, "answer is neither an array nor has values")
-        out = self._parse_chunk(batch, items)
-        self._memo.learn(key, response.content, items, out)
-        return out
-
-    def _parse_chunk(self, batch: list[str], items: list[Any]) -> dict[str, TagValue | TagError]:
-        self._answers.age()
-        return parse_batch(batch, items, "variableName", self._item)
+    def _fields(self, raw: dict[str, Any], *, single: bool) -> tuple[Any, Any, Any]:
+        return raw.get("value"), raw.get("qualityCode", raw.get("quality")), raw.get("timestamp")
 
     # -- write ----------------------------------------------------------------------------------------------
 
@@ -340,18 +248,11 @@ class RestServiceClient:
         return {n: out[n] for n, _ in pairs}
 
     async def _write_one(self, name: str, value: Any) -> WriteResult:
-        path = VALUE_PATH + _q(name)
-        try:
-            response = await self._t.send("PUT", path, json={"value": to_wire(value)}, kind="write", check=False)
-        except WinCCError as exc:
-            return WriteResult(name, _write_failure(exc), str(exc))
-        where = f"PUT {path}: HTTP {response.status_code}"
-        if not 200 <= response.status_code < 300:
-            return WriteResult(name, _write_status(response.status_code), where)
-        try:
-            body = self._t.parse_json("PUT", path, response)
-        except WinCCError as exc:
-            return WriteResult(name, WriteError.unreachable, str(exc))
+        path = VALUE_PATH + quote_name(name)
+        failed, body = await self._put(name, path, {"value": to_wire(value)})
+        if failed is not None:
+            return failed
+        where = f"PUT {path}"
         if type(body) is not dict or not ("errorcode" in body or "errorCode" in body):
             return WriteResult(name, WriteError.unreachable, f"{where}: answer has no errorcode")
         return _write_item(name, body, value, where)
@@ -365,11 +266,11 @@ class RestServiceClient:
         try:
             response = await self._t.send("PUT", VALUES_PATH, json=body_out, kind="write", check=False)
         except WinCCError as exc:
-            return all_(_write_failure(exc), str(exc))
+            return all_(write_failure(exc), str(exc))
         status = response.status_code
         where = f"PUT {VALUES_PATH}: HTTP {status}"
         if not 200 <= status < 300:
-            return all_(_write_status(status), where)
+            return all_(write_status(status), where)
         try:
             body = self._t.parse_json("PUT", VALUES_PATH, response)
         except WinCCError as exc:
@@ -417,7 +318,7 @@ class RestServiceClient:
         req = self._config.acknowledge
         if req is None:
             raise NotImplementedError("restservice has no acknowledge call and wincc.acknowledge is not configured")
-        path = req.path.replace("{id}", _q(alarm_id))
+        path = req.path.replace("{id}", quote_name(alarm_id))
         if not path.startswith("/"):
             path = "/" + path
         values = {"{id}": alarm_id, "{comment}": comment, "{user}": user}

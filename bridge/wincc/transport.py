@@ -7,22 +7,20 @@ Error messages are built from method, path (no query) and status only, so no cre
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from bridge.config import WinCCConfig
+from bridge.runtime.backoff import backoff_delay
+from bridge.wincc.auth import LOGIN_PATH, SecretSink, make_auth
 from bridge.wincc.http_client import new_http_client
-from bridge.wincc.parse import dumps, loads
 from bridge.wincc.errors import (
     WinCCBadAnswer,
     WinCCError,
@@ -33,20 +31,16 @@ from bridge.wincc.errors import (
     WinCCUnauthorized,
     WinCCUnreachable,
 )
+from bridge.wincc.limiter import Kind, PriorityLimiter
+from bridge.wincc.parse import dumps, loads
 
-__all__ = ["LOGIN_PATH", "PriorityLimiter", "SecretSink", "Transport", "dumps", "loads"]
+__all__ = ["LOGIN_PATH", "PriorityLimiter", "SecretSink", "Transport", "dumps", "loads", "status_error"]
 
 log = logging.getLogger(__name__)
 
-LOGIN_PATH = "/api/auth/login"
-# Log in again this long before the token runs out (at most a tenth of its life), so a request never races expiry.
-_REFRESH_MARGIN_S = 30.0
-
-Kind = Literal["read", "write"]
 Sleep = Callable[[float], Awaitable[None]]
-# Told every secret the transport learns or sends (password, Basic credentials, each new token), e.g. the
-# `add` of bridge.runtime.logs.RedactingFilter, so log output can never show one even if it slipped into a message.
-SecretSink = Callable[[str], None]
+# Statuses worth asking again for: the server says so (429, 503), or (for idempotent requests) any server error.
+_ALWAYS_RETRIED = frozenset({429, 503})
 
 
 def _retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
@@ -68,93 +62,17 @@ def _retry_after(response: httpx.Response, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-class PriorityLimiter:
-    """At most `limit` holders at once; when a slot frees, a waiting write gets it before any waiting read.
-
-    Writes and acknowledges are what an operator waits for, while a poll cycle may queue dozens of batches: with
-    one FIFO semaphore a write would wait behind all of them. A freed slot is handed straight to the next waiter
-    (never put back for anyone to grab), so the order is exactly: writes first, then reads, each first come first
-    served. A waiter cancelled while queued leaves the queue; one cancelled just after being handed a slot passes
-    it on, so no slot ever leaks.
-    """
-
-    __slots__ = ("_free", "_queues")
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self._free = limit
-        self._queues: dict[Kind, deque[asyncio.Future[None]]] = {"write": deque(), "read": deque()}
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for q in self._queues.values() for f in q if not f.done())
-
-    @property
-    def free(self) -> int:
-        return self._free
-
-    async def acquire(self, kind: Kind) -> None:
-        if self._free > 0:  # free slots mean nobody waits: release() hands slots to waiters first
-            self._free -= 1
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._queues[kind]
-        queue.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # handed a slot in the same instant we were cancelled: pass it on
-            else:
-                try:
-                    queue.remove(fut)
-                except ValueError:
-                    pass  # release() already dropped it as done
-            raise
-
-    def release(self) -> None:
-        for queue in self._queues.values():  # "write" first
-            while queue:
-                fut = queue.popleft()
-                if not fut.done():
-                    fut.set_result(None)
-                    return
-        self._free += 1
-
-    def slot(self, kind: Kind) -> _Slot:
-        return _Slot(self, kind)
-
-
-class _Slot:
-    __slots__ = ("_kind", "_limiter")
-
-    def __init__(self, limiter: PriorityLimiter, kind: Kind) -> None:
-        self._limiter = limiter
-        self._kind = kind
-
-    async def __aenter__(self) -> None:
-        await self._limiter.acquire(self._kind)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._limiter.release()
-
-
 _JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+# The one status -> exception table; any other 4xx is WinCCRejected, any 5xx WinCCUnreachable.
+_STATUS_ERRORS: dict[int, type[WinCCError]] = {401: WinCCUnauthorized, 403: WinCCForbidden, 404: WinCCNotFound}
 
 
 def status_error(method: str, path: str, status: int) -> WinCCError:
     """The exception for a non-2xx status (message: method, path, status only)."""
-    reason = f"{method} {path} failed"
-    if status == 401:
-        return WinCCUnauthorized(reason, status=status)
-    if status == 403:
-        return WinCCForbidden(reason, status=status)
-    if status == 404:
-        return WinCCNotFound(reason, status=status)
-    if status >= 500:
-        return WinCCUnreachable(reason, status=status)
-    return WinCCRejected(reason, status=status)
+    cls = _STATUS_ERRORS.get(status) or (WinCCUnreachable if status >= 500 else WinCCRejected)
+    return cls(f"{method} {path} failed", status=status)
 
 
 # OpenSSL's X509_V_ERR_* codes: the server's certificate chain ends in no CA we trust (unknown issuer,
@@ -185,8 +103,15 @@ def _failure(exc: httpx.HTTPError) -> str:
     return type(exc).__name__
 
 
+
 class Transport:
-    """Send requests to one WinCC base URL. Use `request_json` for checked JSON answers, `send` to see the status."""
+    """Send requests to one WinCC base URL. Use `request_json` for checked JSON answers, `send` to see the status.
+
+    `send` is three layers, each wrapping the one below the way httpx layers its own send:
+    `_send_with_retry` (429 / 503 / 5xx and connection errors, Retry-After, backoff) -> `_send_once` (one request:
+    a slot of the concurrency cap, pacing, httpx errors mapped to WinCCError) -> httpx with the auth flow of
+    bridge/wincc/auth.py (login, and one re-login on a 401).
+    """
 
     def __init__(
         self,
@@ -197,48 +122,44 @@ class Transport:
         on_secret: SecretSink | None = None,
         auth: httpx.Auth | None = None,
     ) -> None:
-        """`auth` replaces the config's auth scheme (the unified dialect's session is a GraphQL mutation)."""
         self._config = config
         self._sleep = sleep
-        self._on_secret = on_secret
         self._limiter = PriorityLimiter(config.max_concurrency)
         self._pace_lock = asyncio.Lock()
         self._next_slot = 0.0
-        self._login_lock = asyncio.Lock()
-        self._token: str | None = None
-        self._token_deadline = 0.0
-        self._token_generation = 0
         t = config.timeouts
         self._timeouts: dict[Kind, httpx.Timeout] = {
             "read": httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.write_s, pool=None),
             "write": httpx.Timeout(connect=t.connect_s, read=t.write_s, write=t.write_s, pool=None),
         }
-        password = config.auth.password.get_secret_value() if config.auth.password else ""
-        self._secret(password)
-        if config.auth.mode == "basic":
-            user = config.auth.username or ""
-            auth = httpx.BasicAuth(user, password)
-            self._secret(base64.b64encode(f"{user}:{password}".encode()).decode())  # as it travels in the header
+        if auth is None:  # `auth` replaces the config's scheme (the unified dialect's session is a GraphQL mutation)
+            auth = make_auth(config, self._secret_sink(on_secret), status_error)
         if client is None:
-            verify: bool | ssl.SSLContext = True
-            if config.tls.ca_file is not None:
-                verify = ssl.create_default_context(cafile=str(config.tls.ca_file))
-            if not config.tls.verify:
-                log.warning("wincc.tls.verify is false: the WinCC server certificate is NOT checked")
-                verify = False
-            client = new_http_client(
-                base_url=config.url,
-                auth=auth,
-                verify=verify,
-                timeout=self._timeouts["read"],
-                limits=httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency),
-            )
-        else:
-            if auth is not None:
-                client.auth = auth
+            client = self._new_client(config, auth)
+        elif auth is not None:
+            client.auth = auth
         self._client = client
         # The path prefix of the base URL (restservice: /WinCCRestService), shown in messages.
         self._prefix = httpx.URL(config.url).path.rstrip("/")
+
+    @staticmethod
+    def _secret_sink(on_secret: SecretSink | None) -> SecretSink:
+        def tell(secret: str) -> None:
+            if secret and on_secret is not None:
+                on_secret(secret)
+
+        return tell
+
+    def _new_client(self, config: WinCCConfig, auth: httpx.Auth | None) -> httpx.AsyncClient:
+        verify: bool | ssl.SSLContext = True
+        if config.tls.ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(config.tls.ca_file))
+        if not config.tls.verify:
+            log.warning("wincc.tls.verify is false: the WinCC server certificate is NOT checked")
+            verify = False
+        n = config.max_concurrency
+        return new_http_client(base_url=config.url, auth=auth, verify=verify, timeout=self._timeouts["read"],
+                               limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -289,49 +210,54 @@ class Transport:
 
         Transport failures always raise (WinCCTimeout / WinCCUnreachable); with `check` every non-2xx raises too,
         without it the caller gets the response (after retries and re-login) and maps the status itself."""
-        attempts = self._config.retry.attempts if retry else 1
-        shown = f"{self._prefix}{path}"
-        relogged = False
+        response = await self._send_with_retry(method, path, params, json, kind, retry)
+        if check and not 200 <= response.status_code < 300:
+            raise status_error(method, f"{self._prefix}{path}", response.status_code)
+        return response
+
+    # -- layers ---------------------------------------------------------------------------------------------
+
+    async def _send_with_retry(self, method: str, path: str, params: dict[str, Any] | None, json: Any, kind: Kind,
+                               retry: bool) -> httpx.Response:
+        """429 and 503 are always asked again (the server asks for it); with `retry` (idempotent requests) also any
+        5xx and a connection failure. Retry-After wins over the backoff, capped at retry.max_backoff_s."""
+        r = self._config.retry
+        attempts = r.attempts if retry else 1
         attempt = 0
         while True:
             attempt += 1
-            wait: float | None = None
+            last = attempt >= attempts
             try:
                 response = await self._send_once(method, path, params, json, kind)
             except WinCCUnreachable:
-                if attempt >= attempts:
+                if last:
                     raise
                 wait = None
             else:
                 status = response.status_code
-                if status == 401 and self._config.auth.mode == "token" and not relogged:
-                    relogged = True
-                    attempt -= 1  # the re-login retry is not one of the configured attempts
-                    self._invalidate_token()
-                    continue
-                if status in (429, 503) or (status >= 500 and retry):
-                    if attempt >= attempts:
-                        if check:
-                            raise status_error(method, shown, status)
-                        return response
-                    wait = _retry_after(response) if status in (429, 503) else None
-                else:
-                    if check and not 200 <= status < 300:
-                        raise status_error(method, shown, status)
+                if last or not (status in _ALWAYS_RETRIED or (retry and status >= 500)):
                     return response
-            await self._sleep(self._backoff(attempt) if wait is None else min(wait, self._config.retry.max_backoff_s))
+                wait = _retry_after(response) if status in _ALWAYS_RETRIED else None
+            delay = backoff_delay(attempt, r.backoff_s, r.max_backoff_s) if wait is None else min(wait, r.max_backoff_s)
+            await self._sleep(delay)
 
-    # -- internals ------------------------------------------------------------------------------------------
-
-    def _backoff(self, attempt: int) -> float:
-        r = self._config.retry
-        base = r.backoff_s * (2 ** (attempt - 1))
-        # Full jitter around the exponential step keeps many bridges from retrying in lockstep.
-        return min(r.max_backoff_s, base * random.uniform(0.5, 1.5))
-
-    def _secret(self, secret: str) -> None:
-        if secret and self._on_secret is not None:
-            self._on_secret(secret)
+    async def _send_once(
+        self, method: str, path: str, params: dict[str, Any] | None, json: Any, kind: Kind
+    ) -> httpx.Response:
+        shown = f"{self._prefix}{path}"
+        clean = {k: v for k, v in (params or {}).items() if v is not None} or None
+        content = dumps(json) if json is not None else None
+        headers = _JSON_HEADERS if content is not None else None
+        # Paced inside the slot, so the pacing order is the limiter's (writes first), not the order of arrival.
+        async with self._limiter.slot(kind):
+            await self._pace()
+            try:
+                return await self._client.request(method, path, params=clean, content=content, headers=headers,
+                                                  timeout=self._timeouts[kind])
+            except httpx.TimeoutException as exc:
+                raise WinCCTimeout(f"{method} {shown}: no answer in time ({type(exc).__name__})") from None
+            except httpx.HTTPError as exc:
+                raise WinCCUnreachable(f"{method} {shown}: {_failure(exc)}") from None
 
     async def _pace(self) -> None:
         rps = self._config.requests_per_second
@@ -343,90 +269,3 @@ class Transport:
             self._next_slot = slot + 1.0 / rps
         if slot > now:
             await self._sleep(slot - now)
-
-    async def _send_once(
-        self, method: str, path: str, params: dict[str, Any] | None, json: Any, kind: Kind
-    ) -> httpx.Response:
-        headers: dict[str, str] = {}
-        if self._config.auth.mode == "token":
-            headers["Authorization"] = f"Bearer {await self._ensure_token()}"
-        # Paced inside the slot, so the pacing order is the limiter's (writes first), not the order of arrival.
-        async with self._limiter.slot(kind):
-            await self._pace()
-            return await self._raw(method, path, params=params, json=json, headers=headers, kind=kind)
-
-    async def _raw(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None,
-        json: Any,
-        headers: dict[str, str],
-        kind: Kind,
-    ) -> httpx.Response:
-        shown = f"{self._prefix}{path}"
-        clean = {k: v for k, v in (params or {}).items() if v is not None} or None
-        content = None
-        if json is not None:
-            content = dumps(json)
-            headers = {**headers, **_JSON_HEADERS}
-        try:
-            return await self._client.request(
-                method,
-                path,
-                params=clean,
-                content=content,
-                headers=headers,
-                timeout=self._timeouts[kind],
-            )
-        except httpx.TimeoutException as exc:
-            raise WinCCTimeout(f"{method} {shown}: no answer in time ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise WinCCUnreachable(f"{method} {shown}: {_failure(exc)}") from None
-
-    def _invalidate_token(self) -> None:
-        self._token = None
-        self._token_deadline = 0.0
-
-    async def _ensure_token(self) -> str:
-        token = self._token
-        if token is not None and time.monotonic() < self._token_deadline:
-            return token
-        async with self._login_lock:
-            if self._token is not None and time.monotonic() < self._token_deadline:
-                return self._token
-            return await self._login()
-
-    async def _login(self) -> str:
-        auth = self._config.auth
-        password = auth.password.get_secret_value() if auth.password else ""
-        # Every request waits for this login, so it goes ahead of queued reads like a write does.
-        async with self._limiter.slot("write"):
-            await self._pace()
-            response = await self._raw(
-                "POST",
-                LOGIN_PATH,
-                params=None,
-                json={"username": auth.username, "password": password},
-                headers={},
-                kind="read",
-            )
-        shown = f"{self._prefix}{LOGIN_PATH}"
-        if response.status_code == 401:
-            raise WinCCUnauthorized(f"POST {shown}: login refused", status=401)
-        if not 200 <= response.status_code < 300:
-            raise status_error("POST", shown, response.status_code)
-        body = self.parse_json("POST", LOGIN_PATH, response)
-        token = body.get("token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self.bad_answer("POST", LOGIN_PATH, "login answer has no token")
-        expires = body.get("expiresIn")
-        life = float(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else 300.0
-        margin = min(_REFRESH_MARGIN_S, life / 10)
-        self._secret(token)  # before anything could log it
-        self._token = token
-        self._token_deadline = time.monotonic() + max(0.0, life - margin)
-        self._token_generation += 1
-        log.info("logged in to WinCC as %s (token valid %.0f s)", auth.username, life)
-        return token

@@ -27,8 +27,10 @@ class Demand:
     """Tracks monitored items (server-wide: subscription ids are unique per server) and recent Reads."""
 
     def __init__(self, directory: TagDirectory, config: SyncConfig, on_change: Callable[[], None] | None = None,
-                 publishing_interval: Callable[[int], float | None] | None = None) -> None:
+                 publishing_interval: Callable[[int], float | None] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._directory = directory
+        self._monotonic = monotonic  # injectable: tests run on a virtual clock
         self._config = config
         self._groups = sorted(set(config.poll_groups_ms) | {config.interval_ms})
         self._on_change = on_change or (lambda: None)
@@ -52,7 +54,7 @@ class Demand:
 
     def plan(self, now: float | None = None) -> dict[str, int]:
         """tag -> poll interval for every tag someone wants faster than idle; the rest are idle."""
-        now = time.monotonic() if now is None else now
+        now = self._monotonic() if now is None else now
         wanted: dict[str, int] = {}
         for items in self._items.values():
             for name, interval in items.values():
@@ -83,7 +85,7 @@ class Demand:
         keep = self._config.read_recent_s
         if keep <= 0:
             return
-        until = time.monotonic() + keep
+        until = self._monotonic() + keep
         changed = False
         for name in names:
             if name not in self._recent:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,8 @@ from asyncua import Server, ua
 
 from bridge.config import SyncConfig
 from bridge.opcua._asyncua import datachange_callbacks, node_table, store_value, subscriptions
+from bridge.runtime.backoff import Backoff
+from bridge.runtime.clock import SYSTEM_CLOCK, Clock
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.opcua.model.bridge_status import BridgeStatus
 from bridge.opcua.sync.demand import Demand
@@ -74,8 +74,10 @@ class SyncEngine:
         client: WinCCClient,
         config: SyncConfig,
         status: BridgeStatus | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._server = server
+        self._clock = clock  # monotonic time and sleep of every loop here (tests drive it)
         self._nodes = node_table(server)  # see module docstring
         self._directory = directory
         self._client = client
@@ -85,7 +87,7 @@ class SyncEngine:
         # tag -> WinCC's last answer for it; an answer that is this very object again changed nothing
         self._last: dict[str, TagValue | TagError] = {}
         self.demand = Demand(directory, config, on_change=self._replan_soon,
-                             publishing_interval=self._publishing_interval)
+                             publishing_interval=self._publishing_interval, monotonic=clock.monotonic)
         self._groups: dict[int, list[str]] = {}
         self._dirty = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,7 +130,7 @@ class SyncEngine:
 
     def _may_log(self, kind: str, every_s: float = 60.0) -> bool:
         """At most one line of a kind a minute: a WinCC in trouble must not flood the log."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._logged_at.get(kind, -every_s) < every_s:
             return False
         self._logged_at[kind] = now
@@ -178,7 +180,7 @@ class SyncEngine:
             return 0.0
         read_at = max(self._group_read_at.get(self._group_of.get(name, -1), -math.inf),
                       self._read_now_at.get(name, -math.inf))
-        return time.monotonic() - read_at
+        return self._clock.monotonic() - read_at
 
     async def read_now(self, names: Sequence[str], wait_s: float) -> None:
         """Read these tags from WinCC now, in `batch_size` REST reads, and publish what changed; wait at most
@@ -197,7 +199,7 @@ class SyncEngine:
             await asyncio.wait(waits, timeout=wait_s)  # never cancels them
 
     async def _read_tags_now(self, names: list[str]) -> None:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         size = self._config.batch_size
         try:
             batches = await asyncio.gather(*(self._read(names[i:i + size]) for i in range(0, len(names), size)))
@@ -265,27 +267,27 @@ class SyncEngine:
 
     async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await self._clock.sleep(1.0)
             self.demand.prune(subscriptions(self._server))
             expiry = self.demand.next_expiry()
-            if expiry is not None and expiry < time.monotonic():
+            if expiry is not None and expiry < self._clock.monotonic():
                 self._dirty = True
 
     # ---- polling ----------------------------------------------------------------------------------------
     async def _run_group(self, interval_ms: int) -> None:
         period = interval_ms / 1000
-        backoff = 0.0
+        backoff = Backoff(base_s=max(period, 0.5), cap_s=self._config.max_backoff_s)
         while True:
             if self._dirty:
                 self._replan()
             names = self._groups.get(interval_ms, [])
-            started = time.monotonic()
+            started = self._clock.monotonic()
             ok = True
             if names:
                 ok = await self._poll(names)
                 if ok and self._last_poll_complete:
                     self._group_read_at[interval_ms] = started
-                elapsed = time.monotonic() - started
+                elapsed = self._clock.monotonic() - started
                 self._counters["poll_cycles_total"] += 1
                 self._cycle_ms[interval_ms] = elapsed * 1000
                 if elapsed > period:
@@ -298,12 +300,11 @@ class SyncEngine:
             if ok:
                 if names:
                     self._first_cycle_done(interval_ms)
-                backoff = 0.0
-                delay = period - (time.monotonic() - started)
+                backoff.reset()
+                delay = period - (self._clock.monotonic() - started)
             else:
-                backoff = min(max(backoff * 2, period, 0.5), self._config.max_backoff_s)
-                delay = backoff * random.uniform(0.8, 1.2)
-            await asyncio.sleep(max(0.0, delay))
+                delay = backoff.next()
+            await self._clock.sleep(max(0.0, delay))
 
     async def _pushed(self, results: dict[str, TagValue | TagError]) -> None:
         """A change WinCC pushed: applied the moment it arrives, exactly like a polled answer."""
