@@ -2,7 +2,7 @@
 
 One `Faults` object is shared by the HTTP app (POST /_sim/faults) and the in-process API (`sim.faults.set(...)`);
 both go through `set`, so every mode works the same either way. Several modes can be on at once; setting a mode
-again replaces its spec. The modes are listed in the docstring of `bridge.simulator.app`.
+again replaces its spec. The modes are listed in the docstring of `bridge.simulator.app`; gate.py applies the ones that replace an answer.
 """
 
 from __future__ import annotations
