@@ -8,6 +8,7 @@ from bridge.config import SyncConfig
 from bridge.opcua.sync.demand import Demand
 from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, TagInfo
+from tests.fakes import FakeClock
 
 NAMES = ["A.x", "A.y", "B.z"]
 
@@ -106,9 +107,13 @@ def test_subscriptions_that_end_release_their_tags() -> None:
 
 
 def test_a_read_keeps_a_tag_fast_for_a_while() -> None:
-    demand = Demand(directory(), config())
+    clock = FakeClock()
+    demand = Demand(directory(), config(), monotonic=clock.monotonic)
     demand.note_read(["B.z"])
     assert demand.groups(NAMES)[200] == ["B.z"]
-    expiry = demand.next_expiry()
-    assert expiry is not None
-    assert demand.groups(NAMES, now=expiry + 1) == {10_000: NAMES}  # 30 s later: idle again
+    assert demand.next_expiry() == clock.now + 30
+    clock.now += 29.9
+    assert demand.groups(NAMES)[200] == ["B.z"]
+    clock.now += 0.2  # 30 s after the Read: idle again
+    assert demand.groups(NAMES) == {10_000: NAMES}
+    assert demand.next_expiry() is None

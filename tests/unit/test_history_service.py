@@ -4,9 +4,7 @@ contract) and, end to end, over the real dp REST client against respx."""
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -21,9 +19,9 @@ from bridge.opcua.history.aggregates import CALCULATED, PARTIAL
 from bridge.opcua.history.service import HistoryService
 from bridge.opcua.security.users import BridgeUser
 from bridge.wincc import open_client
-from bridge.wincc.errors import WinCCUnreachable
 from bridge.wincc.models import ArchiveValue, DataType, TagInfo
 from bridge.wincc.parse import format_ts, parse_ts
+from tests.fakes import FakeWinCC
 from tests.helpers import OtherTask, wait_until
 from tests.unit.ua_rig import server_with_tags
 
@@ -65,42 +63,6 @@ TIMES = {k: [v.timestamp for v in vs] for k, vs in SERIES.items()}
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-class MemoryArchive:
-    """The REST side's archive() contract in memory: start and end inclusive, oldest first, pages of at most
-    page_size. Counts REST-like requests, values handed out and calls in flight; `gate` holds every call."""
-
-    dialect = "memory"
-
-    def __init__(self) -> None:
-        self.series, self._times = SERIES, TIMES
-        self.requests = 0
-        self.handed_out = 0
-        self.inflight = 0
-        self.max_inflight = 0
-        self.gate: asyncio.Event | None = None
-
-    async def archive(self, tag, start, end, page_size=1000) -> AsyncIterator[list[ArchiveValue]]:
-        name = tag.name if isinstance(tag, TagInfo) else tag
-        self.inflight += 1
-        self.max_inflight = max(self.max_inflight, self.inflight)
-        try:
-            if self.gate is not None:
-                await self.gate.wait()
-            if name == "A.Broken":
-                raise WinCCUnreachable("GET /api/history: ConnectError")
-            times, values = self._times[name], self.series[name]
-            lo, hi = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
-            for i in range(lo, hi, page_size):
-                if name == "A.Flaky" and i > lo:
-                    raise WinCCUnreachable("GET /api/history: connection reset")
-                self.requests += 1
-                page = values[i:min(i + page_size, hi)]
-                self.handed_out += len(page)
-                yield page
-        finally:
-            self.inflight -= 1
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stage():
     return await server_with_tags(TAGS)
@@ -108,7 +70,8 @@ async def stage():
 
 async def make_rig(stage, **config):
     server, d = stage
-    archive = MemoryArchive()
+    archive = FakeWinCC(TAGS, series=SERIES, series_times=TIMES)
+    archive.broken, archive.flaky = {"A.Broken"}, {"A.Flaky"}
     # no time budget here: answers that count pages must not depend on how busy the machine is
     service = HistoryService(server, d, archive, HistoryConfig(**{"page_size": 1000, "max_continuation_points": 10,
                                                                    "max_read_s": 600, **config}))

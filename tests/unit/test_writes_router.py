@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +17,8 @@ from bridge.opcua.model.types import OutOfRange, to_wincc
 from bridge.opcua.security.users import BridgeUser
 from bridge.opcua.services.writes import WriteRouter
 from tests.unit.ua_rig import server_with_tags
-from bridge.wincc.models import DataType, TagInfo, WriteError, WriteResult
+from bridge.wincc.models import DataType, TagInfo, WriteError
+from tests.fakes import FakeWinCC
 
 S = ua.StatusCodes
 VT = ua.VariantType
@@ -34,24 +33,10 @@ TAGS = [
 RULES = {"limited": ["A.Valve"]}
 
 
-class MemoryWinCC:
-    dialect = "memory"
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.refuse: dict[str, WriteError] = {}
-        self.delay = 0.0
-
-    async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
-        self.calls.append(dict(items))
-        await asyncio.sleep(self.delay)
-        return {n: WriteResult(n, self.refuse.get(n)) for n in items}
-
-
 @pytest.fixture
 async def rig():
     server, directory = await server_with_tags(TAGS)
-    wincc = MemoryWinCC()
+    wincc = FakeWinCC(TAGS)
     written: list[tuple[str, Any]] = []
     router = WriteRouter(server, directory, wincc, OpcUaConfig(write_rules=RULES),
                          on_written=lambda n, v: written.append((n, v)), timeout_s=0.5)
@@ -108,7 +93,7 @@ async def test_roles_and_rules(rig) -> None:
 
 async def test_slow_wincc_times_out(rig) -> None:
     server, d, wincc, router, written = rig
-    wincc.delay = 5
+    wincc.write_delay = 5
     (code,) = await router.write(session(), ua.WriteParameters(NodesToWrite=[wv(d, "A.Setpoint", 2.0, VT.Float)]))
     assert code.value == S.BadTimeout and written == []
 
