@@ -49,8 +49,13 @@ class FakeWinCC:
 
     dialect = "fake"
 
-    def __init__(self, tags: Sequence[TagInfo] = (), *, series: Mapping[str, list[ArchiveValue]] | None = None,
-                 series_times: Mapping[str, list[datetime]] | None = None) -> None:
+    def __init__(
+        self,
+        tags: Sequence[TagInfo] = (),
+        *,
+        series: Mapping[str, list[ArchiveValue]] | None = None,
+        series_times: Mapping[str, list[datetime]] | None = None,
+    ) -> None:
         self.tags = list(tags)
         now = datetime.now(UTC)
         self.values: dict[str, tuple[Any, int, datetime]] = {t.name: (0, 0xC0, now) for t in tags}
@@ -166,7 +171,7 @@ class FakeWinCC:
                 if name in self.flaky and i > lo:
                     raise WinCCUnreachable("GET /api/history: connection reset")
                 self.requests += 1
-                page = values[i:min(i + page_size, hi)]
+                page = values[i : min(i + page_size, hi)]
                 self.handed_out += len(page)
                 yield page
         finally:
@@ -224,8 +229,9 @@ class FakeClock:
             await next_turn()
         return _value(condition()) if condition is not None else None
 
-    async def run_until(self, condition: Callable[[], Any | Awaitable[Any]], *, within_s: float = 60.0,
-                        what: str = "", turns: int = 50) -> Any:
+    async def run_until(
+        self, condition: Callable[[], Any | Awaitable[Any]], *, within_s: float = 60.0, what: str = "", turns: int = 50
+    ) -> Any:
         """Let the loops run (virtual time moving from deadline to deadline) until `condition()` is truthy, and
         return its value. Fails if it is not within `within_s` virtual seconds. No real time passes."""
         until = self.now + within_s

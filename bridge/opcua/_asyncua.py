@@ -8,8 +8,9 @@ every touchpoint is here and nowhere else, one section each, saying why the brid
 version it was read against. tests/unit/test_asyncua_touchpoints.py checks the names and signatures each section
 relies on, so an asyncua upgrade that moves one fails there with the touchpoint's name instead of somewhere deep.
 
-Adding a touchpoint: add a section (a heading comment, the why, "read against asyncua X"), import the internal
-here, expose a small function or base class with a public name, and add its check to TOUCHPOINTS at the bottom.
+Adding a touchpoint: add a numbered section at the end of the file (a heading comment, the why, "read against
+asyncua X"), import the internal at the top, expose a small function or base class with a public name, and end the
+section with `TOUCHPOINTS += [...]` naming every private name and signature it relies on.
 """
 
 from __future__ import annotations
@@ -47,25 +48,64 @@ from asyncua.ua.ua_binary import (
 # only in-process code ever builds, so an isinstance check against ua.DataChangeFilter misses every client's filter
 from asyncua.ua.uaprotocol_auto import DataChangeFilter
 
+from bridge.opcua._touchpoints import ASYNCUA_VERSION, InstanceAttribute, Touchpoint
+
 __all__ = [
-    "TOUCHPOINTS", "AttributeValue", "DataChangeFilter", "InternalServer", "InternalSession", "ItemServiceBase",
-    "MonitoredItemData", "NodeData", "SlimAttribute", "Touchpoint", "UaAddressSpace", "UserManager",
-    "address_space", "bind_condition_refresh", "datachange_callbacks", "install_browse_next", "new_session",
-    "node_table", "replace_item_service", "store_value", "subscriptions", "write_as",
-    "NONE_POLICY_URI", "ObservedProcessor", "install_request_observer", "is_timeout_close", "monitored_item_count",
-    "Buffer", "from_binary", "struct_to_binary",
-    "MIN_BUFFER_SIZE", "ConnectionGuard", "GuardedProtocol", "install_connection_guard", "tolerate_unknown_values",
+    "ASYNCUA_VERSION",
+    "TOUCHPOINTS",
+    "AttributeValue",
+    "DataChangeFilter",
+    "InternalServer",
+    "InternalSession",
+    "ItemServiceBase",
+    "MonitoredItemData",
+    "NodeData",
+    "SlimAttribute",
+    "Touchpoint",
+    "UaAddressSpace",
+    "UserManager",
+    "address_space",
+    "bind_condition_refresh",
+    "datachange_callbacks",
+    "install_browse_next",
+    "new_session",
+    "node_table",
+    "replace_item_service",
+    "store_value",
+    "subscriptions",
+    "write_as",
+    "NONE_POLICY_URI",
+    "ObservedProcessor",
+    "install_request_observer",
+    "is_timeout_close",
+    "monitored_item_count",
+    "Buffer",
+    "from_binary",
+    "struct_to_binary",
+    "MIN_BUFFER_SIZE",
+    "ConnectionGuard",
+    "GuardedProtocol",
+    "install_connection_guard",
+    "tolerate_unknown_values",
 ]
 
 log = logging.getLogger(__name__)
 
-ASYNCUA_VERSION = "2.1.0"  # what every section below was read against
+
+# ---- 0. How touchpoints are checked ---------------------------------------------------------------------------------
+# Each section below appends what it relies on to TOUCHPOINTS (Touchpoint / InstanceAttribute from _touchpoints.py,
+# with ASYNCUA_VERSION, the asyncua every section was read against); tests/unit/test_asyncua_touchpoints.py checks
+# them all.
+
+
+TOUCHPOINTS: list[Touchpoint] = []
 
 
 # ---- 1. Address space storage -------------------------------------------------------------------------------------
 # Why: asyncua's node API (add_variable -> AddNodesItem -> checks) manages a few thousand nodes/s and is quadratic in
 # a big folder; the bridge builds 100,000 tags by writing NodeData objects straight into the address space's node
 # dict, and removes them from it. Read against asyncua 2.1.0: AddressSpace._nodes: dict[NodeId, NodeData].
+
 
 def address_space(server: Server) -> UaAddressSpace:
     """The server's address space object (Read, Browse and subscriptions all answer from it)."""
@@ -78,29 +118,48 @@ def node_table(server: Server) -> dict[ua.NodeId, NodeData]:
     return nodes
 
 
+TOUCHPOINTS += [
+    InstanceAttribute("1 address space storage", UaAddressSpace, "_nodes"),
+    InstanceAttribute("1 address space storage", InternalServer, "aspace"),
+    Touchpoint("1 address space storage", NodeData, "__init__", ("self", "nodeid")),
+    InstanceAttribute("1 address space storage", NodeData, "attributes"),
+    InstanceAttribute("1 address space storage", NodeData, "references"),
+]
+
+
 # ---- 2. Slim attribute values --------------------------------------------------------------------------------------
 # Why: asyncua's AttributeValue is 176 bytes with a dict of datachange callbacks per attribute (x15 per variable);
 # the slotted subclass is 112 bytes and creates the dict on first use (most attributes are never monitored).
 # Read against asyncua 2.1.0: AttributeValue has exactly value, value_callback, value_setter, datachange_callbacks,
 # and asyncua calls value_callback(nodeid, attr) before looking at the stored value.
 
+
 class SlimAttribute(AttributeValue):
     """asyncua's AttributeValue with slots, and the datachange callback dict created on first use."""
 
     __slots__ = ("value", "value_callback", "value_setter", "_callbacks")
 
-    def __init__(self, value: ua.DataValue | None) -> None:  # noqa: D107 - deliberately not calling super()
+    def __init__(self, value: ua.DataValue | None) -> None:  # deliberately not calling super(): no dict
         self.value = value
-        self.value_callback = None
-        self.value_setter = None
+        self.value_callback: Callable[[ua.NodeId, ua.AttributeIds], ua.DataValue] | None = None
+        self.value_setter: Callable[..., None] | None = None
         self._callbacks: dict[int, Any] | None = None
 
     @property
-    def datachange_callbacks(self) -> dict[int, Any]:  # type: ignore[override]
+    def datachange_callbacks(self) -> dict[int, Any]:
         cbs = self._callbacks
         if cbs is None:
             cbs = self._callbacks = {}
         return cbs
+
+
+TOUCHPOINTS += [
+    Touchpoint("2 slim attribute values", AttributeValue, "__init__", ("self", "value")),
+    *(
+        InstanceAttribute("2 slim attribute values", AttributeValue, name)
+        for name in ("value", "value_callback", "value_setter", "datachange_callbacks")
+    ),
+]
 
 
 # ---- 3. Publishing a value that keeps its last value when Bad -------------------------------------------------------
@@ -108,6 +167,7 @@ class SlimAttribute(AttributeValue):
 # last value visible with the Bad status; the sync engine stores the DataValue itself and calls the datachange
 # callbacks exactly as asyncua does. Read against asyncua 2.1.0: AddressSpace.write_attribute_value sets
 # attval.value, clears value_callback, then awaits callback(handle, dv) for each of attval.datachange_callbacks.
+
 
 def store_value(node: NodeData, dv: ua.DataValue) -> AttributeValue:
     """Make `dv` the node's Value as is (no null-on-Bad); returns the attribute, whose callbacks the caller awaits."""
@@ -123,6 +183,15 @@ def datachange_callbacks(attval: AttributeValue) -> list[tuple[int, Callable[...
     return list(attval.datachange_callbacks.items())
 
 
+TOUCHPOINTS += [
+    Touchpoint("3 publishing a value", UaAddressSpace, "write_attribute_value", ("self", "nodeid", "attr", "value")),
+    Touchpoint(
+        "3 publishing a value", UaAddressSpace, "add_datachange_callback", ("self", "nodeid", "attr", "callback")
+    ),
+    Touchpoint("3 publishing a value", UaAddressSpace, "delete_datachange_callback", ("self", "handle")),
+]
+
+
 # ---- 4. Sessions -----------------------------------------------------------------------------------------------------
 # Why: asyncua's InternalSession answers Read/Write/HistoryRead/Browse/Call straight from its own services, with no
 # per-node veto, no user check on HistoryRead and no BrowseNext; the bridge's BridgeSession (services/session.py)
@@ -132,13 +201,26 @@ def datachange_callbacks(attval: AttributeValue) -> list[tuple[int, Callable[...
 # iserver, aspace, subscription_service, name, user, session_id; the service methods overridden are listed in
 # SESSION_METHODS.
 
-SESSION_METHODS = ("activate_session", "read", "write", "history_read", "browse", "browse_next", "call",
-                   "create_subscription", "create_monitored_items", "modify_monitored_items",
-                   "delete_monitored_items", "delete_subscriptions", "close_session")
+SESSION_METHODS = (
+    "activate_session",
+    "read",
+    "write",
+    "history_read",
+    "browse",
+    "browse_next",
+    "call",
+    "create_subscription",
+    "create_monitored_items",
+    "modify_monitored_items",
+    "delete_monitored_items",
+    "delete_subscriptions",
+    "close_session",
+)
 
 
-def new_session(session_class: type[InternalSession], iserver: InternalServer, name: str, user: Any,
-                external: bool) -> InternalSession:
+def new_session(
+    session_class: type[InternalSession], iserver: InternalServer, name: str, user: Any, external: bool
+) -> InternalSession:
     """A session of `session_class`, built the way InternalServer.create_session builds asyncua's own."""
     return session_class(iserver, iserver.aspace, iserver.subscription_service, name, user=user, external=external)
 
@@ -149,8 +231,9 @@ def subscriptions(server: Server) -> dict[int, Any]:
     return subs
 
 
-def replace_item_service(session: InternalSession, subscription_id: int,
-                         factory: Callable[[Any, UaAddressSpace], MonitoredItemService]) -> None:
+def replace_item_service(
+    session: InternalSession, subscription_id: int, factory: Callable[[Any, UaAddressSpace], MonitoredItemService]
+) -> None:
     """Swap a subscription's monitored item service for `factory(subscription, aspace)`; only while it is empty
     (just created), since the old service's items would be lost."""
     subscription = session.subscription_service.subscriptions.get(subscription_id)
@@ -168,6 +251,30 @@ def bind_condition_refresh(iserver: InternalServer) -> None:
     """asyncua binds ConditionRefresh only if this is set before Server.init() (Alarms & Conditions need it).
     Read against asyncua 2.1.0: InternalServer.bind_condition_methods, read in InternalServer.init."""
     iserver.bind_condition_methods = True
+
+
+TOUCHPOINTS += [
+    Touchpoint("4 sessions", InternalServer, "create_session", ("self", "name", "user", "external")),
+    Touchpoint(
+        "4 sessions",
+        InternalSession,
+        "__init__",
+        ("self", "internal_server", "aspace", "submgr", "name", "user", "external"),
+    ),
+    *(Touchpoint("4 sessions", InternalSession, name) for name in SESSION_METHODS if name != "browse_next"),
+    Touchpoint("4 sessions", InternalSession, "browse_next", ("self", "parameters")),
+    Touchpoint("4 sessions", InternalSession, "read", ("self", "params")),
+    Touchpoint("4 sessions", InternalSession, "call", ("self", "params")),
+    *(
+        InstanceAttribute("4 sessions", InternalSession, name)
+        for name in ("iserver", "aspace", "subscription_service", "name", "user", "session_id")
+    ),
+    *(
+        InstanceAttribute("4 sessions", InternalServer, name)
+        for name in ("subscription_service", "attribute_service", "bind_condition_methods")
+    ),
+    Touchpoint("4 sessions", AttributeService, "write", ("self", "params", "user")),
+]
 
 
 # ---- 5. BrowseNext dispatch ------------------------------------------------------------------------------------------
@@ -210,7 +317,27 @@ class BrowseNextProcessor(UaProcessor):
 def install_browse_next() -> None:
     """Process-wide, idempotent: sessions that do not implement browse_next behave exactly as before."""
     if binary_server_asyncio.UaProcessor is UaProcessor:
-        binary_server_asyncio.UaProcessor = BrowseNextProcessor  # type: ignore[misc]
+        binary_server_asyncio.UaProcessor = BrowseNextProcessor
+
+
+TOUCHPOINTS += [
+    Touchpoint("5 BrowseNext dispatch", binary_server_asyncio, "UaProcessor"),
+    Touchpoint(
+        "5 BrowseNext dispatch", UaProcessor, "_process_message", ("self", "typeid", "requesthdr", "seqhdr", "body")
+    ),
+    Touchpoint(
+        "5 BrowseNext dispatch",
+        UaProcessor,
+        "send_response",
+        ("self", "requesthandle", "seqhdr", "response", "msgtype"),
+    ),
+    *(
+        InstanceAttribute("5 BrowseNext dispatch", UaProcessor, name)
+        for name in ("session", "_connection", "session_last_activity")
+    ),
+    Touchpoint("5 BrowseNext dispatch", InternalSession, "is_activated"),
+    Touchpoint("5 BrowseNext dispatch", InternalSession, "touch"),
+]
 
 
 # ---- 6. Monitored item service -------------------------------------------------------------------------------------
@@ -223,6 +350,7 @@ def install_browse_next() -> None:
 # _delete_monitored_items(mid); isub.data.RevisedPublishingInterval and isub.enqueue_datachange_event(mid, event,
 # size).
 
+
 class ItemServiceBase(MonitoredItemService):
     """asyncua's MonitoredItemService with its private create / modify / delete steps as public hooks."""
 
@@ -230,7 +358,8 @@ class ItemServiceBase(MonitoredItemService):
     @property
     def items(self) -> dict[int, Any]:
         """Monitored item id -> its data (asyncua's MonitoredItemData, or the subclass's own object)."""
-        return self._monitored_items  # type: ignore[return-value]
+        items: dict[int, Any] = self._monitored_items
+        return items
 
     @property
     def datachange_items(self) -> dict[int, int]:
@@ -280,10 +409,50 @@ class ItemServiceBase(MonitoredItemService):
         return self.delete_item(mid)
 
 
+TOUCHPOINTS += [
+    Touchpoint("6 monitored item service", MonitoredItemService, "__init__", ("self", "isub", "aspace")),
+    *(
+        InstanceAttribute("6 monitored item service", MonitoredItemService, name)
+        for name in (
+            "_monitored_items",
+            "_monitored_events",
+            "_monitored_datachange",
+            "_monitored_item_counter",
+            "isub",
+            "aspace",
+        )
+    ),
+    Touchpoint("6 monitored item service", MonitoredItemService, "_revise_queue_size", ("self", "requested")),
+    Touchpoint(
+        "6 monitored item service", MonitoredItemService, "_create_data_change_monitored_item", ("self", "params")
+    ),
+    Touchpoint("6 monitored item service", MonitoredItemService, "_modify_monitored_item", ("self", "params")),
+    Touchpoint("6 monitored item service", MonitoredItemService, "_delete_monitored_items", ("self", "mid")),
+    InstanceAttribute("6 monitored item service", InternalSubscription, "data"),
+    Touchpoint(
+        "6 monitored item service",
+        InternalSubscription,
+        "enqueue_datachange_event",
+        ("self", "mid", "eventdata", "maxsize"),
+    ),
+    InstanceAttribute("6 monitored item service", InternalSubscription, "monitored_item_srv"),
+    Touchpoint(
+        "6 monitored item service", MonitoredItemService, "datachange_callback", ("self", "handle", "value", "error")
+    ),
+    Touchpoint(
+        "6 monitored item service", MonitoredItemService, "trigger_datachange", ("self", "handle", "nodeid", "attr")
+    ),
+]
+
+
 # ---- 7. User manager -------------------------------------------------------------------------------------------------
 # Why: Server(user_manager=...) takes a UserManager, whose get_user asyncua calls synchronously during
 # ActivateSession. Read against asyncua 2.1.0: UserManager.get_user(iserver, username=, password=, certificate=).
 # (UserManager is re-exported above.)
+
+TOUCHPOINTS += [
+    Touchpoint("7 user manager", UserManager, "get_user", ("self", "iserver", "username", "password", "certificate")),
+]
 
 
 # ---- 8. Request context: the channel's policy, the TimeoutHint, each request's outcome -------------------------------
@@ -312,7 +481,7 @@ class ObservedProcessor(BrowseNextProcessor):
 def install_request_observer() -> None:
     """Process-wide, idempotent, BrowseNext included (ObservedProcessor is a BrowseNextProcessor)."""
     if binary_server_asyncio.UaProcessor in (UaProcessor, BrowseNextProcessor):
-        binary_server_asyncio.UaProcessor = ObservedProcessor  # type: ignore[misc]
+        binary_server_asyncio.UaProcessor = ObservedProcessor
 
 
 def is_timeout_close(session: InternalSession, current: asyncio.Task[Any] | None) -> bool:
@@ -325,6 +494,15 @@ def monitored_item_count(subscription: Any) -> int:
     return len(subscription.monitored_item_srv._monitored_items)
 
 
+TOUCHPOINTS += [
+    Touchpoint("8 request context", UaProcessor, "__init__", ("self", "internal_server", "transport", "limits")),
+    InstanceAttribute("8 request context", UaProcessor, "iserver"),
+    Touchpoint("8 request context", SecurityPolicyNone, "URI"),
+    InstanceAttribute("8 request context", InternalSession, "_timeout_task"),
+    Touchpoint("8 request context", ua.RequestHeader, "TimeoutHint"),
+]
+
+
 # ---- 9. Pre-encoded history pages ---------------------------------------------------------------------------------
 # Why: building a DataValue and a Variant per archived value and letting asyncua's generic serializer walk them
 # cost more than reading the archive over REST; history/encode.py packs raw pages itself and hands asyncua an
@@ -333,6 +511,13 @@ def monitored_item_count(subscription: Any) -> int:
 # Buffer decodes a page for in-process readers. Read against asyncua 2.1.0: extensionobject_to_binary(obj) encodes
 # a ua.ExtensionObject (subclasses too) with struct_to_binary, i.e. TypeId, Encoding, Body; struct_to_binary(obj);
 # from_binary(uatype, data); Buffer(data).
+
+TOUCHPOINTS += [
+    Touchpoint("9 pre-encoded history pages", ua_binary, "extensionobject_to_binary", ("obj",)),
+    Touchpoint("9 pre-encoded history pages", ua_binary, "struct_to_binary", ("obj",)),
+    Touchpoint("9 pre-encoded history pages", ua_binary, "from_binary", ("uatype", "data")),
+    Touchpoint("9 pre-encoded history pages", ua.ExtensionObject, "Body"),
+]
 
 
 # ---- 10. Transport guard: hostile and idle TCP clients -------------------------------------------------------------
@@ -634,121 +819,7 @@ def tolerate_unknown_values(enum: type[Any]) -> None:
 # 2.1.0; tests/unit/test_logs.py checks the message formats are still in asyncua's source.
 
 
-# ---- the checks (tests/unit/test_asyncua_touchpoints.py runs them) -------------------------------------------------
-
-class Touchpoint:
-    """One thing asyncua must still have for a section above to work: `check()` returns what is wrong, or ''."""
-
-    def __init__(self, section: str, owner: Any, name: str, params: Iterable[str] | None = None) -> None:
-        self.section, self.owner, self.name = section, owner, name
-        self.params = tuple(params) if params is not None else None
-
-    def __repr__(self) -> str:
-        return f"{self.section}: {getattr(self.owner, '__name__', self.owner)}.{self.name}"
-
-    def check(self) -> str:
-        import inspect
-
-        target = self.owner
-        if not hasattr(target, self.name):
-            return f"{self!r} is gone (asyncua {ASYNCUA_VERSION} had it)"
-        if self.params is None:
-            return ""
-        value = inspect.getattr_static(target, self.name)
-        if isinstance(value, staticmethod | classmethod):
-            value = value.__func__
-        try:
-            have = tuple(inspect.signature(value).parameters)
-        except (TypeError, ValueError):
-            return f"{self!r} has no signature to check"
-        if have != self.params:
-            return f"{self!r} takes {have}, the bridge calls it with {self.params} (read against {ASYNCUA_VERSION})"
-        return ""
-
-
-class InstanceAttribute(Touchpoint):
-    """An attribute asyncua sets in __init__ (hasattr on the class cannot see it): looked up in the source."""
-
-    def check(self) -> str:
-        import inspect
-
-        source = inspect.getsource(self.owner.__init__)
-        if f"self.{self.name}" not in source:
-            return f"{self!r}: {self.owner.__name__}.__init__ no longer sets it (asyncua {ASYNCUA_VERSION} did)"
-        return ""
-
-
-TOUCHPOINTS: list[Touchpoint] = [
-    # 1. address space storage
-    InstanceAttribute("1 address space storage", UaAddressSpace, "_nodes"),
-    InstanceAttribute("1 address space storage", InternalServer, "aspace"),
-    Touchpoint("1 address space storage", NodeData, "__init__", ("self", "nodeid")),
-    InstanceAttribute("1 address space storage", NodeData, "attributes"),
-    InstanceAttribute("1 address space storage", NodeData, "references"),
-    # 2. slim attribute values
-    Touchpoint("2 slim attribute values", AttributeValue, "__init__", ("self", "value")),
-    *(InstanceAttribute("2 slim attribute values", AttributeValue, name)
-      for name in ("value", "value_callback", "value_setter", "datachange_callbacks")),
-    # 3. publishing a value
-    Touchpoint("3 publishing a value", UaAddressSpace, "write_attribute_value", ("self", "nodeid", "attr", "value")),
-    Touchpoint("3 publishing a value", UaAddressSpace, "add_datachange_callback", ("self", "nodeid", "attr",
-                                                                                  "callback")),
-    Touchpoint("3 publishing a value", UaAddressSpace, "delete_datachange_callback", ("self", "handle")),
-    # 4. sessions
-    Touchpoint("4 sessions", InternalServer, "create_session", ("self", "name", "user", "external")),
-    Touchpoint("4 sessions", InternalSession, "__init__", ("self", "internal_server", "aspace", "submgr", "name",
-                                                           "user", "external")),
-    *(Touchpoint("4 sessions", InternalSession, name) for name in SESSION_METHODS if name != "browse_next"),
-    Touchpoint("4 sessions", InternalSession, "browse_next", ("self", "parameters")),
-    Touchpoint("4 sessions", InternalSession, "read", ("self", "params")),
-    Touchpoint("4 sessions", InternalSession, "call", ("self", "params")),
-    *(InstanceAttribute("4 sessions", InternalSession, name)
-      for name in ("iserver", "aspace", "subscription_service", "name", "user", "session_id")),
-    *(InstanceAttribute("4 sessions", InternalServer, name)
-      for name in ("subscription_service", "attribute_service", "bind_condition_methods")),
-    Touchpoint("4 sessions", AttributeService, "write", ("self", "params", "user")),
-    # 5. BrowseNext dispatch
-    Touchpoint("5 BrowseNext dispatch", binary_server_asyncio, "UaProcessor"),
-    Touchpoint("5 BrowseNext dispatch", UaProcessor, "_process_message", ("self", "typeid", "requesthdr", "seqhdr",
-                                                                          "body")),
-    Touchpoint("5 BrowseNext dispatch", UaProcessor, "send_response", ("self", "requesthandle", "seqhdr",
-                                                                       "response", "msgtype")),
-    *(InstanceAttribute("5 BrowseNext dispatch", UaProcessor, name)
-      for name in ("session", "_connection", "session_last_activity")),
-    Touchpoint("5 BrowseNext dispatch", InternalSession, "is_activated"),
-    Touchpoint("5 BrowseNext dispatch", InternalSession, "touch"),
-    # 6. monitored item service
-    Touchpoint("6 monitored item service", MonitoredItemService, "__init__", ("self", "isub", "aspace")),
-    *(InstanceAttribute("6 monitored item service", MonitoredItemService, name)
-      for name in ("_monitored_items", "_monitored_events", "_monitored_datachange", "_monitored_item_counter",
-                   "isub", "aspace")),
-    Touchpoint("6 monitored item service", MonitoredItemService, "_revise_queue_size", ("self", "requested")),
-    Touchpoint("6 monitored item service", MonitoredItemService, "_create_data_change_monitored_item",
-               ("self", "params")),
-    Touchpoint("6 monitored item service", MonitoredItemService, "_modify_monitored_item", ("self", "params")),
-    Touchpoint("6 monitored item service", MonitoredItemService, "_delete_monitored_items", ("self", "mid")),
-    InstanceAttribute("6 monitored item service", InternalSubscription, "data"),
-    Touchpoint("6 monitored item service", InternalSubscription, "enqueue_datachange_event",
-               ("self", "mid", "eventdata", "maxsize")),
-    InstanceAttribute("4 sessions", InternalSubscription, "monitored_item_srv"),
-    Touchpoint("6 monitored item service", MonitoredItemService, "datachange_callback",
-               ("self", "handle", "value", "error")),
-    Touchpoint("6 monitored item service", MonitoredItemService, "trigger_datachange",
-               ("self", "handle", "nodeid", "attr")),
-    # 8. request context
-    Touchpoint("8 request context", UaProcessor, "__init__", ("self", "internal_server", "transport", "limits")),
-    InstanceAttribute("8 request context", UaProcessor, "iserver"),
-    Touchpoint("8 request context", SecurityPolicyNone, "URI"),
-    InstanceAttribute("8 request context", InternalSession, "_timeout_task"),
-    Touchpoint("8 request context", ua.RequestHeader, "TimeoutHint"),
-    # 9. pre-encoded history pages
-    Touchpoint("9 pre-encoded history pages", ua_binary, "extensionobject_to_binary", ("obj",)),
-    Touchpoint("9 pre-encoded history pages", ua_binary, "struct_to_binary", ("obj",)),
-    Touchpoint("9 pre-encoded history pages", ua_binary, "from_binary", ("uatype", "data")),
-    Touchpoint("9 pre-encoded history pages", ua.ExtensionObject, "Body"),
-    # 7. user manager
-    Touchpoint("7 user manager", UserManager, "get_user", ("self", "iserver", "username", "password",
-                                                           "certificate")),
+TOUCHPOINTS += [
     # 10. transport guard
     Touchpoint("10 transport guard", binary_server_asyncio, "OPCUAProtocol"),
     Touchpoint("10 transport guard", OPCUAProtocol, "__init__", ("self", "iserver", "policies", "clients",

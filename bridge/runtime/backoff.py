@@ -15,8 +15,9 @@ __all__ = ["Backoff", "backoff_delay"]
 JITTER = 0.5  # each delay is the exponential step times a factor in [1 - JITTER, 1 + JITTER]
 
 
-def backoff_delay(attempt: int, base_s: float, cap_s: float, *,
-                  uniform: Callable[[float, float], float] = random.uniform) -> float:
+def backoff_delay(
+    attempt: int, base_s: float, cap_s: float, *, uniform: Callable[[float, float], float] = random.uniform
+) -> float:
     """The wait before retry number `attempt` (1 = the first retry): base * 2**(attempt-1), jittered, at most cap."""
     step = base_s * (2 ** (max(1, attempt) - 1))
     return min(cap_s, step * uniform(1 - JITTER, 1 + JITTER))

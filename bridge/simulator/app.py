@@ -60,20 +60,43 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return json_response({"error": str(exc)}, 400)
 
 
-def build_app(plant: Plant, dialect: str, *, auth: str = "none", username: str = "opcua", password: str | None = None,
-              token_ttl_s: float = 900, faults: Faults, stats: Stats, restart: Restart | None = None) -> Any:
+def build_app(
+    plant: Plant,
+    dialect: str,
+    *,
+    auth: str = "none",
+    username: str = "opcua",
+    password: str | None = None,
+    token_ttl_s: float = 900,
+    faults: Faults,
+    stats: Stats,
+    restart: Restart | None = None,
+) -> Any:
     """The ASGI app of one simulated WinCC: the dialect's routes behind the fault gate, plus the control API."""
-    sim = SimState(plant, dialect, faults, stats, auth=auth, username=username, password=password or "",
-                   token_ttl_s=token_ttl_s, restart=restart)
+    sim = SimState(
+        plant,
+        dialect,
+        faults,
+        stats,
+        auth=auth,
+        username=username,
+        password=password or "",
+        token_ttl_s=token_ttl_s,
+        restart=restart,
+    )
     gated: list[BaseRoute] = []
     if dialect == "unified":  # GraphQL over HTTP and WebSocket: its module applies faults and auth itself
         from bridge.simulator.unified import unified_routes
 
-        api, _ = unified_routes(plant, faults=faults, stats=stats, auth=auth, username=username, password=password,
-                                token_ttl_s=token_ttl_s)
+        api, _ = unified_routes(
+            plant, faults=faults, stats=stats, auth=auth, username=username, password=password, token_ttl_s=token_ttl_s
+        )
     else:
         api = gated = [*(routes_dp.ROUTES if dialect == "dp" else routes_restservice.ROUTES)]
-    app = Starlette(routes=[*control.ROUTES, *api], exception_handlers={BadRequest: _bad_request},
-                    middleware=[Middleware(FaultGate, sim=sim, routes=gated)])
+    app = Starlette(
+        routes=[*control.ROUTES, *api],
+        exception_handlers={BadRequest: _bad_request},
+        middleware=[Middleware(FaultGate, sim=sim, routes=gated)],
+    )
     app.state.sim = sim
     return DownFault(app, faults)

@@ -2,7 +2,7 @@
 
 One `Faults` object is shared by the HTTP app (POST /_sim/faults) and the in-process API (`sim.faults.set(...)`);
 both go through `set`, so every mode works the same either way. Several modes can be on at once; setting a mode
-again replaces its spec. The modes are listed in the docstring of `bridge.simulator.app`; gate.py applies the ones that replace an answer.
+again replaces its spec. The modes are listed in the docstring of `bridge.simulator.app`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Faults:
 
     @staticmethod
     def _checked(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
-        out = {"mode": mode}
+        out: dict[str, Any] = {"mode": mode}
         if mode == "slow":
             latency = spec.get("latency_ms", 1000)
             if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 <= latency <= 600_000:

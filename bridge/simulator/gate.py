@@ -8,6 +8,7 @@ replace an answer, check authentication. /_sim/ (the control API) never passes t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -29,7 +30,7 @@ class FaultGate:
     """Each data route's `name` is its key in the request counters (e.g. "GET /api/dp/{name}"); the gate finds the
     route the way the router will, so an unknown path or method is left to the router (404 / 405, not counted)."""
 
-    def __init__(self, app: ASGIApp, sim: SimState, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, sim: SimState, routes: Sequence[BaseRoute]) -> None:
         self.app, self.sim, self.routes = app, sim, routes
 
     def _key(self, scope: Scope) -> str | None:

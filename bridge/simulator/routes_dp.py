@@ -35,11 +35,21 @@ def _item(plant: Plant, entry: Tag | int | str) -> dict[str, Any]:
     if isinstance(entry, str):
         return {"name": entry, "kind": "folder"}
     if isinstance(entry, int):
-        return {"name": plant.gen_name(entry, "dp"), "kind": "dp", "type": plant.gen_type(entry).value,
-                "writable": False, "archived": entry % 10 == 0}
-    item: dict[str, Any] = {"name": entry.name, "kind": "dp", "type": entry.type.value,
-                            "description": entry.description, "writable": entry.writable,
-                            "archived": entry.archived}
+        return {
+            "name": plant.gen_name(entry, "dp"),
+            "kind": "dp",
+            "type": plant.gen_type(entry).value,
+            "writable": False,
+            "archived": entry % 10 == 0,
+        }
+    item: dict[str, Any] = {
+        "name": entry.name,
+        "kind": "dp",
+        "type": entry.type.value,
+        "description": entry.description,
+        "writable": entry.writable,
+        "archived": entry.archived,
+    }
     for k, v in (("unit", entry.unit), ("min", entry.low), ("max", entry.high)):
         if v is not None:
             item[k] = v
@@ -52,7 +62,7 @@ def _children(plant: Plant, prefix: str) -> list[Tag | int | str]:
     for tag in plant.tags.values():
         if not tag.name.startswith(prefix):
             continue
-        rest = tag.name[len(prefix):].split(".")
+        rest = tag.name[len(prefix) :].split(".")
         if len(rest) == 1:
             tags.append(tag)
         else:
@@ -117,11 +127,17 @@ async def read_multiple(request: Request) -> Response:
     for name in names:
         found = None if name in failing else read(name, now)
         if found is None:
-            out.append({"Name": name, "Value": None, "Quality": 0, "Timestamp": None,
-                        "Error": "simulated failure" if name in failing else "not found"})
+            out.append(
+                {
+                    "Name": name,
+                    "Value": None,
+                    "Quality": 0,
+                    "Timestamp": None,
+                    "Error": "simulated failure" if name in failing else "not found",
+                }
+            )
         else:
-            out.append({"Name": name, "Value": found[0], "Quality": found[1], "Timestamp": found[2],
-                        "Error": None})
+            out.append({"Name": name, "Value": found[0], "Quality": found[1], "Timestamp": found[2], "Error": None})
     return json_response({"Tags": out})
 
 
@@ -174,8 +190,9 @@ async def archive(request: Request) -> Response:
     values = plant.archive(name, start, end, min(wire.int_param(request, "limit", 1000), 1000))
     if values is None:
         return json_response({"error": "not archived"}, 404)
-    return json_response({"name": name, "values": [{"value": v, "quality": qc, "timestamp": iso(t)}
-                                                   for t, v, qc in values]})
+    return json_response(
+        {"name": name, "values": [{"value": v, "quality": qc, "timestamp": iso(t)} for t, v, qc in values]}
+    )
 
 
 ROUTES = [
@@ -183,8 +200,7 @@ ROUTES = [
     Route("/api/dp/browse", browse, name="GET /api/dp/browse"),
     Route("/api/dp/{name:path}", read_one, methods=["GET"], name="GET /api/dp/{name}"),
     Route("/api/dp/{name:path}", write_one, methods=["PUT"], name="PUT /api/dp/{name}"),
-    Route("/WinCC/REST/Tags/ReadMultiple", read_multiple, methods=["POST"],
-          name="POST /WinCC/REST/Tags/ReadMultiple"),
+    Route("/WinCC/REST/Tags/ReadMultiple", read_multiple, methods=["POST"], name="POST /WinCC/REST/Tags/ReadMultiple"),
     Route("/api/alerts/active", alerts_active, name="GET /api/alerts/active"),
     Route("/api/alert/{id}/acknowledge", alert_ack, methods=["POST"], name="POST /api/alert/{id}/acknowledge"),
     Route("/api/alerts/history", alerts_history, name="GET /api/alerts/history"),

@@ -27,10 +27,18 @@ _STATE_TEXT = ["", "came in", "went out", "came in, acknowledged", "went out, ac
 
 def _var(plant: Plant, entry: Tag | int) -> dict[str, Any]:
     if isinstance(entry, int):
-        return {"name": plant.gen_name(entry, "restservice"), "dataType": RS_TYPE[plant.gen_type(entry)],
-                "group": f"Gen{entry // GEN_BLOCK:03d}", "connection": "PLC1"}
-    var: dict[str, Any] = {"name": entry.rs_name, "dataType": RS_TYPE[entry.type], "group": entry.rs_group,
-                           "connection": "PLC1"}
+        return {
+            "name": plant.gen_name(entry, "restservice"),
+            "dataType": RS_TYPE[plant.gen_type(entry)],
+            "group": f"Gen{entry // GEN_BLOCK:03d}",
+            "connection": "PLC1",
+        }
+    var: dict[str, Any] = {
+        "name": entry.rs_name,
+        "dataType": RS_TYPE[entry.type],
+        "group": entry.rs_group,
+        "connection": "PLC1",
+    }
     for k, v in (("unit", entry.unit), ("lowLimit", entry.low), ("highLimit", entry.high)):
         if v is not None:
             var[k] = v
@@ -54,16 +62,37 @@ def _groups(plant: Plant) -> list[str]:
 
 def _value(plant: Plant, name: str, failing: frozenset[str], now: float | None = None) -> dict[str, Any]:
     if name in failing:
-        return {"variableName": name, "value": None, "dataType": 0, "timestamp": None, "qualityCode": 0,
-                "errorCode": 99, "errorDescription": "simulated failure"}
+        return {
+            "variableName": name,
+            "value": None,
+            "dataType": 0,
+            "timestamp": None,
+            "qualityCode": 0,
+            "errorCode": 99,
+            "errorDescription": "simulated failure",
+        }
     dp = plant.dp_name(name)
     found = None if dp is None else plant.read(dp, now)
     if found is None:
-        return {"variableName": name, "value": None, "dataType": 0, "timestamp": None, "qualityCode": 0,
-                "errorCode": 1, "errorDescription": "unknown variable"}
+        return {
+            "variableName": name,
+            "value": None,
+            "dataType": 0,
+            "timestamp": None,
+            "qualityCode": 0,
+            "errorCode": 1,
+            "errorDescription": "unknown variable",
+        }
     value, quality, ts, dtype = found
-    return {"variableName": name, "value": value, "dataType": RS_TYPE[dtype], "timestamp": ts,
-            "qualityCode": quality, "errorCode": 0, "errorDescription": ""}
+    return {
+        "variableName": name,
+        "value": value,
+        "dataType": RS_TYPE[dtype],
+        "timestamp": ts,
+        "qualityCode": quality,
+        "errorCode": 0,
+        "errorDescription": "",
+    }
 
 
 async def connections(request: Request) -> Response:
@@ -102,8 +131,9 @@ def _write(sim: SimState, name: str, value: Any, failing: frozenset[str]) -> dic
         return {"variableName": name, "errorCode": code, "errorDescription": text}
 
     if (spec := sim.faults.write_errors().get(name)) is not None:
-        return item(spec.get("errorCode", 99), spec.get("errorDescription") or spec.get("error")
-                    or "simulated write error")
+        return item(
+            spec.get("errorCode", 99), spec.get("errorDescription") or spec.get("error") or "simulated write error"
+        )
     if sim.faults.active("forbidden"):
         return item(7, f"no access right to write {name} (simulated)")
     if name in failing:
@@ -152,8 +182,11 @@ async def write_many(request: Request) -> Response:
 
 def _archive_list(plant: Plant) -> list[dict[str, str]]:
     out = [{"name": f"{t.rs_name}_Arch", "variableName": t.rs_name} for t in plant.tags.values() if t.archived]
-    out += [{"name": f"{plant.gen_name(i, 'restservice')}_Arch", "variableName": plant.gen_name(i, "restservice")}
-            for i in range(0, plant.generated, 10) if i not in plant.removed_generated]
+    out += [
+        {"name": f"{plant.gen_name(i, 'restservice')}_Arch", "variableName": plant.gen_name(i, "restservice")}
+        for i in range(0, plant.generated, 10)
+        if i not in plant.removed_generated
+    ]
     return out
 
 
@@ -179,28 +212,43 @@ def _archive_variable(plant: Plant, var: dict[str, Any]) -> dict[str, Any]:
     end = wire.timestamp(var.get("timeTo"), datetime.now(UTC), "timeTo")
     name = plant.dp_name(arch_name.removesuffix("_Arch"))
     values = plant.archive(name, start, end, min(max_values, 1000)) if name else None
-    return {"name": arch_name, "values": [{"value": v, "timestamp": iso(t), "qualityCode": qc}
-                                          for t, v, qc in (values or [])]}
+    return {
+        "name": arch_name,
+        "values": [{"value": v, "timestamp": iso(t), "qualityCode": qc} for t, v, qc in (values or [])],
+    }
 
 
 async def archive_values(request: Request) -> Response:
     plant = sim_of(request).plant
     wanted = (await wire.body(request)).get("archives", [])
     if not isinstance(wanted, list) or not all(
-            isinstance(a, dict) and isinstance(a.get("variables", []), list)
-            and all(isinstance(v, dict) for v in a.get("variables", [])) for a in wanted):
+        isinstance(a, dict)
+        and isinstance(a.get("variables", []), list)
+        and all(isinstance(v, dict) for v in a.get("variables", []))
+        for a in wanted
+    ):
         raise BadRequest("archives must be a list of {name, variables: [{name, timeFrom, timeTo, maxValues}]}")
-    answer = [{"name": a.get("name"), "variables": [_archive_variable(plant, v) for v in a.get("variables", [])]}
-              for a in wanted]
+    answer = [
+        {"name": a.get("name"), "variables": [_archive_variable(plant, v) for v in a.get("variables", [])]}
+        for a in wanted
+    ]
     return json_response({"archives": answer})
 
 
 def _message(plant: Plant, e: dict[str, Any]) -> dict[str, Any]:
     state = (3 if e["acknowledged"] else 1) if e["state"] == "came" else (4 if e["acknowledged"] else 2)
     tag = plant.tags.get(e["dp"])
-    return {"messageNumber": int(e["id"]), "instanceId": int(e["id"]), "state": state,
-            "stateText": _STATE_TEXT[state], "text": e["text"], "class": e["class"], "priority": e["priority"],
-            "timestamp": e["timestamp"], "variableName": tag.rs_name if tag else e["dp"]}
+    return {
+        "messageNumber": int(e["id"]),
+        "instanceId": int(e["id"]),
+        "state": state,
+        "stateText": _STATE_TEXT[state],
+        "text": e["text"],
+        "class": e["class"],
+        "priority": e["priority"],
+        "timestamp": e["timestamp"],
+        "variableName": tag.rs_name if tag else e["dp"],
+    }
 
 
 async def messages(request: Request) -> Response:

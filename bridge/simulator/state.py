@@ -38,9 +38,13 @@ class Stats:
     listings_built: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
-        return {"requests": dict(self.requests), "read_batches": list(self.read_batches),
-                "writes": list(self.writes), "acknowledged": list(self.acknowledged),
-                "listings_built": dict(self.listings_built)}
+        return {
+            "requests": dict(self.requests),
+            "read_batches": list(self.read_batches),
+            "writes": list(self.writes),
+            "acknowledged": list(self.acknowledged),
+            "listings_built": dict(self.listings_built),
+        }
 
     def reset(self) -> None:
         self.requests.clear()
@@ -65,8 +69,17 @@ def _tag_from_item(item: Any) -> Tag:
             raise ValueError(f"{key} of {item['name']!r} must be a number")
     if not isinstance(item.get("unit", ""), str | None):
         raise ValueError(f"unit of {item['name']!r} must be text")
-    return Tag(item["name"], type_, item.get("value", 0.0), unit=item.get("unit"), low=item.get("min"),
-               high=item.get("max"), writable=bool(item.get("writable")), archived=False, rs_alias=rs_name)
+    return Tag(
+        item["name"],
+        type_,
+        item.get("value", 0.0),
+        unit=item.get("unit"),
+        low=item.get("min"),
+        high=item.get("max"),
+        writable=bool(item.get("writable")),
+        archived=False,
+        rs_alias=rs_name,
+    )
 
 
 def change_tags(plant: Plant, add: Any = (), remove: Any = ()) -> None:
@@ -98,7 +111,8 @@ class Listings:
             self._cache.clear()
             self._version = self._plant.version
         try:
-            return self._cache[kind, key]  # type: ignore[no-any-return]
+            cached: T = self._cache[kind, key]
+            return cached
         except KeyError:
             self._stats.listings_built[kind] += 1
             value = self._cache[kind, key] = build()

@@ -39,8 +39,15 @@ class TokenAuth(httpx.Auth):
 
     requires_response_body = False
 
-    def __init__(self, username: str, password: str, login_url: httpx.URL, shown_path: str,
-                 status_error: StatusError, on_secret: SecretSink) -> None:
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        login_url: httpx.URL,
+        shown_path: str,
+        status_error: StatusError,
+        on_secret: SecretSink,
+    ) -> None:
         self._username = username
         self._password = password
         self._login_url = login_url
@@ -74,8 +81,13 @@ class TokenAuth(httpx.Auth):
 
     def login_request(self, request: httpx.Request) -> httpx.Request:
         body = dumps({"username": self._username, "password": self._password})
-        return httpx.Request("POST", self._login_url, content=body, headers={"Content-Type": "application/json"},
-                             extensions={k: v for k, v in request.extensions.items() if k == "timeout"})
+        return httpx.Request(
+            "POST",
+            self._login_url,
+            content=body,
+            headers={"Content-Type": "application/json"},
+            extensions={k: v for k, v in request.extensions.items() if k == "timeout"},
+        )
 
     def accept(self, response: httpx.Response) -> str:
         """The token of a login answer (stored, and told to on_secret first), or the WinCCError it means."""
@@ -117,6 +129,7 @@ def make_auth(config: WinCCConfig, on_secret: SecretSink, status_error: StatusEr
     if auth.mode == "token":
         base = httpx.URL(config.url)
         prefix = base.path.rstrip("/")
-        return TokenAuth(user, password, base.copy_with(path=prefix + LOGIN_PATH), prefix + LOGIN_PATH,
-                         status_error, on_secret)
+        return TokenAuth(
+            user, password, base.copy_with(path=prefix + LOGIN_PATH), prefix + LOGIN_PATH, status_error, on_secret
+        )
     return None

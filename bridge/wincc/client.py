@@ -7,7 +7,7 @@ Every method raises only `WinCCError` subclasses for whole-request failures; per
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -29,7 +29,7 @@ class WinCCClient(Protocol):
 
     async def aclose(self) -> None: ...
 
-    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+    def browse(self) -> AsyncGenerator[Folder | TagInfo, None]:
         """Every folder and tag under `wincc.browse_root`, following continuation points. Parents before children."""
         ...
 
@@ -59,7 +59,7 @@ class WinCCClient(Protocol):
 
     def archive(
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
-    ) -> AsyncIterator[list[ArchiveValue]]:
+    ) -> AsyncGenerator[list[ArchiveValue], None]:
         """Archived values of one tag, oldest first, start and end inclusive, as pages of at most page_size.
         Pages past the REST cap are fetched by asking again from the last timestamp (dropping repeats)."""
         ...

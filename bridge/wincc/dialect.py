@@ -5,7 +5,7 @@ names and shapes (see docs/wincc-rest-api.md)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
@@ -19,7 +19,13 @@ from bridge.wincc.parse import AnswerCache, BatchMemo, cached_result, item_error
 from bridge.wincc.transport import SecretSink, Transport
 
 __all__ = [
-    "DialectClient", "archive_values", "page_archive", "paginate", "quote_name", "write_failure", "write_status",
+    "DialectClient",
+    "archive_values",
+    "page_archive",
+    "paginate",
+    "quote_name",
+    "write_failure",
+    "write_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,10 @@ def quote_name(name: str) -> str:
 
 # A non-2xx answer to a write (the whole request failed); a dialect may refine 400 from the body.
 _WRITE_STATUS: dict[int, WriteError] = {
-    400: WriteError.invalid, 401: WriteError.forbidden, 403: WriteError.forbidden, 404: WriteError.not_found,
+    400: WriteError.invalid,
+    401: WriteError.forbidden,
+    403: WriteError.forbidden,
+    404: WriteError.not_found,
 }
 
 
@@ -57,8 +66,9 @@ def write_failure(exc: WinCCError) -> WriteError:
 Page = tuple[list[Any], Any]  # (items, the next continuation point or None)
 
 
-async def paginate(fetch: Callable[[str | None], Awaitable[Page]], bad: Callable[[str], WinCCError]
-                   ) -> AsyncIterator[list[Any]]:
+async def paginate(
+    fetch: Callable[[str | None], Awaitable[Page]], bad: Callable[[str], WinCCError]
+) -> AsyncGenerator[list[Any], None]:
     """Follow opaque continuation points until an answer has none. A point that is not text or repeats is a bad
     answer (`bad(reason)`): following it would loop forever."""
     continuation: str | None = None
@@ -79,7 +89,7 @@ async def page_archive(
     start: datetime,
     end: datetime,
     page_size: int,
-) -> AsyncIterator[list[ArchiveValue]]:
+) -> AsyncGenerator[list[ArchiveValue], None]:
     """Read past the server's cap: ask again from the last timestamp and drop exactly the values already yielded
     at that timestamp (several values may share one). Stops when an answer brings nothing new."""
     cursor = start
@@ -114,7 +124,8 @@ def archive_value(raw: Any) -> ArchiveValue:
     if not isinstance(raw, dict):
         raise ValueError("archive value is not an object")
     quality = raw.get("quality", raw.get("qualityCode"))
-    return ArchiveValue(value=raw.get("value"), quality=decode_quality(quality), timestamp=parse_ts(raw.get("timestamp")))
+    timestamp = parse_ts(raw.get("timestamp"))
+    return ArchiveValue(value=raw.get("value"), quality=decode_quality(quality), timestamp=timestamp)
 
 
 def archive_values(raw: Any, where: str) -> list[ArchiveValue]:
@@ -130,11 +141,12 @@ def archive_values(raw: Any, where: str) -> list[ArchiveValue]:
 
 # ---- the client base --------------------------------------------------------------------------------------------
 
+
 class DialectClient:
     """The WinCCClient machinery both dialects share. A subclass names its read paths and fields (the class
     attributes below), how a batch answer holds its items, and implements browse, write, alarms and archive."""
 
-    dialect: ClassVar[str]
+    dialect: str
     READ_MANY_PATH: ClassVar[str]
     NAME_KEY: ClassVar[str]  # an item's name in a batch read answer
     ERROR_TEXTS: ClassVar[tuple[str, ...]]  # where an item's error text may be

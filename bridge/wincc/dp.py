@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -48,10 +48,10 @@ class DpClient(DialectClient):
 
     # -- browse ---------------------------------------------------------------------------------------------
 
-    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+    def browse(self) -> AsyncGenerator[Folder | TagInfo, None]:
         return select_browse(self._config, self._browse_root)
 
-    async def _browse_root(self, root: str) -> AsyncIterator[Folder | TagInfo]:
+    async def _browse_root(self, root: str) -> AsyncGenerator[Folder | TagInfo, None]:
         root = root.strip()
         if root and not root.endswith("."):
             root += "."
@@ -72,7 +72,7 @@ class DpClient(DialectClient):
                     yield item
             stack.extend(reversed(children))
 
-    async def _browse_level(self, path: str) -> AsyncIterator[Folder | TagInfo]:
+    async def _browse_level(self, path: str) -> AsyncGenerator[Folder | TagInfo, None]:
         async def fetch(continuation: str | None) -> tuple[list[Any], Any]:
             params = {"path": path, "limit": self._config.browse_page_size, "continuation": continuation}
             body = await self._t.request_json("GET", BROWSE_PATH, params=params, retry=True)
@@ -95,7 +95,7 @@ class DpClient(DialectClient):
         if kind == "folder":
             return Folder(path=tuple(s for s in name.rstrip(".").split(".")))
         segments = name.split(".")
-        type_text = raw.get("type")
+        type_text: Any = raw.get("type")
         try:
             data_type = DataType(type_text)
         except ValueError:
@@ -195,7 +195,7 @@ class DpClient(DialectClient):
 
     async def archive(
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
-    ) -> AsyncIterator[list[ArchiveValue]]:
+    ) -> AsyncGenerator[list[ArchiveValue], None]:
         name = tag.name if isinstance(tag, TagInfo) else tag
         path = f"/api/history/{quote_name(name)}"
 

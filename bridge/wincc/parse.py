@@ -222,7 +222,7 @@ class BatchMemo:
         parts = item_bytes(content, len(old_parts))
         if parts is None or len(parts) != len(old_parts):
             return None
-        changed = [i for i, (new, old) in enumerate(zip(parts, old_parts)) if new != old]
+        changed = [i for i, (new, old) in enumerate(zip(parts, old_parts, strict=True)) if new != old]
         if changed:
             results = list(results)
             key = self._name_key
@@ -236,7 +236,7 @@ class BatchMemo:
                     return None
                 results[i] = parse_item(name, raw)
         self._new[batch] = (content, parts, results)
-        return dict(zip(batch, results))
+        return dict(zip(batch, results, strict=True))
 
     def learn(self, batch: tuple[str, ...], content: bytes, items: list[Any],
               out: dict[str, TagValue | TagError]) -> None:
@@ -244,7 +244,7 @@ class BatchMemo:
         if len(items) != len(batch):
             return
         key = self._name_key
-        for name, raw in zip(batch, items):
+        for name, raw in zip(batch, items, strict=True):
             if type(raw) is not dict or raw.get(key) != name:
                 return
         parts = item_bytes(content)

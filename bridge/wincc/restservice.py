@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from typing import Any
 
 from bridge.wincc.dialect import (
-    DialectClient, archive_values, page_archive, paginate, quote_name, write_failure, write_status,
+    DialectClient,
+    archive_values,
+    page_archive,
+    paginate,
+    quote_name,
+    write_failure,
+    write_status,
 )
 from bridge.wincc.errors import WinCCError, WinCCNotFound
 from bridge.wincc.models import (
@@ -63,9 +69,8 @@ def _list(body: Any, key: str) -> list[Any] | None:
     """Accept a bare array or `{key: [...]}`."""
     if isinstance(body, list):
         return body
-    if isinstance(body, dict) and isinstance(body.get(key), list):
-        return body[key]
-    return None
+    items = body.get(key) if isinstance(body, dict) else None
+    return items if isinstance(items, list) else None
 
 
 def _write_item(name: str, raw: dict[str, Any], value: Any, where: str) -> WriteResult:
@@ -111,10 +116,10 @@ class RestServiceClient(DialectClient):
             log.info("GET %s answered 404; folders come from the variables only", path)
             return []
 
-    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+    def browse(self) -> AsyncGenerator[Folder | TagInfo, None]:
         return select_browse(self._config, self._browse_root)
 
-    async def _browse_root(self, root: str) -> AsyncIterator[Folder | TagInfo]:
+    async def _browse_root(self, root: str) -> AsyncGenerator[Folder | TagInfo, None]:
         root = root.strip().strip(".")
         yielded: set[tuple[str, ...]] = set()
 
@@ -340,7 +345,7 @@ class RestServiceClient(DialectClient):
 
     async def archive(
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
-    ) -> AsyncIterator[list[ArchiveValue]]:
+    ) -> AsyncGenerator[list[ArchiveValue], None]:
         archive_name, archive_tag = await self._archive_of(tag)
 
         async def fetch(since: datetime, limit: int) -> list[ArchiveValue]:
@@ -349,7 +354,8 @@ class RestServiceClient(DialectClient):
                     {
                         "name": archive_name,
                         "variables": [
-                            {"name": archive_tag, "timeFrom": format_ts(since), "timeTo": format_ts(end), "maxValues": limit}
+                            {"name": archive_tag, "timeFrom": format_ts(since), "timeTo": format_ts(end),
+                             "maxValues": limit}
                         ],
                     }
                 ]

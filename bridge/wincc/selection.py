@@ -14,7 +14,7 @@ bridge.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -53,7 +53,7 @@ def browse_roots(config: WinCCConfig) -> list[str]:
     return list(config.browse_roots) if config.browse_roots else [config.browse_root]
 
 
-async def select_browse(config: WinCCConfig, browse_one: BrowseOne) -> AsyncIterator[Folder | TagInfo]:
+async def select_browse(config: WinCCConfig, browse_one: BrowseOne) -> AsyncGenerator[Folder | TagInfo, None]:
     """Every selected folder and tag under every root, parents before children, each once (roots may overlap).
 
     Without include/exclude the dialect's answer streams through. With them, the folders are held back until the

@@ -11,9 +11,11 @@ token login (and a forced re-login) to WinCC and a write. A negative control pro
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -151,7 +153,21 @@ class Relay:
         self._listener.close()
 
 
-async def test_debug_run_logs_no_secret(bridge_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+@dataclass
+class DebugRun:
+    bridge_log: str
+    sim_log: str
+    tokens: set[str]
+
+
+@pytest.fixture(scope="module")
+def debug_run(bridge_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> DebugRun:
+    """A bridge at --log-level debug through a login, a write, a failed login and a forced WinCC re-login, run once
+    for the module: the tests below check its logs whatever order they run in."""
+    return asyncio.run(_debug_run(bridge_stack, tmp_path_factory))
+
+
+async def _debug_run(bridge_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> DebugRun:
     sim_dir = tmp_path_factory.mktemp("debug-run-sim")
     sim, sim_port, sim_log = start_simulator(sim_dir, "dp", ("--auth", "token"))
     relay = Relay(sim_port)
@@ -188,18 +204,21 @@ async def test_debug_run_logs_no_secret(bridge_stack: Any, tmp_path_factory: pyt
         sim.terminate()
         sim.wait(10)
 
-    tokens = relay.tokens()
-    assert len(tokens) >= 2  # the relay saw both logins' tokens
-    bridge_log = stack.log_text()
+    return DebugRun(stack.log_text(), sim_log.read_text(errors="replace"), relay.tokens())
+
+
+def test_debug_run_logs_no_secret(debug_run: DebugRun) -> None:
+    assert len(debug_run.tokens) >= 2  # the relay saw both logins' tokens
+    bridge_log = debug_run.bridge_log
     # it really was a debug run through every step
     assert " DEBUG " in bridge_log and "failed login for user 'operator'" in bridge_log
     assert "bridge.audit.write: write user=operator tag='System1.Tank1.LevelSetpoint'" in bridge_log
     assert "user 'operator' logged in as operator" in bridge_log
-    for name, text in (("bridge log", bridge_log), ("simulator log", sim_log.read_text(errors="replace"))):
-        assert find_secrets(text, [*TEST_SECRETS, *tokens]) == [], name
+    for name, text in (("bridge log", bridge_log), ("simulator log", debug_run.sim_log)):
+        assert find_secrets(text, [*TEST_SECRETS, *debug_run.tokens]) == [], name
 
 
-def test_no_secret_in_any_log_of_the_run(tmp_path_factory: pytest.TempPathFactory,
+def test_no_secret_in_any_log_of_the_run(debug_run: DebugRun, tmp_path_factory: pytest.TempPathFactory,
                                          request: pytest.FixtureRequest) -> None:
     """Everything the run produced so far: all subprocess logs under basetemp, and the captured output of every
     test that has finished (the plugin repeats this at the end of the run for what comes later)."""

@@ -2,10 +2,11 @@
 revised sampling interval is the poll group that really polls the tag (counted at the simulator), deadbands
 (Part 4 7.22.2, Part 8 7.2), and the GeneralModelChangeEvent of a re-browse.
 
-One stack for the module. Its sync config is the conftest default (poll groups 200/1000/5000 ms) with
-idle_interval_ms 2000 (not a poll group, so idle tags are read in a batch of their own) and read_recent_s 0 (a Read
-does not speed a tag up, so only monitored items decide the plan); wincc.rebrowse_s 1 for the model-change test.
-The tests share the stack in file order; the model-change test comes last because it changes the tag list.
+One stack for the module, and one more for the model-change test (it changes the tag list). Their sync config is
+the conftest default (poll groups 200/1000/5000 ms) with idle_interval_ms 2000 (not a poll group, so idle tags are
+read in a batch of their own) and read_recent_s 0 (a Read does not speed a tag up, so only monitored items decide
+the plan); wincc.rebrowse_s 1 for the model-change test.
+No test depends on another having run before it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ SETPOINT = "System1.Tank1.LevelSetpoint"  # float, unit m, limits 0..10: AnalogI
 VERB = ua.ModelChangeStructureVerbMask
 
 
+def _start(bridge_stack):
+    return bridge_stack("dp", config={"sync": {"idle_interval_ms": IDLE_MS, "read_recent_s": 0},
+                                      "wincc": {"rebrowse_s": 1}})
+
+
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    stack = bridge_stack("dp", config={"sync": {"idle_interval_ms": IDLE_MS, "read_recent_s": 0},
-                                       "wincc": {"rebrowse_s": 1}})
+    stack = _start(bridge_stack)
     sync = stack.config["sync"]
     # what the expectations below rest on
     assert sync["poll_groups_ms"] == [200, 1000, 5000] and sync["interval_ms"] == 200
@@ -190,8 +195,10 @@ def _changes(events: list[Any]) -> list[tuple[ua.NodeId, ua.NodeId, int]]:
     return [(c.Affected, c.AffectedType, c.Verb) for e in events for c in (e.Changes or [])]
 
 
-async def test_rebrowse_emits_model_change_events_and_the_address_space_follows(stack) -> None:
-    """Changes the simulator's tag list: keep this test last in the module."""
+async def test_rebrowse_emits_model_change_events_and_the_address_space_follows(bridge_stack) -> None:
+    """Changes the simulator's tag list, so it has a stack of its own: the module's other tests see the tags as
+    the simulator starts with them, whatever order they run in."""
+    stack = _start(bridge_stack)
     client = await _client(stack, "reader")
     try:
         ns = await client.get_namespace_index(NS_URI)

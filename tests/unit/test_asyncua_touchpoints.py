@@ -33,13 +33,17 @@ def test_a_moved_touchpoint_is_reported_by_name() -> None:
     assert "is gone" in Touchpoint("x", Old, "gone").check()
 
 
-_INTERNAL = re.compile(r"^\s*(from asyncua\.(server|ua\.ua_binary|ua\.uaprotocol_auto)\b|import asyncua\.server)",
-                       re.MULTILINE)
+_INTERNAL = re.compile(
+    r"^\s*(from asyncua\.(server|ua\.ua_binary|ua\.uaprotocol_auto)\b|import asyncua\.server)", re.MULTILINE
+)
 
 
 def test_only_the_touchpoint_module_imports_asyncua_internals() -> None:
-    offenders = [str(p.relative_to(BRIDGE.parent)) for p in BRIDGE.rglob("*.py")
-                 if p != Path(_asyncua.__file__).resolve() and _INTERNAL.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(BRIDGE.parent))
+        for p in BRIDGE.rglob("*.py")
+        if p != Path(_asyncua.__file__).resolve() and _INTERNAL.search(p.read_text())
+    ]
     assert offenders == [], f"asyncua server internals imported outside bridge/opcua/_asyncua.py: {offenders}"
 
 
@@ -47,8 +51,12 @@ _PRIVATE_REACH = re.compile(r"\b(aspace|iserver|isub|processor|subscription_serv
 
 
 def test_only_the_touchpoint_module_reaches_into_asyncua_private_state() -> None:
-    offenders = [f"{p.relative_to(BRIDGE.parent)}: {m.group(0)}" for p in BRIDGE.rglob("*.py")
-                 if p != Path(_asyncua.__file__).resolve() for m in _PRIVATE_REACH.finditer(p.read_text())]
+    offenders = [
+        f"{p.relative_to(BRIDGE.parent)}: {m.group(0)}"
+        for p in BRIDGE.rglob("*.py")
+        if p != Path(_asyncua.__file__).resolve()
+        for m in _PRIVATE_REACH.finditer(p.read_text())
+    ]
     assert offenders == [], f"asyncua private state used outside bridge/opcua/_asyncua.py: {offenders}"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from asyncua import ua
 
 from bridge.config import SyncConfig
-from bridge.opcua.sync.demand import Demand
 from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.sync.demand import Demand
 from bridge.wincc.models import DataType, TagInfo
 from tests.fakes import FakeClock
 

@@ -19,8 +19,17 @@ def test_fake_wincc_is_a_complete_client() -> None:
     fake = FakeWinCC()
     assert isinstance(fake, WinCCClient)
     members = list(protocol_members(WinCCClient))
-    assert {"browse", "read", "write", "active_alarms", "acknowledge", "alarm_history", "archive", "aclose",
-            "dialect"} <= set(members)
+    assert {
+        "browse",
+        "read",
+        "write",
+        "active_alarms",
+        "acknowledge",
+        "alarm_history",
+        "archive",
+        "aclose",
+        "dialect",
+    } <= set(members)
     for name in members:
         assert hasattr(fake, name), f"FakeWinCC lacks {name}"
         wanted = getattr(WinCCClient, name, None)
@@ -29,7 +38,8 @@ def test_fake_wincc_is_a_complete_client() -> None:
         have = getattr(FakeWinCC, name)
         assert list(inspect.signature(have).parameters) == list(inspect.signature(wanted).parameters), name
         assert inspect.iscoroutinefunction(have) == inspect.iscoroutinefunction(wanted) or (
-            inspect.isasyncgenfunction(have) and not inspect.iscoroutinefunction(wanted)), name
+            inspect.isasyncgenfunction(have) and not inspect.iscoroutinefunction(wanted)
+        ), name
 
 
 async def test_fake_wincc_behaves_as_the_protocol_says() -> None:

@@ -7,8 +7,8 @@ import pytest
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
-from bridge.opcua.sync.engine import SyncEngine
 from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.sync.engine import SyncEngine
 from bridge.wincc.models import DataType, TagInfo
 from tests.fakes import FakeClock, FakeWinCC
 from tests.unit.ua_rig import server_with_tags

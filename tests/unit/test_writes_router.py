@@ -16,9 +16,9 @@ from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import OutOfRange, to_wincc
 from bridge.opcua.security.users import BridgeUser
 from bridge.opcua.services.writes import WriteRouter
-from tests.unit.ua_rig import server_with_tags
 from bridge.wincc.models import DataType, TagInfo, WriteError
 from tests.fakes import FakeWinCC
+from tests.unit.ua_rig import server_with_tags
 
 S = ua.StatusCodes
 VT = ua.VariantType

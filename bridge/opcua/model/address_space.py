@@ -6,6 +6,8 @@ children of one folder took 30 s here). Instead each node is written as the `Nod
 `ReferenceDescription` objects asyncua itself stores, so Read, Browse, TranslateBrowsePaths, subscriptions (the
 datachange callbacks live on each node's own attribute object) and `write_attribute_value` see what `add_variable`
 would have produced (a unit test compares the two attribute by attribute). 100,000 tags take ~3 s.
+The nodes themselves are made in nodes.py (NodeFactory); this module puts them into the address space, keeps
+folders, tags and the TagDirectory in step on re-browse, and tells clients about model changes.
 How, and what it costs in memory (~3.7 kB per plain tag against ~7.5 kB with add_variable):
 - attribute values that are the same for many nodes (NodeClass, ValueRank, AccessLevel, DataType, the initial
   BadWaitingForInitialData value...) are shared `DataValue`s: asyncua replaces an attribute's DataValue on write
@@ -19,7 +21,7 @@ How, and what it costs in memory (~3.7 kB per plain tag against ~7.5 kB with add
 
 Model (docs/architecture.md, "NodeIds"):
 - Objects/WinCC                      Object, FolderType, ns=<bridge ns>;s=WinCC, EventNotifier SubscribeToEvents
-- WinCC folders                      Object, FolderType, ns=<folder ns>;s=<escaped path> (see bridge/opcua/model/tags.py)
+- WinCC folders                      Object, FolderType, ns=<folder ns>;s=<escaped path> (see model/tags.py)
 - a WinCC tag                        Variable, ns=<tag ns>;s=<exact WinCC name>, Organizes from its folder
                                      BaseDataVariableType, or AnalogItemType for numeric tags with a unit or limits
 - its AnalogItemType properties      ns=<bridge ns>;s=<exact WinCC name>#EURange and ...#EngineeringUnits
@@ -39,134 +41,50 @@ import asyncio
 import gc
 import inspect
 import logging
-import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
 
 from bridge.opcua._asyncua import NodeData, UaAddressSpace, address_space, node_table
-from bridge.opcua._asyncua import SlimAttribute as _Attr
-from bridge.runtime.gc_policy import freeze_long_lived
+from bridge.opcua.model.nodes import (
+    ENGINEERING_UNITS,
+    EU_RANGE,
+    FOLDER_TYPE,
+    HAS_PROPERTY,
+    HIERARCHICAL,
+    ORGANIZES,
+    Built,
+    NodeFactory,
+    access_level,
+    display_segment,
+    is_analog,
+    property_node_id,
+    tag_eu_range,
+    typedef_of,
+)
 from bridge.opcua.model.tags import TagDirectory
-from bridge.opcua.model.types import VARIANT_TYPES
-from bridge.opcua.model.units import eu_information
-from bridge.wincc.models import DataType, Folder, TagInfo
+from bridge.runtime.gc_policy import freeze_long_lived
+from bridge.wincc.models import Folder, TagInfo
 
-__all__ = ["AddressSpace", "ROOT_NAME", "display_segment", "is_analog", "property_node_id", "tag_eu_range"]
+__all__ = [
+    "ENGINEERING_UNITS", "EU_RANGE", "ROOT_NAME", "AddressSpace", "access_level", "display_segment", "is_analog",
+    "property_node_id", "tag_eu_range",
+]
 
 log = logging.getLogger(__name__)
 
 ROOT_NAME = "WinCC"
-EU_RANGE = "EURange"
-ENGINEERING_UNITS = "EngineeringUnits"
-
 _A = ua.AttributeIds
 _VT = ua.VariantType
-_ORGANIZES = ua.NodeId(ua.ObjectIds.Organizes)
-_HAS_TYPE_DEFINITION = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
-_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
-_HIERARCHICAL = (ua.NodeId(ua.ObjectIds.Organizes), ua.NodeId(ua.ObjectIds.HasComponent),
-                 ua.NodeId(ua.ObjectIds.HasProperty), ua.NodeId(ua.ObjectIds.HasOrderedComponent))
-_FOLDER_TYPE = ua.NodeId(ua.ObjectIds.FolderType)
-_BASE_DATA_VARIABLE_TYPE = ua.NodeId(ua.ObjectIds.BaseDataVariableType)
-_ANALOG_ITEM_TYPE = ua.NodeId(ua.ObjectIds.AnalogItemType)
-_PROPERTY_TYPE = ua.NodeId(ua.ObjectIds.PropertyType)
 _OBJECTS_FOLDER = ua.NodeId(ua.ObjectIds.ObjectsFolder)
 _SERVER = ua.NodeId(ua.ObjectIds.Server)
-_RANGE_TYPE = ua.NodeId(ua.ObjectIds.Range)
-_EU_INFORMATION_TYPE = ua.NodeId(ua.ObjectIds.EUInformation)
-_BAD_WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 _BAD_NODE_UNKNOWN = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
-
-_NUMERIC = frozenset({
-    DataType.int8, DataType.int16, DataType.int32, DataType.int64,
-    DataType.uint8, DataType.uint16, DataType.uint32, DataType.uint64, DataType.float, DataType.double,
-})
-_FLOAT_MAX = 3.4028234663852886e38
-_TYPE_RANGE: dict[DataType, tuple[float, float]] = {
-    DataType.int8: (-(2.0**7), 2.0**7 - 1),
-    DataType.int16: (-(2.0**15), 2.0**15 - 1),
-    DataType.int32: (-(2.0**31), 2.0**31 - 1),
-    DataType.int64: (-(2.0**63), 2.0**63),  # nearest doubles; EURange is a pair of doubles
-    DataType.uint8: (0.0, 2.0**8 - 1),
-    DataType.uint16: (0.0, 2.0**16 - 1),
-    DataType.uint32: (0.0, 2.0**32 - 1),
-    DataType.uint64: (0.0, 2.0**64),
-    DataType.float: (-_FLOAT_MAX, _FLOAT_MAX),
-    DataType.double: (-1.7976931348623157e308, 1.7976931348623157e308),
-}
-_CURRENT_READ = ua.AccessLevel.CurrentRead.mask
-_CURRENT_WRITE = ua.AccessLevel.CurrentWrite.mask
-_HISTORY_READ = ua.AccessLevel.HistoryRead.mask
-_VARIABLE = ua.NodeClass.Variable
-_OBJECT = ua.NodeClass.Object
-_SCALAR = ua.ValueRank.Scalar
 _CHANGE_LIMIT = 1000  # per-node entries in one GeneralModelChangeEvent before it summarises
 _YIELD_EVERY = 2000  # nodes built between two yields to the event loop
 _LOG_EVERY_S = 1.0
-
-
-# ---- pure model helpers (also used by nodeset.py) ---------------------------------------------------------------
-def display_segment(tag: TagInfo) -> str:
-    """BrowseName/DisplayName text of a tag: its own display name if WinCC gave one, else the name without its
-    folder path (dp "Plant.Tank1.Level" in folder (Plant, Tank1) -> "Level"), else the whole name."""
-    if tag.display_name and tag.display_name != tag.name:
-        return tag.display_name
-    if tag.folder:
-        prefix = ".".join(tag.folder) + "."
-        if tag.name.startswith(prefix) and len(tag.name) > len(prefix):
-            return tag.name[len(prefix):]
-    return tag.name
-
-
-def is_analog(tag: TagInfo) -> bool:
-    """Numeric tags with a unit or a limit are AnalogItemType."""
-    return tag.data_type in _NUMERIC and (bool(tag.unit and tag.unit.strip()) or tag.low is not None
-                                          or tag.high is not None)
-
-
-def tag_eu_range(tag: TagInfo) -> ua.Range:
-    lo, hi = _TYPE_RANGE.get(tag.data_type, (-math.inf, math.inf))
-    return ua.Range(Low=float(tag.low) if tag.low is not None else lo,
-                    High=float(tag.high) if tag.high is not None else hi)
-
-
-def property_node_id(tag_name: str, prop: str, bridge_ns: int) -> ua.NodeId:
-    return ua.NodeId(f"{tag_name}#{prop}", bridge_ns, ua.NodeIdType.String)
-
-
-def access_level(tag: TagInfo) -> int:
-    level = _CURRENT_READ
-    if tag.writable:
-        level |= _CURRENT_WRITE
-    if tag.archived:
-        level |= _HISTORY_READ
-    return level
-
-
-def _node_id_attribute(node_id: ua.NodeId, _attr: ua.AttributeIds) -> ua.DataValue:
-    # The NodeId attribute is a pure function of the node: computed on read instead of stored (saves ~300 bytes
-    # per node); asyncua calls value_callback(nodeid, attr) before looking at the stored value.
-    return ua.DataValue(ua.Variant(node_id, _VT.NodeId))
-
-
-def _node_id_attr() -> _Attr:
-    attr = _Attr(None)
-    attr.value_callback = _node_id_attribute
-    return attr
-
-
-@dataclass(slots=True)
-class _Built:
-    """One tag's nodes before they go into the address space."""
-
-    node: NodeData
-    forward: ua.ReferenceDescription  # from the parent folder
-    properties: list[NodeData]
 
 
 class AddressSpace:
@@ -178,15 +96,10 @@ class AddressSpace:
         self._nodes = node_table(server)
         self.directory = directory
         self.root_node_id = ua.NodeId(ROOT_NAME, directory.bridge_ns, ua.NodeIdType.String)
-        self._min_sampling = float(minimum_sampling_interval_ms)
+        self._factory = NodeFactory(self._aspace, directory, minimum_sampling_interval_ms)
         self._folders: dict[tuple[str, ...], NodeData] = {}  # () is the root
         self._listed_folders: set[tuple[str, ...]] = set()  # folders WinCC listed itself (kept while listed)
-        self._shared: dict[tuple[Any, ...], ua.DataValue] = {}
         self._inverse_refs: dict[tuple[str, ...], ua.ReferenceDescription] = {}
-        self._typedef_refs: dict[int, ua.ReferenceDescription] = {}
-        self._eu_cache: dict[str, ua.EUInformation] = {}
-        self._templates: dict[tuple[Any, ...], list[tuple[ua.AttributeIds, ua.DataValue]]] = {}
-        self._no_description = self._dv(ua.LocalizedText(), _VT.LocalizedText)
         self._change_event: Any = None
         self._lock = asyncio.Lock()  # build/update never interleave (first browse and re-browse may race)
         # folder -> child NodeId -> position of the folder's forward reference to it; built per folder on first use
@@ -234,11 +147,11 @@ class AddressSpace:
         changes: list[tuple[ua.NodeId, ua.NodeId, int]] = []  # (affected, its type, verb)
 
         if removed:
-            removed_infos = [current[n] for n in removed if current[n] is not None]
+            removed_infos = [info for n in removed if (info := current[n]) is not None]
             await self._delete_tags(removed_infos)
             self.directory.remove(removed)
             verb = ua.ModelChangeStructureVerbMask.NodeDeleted.value
-            changes += [(self.directory.node_id(t.name), self._typedef(t), verb) for t in removed_infos]
+            changes += [(self.directory.node_id(t.name), typedef_of(t), verb) for t in removed_infos]
         moved_from: dict[tuple[str, ...], set[ua.NodeId]] = {}  # folder -> tags that left it (removed in one pass)
         try:
             for tag in changed:
@@ -248,7 +161,7 @@ class AddressSpace:
                 verb = (ua.ModelChangeStructureVerbMask.DataTypeChanged.value if old.data_type != tag.data_type
                         else ua.ModelChangeStructureVerbMask.ReferenceAdded.value
                         | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value)
-                changes.append((self.directory.node_id(tag.name), self._typedef(tag), verb))
+                changes.append((self.directory.node_id(tag.name), typedef_of(tag), verb))
         finally:
             self._forward_at.clear()
             for path, gone_ids in moved_from.items():
@@ -266,12 +179,12 @@ class AddressSpace:
         if added:
             await self._add_tags(added, started)
             verb = ua.ModelChangeStructureVerbMask.NodeAdded.value
-            changes += [(self.directory.node_id(t.name), self._typedef(t), verb) for t in added]
+            changes += [(self.directory.node_id(t.name), typedef_of(t), verb) for t in added]
         gone = self._prune_folders({t.folder for t in tags.values()})
         verb = ua.ModelChangeStructureVerbMask.NodeAdded.value
-        changes += [(self._folders[p].nodeid, _FOLDER_TYPE, verb) for p in set(self._folders) - before]
+        changes += [(self._folders[p].nodeid, FOLDER_TYPE, verb) for p in set(self._folders) - before]
         verb = ua.ModelChangeStructureVerbMask.NodeDeleted.value
-        changes += [(node_id, _FOLDER_TYPE, verb) for node_id in gone]
+        changes += [(node_id, FOLDER_TYPE, verb) for node_id in gone]
 
         if changes:
             await self._emit_model_change(changes)
@@ -305,54 +218,6 @@ class AddressSpace:
                         " ..." if len(duplicates) > 5 else "")
         return list(folders), tags
 
-    # ---- shared immutable values ------------------------------------------------------------------------------
-    def _dv(self, value: Any, vtype: ua.VariantType, is_array: bool = False) -> ua.DataValue:
-        if isinstance(value, ua.LocalizedText):  # not hashable
-            key: tuple[Any, ...] = ("lt", value.Locale, value.Text, vtype, is_array)
-        elif isinstance(value, ua.QualifiedName):
-            key = ("qn", value.NamespaceIndex, value.Name, vtype, is_array)
-        else:
-            key = (type(value), value, vtype, is_array)
-        dv = self._shared.get(key)
-        if dv is None:
-            dv = self._shared[key] = ua.DataValue(ua.Variant(value, vtype, is_array=is_array))
-        return dv
-
-    def _initial_value(self) -> ua.DataValue:
-        # one shared DataValue is enough: asyncua replaces the attribute's DataValue on every write
-        key = ("initial",)
-        dv = self._shared.get(key)
-        if dv is None:
-            dv = self._shared[key] = ua.DataValue(
-                ua.Variant(None, _VT.Null), StatusCode=_BAD_WAITING, ServerTimestamp=datetime.now(UTC)
-            )
-        return dv
-
-    def _typedef_ref(self, type_id: ua.NodeId) -> ua.ReferenceDescription:
-        ref = self._typedef_refs.get(type_id.Identifier)
-        if ref is None:
-            type_node = self._aspace[type_id]
-            ref = self._typedef_refs[type_id.Identifier] = ua.ReferenceDescription(
-                ReferenceTypeId=_HAS_TYPE_DEFINITION,
-                IsForward=True,
-                NodeId=type_id,
-                BrowseName=type_node.attributes[_A.BrowseName].value.Value.Value,
-                DisplayName=type_node.attributes[_A.DisplayName].value.Value.Value,
-                NodeClass=type_node.attributes[_A.NodeClass].value.Value.Value,
-                TypeDefinition=ua.NodeId(),
-            )
-        return ref
-
-    @staticmethod
-    def _typedef(tag: TagInfo) -> ua.NodeId:
-        return _ANALOG_ITEM_TYPE if is_analog(tag) else _BASE_DATA_VARIABLE_TYPE
-
-    def _eu(self, unit: str) -> ua.EUInformation:
-        eu = self._eu_cache.get(unit)
-        if eu is None:
-            eu = self._eu_cache[unit] = eu_information(unit)
-        return eu
-
     # ---- folders ---------------------------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
         if () in self._folders:
@@ -362,14 +227,14 @@ class AddressSpace:
             self._folders[()] = existing
             return
         name = ua.QualifiedName(ROOT_NAME, self.directory.bridge_ns)
-        node = self._object_node(self.root_node_id, name, ua.LocalizedText(ROOT_NAME),
+        node = self._factory.object_node(self.root_node_id, name, ua.LocalizedText(ROOT_NAME),
                                  ua.LocalizedText("WinCC tags served by the bridge"),
                                  ua.EventNotifier.SubscribeToEvents.mask)
         objects = self._aspace[_OBJECTS_FOLDER]
-        node.references.append(self._reference(_ORGANIZES, False, objects))
-        node.references.append(self._typedef_ref(_FOLDER_TYPE))
+        node.references.append(self._factory.reference(ORGANIZES, False, objects))
+        node.references.append(self._factory.typedef_ref(FOLDER_TYPE))
         self._aspace[self.root_node_id] = node
-        objects.references.append(self._reference(_ORGANIZES, True, node, _FOLDER_TYPE))
+        objects.references.append(self._factory.reference(ORGANIZES, True, node, FOLDER_TYPE))
         self._folders[()] = node
 
     def _ensure_folder(self, path: tuple[str, ...]) -> NodeData:
@@ -383,51 +248,20 @@ class AddressSpace:
             self._folders[path] = existing
             return existing
         name = path[-1]
-        node = self._object_node(node_id, ua.QualifiedName(name, self.directory.tag_ns), ua.LocalizedText(name),
+        node = self._factory.object_node(node_id, ua.QualifiedName(name, self.directory.tag_ns), ua.LocalizedText(name),
                                  ua.LocalizedText(), 0)
         node.references.append(self._inverse_ref(path[:-1], parent))
-        node.references.append(self._typedef_ref(_FOLDER_TYPE))
+        node.references.append(self._factory.typedef_ref(FOLDER_TYPE))
         self._aspace[node_id] = node
-        parent.references.append(self._reference(_ORGANIZES, True, node, _FOLDER_TYPE))
+        parent.references.append(self._factory.reference(ORGANIZES, True, node, FOLDER_TYPE))
         self._folders[path] = node
         return node
-
-    def _object_node(self, node_id: ua.NodeId, bname: ua.QualifiedName, dname: ua.LocalizedText,
-                     description: ua.LocalizedText, event_notifier: int) -> NodeData:
-        node = NodeData(node_id)
-        attrs = node.attributes
-        attrs[_A.NodeId] = _node_id_attr()
-        attrs[_A.BrowseName] = _Attr(ua.DataValue(ua.Variant(bname, _VT.QualifiedName)))
-        attrs[_A.NodeClass] = _Attr(self._dv(_OBJECT, _VT.Int32))
-        attrs[_A.Description] = _Attr(ua.DataValue(ua.Variant(description, _VT.LocalizedText)))
-        attrs[_A.DisplayName] = _Attr(ua.DataValue(ua.Variant(dname, _VT.LocalizedText)))
-        attrs[_A.EventNotifier] = _Attr(self._dv(event_notifier, _VT.Byte))
-        attrs[_A.UserWriteMask] = _Attr(self._dv(0, _VT.UInt32))
-        attrs[_A.WriteMask] = _Attr(self._dv(0, _VT.UInt32))
-        return node
-
-    @staticmethod
-    def _reference(ref_type: ua.NodeId, forward: bool, target: NodeData,
-                   type_definition: ua.NodeId | None = None) -> ua.ReferenceDescription:
-        attrs = target.attributes
-        if type_definition is None:
-            type_definition = next((r.NodeId for r in target.references
-                                    if r.IsForward and r.ReferenceTypeId == _HAS_TYPE_DEFINITION), ua.NodeId())
-        return ua.ReferenceDescription(
-            ReferenceTypeId=ref_type,
-            IsForward=forward,
-            NodeId=target.nodeid,
-            BrowseName=attrs[_A.BrowseName].value.Value.Value,
-            DisplayName=attrs[_A.DisplayName].value.Value.Value,
-            NodeClass=attrs[_A.NodeClass].value.Value.Value,
-            TypeDefinition=type_definition,
-        )
 
     def _inverse_ref(self, path: tuple[str, ...], folder: NodeData) -> ua.ReferenceDescription:
         """The child -> folder Organizes reference; one shared object per folder (it is never mutated)."""
         ref = self._inverse_refs.get(path)
         if ref is None or ref.NodeId != folder.nodeid:
-            ref = self._inverse_refs[path] = self._reference(_ORGANIZES, False, folder, _FOLDER_TYPE)
+            ref = self._inverse_refs[path] = self._factory.reference(ORGANIZES, False, folder, FOLDER_TYPE)
         return ref
 
     def _prune_folders(self, needed_by_tags: set[tuple[str, ...]]) -> list[ua.NodeId]:
@@ -438,7 +272,7 @@ class AddressSpace:
         gone: list[ua.NodeId] = []
         for path in sorted((p for p in self._folders if p not in needed), key=len, reverse=True):
             node = self._folders[path]
-            if any(r.IsForward and r.ReferenceTypeId in _HIERARCHICAL for r in node.references):
+            if any(r.IsForward and r.ReferenceTypeId in HIERARCHICAL for r in node.references):
                 continue  # something (a tag of someone else, a condition...) still lives here
             parent = self._folders.get(path[:-1])
             if parent is not None:
@@ -491,99 +325,9 @@ class AddressSpace:
             await asyncio.sleep(0)
         return done
 
-    def _variable_template(self, data_type: DataType | None, level: int, historizing: bool,
-                           sampling: float) -> list[tuple[ua.AttributeIds, ua.DataValue]]:
-        """The attributes every variable of one kind shares, as shared DataValues (same set and types as
-        asyncua's add_variable; Value is the shared BadWaitingForInitialData for tags)."""
-        key = ("template", data_type, level, historizing, sampling)
-        template = self._templates.get(key)
-        if template is None:
-            dv = self._dv
-            template = self._templates[key] = [
-                (_A.NodeClass, dv(_VARIABLE, _VT.Int32)),
-                (_A.AccessLevel, dv(level, _VT.Byte)),
-                (_A.ArrayDimensions, dv(None, _VT.UInt32, True)),
-                (_A.Historizing, dv(historizing, _VT.Boolean)),
-                (_A.MinimumSamplingInterval, dv(sampling, _VT.Double)),
-                (_A.UserAccessLevel, dv(level, _VT.Byte)),
-                (_A.UserWriteMask, dv(0, _VT.UInt32)),
-                (_A.ValueRank, dv(_SCALAR, _VT.Int32)),
-                (_A.WriteMask, dv(0, _VT.UInt32)),
-            ]
-            if data_type is not None:
-                template.append((_A.DataType, dv(ua.NodeId(VARIANT_TYPES[data_type].value, 0), _VT.NodeId)))
-                template.append((_A.Value, self._initial_value()))
-        return template
-
-    def _make_tag(self, tag: TagInfo) -> _Built:
-        ns = self.directory.tag_ns
-        node_id = ua.NodeId(tag.name, ns, ua.NodeIdType.String)
+    def _make_tag(self, tag: TagInfo) -> Built:
         parent = self._folders.get(tag.folder) or self._ensure_folder(tag.folder)
-        segment = display_segment(tag)
-        bname = ua.QualifiedName(segment, ns)
-        dname = ua.LocalizedText(segment)
-        analog = is_analog(tag)
-        type_id = _ANALOG_ITEM_TYPE if analog else _BASE_DATA_VARIABLE_TYPE
-
-        node = NodeData(node_id)
-        attrs = node.attributes
-        attrs[_A.NodeId] = _node_id_attr()
-        attrs[_A.BrowseName] = _Attr(ua.DataValue(ua.Variant(bname, _VT.QualifiedName)))
-        attrs[_A.DisplayName] = _Attr(ua.DataValue(ua.Variant(dname, _VT.LocalizedText)))
-        attrs[_A.Description] = _Attr(
-            ua.DataValue(ua.Variant(ua.LocalizedText(tag.description), _VT.LocalizedText)) if tag.description
-            else self._no_description
-        )
-        for attr_id, value in self._variable_template(tag.data_type, access_level(tag), tag.archived,
-                                                      self._min_sampling):
-            attrs[attr_id] = _Attr(value)
-
-        refs = node.references
-        refs.append(self._inverse_ref(tag.folder, parent))
-        refs.append(self._typedef_ref(type_id))
-        properties: list[NodeData] = []
-        if analog:
-            rng = tag_eu_range(tag)
-            properties.append(self._property(node, EU_RANGE, ua.Variant(rng, _VT.ExtensionObject), _RANGE_TYPE))
-            if tag.unit and tag.unit.strip():
-                eu = self._eu(tag.unit.strip())
-                properties.append(self._property(node, ENGINEERING_UNITS, ua.Variant(eu, _VT.ExtensionObject),
-                                                 _EU_INFORMATION_TYPE))
-        forward = ua.ReferenceDescription(
-            ReferenceTypeId=_ORGANIZES, IsForward=True, NodeId=node_id, BrowseName=bname, DisplayName=dname,
-            NodeClass=_VARIABLE, TypeDefinition=type_id,
-        )
-        return _Built(node, forward, properties)
-
-    def _property(self, owner: NodeData, name: str, value: ua.Variant, data_type: ua.NodeId) -> NodeData:
-        tag_name = owner.nodeid.Identifier
-        node_id = property_node_id(tag_name, name, self.directory.bridge_ns)
-        bname = ua.QualifiedName(name, 0)
-        dname = ua.LocalizedText(name)
-        dv = self._dv
-        node = NodeData(node_id)
-        attrs = node.attributes
-        attrs[_A.NodeId] = _node_id_attr()
-        attrs[_A.BrowseName] = _Attr(dv(bname, _VT.QualifiedName))
-        attrs[_A.DisplayName] = _Attr(dv(dname, _VT.LocalizedText))
-        attrs[_A.Description] = _Attr(self._no_description)
-        for attr_id, shared in self._variable_template(None, _CURRENT_READ, False, 0.0):
-            attrs[attr_id] = _Attr(shared)
-        attrs[_A.DataType] = _Attr(dv(data_type, _VT.NodeId))
-        attrs[_A.Value] = _Attr(ua.DataValue(value))
-        owner_attrs = owner.attributes
-        node.references.append(ua.ReferenceDescription(
-            ReferenceTypeId=_HAS_PROPERTY, IsForward=False, NodeId=owner.nodeid,
-            BrowseName=owner_attrs[_A.BrowseName].value.Value.Value,
-            DisplayName=owner_attrs[_A.DisplayName].value.Value.Value,
-            NodeClass=_VARIABLE, TypeDefinition=_ANALOG_ITEM_TYPE,
-        ))
-        node.references.append(self._typedef_ref(_PROPERTY_TYPE))
-        owner.references.append(ua.ReferenceDescription(
-            ReferenceTypeId=_HAS_PROPERTY, IsForward=True, NodeId=node_id, BrowseName=bname, DisplayName=dname,
-            NodeClass=_VARIABLE, TypeDefinition=_PROPERTY_TYPE,
-        ))
-        return node
+        return self._factory.tag(tag, self._inverse_ref(tag.folder, parent))
 
     # ---- removal and in-place replacement ----------------------------------------------------------------------
     async def _delete_tags(self, tags: Sequence[TagInfo]) -> None:
@@ -595,11 +339,11 @@ class AddressSpace:
             if node is None:
                 continue
             for ref in node.references:
-                if ref.IsForward and ref.ReferenceTypeId == _HAS_PROPERTY:
+                if ref.IsForward and ref.ReferenceTypeId == HAS_PROPERTY:
                     await self._drop_node(ref.NodeId)
             await self._drop_node(node_id)
             parent = next((r.NodeId for r in node.references
-                           if not r.IsForward and r.ReferenceTypeId == _ORGANIZES), None)
+                           if not r.IsForward and r.ReferenceTypeId == ORGANIZES), None)
             path = self._folder_path_of(tag.folder, parent)
             if path is not None:
                 by_parent.setdefault(path, set()).add(node_id)
@@ -662,7 +406,7 @@ class AddressSpace:
         # properties: keep the ones still needed (their monitored items too), drop the rest
         fresh_props = {p.nodeid: p for p in fresh.properties}
         for ref in node.references:
-            if ref.IsForward and ref.ReferenceTypeId == _HAS_PROPERTY and ref.NodeId not in fresh_props:
+            if ref.IsForward and ref.ReferenceTypeId == HAS_PROPERTY and ref.NodeId not in fresh_props:
                 await self._drop_node(ref.NodeId)
         for prop_id, prop in fresh_props.items():
             existing = self._aspace.get(prop_id)
@@ -716,7 +460,7 @@ class AddressSpace:
         if len(changes) > _CHANGE_LIMIT:
             verb = (ua.ModelChangeStructureVerbMask.ReferenceAdded.value
                     | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value)
-            changes = [(self.root_node_id, _FOLDER_TYPE, verb)]
+            changes = [(self.root_node_id, FOLDER_TYPE, verb)]
         structures = [ua.ModelChangeStructureDataType(Affected=a, AffectedType=t, Verb=v) for a, t, v in changes]
         try:
             if self._change_event is None:

@@ -138,6 +138,7 @@ class BridgeUserManager(UserManager):
             log.warning("failed login for user %s from %s (%s)", _shown(username), host,
                         "unknown user" if user is None else "wrong password")
             return None
+        assert user is not None  # `ok` says so
         self._failures.clear((host, _key(username)))  # the address's count over all names stays: no reset by one login
         log.info("user %r logged in as %s from %s", username, user.role.value, host)
         return BridgeUser.named(username, user.role, self._rules.get(username))

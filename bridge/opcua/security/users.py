@@ -57,7 +57,7 @@ def may_write(user: object, tag_name: str) -> bool:
     role = role_of(user)
     if role is None or not role.can_write:
         return False
-    patterns = user.write_patterns  # type: ignore[union-attr]
+    patterns = user.write_patterns  # type: ignore[attr-defined]
     return patterns is None or any(fnmatch.fnmatchcase(tag_name, p) for p in patterns)
 
 

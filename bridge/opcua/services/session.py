@@ -24,8 +24,8 @@ from bridge.opcua._asyncua import (
     replace_item_service,
 )
 from bridge.opcua.services.diagnostics import ServerCounters, SessionCounters, service_count_field
-from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 from bridge.opcua.security.users import client_host, login_from
+from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 
 __all__ = ["BridgeInternalServer", "BridgeSession", "RequestContext", "ServiceHandlers", "SubscriptionObserver",
            "request_context"]

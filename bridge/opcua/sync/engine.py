@@ -137,7 +137,7 @@ class SyncEngine:
         return True
 
     async def start(self) -> None:
-        self._server.iserver.handlers.subscriptions = self.demand  # type: ignore[attr-defined]
+        self._server.iserver.handlers.subscriptions = self.demand
         intervals = sorted(set(self._config.poll_groups_ms) | {self._config.interval_ms, self._config.idle_interval_ms})
         self._tasks = [asyncio.create_task(self._run_group(ms), name=f"poll-{ms}ms") for ms in intervals]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="sync-housekeeping"))

@@ -1,0 +1,137 @@
+"""The style gates CI runs with the tests: ruff (lint and format), mypy, and the size rule (no file in bridge/
+over 500 lines, no function over 80 lines unless a comment right above it says why).
+
+The *_PENDING lists name what did not meet a gate when it was introduced (the files are being edited on other
+branches; the lead formats and fixes the whole tree once they are merged). Shrink them, never grow them: a file
+taken off a list is checked from then on.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("bridge", "tests", "bench")
+MAX_FILE_LINES = 500
+MAX_FUNCTION_LINES = 80
+WHY_LONG = "# long:"  # a comment line right above a long function, saying why it stays long
+
+LINT_PENDING = {
+    "bench/baseline_server.py",
+    "bench/run.py",
+    "bench/subscriber.py",
+    "bridge/app.py",
+    "bridge/cli.py",
+    "bridge/opcua/model/bridge_status.py",
+    "bridge/opcua/security/trust.py",
+    "bridge/opcua/security/user_manager.py",
+    "bridge/opcua/services/reads.py",
+    "bridge/opcua/services/writes.py",
+    "bridge/opcua/sync/engine.py",
+    "bridge/runtime/logs.py",
+    "bridge/simulator/plant.py",
+    "tests/conftest.py",
+    "tests/helpers.py",
+    "tests/integration/_servers/address_space_server.py",
+    "tests/integration/test_bridge_dp.py",
+    "tests/integration/test_secrets_in_logs.py",
+    "tests/integration/test_security_tcp.py",
+    "tests/integration/test_snapshot_start.py",
+    "tests/unit/test_browse.py",
+    "tests/unit/test_config_errors.py",
+    "tests/unit/test_demand.py",
+    "tests/unit/test_monitored_items.py",
+    "tests/unit/test_nodeset.py",
+    "tests/unit/test_security_units.py",
+    "tests/unit/test_wincc_dp.py",
+    "tests/unit/test_wincc_restservice.py",
+    "tests/unit/ua_rig.py",
+}
+FORMATTED = {  # files ruff format keeps as they are; every other file is pending the whole-tree format
+    "bridge/opcua/_asyncua.py",
+    "bridge/opcua/history/windows.py",
+    "bridge/opcua/model/nodes.py",
+    "bridge/runtime/backoff.py",
+    "bridge/runtime/clock.py",
+    "bridge/simulator/app.py",
+    "bridge/simulator/control.py",
+    "bridge/simulator/gate.py",
+    "bridge/simulator/routes_dp.py",
+    "bridge/simulator/routes_restservice.py",
+    "bridge/simulator/state.py",
+    "bridge/wincc/auth.py",
+    "bridge/wincc/dialect.py",
+    "bridge/wincc/limiter.py",
+    "tests/fakes.py",
+    "tests/test_style.py",
+    "tests/unit/test_asyncua_touchpoints.py",
+    "tests/unit/test_backoff.py",
+    "tests/unit/test_fakes.py",
+}
+SIZE_PENDING = {"bridge/opcua/history/service.py"}  # split after the merge (being edited elsewhere)
+
+
+def _python_files() -> list[str]:
+    files: list[str] = []
+    for top in SOURCES:
+        files += [str(p.relative_to(ROOT)) for p in sorted((ROOT / top).rglob("*.py")) if "node_modules" not in p.parts]
+    return files
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff_lint() -> None:
+    files = [f for f in _python_files() if f not in LINT_PENDING]
+    done = _run("ruff", "check", "--no-cache", "--output-format", "concise", *files)
+    assert done.returncode == 0, f"ruff check:\n{done.stdout}{done.stderr}"
+
+
+def test_ruff_format() -> None:
+    done = _run("ruff", "format", "--no-cache", "--check", "--diff", *sorted(FORMATTED))
+    assert done.returncode == 0, f"ruff format --check (run `ruff format <file>`):\n{done.stdout}{done.stderr}"
+
+
+def test_mypy() -> None:
+    done = _run("mypy")  # what and how strictly: [tool.mypy] in pyproject.toml
+    assert done.returncode == 0, f"mypy:\n{done.stdout}{done.stderr}"
+
+
+def _long_functions(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            above = lines[first - 2].strip() if first >= 2 else ""
+            if length > MAX_FUNCTION_LINES and not above.startswith(WHY_LONG):
+                found.append(f"{node.name} ({length} lines)")
+    return found
+
+
+def test_files_and_functions_stay_small() -> None:
+    problems = []
+    for name in _python_files():
+        if not name.startswith("bridge/") or name in SIZE_PENDING:
+            continue
+        path = ROOT / name
+        count = len(path.read_text(encoding="utf-8").splitlines())
+        if count > MAX_FILE_LINES:
+            problems.append(f"{name}: {count} lines (at most {MAX_FILE_LINES}: split it by concern)")
+        problems += [
+            f"{name}: {f} (at most {MAX_FUNCTION_LINES}, or a '{WHY_LONG} ...' comment above)"
+            for f in _long_functions(path)
+        ]
+    assert problems == []
+
+
+@pytest.mark.parametrize("name", sorted(LINT_PENDING | SIZE_PENDING | FORMATTED))
+def test_the_lists_name_existing_files(name: str) -> None:
+    assert (ROOT / name).is_file(), f"{name} is gone: take it off the list in tests/test_style.py"
