@@ -65,3 +65,16 @@ def test_the_installed_asyncua_is_the_one_the_touchpoints_were_read_against() ->
 
     # a new asyncua may well be fine: re-read every section of _asyncua.py against it, then raise ASYNCUA_VERSION
     assert version("asyncua") == _asyncua.ASYNCUA_VERSION
+
+
+def test_the_rest_side_imports_no_asyncua() -> None:
+    """bridge/wincc is the REST side: importing it (and both dialects) loads no asyncua at all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bridge.wincc, bridge.wincc.dp, bridge.wincc.restservice; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'asyncua'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
