@@ -50,8 +50,23 @@ def _readyz(health: str) -> int:
         return 0
 
 
+Demo = tuple[subprocess.Popen[str], str, str, Path]
+DEMO_STATE: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[str], str, str, Path]]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    yield from _start_demo(tmp_path_factory, DEMO_STATE)
+
+
+@pytest.fixture
+def own_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Demo, dict[str, object]]]:
+    """A demo of its own for the test that stops it: the module's demo serves the others, in any order."""
+    state: dict[str, object] = {}
+    yield from ((d, state) for d in _start_demo(tmp_path_factory, state))
+
+
+def _start_demo(tmp_path_factory: pytest.TempPathFactory, state: dict[str, object]) -> Iterator[Demo]:
     cwd = tmp_path_factory.mktemp("demo-cwd")  # must stay empty
     home = tmp_path_factory.mktemp("demo-home")  # the demo's PKI goes to $HOME/.cache/wincc-opcua-bridge/demo
     ua_port, health_port, wincc_port = free_port(), free_port(), free_port()
@@ -71,8 +86,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.
     try:
         assert wait_until_sync(banner, timeout=60, interval=0.02), out.read_text()
         # at once, no waiting: what the banner says must already be true
-        DEMO_STATE["at_banner"] = AtBanner(_accepts(ua_port), _readyz(health))
-        DEMO_STATE["cwd"], DEMO_STATE["home"] = cwd, home
+        state["at_banner"] = AtBanner(_accepts(ua_port), _readyz(health))
+        state["cwd"], state["home"] = cwd, home
         assert wait_until_sync(lambda: _readyz(health) == 200, timeout=60), out.read_text()
         yield proc, f"opc.tcp://127.0.0.1:{ua_port}/wincc", health, out
     finally:
@@ -81,14 +96,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.
             proc.wait(10)
 
 
-DEMO_STATE: dict[str, object] = {}
-
-
-def test_banner_only_once_the_endpoint_serves(demo: tuple[subprocess.Popen[str], str, str, Path]) -> None:
+def test_banner_only_once_the_endpoint_serves(demo: Demo) -> None:
     assert DEMO_STATE["at_banner"] == AtBanner(endpoint_accepts=True, readyz=200)
 
 
-def test_demo_prints_where_to_connect(demo: tuple[subprocess.Popen[str], str, str, Path]) -> None:
+def test_demo_prints_where_to_connect(demo: Demo) -> None:
     _, endpoint, health, out = demo
     text = out.read_text()
     port = endpoint.rsplit(":", 1)[1].split("/")[0]
@@ -97,7 +109,7 @@ def test_demo_prints_where_to_connect(demo: tuple[subprocess.Popen[str], str, st
     assert f"{health.removeprefix('http://')}/healthz" in text
 
 
-async def test_demo_serves_live_tags_to_anonymous_readers(demo: tuple[subprocess.Popen[str], str, str, Path]) -> None:
+async def test_demo_serves_live_tags_to_anonymous_readers(demo: Demo) -> None:
     _, endpoint, _, _ = demo
     async with Client(endpoint, timeout=10) as client:
         ns = await client.get_namespace_index(TAG_NS)
@@ -120,12 +132,12 @@ async def test_demo_serves_live_tags_to_anonymous_readers(demo: tuple[subprocess
 
 
 def test_demo_stops_on_ctrl_c_leaving_no_file_in_the_working_directory(
-        demo: tuple[subprocess.Popen[str], str, str, Path]) -> None:
-    proc, _, _, out = demo
+        own_demo: tuple[Demo, dict[str, object]]) -> None:
+    (proc, _, _, out), state = own_demo
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
     assert "Traceback" not in out.read_text()
-    cwd, home = DEMO_STATE["cwd"], DEMO_STATE["home"]
+    cwd, home = state["cwd"], state["home"]
     assert isinstance(cwd, Path) and isinstance(home, Path)
     assert list(cwd.iterdir()) == []
     pki = home / ".cache" / "wincc-opcua-bridge" / "demo" / "pki"
