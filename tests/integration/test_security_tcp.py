@@ -28,6 +28,10 @@ def stack(bridge_stack):
 
 @pytest.fixture(scope="module")
 def client_cert(tmp_path_factory) -> tuple[Path, Path]:
+    return _new_client_cert(tmp_path_factory)
+
+
+def _new_client_cert(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("client-pki")
     cert, key = generate_certificate(CLIENT_URI, ["localhost"], "Test Client", client=True)
     cert_path, key_path = d / "client.der", d / "client.pem"
@@ -50,12 +54,16 @@ async def _connect(client: Client, cert: tuple[Path, Path]) -> None:
     await client.connect()
 
 
-async def test_unknown_certificate_rejected_then_trusted_by_moving_the_file(stack, client_cert) -> None:
+async def test_unknown_certificate_rejected_then_trusted_by_moving_the_file(stack, tmp_path_factory) -> None:
+    # a certificate of its own: the module's client_cert may already be trusted by the tests that use it
+    client_cert = _new_client_cert(tmp_path_factory)
     client = _secure_client(stack, "reader", "Basic256Sha256_SignAndEncrypt", client_cert)
     with pytest.raises(Exception):
         await _connect(client, client_cert)
     pki = Path(stack.config["opcua"]["pki_dir"])
-    rejected = await wait_until(lambda: list((pki / "rejected").glob("*.der")), timeout=5, what="rejected cert file")
+    mine = client_cert[0].read_bytes()
+    rejected = await wait_until(lambda: [p for p in (pki / "rejected").glob("*.der") if p.read_bytes() == mine],
+                                timeout=5, what="rejected cert file")
     assert "thumbprint" in stack.log_text() and "not trusted" in stack.log_text()
     rejected[0].rename(pki / "trusted" / rejected[0].name)
     client = _secure_client(stack, "reader", "Basic256Sha256_SignAndEncrypt", client_cert)
