@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,28 +29,42 @@ class FaultGate:
     """Each data route's `name` is its key in the request counters (e.g. "GET /api/dp/{name}"); the gate finds the
     route the way the router will, so an unknown path or method is left to the router (404 / 405, not counted)."""
 
+    _MAX_KEYS = 4096  # (method, path) pairs remembered; the cache starts over when full
+
     def __init__(self, app: ASGIApp, sim: SimState, routes: Sequence[BaseRoute]) -> None:
         self.app, self.sim, self.routes = app, sim, routes
+        self._keys: dict[tuple[str, str], str | None] = {}
 
     def _key(self, scope: Scope) -> str | None:
+        """The counter key of the route the request will reach; None if it reaches none (404 / 405)."""
+        where = (scope["method"], scope["path"])
+        try:
+            return self._keys[where]
+        except KeyError:
+            pass
+        key = None
         for route in self.routes:
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return getattr(route, "name", None)
-        return None
+                key = getattr(route, "name", None)
+                break
+        if len(self._keys) >= self._MAX_KEYS:
+            self._keys.clear()
+        self._keys[where] = key
+        return key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
             await self.app(scope, receive, send)
             return
         key = self._key(scope)
-        answer = await self._gate(Request(scope), key) if key is not None else None
+        answer = await self._gate(scope, key) if key is not None else None
         if answer is None:
             await self.app(scope, receive, send)
         else:
             await answer(scope, receive, send)
 
-    async def _gate(self, request: Request, key: str) -> Response | None:
+    async def _gate(self, scope: Scope, key: str) -> Response | None:
         """A response here replaces the real answer."""
         sim = self.sim
         faults = sim.faults
@@ -63,7 +76,7 @@ class FaultGate:
                 return json_response({"error": "internal server error (simulated)"}, 500)
             if faults.active("unauthorized"):
                 return json_response({"error": "unauthorized"}, 401)
-        if key != LOGIN and not sim.authorized(request):
+        if key != LOGIN and sim.auth != "none" and not sim.authorized(_authorization(scope)):
             return json_response({"error": "unauthorized"}, 401)
         if faults.active("malformed"):
             return Response("<html>this is not json", media_type="application/json")
@@ -85,3 +98,10 @@ class DownFault:
                 transport.abort()
                 return
         await self.app(scope, receive, send)
+
+
+def _authorization(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value).decode("latin-1")
+    return ""
