@@ -51,6 +51,14 @@ LINT_PENDING = {
     "tests/unit/test_wincc_dp.py",
     "tests/unit/test_wincc_restservice.py",
     "tests/unit/ua_rig.py",
+    # merged from other branches after the gate came in
+    "bridge/runtime/loop_lag.py",
+    "bridge/simulator/unified.py",
+    "bridge/wincc/unified.py",
+    "bridge/wincc/unified_wire.py",
+    "tests/integration/test_bridge_unified.py",
+    "tests/integration/test_scale_out.py",
+    "tests/integration/test_unified_client.py",
 }
 FORMATTED = {  # files ruff format keeps as they are; every other file is pending the whole-tree format
     "bridge/opcua/_asyncua.py",
@@ -73,7 +81,11 @@ FORMATTED = {  # files ruff format keeps as they are; every other file is pendin
     "tests/unit/test_backoff.py",
     "tests/unit/test_fakes.py",
 }
-SIZE_PENDING = {"bridge/opcua/history/service.py"}  # split after the merge (being edited elsewhere)
+SIZE_PENDING = {  # split after the merge (being edited elsewhere)
+    "bridge/opcua/history/service.py",
+    "bridge/simulator/unified.py",
+    "bridge/wincc/unified.py",
+}
 
 
 def _python_files() -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -300,10 +300,10 @@ class UnifiedClient:
 
     # -- browse ---------------------------------------------------------------------------------------------
 
-    def browse(self) -> AsyncIterator[Folder | TagInfo]:
+    def browse(self) -> AsyncGenerator[Folder | TagInfo, None]:
         return select_browse(self._config, self._browse_root)
 
-    async def _browse_root(self, root: str) -> AsyncIterator[Folder | TagInfo]:
+    async def _browse_root(self, root: str) -> AsyncGenerator[Folder | TagInfo, None]:
         """One browse call per root; folders come from the names (system, then the dotted path)."""
         entries = await self.call(
             BROWSE, {"nameFilters": [_name_filter(root.strip())], "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
@@ -342,7 +342,8 @@ class UnifiedClient:
         if data_type is None:
             log.warning("browse: tag %s has unknown dataType %r; offering it as double", name, raw.get("dataType"))
             data_type = DataType.double
-        display = raw.get("displayName") if isinstance(raw.get("displayName"), str) and raw.get("displayName") else leaf
+        shown = raw.get("displayName")
+        display = shown if isinstance(shown, str) and shown else leaf
         return TagInfo(
             name=name, data_type=data_type, folder=folder, display_name=leaf if display == name else display,
             writable=True,  # Unified's browse carries no access right: WinCC's answer to a write decides
@@ -401,7 +402,7 @@ class UnifiedClient:
 
     async def archive(
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
-    ) -> AsyncIterator[list[ArchiveValue]]:
+    ) -> AsyncGenerator[list[ArchiveValue], None]:
         logging_tag = tag.archive_tag if isinstance(tag, TagInfo) else None
         if logging_tag is None:
             name = tag.name if isinstance(tag, TagInfo) else tag

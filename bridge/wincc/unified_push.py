@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from bridge.runtime.backoff import Backoff
 from bridge.wincc.models import TagError, TagErrorKind, TagValue
 from bridge.wincc.unified_wire import SUBSCRIBE_TAG_VALUES, parse_tag_item
 
@@ -36,20 +36,6 @@ OnValues = Callable[[dict[str, TagValue | TagError]], Awaitable[None]]
 _PROTOCOL = "graphql-transport-ws"
 _ACK_TIMEOUT_S = 10.0
 _BAD_TOKEN = 4403
-
-
-class Backoff:
-    """Exponential delays with full jitter, so many bridges do not reconnect in lockstep."""
-
-    def __init__(self, initial_s: float, max_s: float) -> None:
-        self._initial, self._max, self._attempt = max(initial_s, 0.05), max_s, 0
-
-    def next(self) -> float:
-        self._attempt += 1
-        return min(self._max, self._initial * 2 ** (self._attempt - 1)) * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 def ws_url(config: WinCCConfig) -> str:
@@ -86,7 +72,7 @@ class TagPush:
         self._on_values = on_values
         self._on_covered_changed = on_covered_changed
         self._batch_size = batch_size
-        self._backoff = Backoff(initial_s=config.retry.backoff_s or 0.5, max_s=config.retry.max_backoff_s)
+        self._backoff = Backoff(base_s=max(config.retry.backoff_s or 0.5, 0.05), cap_s=config.retry.max_backoff_s)
         self._wanted: set[str] = set()
         self._batches: dict[str, list[str]] = {}  # subscription id -> its names
         self._subscribed: dict[str, str] = {}  # name -> subscription id
