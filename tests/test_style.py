@@ -59,9 +59,13 @@ LINT_PENDING = {
     "tests/integration/test_bridge_unified.py",
     "tests/integration/test_scale_out.py",
     "tests/integration/test_unified_client.py",
+    "bridge/opcua/services/audit.py",
+    "bridge/opcua/services/session.py",
+    "tests/integration/test_redundancy_tcp.py",
 }
 FORMATTED = {  # files ruff format keeps as they are; every other file is pending the whole-tree format
     "bridge/opcua/_asyncua.py",
+    "bridge/opcua/_touchpoints.py",
     "bridge/opcua/history/windows.py",
     "bridge/opcua/model/nodes.py",
     "bridge/runtime/backoff.py",
@@ -85,6 +89,8 @@ SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     "bridge/opcua/history/service.py",
     "bridge/simulator/unified.py",
     "bridge/wincc/unified.py",
+    "bridge/app.py",
+    "bridge/config.py",
 }
 
 
