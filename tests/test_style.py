@@ -62,6 +62,9 @@ LINT_PENDING = {
     "bridge/opcua/services/audit.py",
     "bridge/opcua/services/session.py",
     "tests/integration/test_redundancy_tcp.py",
+    "bridge/opcua/history/encode.py",
+    "tests/unit/test_batch_memo_body.py",
+    "tests/unit/test_history_encode.py",
 }
 FORMATTED = {  # files ruff format keeps as they are; every other file is pending the whole-tree format
     "bridge/opcua/_asyncua.py",
@@ -91,6 +94,9 @@ SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     "bridge/wincc/unified.py",
     "bridge/app.py",
     "bridge/config.py",
+    # one section per asyncua touchpoint, and engineers are adding theirs: after the merge it becomes a package
+    # (bridge/opcua/_asyncua/, one module per section, the checks in _touchpoints.py)
+    "bridge/opcua/_asyncua.py",
 }
 
 

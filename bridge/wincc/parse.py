@@ -218,7 +218,7 @@ class BatchMemo:
         old_content, old_parts, results = entry
         if content == old_content:
             self._new[batch] = entry
-            return dict(zip(batch, results))
+            return dict(zip(batch, results, strict=True))
         parts = item_bytes(content, len(old_parts))
         if parts is None or len(parts) != len(old_parts):
             return None

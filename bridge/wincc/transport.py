@@ -20,7 +20,6 @@ import httpx
 from bridge.config import WinCCConfig
 from bridge.runtime.backoff import backoff_delay
 from bridge.wincc.auth import LOGIN_PATH, SecretSink, make_auth
-from bridge.wincc.http_client import new_http_client
 from bridge.wincc.errors import (
     WinCCBadAnswer,
     WinCCError,
@@ -31,6 +30,7 @@ from bridge.wincc.errors import (
     WinCCUnauthorized,
     WinCCUnreachable,
 )
+from bridge.wincc.http_client import new_http_client
 from bridge.wincc.limiter import Kind, PriorityLimiter
 from bridge.wincc.parse import dumps, loads
 
