@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from bridge.config import HistoryConfig
 from bridge.opcua.history.service import HistoryService
-from tests.unit.test_history_service import TAGS, MemoryArchive, params, raw, read_all, read_one, reader, s
+from tests.unit.test_history_service import TAGS, memory_archive, params, raw, read_all, read_one, reader, s
 from tests.unit.ua_rig import server_with_tags
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -24,7 +24,7 @@ async def stage():
 
 async def _service(stage):
     server, d = stage
-    archive = MemoryArchive()
+    archive = memory_archive()
     service = HistoryService(server, d, archive, HistoryConfig(page_size=1000, max_continuation_points=10))
     await service.setup()
     return d, archive, service

@@ -68,10 +68,16 @@ async def stage():
     return await server_with_tags(TAGS)
 
 
-async def make_rig(stage, **config):
-    server, d = stage
+def memory_archive() -> FakeWinCC:
+    """The in-memory WinCC with this module's archive series ("A.Broken" fails at once, "A.Flaky" after a page)."""
     archive = FakeWinCC(TAGS, series=SERIES, series_times=TIMES)
     archive.broken, archive.flaky = {"A.Broken"}, {"A.Flaky"}
+    return archive
+
+
+async def make_rig(stage, **config):
+    server, d = stage
+    archive = memory_archive()
     # no time budget here: answers that count pages must not depend on how busy the machine is
     service = HistoryService(server, d, archive, HistoryConfig(**{"page_size": 1000, "max_continuation_points": 10,
                                                                    "max_read_s": 600, **config}))
