@@ -674,7 +674,7 @@ def scenario_simulator(res: Results, tmp: Path, tags: int) -> None:
                 "> what the bridge polls" if phase == "concurrent_4" else "")
 
 
-SCENARIOS = ("simulator", "sync", "latency", "polling", "startup", "history", "writes")
+SCENARIOS = ("simulator", "sync", "latency", "polling", "startup", "history", "writes", "alarms")
 SHARED_NOTE = ("Measured on a shared machine (other work was running): absolute figures and wall-clock times are "
                "unreliable; only same-run ratios of CPU time mean anything, and only roughly.")
 
@@ -718,6 +718,10 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
         runs.append(("history", scenario_history, (res, tmp)))
     if "writes" in only:
         runs.append(("writes", scenario_writes, (res, tmp)))
+    if "alarms" in only and (not args.quick or args.only != default_only):
+        from bench.alarms import scenario_alarms  # it imports this module: here, not at the top
+
+        runs.append(("alarms", scenario_alarms, (res, tmp, args.quick)))
     return runs
 
 

@@ -30,6 +30,9 @@ from bridge.runtime.reload import RELOADABLE, restart_needed
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.loop_lag import LoopLag
 from bridge.runtime.ports import PortInUse, ensure_free, is_in_use_error
+from bridge.opcua.alarms.methods import ConditionMethods
+from bridge.opcua.alarms.service import AlarmService
+from bridge.opcua.alarms.wiring import install as install_alarms
 from bridge.opcua.model.address_space import AddressSpace
 from bridge.opcua.model.bridge_status import BridgeStatus, load_types
 from bridge.opcua.services.browse import BrowseService
@@ -90,6 +93,8 @@ class Bridge:
         self.status: BridgeStatus | None = None
         self.health: HealthServer | None = None
         self.writes: WriteRouter | None = None
+        self.alarms: AlarmService | None = None
+        self.condition_methods: ConditionMethods | None = None
         self.loop_lag = LoopLag()
         lim = config.opcua.limits
         self.connections = ConnectionGuard(lim.hello_timeout_s, lim.activation_timeout_s, lim.max_connections,
@@ -153,10 +158,11 @@ class Bridge:
         history = HistoryService(self.server, self.directory, self.client, cfg.history)
         if cfg.history.enabled:
             await history.setup()
+        audit = AuditEvents(self.server, cfg.opcua.application_uri)
         writes = self.writes = WriteRouter(
             self.server, self.directory, self.client, cfg.opcua,
             on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
-            audit=AuditEvents(self.server, cfg.opcua.application_uri),
+            audit=audit,
         )
         await writes.advertise_limits()
         handlers = self.iserver.handlers
@@ -166,8 +172,13 @@ class Bridge:
         handlers.history_read = history.read
         handlers.browse = browse.browse
         handlers.browse_next = browse.browse_next
-        handlers.call = CallService(self.server, bridge_ns).call
+        calls = CallService(self.server, bridge_ns)
+        handlers.call = calls.call
         handlers.on_close += [browse.release, history.release]
+        if cfg.alarms.enabled:
+            self.alarms, self.condition_methods = await install_alarms(
+                self.server, self.directory, self.client, cfg, self.address_space.root_node_id, history, calls,
+                handlers, feeds=[(s.prefix, s.client) for s in self.sources], audit=audit)
 
         for source in self.sources:
             assert source.sync is not None
@@ -176,6 +187,8 @@ class Bridge:
             handlers.subscriptions = DemandFanOut([s.sync.demand for s in self.sources if s.sync is not None])
         lim = cfg.opcua.limits
         install_connection_guard(self.server, self.connections, lim.max_chunk_size, lim.max_message_size)
+        if self.alarms is not None:
+            await self.alarms.start()
         try:
             await self.server.start()
         except OSError as exc:  # taken since the check above
@@ -205,6 +218,8 @@ class Bridge:
         if self.health is not None:
             await self.health.stop()
         await self.loop_lag.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()
         for source in self.sources:
             if source.sync is not None:
                 await source.sync.stop()
@@ -270,6 +285,8 @@ class Bridge:
         if added or removed:
             log.info("model changed: %d tags added, %d removed", len(added), len(removed))
             self.sync.tags_changed(added, removed)
+        if self.alarms is not None and (added or removed or self.address_space.last_changed):
+            self.alarms.model_changed()
 
     async def _browse_until_built(self, source: Source) -> None:
         backoff = Backoff(base_s=1.0, cap_s=self.config.sync.max_backoff_s)
@@ -377,6 +394,12 @@ class Bridge:
             metrics.update({f"source_{re.sub(r'[^A-Za-z0-9_]', '_', s.name)}_reachable": float(s.reachable)
                             for s in self.sources})
         metrics.update(self.connections.metrics())
+        labelled: dict[str, tuple[str, dict[str, float]]] = {}
+        if self.alarms is not None and self.condition_methods is not None:
+            metrics.update(self.alarms.metrics())
+            labelled["alarm_acknowledges"] = ("result", dict(self.condition_methods.acknowledges))
+        if self.writes is not None:  # what clients wrote, by StatusCode (values_updated: what polling stored)
+            labelled["client_writes"] = ("result", dict(self.writes.results))
         return HealthSnapshot(
             serving=self._serving,
             address_space_built=self._built,
@@ -384,8 +407,7 @@ class Bridge:
             tags=len(self.directory) if self.directory is not None else 0,
             gauges={k: v for k, v in metrics.items() if not k.endswith("_total")},
             counters={k.removesuffix("_total"): v for k, v in metrics.items() if k.endswith("_total")},
-            # what clients wrote, by StatusCode (values_updated counts what polling stored, not client writes)
-            labelled_counters={"client_writes": ("result", dict(self.writes.results))} if self.writes else {},
+            labelled_counters=labelled,
         )
 
 

@@ -225,6 +225,7 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     options = SimulatorOptions(
         dialect=config.wincc.dialect, port=port, auth="basic", username=config.wincc.auth.username or "opcua",
         password=os.environ[DEMO_WINCC_ENV],
+        alarms_per_minute=4,  # a live Event View: limit alarms come and go by themselves
     )
 
     async def work(stop: asyncio.Event) -> None:

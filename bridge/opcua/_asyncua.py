@@ -87,6 +87,7 @@ __all__ = [
     "GuardedProtocol",
     "install_connection_guard",
     "tolerate_unknown_values",
+    "event_items_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -819,6 +820,21 @@ def tolerate_unknown_values(enum: type[Any]) -> None:
 # 2.1.0; tests/unit/test_logs.py checks the message formats are still in asyncua's source.
 
 
+# ---- 13. Alarms & Conditions: events to monitored items --------------------------------------------------------------
+# Why: asyncua sends an event only to items monitoring exactly its `emitting_node`, evaluates OfType as equality (no
+# subtypes), and its ConditionRefresh replays to every item of a subscription. The bridge's condition events travel
+# a notifier chain and answer select/where clauses with their own evaluator (bridge/opcua/alarms/delivery.py), so
+# it reads a subscription's event items itself and queues each EventFieldList the way asyncua's trigger path does.
+# Read against asyncua 2.1.0: MonitoredItemService._monitored_events (notifier NodeId -> item ids) and
+# ._monitored_items (id -> MonitoredItemData: filter, client_handle, queue_size, mode);
+# InternalSubscription.enqueue_event(mid, eventdata, maxsize) and .session_id.
+
+def event_items_of(subscription: Any) -> tuple[dict[ua.NodeId, list[int]], dict[int, Any]]:
+    """(notifier NodeId -> monitored item ids, item id -> MonitoredItemData) of one InternalSubscription."""
+    srv = subscription.monitored_item_srv
+    return srv._monitored_events, srv._monitored_items
+
+
 TOUCHPOINTS += [
     # 10. transport guard
     Touchpoint("10 transport guard", binary_server_asyncio, "OPCUAProtocol"),
@@ -839,4 +855,11 @@ TOUCHPOINTS += [
       for name in ("max_recv_buffer", "max_send_buffer", "max_chunk_count", "max_message_size")),
     # 11. enum values out of range
     Touchpoint("11 enum values out of range", ua_binary, "create_enum_deserializer", ("uatype",)),
+    # 13. alarms & conditions
+    Touchpoint("13 alarms & conditions", InternalSubscription, "enqueue_event", ("self", "mid", "eventdata", "maxsize")),
+    *(InstanceAttribute("13 alarms & conditions", MonitoredItemService, name)
+      for name in ("_monitored_items", "_monitored_events")),
+    *(InstanceAttribute("13 alarms & conditions", MonitoredItemData, name)
+      for name in ("filter", "client_handle", "queue_size", "mode")),
+    InstanceAttribute("13 alarms & conditions", InternalSubscription, "session_id"),
 ]

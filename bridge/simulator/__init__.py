@@ -55,6 +55,7 @@ class SimulatorOptions:
     seed: int = 1
     backfill_days: float = 2
     tick_s: float = 0.5
+    alarms_per_minute: float = 0.0  # the plant disturbs itself (limit alarms come and go); 0 = only when forced
     archive_epoch: datetime | None = None
     tls_cert: str | Path | None = None  # PEM certificate (chain) and its key: serve HTTPS
     tls_key: str | Path | None = None
@@ -86,7 +87,8 @@ class Simulator:
             raise ValueError("tls_cert and tls_key go together")
         self.options = options
         self.plant = Plant(generated=options.tags, change_rate=options.change_rate, seed=options.seed,
-                           backfill_days=options.backfill_days, archive_epoch=options.archive_epoch)
+                           backfill_days=options.backfill_days, archive_epoch=options.archive_epoch,
+                           alarms_per_minute=options.alarms_per_minute)
         self.faults = Faults()
         self.stats = Stats()
         app = build_app(self.plant, options.dialect, auth=options.auth, username=options.username,
@@ -236,6 +238,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "same values (default: %(default)s)")
     parser.add_argument("--backfill-days", type=float, default=2, metavar="DAYS",
                         help="archive history generated for archived tags at start, in days (default: %(default)s)")
+    parser.add_argument("--alarms-per-minute", type=float, default=0.0,
+                        help="the plant raises limit alarms by itself at about this rate (default: %(default)s = only "
+                        "when forced through /_sim/alarms)")
     parser.add_argument("--tls-cert", metavar="FILE",
                         help="PEM certificate (chain): serve HTTPS, with --tls-key (default: none, plain HTTP)")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert (default: none)")
@@ -259,4 +264,5 @@ def options_from_args(ns: argparse.Namespace) -> SimulatorOptions:
         raise SystemExit("--tls-cert and --tls-key go together")
     return SimulatorOptions(dialect=ns.dialect, host=ns.host, port=ns.port, tags=ns.tags, change_rate=ns.change_rate,
                             auth=ns.auth, username=ns.username, password=password, token_ttl_s=ns.token_ttl,
-                            seed=ns.seed, backfill_days=ns.backfill_days, tls_cert=ns.tls_cert, tls_key=ns.tls_key)
+                            seed=ns.seed, backfill_days=ns.backfill_days, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
+                            alarms_per_minute=ns.alarms_per_minute)

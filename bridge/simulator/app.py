@@ -8,7 +8,9 @@ Control API (no auth, JSON bodies; a bad body answers 400 {"error": ...}):
   ITEM = {"name": "<dp name>", "type": "double", "value": 0, "unit", "min", "max", "writable": false, "rs_name"}
   (`rs_name` gives a restservice name other than the derived one). Names in set/quality/remove may be either
   dialect's name.
-- POST /_sim/alarms {"raise"|"clear": id}
+- POST /_sim/alarms {"raise"|"clear": id or [ids], "generate": n}
+- restservice only: POST <base>/_site/alarms/{id}/acknowledge {"user", "comment"} (a site script for
+  `wincc.acknowledge`; WinCC's restservice has no acknowledge call)
 - POST /_sim/faults SPEC turns one fault on (several may be on at once; the same mode again replaces its spec);
   DELETE /_sim/faults (or {"mode": "none"}) turns all off. In-process: `sim.faults.set(SPEC)`, `sim.faults.clear()`.
 - POST /_sim/restart {"add": [ITEM...], "remove": [name...], "down_s": 0.5} restarts WinCC: every session token

@@ -73,14 +73,20 @@ async def tags(request: Request) -> Response:
 async def alarms(request: Request) -> Response:
     plant = sim_of(request).plant
     content = await wire.body(request)
+    generate = content.get("generate", 0)
+    if type(generate) is not int or not 0 <= generate <= 100_000:
+        raise BadRequest("generate is a number of alarms, 0..100000")
+    added = plant.add_alarms(generate) if generate else []
     for key, active in (("raise", True), ("clear", False)):
-        if key in content:
-            alarm_id = str(content[key])
-            if alarm_id not in plant.alarms:
-                raise BadRequest(f"no alarm {alarm_id!r}")
-            plant.forced_alarms[alarm_id] = active
-            plant.set_alarm(alarm_id, active)
-    return json_response({"active": [a.id for a in plant.active_alarms()]})
+        if key in content:  # one id, or a list of ids
+            ids = content[key] if isinstance(content[key], list) else [content[key]]
+            for alarm_id in map(str, ids):
+                if alarm_id not in plant.alarms:
+                    raise BadRequest(f"no alarm {alarm_id!r}")
+                plant.forced_alarms[alarm_id] = active
+                plant.set_alarm(alarm_id, active)
+    active_ids = [a.id for a in plant.active_alarms()]
+    return json_response({"active": active_ids[:1000], "active_count": len(active_ids), "added": len(added)})
 
 
 async def restart(request: Request) -> Response:

@@ -16,12 +16,19 @@ Archive (deterministic, so history tests can compute by hand):
   second), quality 192; float tags archive v(s), int32 tags round(10 * v(s)), bool tags s % 2 == 1.
 - demo archived tags: one value every 10 s from the epoch to start, value(k) = low + (high - low) *
   (0.5 + 0.4 * sin(k / 30)) for the k-th value, quality 192; then the live value once per tick.
+
+Alarms: 1001 Tank 1 level > 9 m, 1002 reactor temperature > 180 degC, 1003 pump 1 stopped with a speed setpoint.
+With `alarms_per_minute` > 0 (the demo) the plant disturbs itself at about that rate (seeded, so repeatable): a
+reactor temperature spike, a tank overfill that then drains, or a pump trip of a few seconds; each drives its tag
+across the limit, so the alarm comes and goes by itself. `add_alarms(n)` defines n more alarms (ids G1..Gn, on
+generated tags, else on the demo tags) that only the control API raises and clears (benchmarks).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,7 +120,7 @@ class Alarm:
 
 class Plant:
     def __init__(self, *, generated: int = 0, change_rate: float = 0.1, seed: int = 1, backfill_days: float = 2,
-                 archive_epoch: datetime | None = None) -> None:
+                 archive_epoch: datetime | None = None, alarms_per_minute: float = 0.0) -> None:
         if not 0 <= generated <= MAX_GENERATED:
             raise ValueError(f"generated tags must be 0..{MAX_GENERATED}, not {generated}")
         self.started = datetime.now(UTC).replace(microsecond=0)
@@ -138,6 +145,12 @@ class Plant:
         }
         self.forced_alarms: dict[str, bool] = {}
         self.alarm_log: list[dict[str, Any]] = []
+        self.alarms_per_minute = alarms_per_minute
+        self._rng = random.Random(seed)
+        self._sim_s = 0.0  # simulated seconds since start (sum of tick dt)
+        self._next_disturbance = self._rng.expovariate(alarms_per_minute / 60) if alarms_per_minute > 0 else math.inf
+        self._draining_until = 0.0  # tank overfill: extra outflow until then
+        self._trip_until = 0.0  # pump trip: not running until then
         self._tick_n = 0
         self._backfill()
 
@@ -322,6 +335,10 @@ class Plant:
         level = t["System1.Tank1.Level"]
         inflow = 0.4 if t["System1.Tank1.InletValve"].value else 0.0
         outflow = 0.3 if t["System1.Tank1.OutletValve"].value else 0.0
+        self._sim_s += dt
+        self._disturb()
+        if self._sim_s < self._draining_until:
+            outflow += 0.25  # the overfilled tank's relief drain
         if level.value >= t["System1.Tank1.LevelSetpoint"].value:
             inflow = 0.0  # the level controller closes the feed at its setpoint
         wobble = 0.01 * math.sin(self._tick_n / 3)
@@ -344,8 +361,41 @@ class Plant:
         if tag.archived:
             tag.history.append((now, tag.value, tag.quality))
 
+    def _disturb(self) -> None:
+        """The demo's self-made trouble: one disturbance at a time, on average alarms_per_minute of them."""
+        if self._sim_s < self._next_disturbance:
+            return
+        self._next_disturbance = self._sim_s + max(5.0, self._rng.expovariate(self.alarms_per_minute / 60))
+        t, kind = self.tags, self._rng.randrange(3)
+        if kind == 0:
+            self.set("System1.Reactor.Temperature", 185.0 + self._rng.uniform(0, 10))  # cools back in seconds
+        elif kind == 1:
+            self.set("System1.Tank1.Level", 9.5)
+            self._draining_until = self._sim_s + 8
+        else:
+            self._trip_until = self._sim_s + self._rng.uniform(4, 10)
+        running = t["System1.Pump1.Running"]
+        if kind == 2 and running.value:
+            self.set("System1.Pump1.Running", False)
+
+    def add_alarms(self, count: int) -> list[str]:
+        """Define `count` more alarms (ids G1.., each on a generated tag if there are any), inactive."""
+        start = sum(1 for a in self.alarms if a.startswith("G"))
+        demo = list(self.tags)
+        ids = []
+        for n in range(start + 1, start + count + 1):
+            tag = self.gen_name((n - 1) % self.generated, "dp") if self.generated else demo[n % len(demo)]
+            self.alarms[f"G{n}"] = Alarm(f"G{n}", tag, f"Generated alarm {n}", "Alarm", 1 + n % 1000)
+            ids.append(f"G{n}")
+        return ids
+
     def _alarms(self, now: datetime) -> None:
         t = self.tags
+        running = t["System1.Pump1.Running"]
+        if self._trip_until and self._sim_s >= self._trip_until:
+            self._trip_until = 0.0
+            if not running.value:
+                self.set("System1.Pump1.Running", True)
         conditions = {
             "1001": t["System1.Tank1.Level"].value > 9,
             "1002": t["System1.Reactor.Temperature"].value > 180,
@@ -360,13 +410,15 @@ class Plant:
             return
         now = now or datetime.now(UTC)
         alarm.active, alarm.timestamp = active, now
-        alarm.value = self.tags[alarm.tag].value
+        tag = self.tags.get(alarm.tag)
+        alarm.value = tag.value if tag is not None else None
         if active:
             alarm.acknowledged = False
         self.alarm_log.append(self.alarm_entry(alarm, "came" if active else "went"))
         del self.alarm_log[:-10_000]
 
-    def acknowledge(self, alarm_id: str) -> int:
+    def acknowledge(self, alarm_id: str, user: str | None = None, comment: str | None = None) -> int:
+        """200, 404 (unknown) or 409 (already acknowledged). The log entry keeps who acknowledged and why."""
         alarm = self.alarms.get(alarm_id)
         if alarm is None:
             return 404
@@ -375,6 +427,10 @@ class Plant:
         alarm.acknowledged = True
         entry = self.alarm_entry(alarm, "came" if alarm.active else "went")
         entry["timestamp"] = iso(datetime.now(UTC))
+        if user is not None:
+            entry["user"] = user
+        if comment is not None:
+            entry["comment"] = comment
         self.alarm_log.append(entry)
         return 200
 

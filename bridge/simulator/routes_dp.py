@@ -157,7 +157,7 @@ async def alert_ack(request: Request) -> Response:
     user, comment = content.get("user"), content.get("comment")
     if not isinstance(user, str | None) or not isinstance(comment, str | None):
         raise BadRequest("user and comment must be text")
-    status = sim.plant.acknowledge(alarm_id)
+    status = sim.plant.acknowledge(alarm_id, user, comment)
     if status == 404:
         return json_response({"error": "unknown alarm"}, 404)
     if status == 409:

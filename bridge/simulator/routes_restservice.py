@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from bridge.simulator import wire
 from bridge.simulator.plant import RS_TYPE, Plant, Tag, iso
-from bridge.simulator.routes_dp import alarm_json, history_entries
+from bridge.simulator.routes_dp import alarm_json, alert_ack, history_entries
 from bridge.simulator.state import GEN_BLOCK, SimState, continuation, page, sim_of, write_value
 from bridge.simulator.wire import BadRequest, json_response
 
@@ -280,4 +280,6 @@ ROUTES = [
     _route("/tagLogging/Values", archive_values, "POST"),
     _route("/alarmLogging/MessageList", messages),
     _route("/alarmLogging/ShortTermArchive", short_term),
+    # not WinCC's: a site's own acknowledge script, as `wincc.acknowledge` may name one (tests, demo)
+    _route("/_site/alarms/{id}/acknowledge", alert_ack, "POST"),
 ]

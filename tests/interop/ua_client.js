@@ -8,6 +8,7 @@
 //      read {nodeId, attribute?}, write {nodeId, dataType, value}, subscribe {nodeId, samplingInterval, count, timeoutMs},
 //      historyRaw {nodeId, start, end, numValuesPerNode?} (follows continuation points),
 //      historyProcessed {nodeId, start, end, aggregate, processingInterval}, call {objectId, methodId, inputArguments}
+//      alarms (alarms.js): eventMonitor, waitEvent, events, refresh, acknowledge, addComment, historyEvents, http
 "use strict";
 const {
   OPCUAClient, MessageSecurityMode, SecurityPolicy, AttributeIds, DataType, UserTokenType, TimestampsToReturn,
@@ -15,6 +16,7 @@ const {
   ReadProcessedDetails, StatusCodes, HistoryReadRequest,
 } = require("node-opcua-client");
 const { OPCUACertificateManager } = require("node-opcua-certificate-manager");
+const alarms = require("./alarms.js");
 
 function dv(d) {
   if (!d) return null;
@@ -128,6 +130,7 @@ async function run(spec) {
                              : { type: UserTokenType.Anonymous };
   const session = await client.createSession(identity);
   const out = [];
+  const state = { subs: {}, monitors: {} };
   try {
     // "nsu=<uri>;s=..." NodeIds are resolved against the server's NamespaceArray, as a user would pick them
     const nsArray = (await session.read({ nodeId: "i=2255", attributeId: AttributeIds.Value })).value.value;
@@ -157,7 +160,9 @@ async function run(spec) {
                                            inputArguments: step.inputArguments || [] });
             out.push({ status: r.statusCode.name }); break;
           }
-          default: throw new Error("unknown op " + step.op);
+          default:
+            if (alarms.ops[step.op]) { out.push(await alarms.ops[step.op](session, step, state)); break; }
+            throw new Error("unknown op " + step.op);
         }
       } catch (err) {
         out.push({ error: String(err && err.stack ? err.stack : err) });

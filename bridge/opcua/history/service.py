@@ -92,7 +92,8 @@ _ALL = sys.maxsize  # skip count meaning "every value at that timestamp"
 _NUMERIC = {DataType.bool, DataType.int8, DataType.int16, DataType.int32, DataType.int64, DataType.uint8,
             DataType.uint16, DataType.uint32, DataType.uint64, DataType.float, DataType.double}
 
-EventReader = Callable[[InternalSession, ua.HistoryReadValueId, ua.ReadEventDetails], Awaitable[ua.HistoryReadResult]]
+# ReadEvent requests (and releasing their continuation points) go whole to the event reader (history/events.py)
+EventReader = Callable[[InternalSession, ua.HistoryReadParameters], Awaitable[list[ua.HistoryReadResult]]]
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -246,15 +247,15 @@ class HistoryService:
     async def read(self, session: InternalSession, params: ua.HistoryReadParameters) -> list[ua.HistoryReadResult]:
         details = params.HistoryReadDetails
         nodes = list(params.NodesToRead)
+        if isinstance(details, ua.ReadEventDetails):
+            if self.event_reader is None:
+                return [_result(S.BadHistoryOperationUnsupported) for _ in nodes]
+            return await self.event_reader(session, params)
         if params.ReleaseContinuationPoints:
             for n in nodes:
                 if n.ContinuationPoint:
                     self._take(session, n.ContinuationPoint)
             return [_result(S.Good) for _ in nodes]
-        if isinstance(details, ua.ReadEventDetails):
-            if self.event_reader is None:
-                return [_result(S.BadHistoryOperationUnsupported) for _ in nodes]
-            return list(await asyncio.gather(*(self.event_reader(session, n, details) for n in nodes)))
         if params.TimestampsToReturn == ua.TimestampsToReturn.Neither or params.TimestampsToReturn > 3:
             return [_result(S.BadTimestampsToReturnInvalid) for _ in nodes]
         role = role_of(session.user)

@@ -11,6 +11,9 @@ The same rule answers UserExecutable per session (see reads.py).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
 from asyncua import Server, ua
 
 from bridge.config import Role
@@ -45,18 +48,35 @@ def may_call(role: Role | None, method_id: ua.NodeId, bridge_ns: int | None = No
     return ident in _READ_ONLY
 
 
+class MethodRoute(Protocol):
+    """Methods answered by the bridge with the calling session (asyncua's method callbacks never see it)."""
+
+    def claims(self, request: ua.CallMethodRequest) -> bool: ...
+
+    call: Callable[[InternalSession, ua.CallMethodRequest], Awaitable[ua.CallMethodResult]]
+    # told of a claimed call the session may not make (answered BadUserAccessDenied here), e.g. to audit it
+    refused: Callable[[InternalSession, ua.CallMethodRequest], Awaitable[None]]
+
+
 class CallService:
     def __init__(self, server: Server, bridge_ns: int | None = None) -> None:
         self._bridge_ns = bridge_ns
+        self.routes: list[MethodRoute] = []  # asked in order, after the rights check
 
     async def call(self, session: InternalSession, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         role = role_of(session.user)
-        allowed = [p for p in params if may_call(role, p.MethodId, self._bridge_ns)]
+        allowed = [p for p in params if may_call(role, p.MethodId, self._bridge_ns)
+                   and not any(r.claims(p) for r in self.routes)]
         results = iter(await InternalSession.call(session, allowed) if allowed else [])
         out: list[ua.CallMethodResult] = []
         for p in params:
-            if may_call(role, p.MethodId, self._bridge_ns):
-                out.append(next(results))
-            else:
+            route = next((r for r in self.routes if r.claims(p)), None)
+            if not may_call(role, p.MethodId, self._bridge_ns):
                 out.append(ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)))
+                if route is not None:
+                    await route.refused(session, p)
+            elif route is not None:
+                out.append(await route.call(session, p))
+            else:
+                out.append(next(results))
         return out

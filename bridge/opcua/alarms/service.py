@@ -1,0 +1,221 @@
+"""WinCC alarms as OPC UA conditions: the poller, the conditions it keeps, and where their events go.
+
+Every `alarms.poll_ms` one REST read of WinCC's active alarms (`WinCCClient.active_alarms`) is reconciled with the
+conditions held (state.py); each resulting change updates the condition's nodes (nodes.py) and is sent as one event
+to every event monitored item on the Server object, the WinCC root or a folder above the alarm's source, whose
+where clause it passes.
+
+- WinCC unreachable (the read fails): every condition keeps its state, its Quality turns BadCommunicationError and
+  one event per condition says so; the poller keeps polling at its rate. The first poll that answers reconciles
+  everything (alarms that went or were acknowledged meanwhile get their events) and Quality is Good again.
+- A poll whose answer was asked for before an Acknowledge or comment of ours completed is dropped (the next poll
+  reconciles): it could still list the alarm unacknowledged and would look like a new occurrence.
+- The methods (Acknowledge, AddComment, ConditionRefresh/2, Enable/Disable) are in methods.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import Server, ua
+
+from bridge.config import AlarmsConfig
+from bridge.opcua.alarms.delivery import deliver_event, event_items
+from bridge.opcua.alarms.events import EventRecord, matches, select
+from bridge.opcua.alarms.nodes import ConditionNodes
+from bridge.opcua.alarms.records import Source, condition_name, condition_record
+from bridge.opcua.alarms.state import AlarmBook, Change, Condition
+from bridge.opcua.model.tags import TagDirectory
+from bridge.runtime.gc_policy import freeze_long_lived
+from bridge.wincc.client import WinCCClient
+from bridge.wincc.errors import WinCCError
+from bridge.wincc.models import Alarm
+
+__all__ = ["AlarmService"]
+
+log = logging.getLogger(__name__)
+O = ua.ObjectIds
+SERVER = ua.NodeId(O.Server)
+_YIELD_EVERY = 100  # changes applied between two turns of the event loop (a new condition is ~35 nodes)
+
+
+class AlarmService:
+    """Owns the conditions of one bridge. `start()` once the address space is built, `stop()` at shutdown."""
+
+    def __init__(self, server: Server, directory: TagDirectory, client: WinCCClient, config: AlarmsConfig,
+                 alarms_ns: int, root_node_id: ua.NodeId,
+                 feeds: Sequence[tuple[str, WinCCClient]] | None = None) -> None:
+        """`client` acknowledges (any station's alarm); `feeds` are (alarm id prefix, client) per WinCC station,
+        each polled on its own so one station down marks only its own conditions (default: `client` alone)."""
+        self.server = server
+        self.directory = directory
+        self.client = client
+        self.feeds = list(feeds) if feeds is not None else [("", client)]
+        self.config = config
+        self.ns = alarms_ns
+        self.root = root_node_id
+        self.book = AlarmBook()
+        self.records: dict[str, EventRecord] = {}  # alarm id -> the condition's last event
+        self.sources: dict[str, Source] = {}  # alarm id -> where its condition hangs
+        self.nodes = ConditionNodes(server.iserver.aspace, alarms_ns, self.records.get)
+        self.generation = 0  # bumped by every local change (acknowledge, comment)
+        self.poll_errors = 0
+        self.polls = 0
+        self.events_sent = 0
+        self.connected: bool | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._marked_tags = -1
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.mark_notifiers()
+        self._task = asyncio.create_task(self._run(), name="alarm-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def mark_notifiers(self) -> None:
+        """Make the WinCC root and every folder an event notifier, so a client may subscribe to any area (asyncua
+        refuses an event item on a node without SubscribeToEvents). Repeated when the model has changed."""
+        if self._marked_tags == len(self.directory):
+            return
+        self._marked_tags = len(self.directory)
+        aspace = self.server.iserver.aspace
+        folder_ns = self.directory.folder_ns
+        todo = [self.root]
+        seen: set[ua.NodeId] = set()
+        while todo:
+            node_id = todo.pop()
+            if node_id in seen:
+                continue
+            seen.add(node_id)
+            self.nodes.make_notifier(node_id)
+            node = aspace.get(node_id)
+            if node is None:
+                continue
+            todo.extend(r.NodeId for r in node.references
+                        if r.IsForward and r.NodeId.NamespaceIndex == folder_ns
+                        and r.ReferenceTypeId == ua.NodeId(O.Organizes))
+
+    def model_changed(self) -> None:
+        """Tags were added, removed or rebuilt by a re-browse: every folder is a notifier again, and each condition
+        is placed anew (its tag may be gone: then it hangs under the WinCC root) with its references restored."""
+        self._marked_tags = -1
+        self.mark_notifiers()
+        self.nodes.forget_links()
+        for alarm_id, old in list(self.sources.items()):
+            cond = self.book.get(alarm_id)
+            if cond is None:
+                continue
+            source = self.sources[alarm_id] = self.source_of(cond)
+            self.nodes.link(source.chain, source.node_id if source.is_tag else None)
+            self.nodes.attach(alarm_id, old.node_id, source.node_id)
+            record = self.records.get(alarm_id)
+            if record is not None:
+                self.records[alarm_id] = condition_record(cond, self.condition_id(alarm_id), source,
+                                                          record.value("ReceiveTime"))
+        self.nodes.links_checked()
+
+    # ---- polling --------------------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        period = self.config.poll_ms / 1000
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await self.poll_once()
+            except Exception:  # a bug in one cycle must not end alarm polling for good
+                log.exception("alarm poll failed")
+            elapsed = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(max(0.0, period - elapsed))
+
+    async def poll_once(self) -> None:
+        """One REST read of the active alarms per WinCC station (concurrently), each reconciled on its own."""
+        generation = self.generation
+        answers = await asyncio.gather(*(client.active_alarms() for _, client in self.feeds), return_exceptions=True)
+        for (prefix, _), answer in zip(self.feeds, answers, strict=True):
+            if isinstance(answer, WinCCError):
+                self.poll_errors += 1
+                if self.connected is not False:
+                    log.warning("alarm poll failed, conditions keep their state with BadCommunicationError: %s",
+                                answer)
+                self.connected = False
+                await self.apply(self.book.unreachable(prefix=prefix))
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            self.polls += 1
+            if self.connected is False:
+                log.info("alarm poll answers again: reconciling %d conditions", len(self.book))
+            self.connected = True
+            if generation != self.generation:
+                continue  # an acknowledge or comment completed while this answer was on its way: next poll
+            self.mark_notifiers()
+            await self.apply(self.book.reconcile(answer, prefix=prefix))
+
+    async def reconcile(self, alarms: Sequence[Alarm]) -> None:
+        await self.apply(self.book.reconcile(alarms))
+
+    # ---- changes -> nodes and events ------------------------------------------------------------------------------
+    def source_of(self, cond: Condition) -> Source:
+        return self.source_for(cond.tag)
+
+    def source_for(self, tag_name: str | None) -> Source:
+        """The source node of an alarm on `tag_name`: the tag if the bridge serves it, else the WinCC root."""
+        tag = self.directory.get(tag_name) if tag_name else None
+        folders = [self.root]
+        if tag is None:
+            return Source(self.root, "WinCC", (SERVER, self.root), False)
+        for depth in range(1, len(tag.folder) + 1):
+            folders.append(self.directory.folder_node_id(tag.folder[:depth]))
+        return Source(self.directory.node_id(tag.name), tag.name, (SERVER, *folders), True)
+
+    def condition_id(self, alarm_id: str) -> ua.NodeId:
+        return ua.NodeId(alarm_id, self.ns)
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        now = datetime.now(UTC)
+        built = 0
+        for i, change in enumerate(changes):
+            cond = change.condition
+            source = self.sources.get(cond.alarm_id)
+            if source is None:
+                built += 1
+                source = self.sources[cond.alarm_id] = self.source_of(cond)
+                self.nodes.link(source.chain, source.node_id if source.is_tag else None)
+                self.nodes.add(cond.alarm_id, condition_name(cond.alarm_class, cond.alarm_id), source.node_id)
+            record = condition_record(cond, self.condition_id(cond.alarm_id), source, now)
+            self.records[cond.alarm_id] = record
+            log.debug("alarm %s: %s (active=%s acked=%s retain=%s)", cond.alarm_id, change.reason, cond.active,
+                      cond.acked, cond.retain)
+            await self.emit(record, source.chain)
+            if change.forget:
+                self.nodes.remove(cond.alarm_id, source.node_id)
+                self.records.pop(cond.alarm_id, None)
+                self.sources.pop(cond.alarm_id, None)
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+        # thousands of new conditions are long-lived objects: out of the collector's full passes (gc_policy.py)
+        freeze_long_lived("alarm conditions", built)
+
+    async def emit(self, record: EventRecord, chain: Sequence[ua.NodeId], subscription_id: int | None = None,
+                   mid: int | None = None, unbounded: bool = False) -> int:
+        items = event_items(self.server, chain, subscription_id, mid)
+        if not items:
+            return 0
+        sent = await deliver_event(items, select, matches, record, unbounded)
+        self.events_sent += sent
+        return sent
+
+    # ---- health ---------------------------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        active, unacked = self.book.counts()
+        return {"alarms_active": active, "alarms_unacknowledged": unacked, "alarm_conditions": len(self.records),
+                "alarm_poll_errors_total": self.poll_errors, "alarm_polls_total": self.polls,
+                "alarm_events_sent_total": self.events_sent}
