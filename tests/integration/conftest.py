@@ -46,6 +46,7 @@ TEST_SECRETS: tuple[str, ...] = (
     "lg-Pw-4e7a", "lg-tok-0c93d1",  # tests/unit/test_logs.py
     "cli-Pw-6f2b",  # tests/integration/test_cli_logging.py
     "uni-Pw-5d21",  # tests/integration/test_unified_client.py
+    "deploy-Pw-5e1c",  # tests/unit/test_deploy.py
 )
 _HASHES: dict[str, str] = {}
 

@@ -113,7 +113,8 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             wincc = next(d for d in await client.nodes.objects.get_children_descriptions()
                          if d.BrowseName.Name == "WinCC")
             children = await client.get_node(wincc.NodeId).get_children_descriptions(refs=ua.ObjectIds.Organizes)
-            stations = sorted(d.BrowseName.Name for d in children if d.TypeDefinition == ua.NodeId(ua.ObjectIds.FolderType))
+            folder_type = ua.NodeId(ua.ObjectIds.FolderType)
+            stations = sorted(d.BrowseName.Name for d in children if d.TypeDefinition == folder_type)
             assert stations == ["north", "south"]
             north_level = client.get_node(ua.NodeId("north/System1.Tank1.Level", ns))
             south_level = client.get_node(ua.NodeId("south/Tank1_Level", ns))
@@ -126,8 +127,8 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             setpoint = client.get_node(ua.NodeId("south/Tank1_LevelSetpoint", ns))
             await setpoint.write_value(ua.DataValue(ua.Variant(6.5, ua.VariantType.Float)))
             auth = ("opcua", WINCC_PASSWORD)
-            answer = httpx.get(f"http://127.0.0.1:{south_port}/WinCCRestService/tagManagement/Value/Tank1_LevelSetpoint",
-                               auth=auth, timeout=5)
+            south_api = f"http://127.0.0.1:{south_port}/WinCCRestService"
+            answer = httpx.get(f"{south_api}/tagManagement/Value/Tank1_LevelSetpoint", auth=auth, timeout=5)
             assert answer.json()["value"] == pytest.approx(6.5)
             unchanged = httpx.get(f"http://127.0.0.1:{north_port}/api/dp/System1.Tank1.LevelSetpoint", auth=auth,
                                   timeout=5)
