@@ -149,9 +149,11 @@ class Bridge:
             [], [ua.VariantType.String])
         single = len(self.sources) == 1 and not cfg.sources
         for source in self.sources:
-            # BridgeStatus describes one WinCC connection; with several, ServiceLevel and /metrics tell per source
+            # with several stations each has its own BridgeStatus in its folder; the top one sums them up
+            status = self.status if single else await BridgeStatus.create(
+                self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix)
             source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client, cfg.sync,
-                                     status=self.status if single else None)
+                                     status=status)
         self.sync = self.sources[0].sync if single else SyncGroup(self.sources)
 
         browse = BrowseService(self.server, max_references_per_node=cfg.opcua.max_references_per_node)
@@ -319,14 +321,19 @@ class Bridge:
         station down within one poll cycle), written only when it changes."""
         last = -1
         while True:
-            level = service_level([s.reachable for s in self.sources])
-            if level != last:
-                try:
-                    value = ua.DataValue(ua.Variant(level, ua.VariantType.Byte))
-                    await self.server.write_attribute_value(_SERVICE_LEVEL, value)
+            reachable = [s.reachable for s in self.sources]
+            level = service_level(reachable)
+            try:
+                if level != last:
+                    await self.server.write_attribute_value(_SERVICE_LEVEL,
+                                                            ua.DataValue(ua.Variant(level, ua.VariantType.Byte)))
                     last = level
-                except Exception:  # the level is retried next turn; serving must not stop over it
-                    log.exception("cannot write ServiceLevel")
+                if self.config.sources and self.status is not None:  # the top BridgeStatus sums the stations up
+                    state = "connected" if all(reachable) else "degraded" if any(reachable) else "down"
+                    await self.status.update(Connected=all(reachable), State=state,
+                                             TagCount=len(self.directory) if self.directory is not None else 0)
+            except Exception:  # retried next turn; serving must not stop over it
+                log.exception("cannot publish ServiceLevel")
             await asyncio.sleep(0.5)
 
     # ---- reload (SIGHUP, the Reload method) -----------------------------------------------------------------

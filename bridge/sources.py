@@ -209,7 +209,8 @@ class Source:
         self.prefix = self.name + SEPARATOR if qualified else ""
         self.client: WinCCClient = QualifiedClient(self.name, client) if qualified else client
         self.snapshot = _snapshot_path(config.browse_snapshot, self.name if qualified else "")
-        self.items: list[Item] = []
+        # a station's folder exists from the start, even before its first browse answers
+        self.items: list[Item] = [Folder(path=(self.name,))] if qualified else []
         self.built = False  # a fresh browse was applied (not only a snapshot)
         self.sync: SyncEngine | None = None
 

@@ -142,6 +142,9 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             assert level == 100
             assert _metric(stack, "wincc_bridge_source_south_reachable") == 0.0
             assert _metric(stack, "wincc_bridge_source_north_reachable") == 1.0
+            assert await _status(client, "south/BridgeStatus.Connected") is False
+            assert await _status(client, "north/BridgeStatus.Connected") is True
+            assert await wait_until(lambda: _status_is(client, "BridgeStatus.State", "degraded"), timeout=5)
 
             south, _, _ = start_simulator(tmp_path, "restservice", port=south_port)
             await wait_until(lambda: _good(south_level), timeout=30, what="south Good again")
@@ -153,6 +156,15 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             if sim.poll() is None:
                 sim.terminate()
                 sim.wait(10)
+
+
+async def _status(client: Client, field: str) -> object:
+    ns = await client.get_namespace_index(NS_URI + "/bridge")
+    return await client.get_node(ua.NodeId(field, ns)).read_value()
+
+
+async def _status_is(client: Client, field: str, value: object) -> bool:
+    return await _status(client, field) == value
 
 
 async def _service_level_is(client: Client, level: int) -> int | None:

@@ -5,6 +5,8 @@ TagCount, PollCycleMs, LateCycles, PollErrors. It is an instance of BridgeStatus
 NodeSet `nodesets/wincc-bridge.NodeSet2.xml` (namespace TYPES_URI; shipped in the package as
 bridge/nodesets/), which `load_types` imports with asyncua's XML import before the object is created, so clients
 and modelling tools see a typed object (its variables' BrowseNames are in the types namespace).
+With several sources each station has its own, under its folder: `ns=<bridge ns>;s=<source>/BridgeStatus` and
+`<source>/BridgeStatus.<Field>`.
 """
 
 from __future__ import annotations
@@ -40,17 +42,18 @@ class BridgeStatus:
         self._values: dict[str, Any] = {name: default for name, (_, default) in _FIELDS.items()}
 
     @classmethod
-    async def create(cls, server: Server, parent: ua.NodeId, ns: int) -> BridgeStatus:
+    async def create(cls, server: Server, parent: ua.NodeId, ns: int, prefix: str = "") -> BridgeStatus:
         """Instantiate BridgeStatusType (call `load_types` first): asyncua names the children of a String NodeId
-        `<parent>.<BrowseName>`, which are the NodeIds clients already use."""
+        `<parent>.<BrowseName>`, which are the NodeIds clients already use. `prefix` names a station's own
+        (`<source>/`, see bridge/sources.py)."""
         types_ns = await server.get_namespace_index(TYPES_URI)
         status_type = ua.NodeId(_STATUS_TYPE_ID, types_ns)
-        await server.get_node(parent).add_object(ua.NodeId("BridgeStatus", ns), ua.QualifiedName("BridgeStatus", ns),
-                                                 objecttype=status_type)
+        await server.get_node(parent).add_object(ua.NodeId(f"{prefix}BridgeStatus", ns),
+                                                 ua.QualifiedName("BridgeStatus", ns), objecttype=status_type)
         node_ids: dict[str, ua.NodeId] = {}
         now = datetime.now(UTC)
         for name, (vt, default) in _FIELDS.items():
-            node_id = ua.NodeId(f"BridgeStatus.{name}", ns)
+            node_id = ua.NodeId(f"{prefix}BridgeStatus.{name}", ns)
             if default is not None:
                 dv = ua.DataValue(ua.Variant(default, vt), SourceTimestamp=now, ServerTimestamp=now)
                 await server.write_attribute_value(node_id, dv)
