@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from bridge import __version__
-from bridge.config import BridgeConfig, ConfigError, ConfigWarning, load_config, parse_config
+from bridge.config import BridgeConfig, ConfigError, ConfigWarning, WinCCConfig, load_config, parse_config
 from bridge.runtime.logs import RedactingFilter, configure_logging
 from bridge.runtime.ports import PortInUse
 
@@ -282,9 +282,18 @@ def _cmd_hash_password(password: str | None) -> int:
 
 
 async def _browse(config: BridgeConfig, redact: RedactingFilter) -> list[Any]:
-    from bridge.wincc.client import open_client
+    from bridge.wincc.client import WinCCClient, open_client
 
-    async with open_client(config.wincc, batch_size=config.sync.batch_size, on_secret=redact.add) as client:
+    def one(station: WinCCConfig) -> WinCCClient:
+        return open_client(station, batch_size=config.sync.batch_size, on_secret=redact.add)
+
+    if config.sources:  # every station, named as the bridge serves them (<source>/<tag>)
+        from bridge.sources import QualifiedClient, SourceRouter
+
+        client: WinCCClient = SourceRouter(QualifiedClient(s.name or "", one(s)) for s in config.sources)
+    else:
+        client = one(config.wincc)
+    async with client:
         return [item async for item in client.browse()]
 
 

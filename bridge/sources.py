@@ -133,6 +133,8 @@ class SourceRouter:
         return out
 
     async def __aenter__(self) -> SourceRouter:
+        for client in self._clients.values():
+            await client.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -4,6 +4,10 @@ browses and reads over TCP from this process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
 import pytest
 from asyncua import Client, ua
@@ -133,6 +137,13 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             unchanged = httpx.get(f"http://127.0.0.1:{north_port}/api/dp/System1.Tank1.LevelSetpoint", auth=auth,
                                   timeout=5)
             assert unchanged.json()["value"] != pytest.approx(6.5)
+
+            # the browse command lists every station under the names the bridge serves
+            env = {**os.environ, "WINCC_PASSWORD": WINCC_PASSWORD}
+            listing = subprocess.run([sys.executable, "-m", "bridge", "browse", "--config", str(stack.config_path)],
+                                     capture_output=True, text=True, env=env, timeout=60)
+            assert listing.returncode == 0, listing.stderr
+            assert "= north/System1.Tank1.Level" in listing.stdout and "= south/Tank1_Level" in listing.stdout
 
             south.terminate()
             south.wait(10)
