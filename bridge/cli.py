@@ -288,9 +288,9 @@ async def _browse(config: BridgeConfig, redact: RedactingFilter) -> list[Any]:
         return open_client(station, batch_size=config.sync.batch_size, on_secret=redact.add)
 
     if config.sources:  # every station, named as the bridge serves them (<source>/<tag>)
-        from bridge.sources import QualifiedClient, SourceRouter
+        from bridge.sources import SourceRouter, qualify
 
-        client: WinCCClient = SourceRouter(QualifiedClient(s.name or "", one(s)) for s in config.sources)
+        client: WinCCClient = SourceRouter(qualify(s.name or "", one(s)) for s in config.sources)
     else:
         client = one(config.wincc)
     async with client:

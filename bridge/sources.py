@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,12 @@ from bridge.config import WinCCConfig
 from bridge.opcua.model.address_space import display_segment
 from bridge.opcua.sync.demand import Demand
 from bridge.opcua.sync.engine import SyncEngine
-from bridge.wincc.client import WinCCClient
+from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteResult
 
-__all__ = ["DemandFanOut", "QualifiedClient", "Source", "SourceRouter", "SyncGroup", "source_of"]
+__all__ = ["DemandFanOut", "QualifiedClient", "QualifiedPushingClient", "Source", "SourceRouter", "SyncGroup", "qualify",
+           "source_of"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class QualifiedClient:
         self.inner = inner
         self.dialect = inner.dialect
 
-    def _strip(self, name: str) -> str:
+    def strip(self, name: str) -> str:
         return name[len(self.prefix):] if name.startswith(self.prefix) else name
 
     async def __aenter__(self) -> QualifiedClient:
@@ -80,13 +81,13 @@ class QualifiedClient:
                                           display_name=display_segment(item))
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
-        answer = await self.inner.read([self._strip(n) for n in names])
+        answer = await self.inner.read([self.strip(n) for n in names])
         prefix = self.prefix
         # re-keyed, not rebuilt: the sync engine relies on WinCC's unchanged answers being the same objects
         return {prefix + name: result for name, result in answer.items()}
 
     async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
-        answer = await self.inner.write({self._strip(n): v for n, v in items.items()})
+        answer = await self.inner.write({self.strip(n): v for n, v in items.items()})
         return {self.prefix + n: dataclasses.replace(r, name=self.prefix + r.name) for n, r in answer.items()}
 
     def _alarm(self, alarm: Alarm) -> Alarm:
@@ -97,7 +98,7 @@ class QualifiedClient:
         return [self._alarm(a) for a in await self.inner.active_alarms()]
 
     async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
-        await self.inner.acknowledge(self._strip(alarm_id), comment, user)
+        await self.inner.acknowledge(self.strip(alarm_id), comment, user)
 
     async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]:
         return [self._alarm(a) for a in await self.inner.alarm_history(start, end, limit)]
@@ -105,10 +106,52 @@ class QualifiedClient:
     def archive(self, tag: TagInfo | str, start: datetime, end: datetime,
                 page_size: int = 1000) -> AsyncIterator[list[ArchiveValue]]:
         if isinstance(tag, TagInfo):
-            tag = dataclasses.replace(tag, name=self._strip(tag.name), folder=tag.folder[1:])
+            tag = dataclasses.replace(tag, name=self.strip(tag.name), folder=tag.folder[1:])
         else:
-            tag = self._strip(tag)
+            tag = self.strip(tag)
         return self.inner.archive(tag, start, end, page_size)
+
+
+class _QualifiedPush:
+    """A station's value push (unified) in qualified names."""
+
+    def __init__(self, client: QualifiedClient, inner: ValuePush) -> None:
+        self._client = client
+        self._inner = inner
+
+    @property
+    def covered(self) -> frozenset[str]:
+        prefix = self._client.prefix
+        return frozenset(prefix + name for name in self._inner.covered)
+
+    def want(self, names: Iterable[str]) -> None:
+        self._inner.want([self._client.strip(n) for n in names])
+
+    def start(self) -> None:
+        self._inner.start()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class QualifiedPushingClient(QualifiedClient):
+    """QualifiedClient of a station that pushes value changes (unified): the sync engine's push works through it."""
+
+    inner: PushingClient  # type: ignore[assignment]
+
+    def open_push(self, on_values: Callable[[dict[str, TagValue | TagError]], Awaitable[None]],
+                  on_covered_changed: Callable[[], None]) -> ValuePush:
+        prefix = self.prefix
+
+        async def qualified(values: dict[str, TagValue | TagError]) -> None:
+            await on_values({prefix + name: value for name, value in values.items()})
+
+        return _QualifiedPush(self, self.inner.open_push(qualified, on_covered_changed))
+
+
+def qualify(name: str, inner: WinCCClient) -> QualifiedClient:
+    """The station's client in qualified names; pushing stays available where the dialect pushes."""
+    return QualifiedPushingClient(name, inner) if isinstance(inner, PushingClient) else QualifiedClient(name, inner)
 
 
 class SourceRouter:
@@ -209,7 +252,7 @@ class Source:
         self.config = config
         self.name = config.name or ""
         self.prefix = self.name + SEPARATOR if qualified else ""
-        self.client: WinCCClient = QualifiedClient(self.name, client) if qualified else client
+        self.client: WinCCClient = qualify(self.name, client) if qualified else client
         self.snapshot = _snapshot_path(config.browse_snapshot, self.name if qualified else "")
         # a station's folder exists from the start, even before its first browse answers
         self.items: list[Item] = [Folder(path=(self.name,))] if qualified else []

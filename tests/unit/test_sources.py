@@ -12,10 +12,12 @@ import pytest
 
 from bridge.config import ConfigError, WinCCConfig, parse_config
 from bridge.simulator import Simulator, SimulatorOptions
-from bridge.sources import QualifiedClient, SourceRouter, _snapshot_path, source_of
+from bridge.sources import QualifiedClient, SourceRouter, _snapshot_path, qualify, source_of
+from bridge.wincc.client import PushingClient
 from bridge.wincc import open_client
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Folder, TagError, TagErrorKind, TagInfo, TagValue
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -135,3 +137,31 @@ def test_each_source_keeps_its_own_snapshot() -> None:
     assert _snapshot_path(Path("nodesets/last-browse.xml"), "north") == Path("nodesets/last-browse.north.xml")
     assert _snapshot_path(Path("nodesets/last-browse.xml"), "") == Path("nodesets/last-browse.xml")
     assert _snapshot_path(None, "north") is None
+
+
+async def test_a_pushing_station_pushes_in_qualified_names() -> None:
+    sim = Simulator(SimulatorOptions(dialect="unified", port=0))
+    await sim.start()
+    cfg = WinCCConfig.model_validate({"url": sim.url, "dialect": "unified", "name": "hmi"})
+    client = qualify("hmi", open_client(cfg))
+    assert isinstance(client, PushingClient) and not isinstance(qualify("dp", open_client(WinCCConfig())),
+                                                                  PushingClient)
+    got: list[dict[str, object]] = []
+
+    async def on_values(values: dict[str, TagValue | TagError]) -> None:
+        got.append(dict(values))
+
+    name = "hmi/HMI_RT_1::System1.Tank1.LevelSetpoint"
+    try:
+        async with client:
+            push = client.open_push(on_values, lambda: None)
+            push.start()
+            try:
+                push.want([name])
+                await wait_until(lambda: push.covered == frozenset([name]), timeout=10, what="the tag pushed")
+                await wait_until(lambda: any(name in values for values in got), timeout=5, what="its value")
+                assert all(set(values) == {name} for values in got)
+            finally:
+                await push.aclose()
+    finally:
+        await sim.stop()
