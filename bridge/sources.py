@@ -162,6 +162,7 @@ class SourceRouter:
 
     def __init__(self, clients: Iterable[QualifiedClient]) -> None:
         self._clients = {c.name: c for c in clients}
+        self._last_alarms: dict[str, list[Alarm]] = {}  # station -> its last answer (see active_alarms)
 
     def _client(self, name: str) -> QualifiedClient:
         client = self._clients.get(source_of(name))
@@ -215,26 +216,42 @@ class SourceRouter:
                                          for n in groups.values()))
         return {k: v for answer in answers for k, v in answer.items()}
 
-    async def _each(self, call: Callable[[QualifiedClient], Any]) -> list[Alarm]:
-        """Alarms of every station that answers; raises only when none does."""
+    async def _each(self, call: Callable[[QualifiedClient], Any]) -> dict[str, list[Alarm] | WinCCError]:
+        """Each station's alarms, or its WinCCError; any other exception is a bug and raised."""
         answers = await asyncio.gather(*(call(c) for c in self._clients.values()), return_exceptions=True)
-        errors = [a for a in answers if isinstance(a, BaseException)]
-        for error in errors:
-            if not isinstance(error, WinCCError):
-                raise error
-        if errors and len(errors) == len(answers):
-            raise errors[0]
-        return [alarm for answer in answers if not isinstance(answer, BaseException) for alarm in answer]
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, WinCCError):
+                raise answer
+        return dict(zip(self._clients, answers, strict=True))
 
     async def active_alarms(self) -> list[Alarm]:
-        return await self._each(lambda c: c.active_alarms())
+        """Every station's active alarms. A station that does not answer contributes the alarms it had at its
+        last answer, so a consumer that reconciles against this list (the alarm service) neither retires the
+        conditions of a station that is only unreachable nor holds back the others' news; its tags show the
+        outage (Bad) and so do ServiceLevel and its BridgeStatus. Raises only when no station answers."""
+        answers = await self._each(lambda c: c.active_alarms())
+        failed = [a for a in answers.values() if isinstance(a, WinCCError)]
+        if len(failed) == len(answers):
+            raise failed[0]
+        out: list[Alarm] = []
+        for source, answer in answers.items():
+            if isinstance(answer, WinCCError):
+                out += self._last_alarms.get(source, [])
+            else:
+                self._last_alarms[source] = answer
+                out += answer
+        return out
 
     async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
         await self._client(alarm_id).acknowledge(alarm_id, comment, user)
 
     async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]:
-        alarms = await self._each(lambda c: c.alarm_history(start, end, limit))
-        return sorted(alarms, key=lambda a: a.timestamp)[:limit]
+        """The history of every station that answers (raises only when none does), oldest first."""
+        answers = await self._each(lambda c: c.alarm_history(start, end, limit))
+        found = [a for a in answers.values() if not isinstance(a, WinCCError)]
+        if not found:
+            raise next(a for a in answers.values() if isinstance(a, WinCCError))
+        return sorted((alarm for answer in found for alarm in answer), key=lambda a: a.timestamp)[:limit]
 
     def archive(self, tag: TagInfo | str, start: datetime, end: datetime,
                 page_size: int = 1000) -> AsyncIterator[list[ArchiveValue]]:
