@@ -140,7 +140,7 @@ class Bridge:
         fresh = await asyncio.gather(*(self._first_model(s) for s in self.sources))
         model = self._model()
         await self.address_space.build(model)
-        self._built = all(fresh) or bool(model)
+        self._built = all(fresh) or any(s.has_model for s in self.sources)
 
         await load_types(self.server)
         self.status = await BridgeStatus.create(self.server, self.address_space.root_node_id, bridge_ns)

@@ -281,6 +281,11 @@ class Source:
         return f"source {self.name}" if self.prefix else "WinCC"
 
     @property
+    def has_model(self) -> bool:
+        """A browse or a snapshot gave this source something to serve (more than its own empty folder)."""
+        return len(self.items) > (1 if self.prefix else 0)
+
+    @property
     def reachable(self) -> bool:
         """WinCC answered this source's last poll (or its last browse, while it has no tags to poll)."""
         if self.sync is not None and any(isinstance(i, TagInfo) for i in self.items):
