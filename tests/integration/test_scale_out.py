@@ -181,3 +181,38 @@ async def _status_is(client: Client, field: str, value: object) -> bool:
 async def _service_level_is(client: Client, level: int) -> int | None:
     value = await _service_level(client)
     return value if value == level else None
+
+
+async def test_a_station_down_at_start_joins_when_it_answers(bridge_stack, tmp_path) -> None:
+    from tests.helpers import free_port
+
+    north, north_port, _ = start_simulator(tmp_path, "dp")
+    south_port = free_port()
+    south = None
+    try:
+        stack = bridge_stack("dp", start_sim=False, config={"sources": [
+            {"name": "north", "url": f"http://127.0.0.1:{north_port}"},
+            {"name": "south", "url": f"http://127.0.0.1:{south_port}"},
+        ]})
+        client = Client(stack.url_for("reader"), timeout=10)
+        await client.connect()
+        try:
+            ns = await client.get_namespace_index(NS_URI)
+            north_level = client.get_node(ua.NodeId("north/System1.Tank1.Level", ns))
+            south_level = client.get_node(ua.NodeId("south/System1.Tank1.Level", ns))
+            await wait_until(lambda: _good(north_level), timeout=15, what="north Good while south never answered")
+            assert await wait_until(lambda: _service_level_is(client, 100), timeout=10)
+            dv = await south_level.read_data_value(raise_on_bad_status=False)
+            assert dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown  # not browsed yet: nothing to serve
+
+            south, _, _ = start_simulator(tmp_path, "dp", port=south_port)
+            await wait_until(lambda: _good(south_level), timeout=45, what="south browsed and polled once it answers")
+            assert await wait_until(lambda: _service_level_is(client, 255), timeout=10)
+            assert await _good(north_level)
+        finally:
+            await client.disconnect()
+    finally:
+        for sim in (north, south):
+            if sim is not None and sim.poll() is None:
+                sim.terminate()
+                sim.wait(10)
