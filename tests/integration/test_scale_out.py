@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -137,6 +138,12 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             unchanged = httpx.get(f"http://127.0.0.1:{north_port}/api/dp/System1.Tank1.LevelSetpoint", auth=auth,
                                   timeout=5)
             assert unchanged.json()["value"] != pytest.approx(6.5)
+
+            # history comes from the tag's own station's archive (restservice: through its archive tag)
+            end = datetime.now(UTC)
+            for node in (north_level, south_level):
+                values = await node.read_raw_history(end - timedelta(minutes=10), end)
+                assert values, await node.read_browse_name()
 
             # the browse command lists every station under the names the bridge serves
             env = {**os.environ, "WINCC_PASSWORD": WINCC_PASSWORD}
