@@ -13,7 +13,7 @@ import httpx
 import pytest
 from asyncua import Client, ua
 
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.integration.conftest import WINCC_PASSWORD, Stack, start_simulator
 
 NS_URI = "urn:wincc-opcua-bridge:tags"
@@ -191,8 +191,6 @@ async def _service_level_is(client: Client, level: int) -> int | None:
 
 
 async def test_a_station_down_at_start_joins_when_it_answers(bridge_stack, tmp_path) -> None:
-    from tests.helpers import free_port
-
     north, north_port, _ = start_simulator(tmp_path, "dp")
     south_port = free_port()
     south = None
