@@ -154,7 +154,9 @@ class Bridge:
                 self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix)
             source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client, cfg.sync,
                                      status=status)
-        self.sync = self.sources[0].sync if single else SyncGroup(self.sources)
+        sync = self.sources[0].sync if single else SyncGroup(self.sources)
+        assert sync is not None
+        self.sync = sync
 
         browse = BrowseService(self.server, max_references_per_node=cfg.opcua.max_references_per_node)
         history = HistoryService(self.server, self.directory, self.client, cfg.history)
@@ -163,7 +165,7 @@ class Bridge:
         audit = AuditEvents(self.server, cfg.opcua.application_uri)
         writes = self.writes = WriteRouter(
             self.server, self.directory, self.client, cfg.opcua,
-            on_written=self.sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
+            on_written=sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
             audit=audit,
         )
         await writes.advertise_limits()

@@ -23,7 +23,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asyncua import ua
 
@@ -222,7 +222,7 @@ class SourceRouter:
         for answer in answers:
             if isinstance(answer, BaseException) and not isinstance(answer, WinCCError):
                 raise answer
-        return dict(zip(self._clients, answers, strict=True))
+        return dict(zip(self._clients, cast(list[list[Alarm] | WinCCError], answers), strict=True))
 
     async def active_alarms(self) -> list[Alarm]:
         """Every station's active alarms. A station that does not answer contributes the alarms it had at its
