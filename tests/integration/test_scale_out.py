@@ -99,6 +99,14 @@ async def _bad_comm(node) -> bool:
     return dv.StatusCode.value == ua.StatusCodes.BadCommunicationError
 
 
+def _monitor(node_id: ua.NodeId, handle: int, sampling_ms: float) -> ua.MonitoredItemCreateRequest:
+    params = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=sampling_ms, QueueSize=10,
+                                     DiscardOldest=True)
+    item = ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value)
+    return ua.MonitoredItemCreateRequest(ItemToMonitor=item, MonitoringMode=ua.MonitoringMode.Reporting,
+                                         RequestedParameters=params)
+
+
 async def _service_level(client: Client) -> int:
     return await client.get_node(ua.ObjectIds.Server_ServiceLevel).read_value()
 
@@ -138,6 +146,16 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             unchanged = httpx.get(f"http://127.0.0.1:{north_port}/api/dp/System1.Tank1.LevelSetpoint", auth=auth,
                                   timeout=5)
             assert unchanged.json()["value"] != pytest.approx(6.5)
+
+            # monitored items on either station get that station's real poll group back (each Demand hears them)
+            sub = await client.create_subscription(100, None)
+            params = ua.CreateMonitoredItemsParameters(
+                SubscriptionId=sub.subscription_id, TimestampsToReturn=ua.TimestampsToReturn.Both,
+                ItemsToCreate=[_monitor(north_level.nodeid, 1, 0), _monitor(south_level.nodeid, 2, 300)])
+            results = await client.uaclient.create_monitored_items(params)
+            assert [(r.StatusCode.is_good(), r.RevisedSamplingInterval) for r in results] == [(True, 200.0),
+                                                                                           (True, 1000.0)]
+            await sub.delete()
 
             # history comes from the tag's own station's archive (restservice: through its archive tag)
             end = datetime.now(UTC)
