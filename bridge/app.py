@@ -147,16 +147,7 @@ class Bridge:
         await self.server.get_node(ua.NodeId("BridgeStatus", bridge_ns)).add_method(
             ua.NodeId("BridgeStatus.Reload", bridge_ns), ua.QualifiedName("Reload", bridge_ns), self._reload_method,
             [], [ua.VariantType.String])
-        single = len(self.sources) == 1 and not cfg.sources
-        for source in self.sources:
-            # with several stations each has its own BridgeStatus in its folder; the top one sums them up
-            status = self.status if single else await BridgeStatus.create(
-                self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix)
-            source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client, cfg.sync,
-                                     status=status)
-        sync = self.sources[0].sync if single else SyncGroup(self.sources)
-        assert sync is not None
-        self.sync = sync
+        self.sync = sync = await self._sync_engines(bridge_ns)
 
         browse = BrowseService(self.server, max_references_per_node=cfg.opcua.max_references_per_node)
         history = HistoryService(self.server, self.directory, self.client, cfg.history)
@@ -187,8 +178,8 @@ class Bridge:
         for source in self.sources:
             assert source.sync is not None
             await source.sync.start()
-        if not single:  # each engine installed its own observer: all of them hear every monitored item
-            handlers.subscriptions = DemandFanOut([s.sync.demand for s in self.sources if s.sync is not None])
+        if isinstance(sync, SyncGroup):  # each engine installed its own observer: all of them hear every item
+            handlers.subscriptions = DemandFanOut([e.demand for e in sync.engines])
         lim = cfg.opcua.limits
         install_connection_guard(self.server, self.connections, lim.max_chunk_size, lim.max_message_size)
         if self.alarms is not None:
@@ -212,6 +203,20 @@ class Bridge:
         if cfg.health.listen:
             self.health = HealthServer(cfg.health.listen, self.snapshot)
             await self.health.start()
+
+    async def _sync_engines(self, bridge_ns: int) -> SyncEngine | SyncGroup:
+        """One sync engine per source, each polling its own tags (a view of the directory). With several stations
+        each has its own BridgeStatus in its folder; the top one sums them up (see _service_level_forever)."""
+        assert self.directory is not None
+        single = not self.config.sources
+        for source in self.sources:
+            status = self.status if single else await BridgeStatus.create(
+                self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix)
+            source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client,
+                                     self.config.sync, status=status)
+        sync = self.sources[0].sync if single else SyncGroup(self.sources)
+        assert sync is not None
+        return sync
 
     async def stop(self) -> None:
         was_serving, self._serving = self._serving, False
