@@ -213,7 +213,7 @@ class Bridge:
             status = self.status if single else await BridgeStatus.create(
                 self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix)
             source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client,
-                                     self.config.sync, status=status)
+                                     self.config.sync, status=status, read_timeout_s=source.config.timeouts.read_s)
         sync = self.sources[0].sync if single else SyncGroup(self.sources)
         assert sync is not None
         return sync
@@ -414,6 +414,7 @@ class Bridge:
             labelled["alarm_acknowledges"] = ("result", dict(self.condition_methods.acknowledges))
         if self.writes is not None:  # what clients wrote, by StatusCode (values_updated: what polling stored)
             labelled["client_writes"] = ("result", dict(self.writes.results))
+        metrics["event_loop_tasks"] = float(len(asyncio.all_tasks()))  # a leak shows as growth here
         return HealthSnapshot(
             serving=self._serving,
             address_space_built=self._built,

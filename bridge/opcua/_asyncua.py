@@ -22,6 +22,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
 from asyncua.ua import ua_binary
 from asyncua.ua.ua_binary import (
-    from_binary, header_from_binary, struct_from_binary, struct_to_binary, uatcp_to_binary,
+    from_binary, header_from_binary, nodeid_from_binary, struct_from_binary, struct_to_binary, uatcp_to_binary,
 )
 
 # what the binary decoder makes of a client's filter; ua.DataChangeFilter is a hand-written subclass of it, which
@@ -88,6 +89,9 @@ __all__ = [
     "install_connection_guard",
     "tolerate_unknown_values",
     "event_items_of",
+    "BridgeProcessor",
+    "ConcurrentServiceCalls",
+    "request_deadline",
 ]
 
 log = logging.getLogger(__name__)
@@ -482,7 +486,7 @@ class ObservedProcessor(BrowseNextProcessor):
 def install_request_observer() -> None:
     """Process-wide, idempotent, BrowseNext included (ObservedProcessor is a BrowseNextProcessor)."""
     if binary_server_asyncio.UaProcessor in (UaProcessor, BrowseNextProcessor):
-        binary_server_asyncio.UaProcessor = ObservedProcessor
+        binary_server_asyncio.UaProcessor = BridgeProcessor  # sections 8 and 14
 
 
 def is_timeout_close(session: InternalSession, current: asyncio.Task[Any] | None) -> bool:
@@ -862,4 +866,101 @@ TOUCHPOINTS += [
     *(InstanceAttribute("13 alarms & conditions", MonitoredItemData, name)
       for name in ("filter", "client_handle", "queue_size", "mode")),
     InstanceAttribute("13 alarms & conditions", InternalSubscription, "session_id"),
+]
+
+
+# ---- 14. Slow service calls beside a connection's other requests, and the request's TimeoutHint --------------------
+# Why: asyncua answers the requests of one connection strictly one after the other (OPCUAProtocol's message loop
+# awaits UaProcessor.process for each). A Write, HistoryRead or Call that waits for a slow WinCC would hold up
+# everything behind it on that connection, the client's keep-alive Read included, and the client drops the session
+# (attack finding 6). Those three services run in a task of their own instead: among themselves they stay in order
+# (one lock per connection, asyncio locks are first come first served, so two writes of one client reach WinCC in
+# the order sent), while Read, Browse, Publish and the rest go on. Responses may then leave out of order, which OPC
+# UA allows (a response names its request). The request's TimeoutHint becomes a deadline the service sees through
+# `request_deadline()`: a call still queued when it passes is answered BadTimeout without being made.
+# Read against asyncua 2.1.0: UaProcessor.process_message(seqhdr, body) decodes the type id and RequestHeader from
+# body (a Buffer; copy() to peek) and returns False to close; send_response(handle, seqhdr, response); _closing,
+# _transport.
+
+
+_DETACHED = frozenset(ua.NodeId(i) for i in (
+    ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
+    ua.ObjectIds.HistoryReadRequest_Encoding_DefaultBinary,
+    ua.ObjectIds.CallRequest_Encoding_DefaultBinary,
+))
+# Detached calls one connection may have waiting; past this the connection waits, as asyncua itself would
+MAX_DETACHED_PER_CONNECTION = 64
+# Part of the TimeoutHint kept for the answer to reach the client before it gives up
+_HINT_SHARE = 0.9
+
+_deadline: ContextVar[float | None] = ContextVar("bridge_request_deadline", default=None)
+
+
+def request_deadline() -> float | None:
+    """time.monotonic() by which the request being served must be answered (from its TimeoutHint), or None."""
+    return _deadline.get()
+
+
+class ConcurrentServiceCalls:
+    """Mixin for asyncua's UaProcessor (put it first in the bases): see the section comment above. Only sessions
+    whose class says `concurrent_service_calls = True` (BridgeSession) are served this way; others as asyncua does."""
+
+    session: Any
+    _closing: bool
+    _transport: Any
+
+    async def process_message(self, seqhdr: Any, body: Any) -> Any:
+        peek = body.copy()
+        typeid = nodeid_from_binary(peek)
+        if typeid not in _DETACHED or not getattr(self.session, "concurrent_service_calls", False):
+            return await super().process_message(seqhdr, body)  # type: ignore[misc]
+        header = struct_from_binary(ua.RequestHeader, peek)
+        deadline = time.monotonic() + header.TimeoutHint / 1000 * _HINT_SHARE if header.TimeoutHint else None
+        calls: set[asyncio.Task[None]] = self.__dict__.setdefault("_bridge_calls", set())
+        if len(calls) >= MAX_DETACHED_PER_CONNECTION:
+            token = _deadline.set(deadline)
+            try:
+                async with self._bridge_serial():
+                    return await super().process_message(seqhdr, body)  # type: ignore[misc]
+            finally:
+                _deadline.reset(token)
+        task = asyncio.create_task(self._detached(seqhdr, body, header, deadline), name="ua-service-call")
+        calls.add(task)
+        task.add_done_callback(calls.discard)
+        return True
+
+    def _bridge_serial(self) -> asyncio.Lock:
+        lock: asyncio.Lock = self.__dict__.setdefault("_bridge_lock", asyncio.Lock())
+        return lock
+
+    async def _detached(self, seqhdr: Any, body: Any, header: ua.RequestHeader, deadline: float | None) -> None:
+        _deadline.set(deadline)  # this task's own context: no other request sees it
+        lock = self._bridge_serial()
+        await lock.acquire()  # the call ahead is bounded by its own deadline or the write timeout
+        if deadline is not None and time.monotonic() >= deadline:
+            lock.release()
+            fault = ua.ServiceFault()
+            fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadTimeout)
+            self.send_response(header.RequestHandle, seqhdr, fault)  # type: ignore[attr-defined]
+            return
+        try:
+            ok = await super().process_message(seqhdr, body)  # type: ignore[misc]
+        except Exception:  # asyncua's own handler catches what a service raises; this is the loop's last net
+            log.exception("service call failed")
+            ok = True
+        finally:
+            lock.release()
+        if not ok and not self._closing:
+            self._transport.close()  # what asyncua's message loop does when processing says stop
+
+
+class BridgeProcessor(ConcurrentServiceCalls, ObservedProcessor):
+    """The processor the bridge installs (install_request_observer): BrowseNext (section 5), the request context
+    (section 8) and slow service calls beside a connection's other requests (section 14)."""
+
+
+TOUCHPOINTS += [
+    Touchpoint("14 service calls beside the others", UaProcessor, "process_message", ("self", "seqhdr", "body")),
+    *(InstanceAttribute("14 service calls beside the others", UaProcessor, name) for name in ("_closing", "_transport")),
+    InstanceAttribute("14 service calls beside the others", InternalServer, "max_session_timeout_ms"),
 ]

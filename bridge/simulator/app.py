@@ -36,6 +36,12 @@ Fault SPECs (data endpoints only; /_sim/ keeps working except during a restart):
   "errorDescription": "..."} -> that item of PUT /tagManagement/Values or PUT /tagManagement/Value/<name> gets
   that errorCode; WSPEC {"status": 500} -> the whole PUT (batch or single) answers that HTTP status. (A dp
   WSPEC without status answers 400 with its errorDescription; a restservice errorCode defaults to 99.)
+- {"mode": "status", "status": 429|500|502|503|504, "retry_after": 2, "count": N}: data requests are answered
+  with that status (and Retry-After) without reaching the endpoint; with count, only the next N (a burst)
+- {"mode": "malformed_item", "tags": [name...]}: those tags' items in read answers get an unreadable quality and
+  timestamp; the rest of the answer is intact
+- {"mode": "reset"}: every data answer is cut off mid-body by a connection reset (a write is applied first)
+  (these three: bridge.simulator.faults.FaultGate)
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from bridge.simulator import control, routes_dp, routes_restservice
+from bridge.simulator.faults import FaultGate as WireFaults
 from bridge.simulator.faults import Faults
 from bridge.simulator.gate import DownFault, FaultGate
 from bridge.simulator.plant import Plant
@@ -101,4 +108,5 @@ def build_app(
         middleware=[Middleware(FaultGate, sim=sim, routes=gated)],
     )
     app.state.sim = sim
-    return DownFault(app, faults)
+    # wire faults (status bursts, one malformed item, a reset mid-body) act on the real answer: outside the gate
+    return DownFault(WireFaults(app, faults), faults)

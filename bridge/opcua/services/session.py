@@ -86,6 +86,8 @@ class SubscriptionObserver(Protocol):
 
 class BridgeSession(InternalSession):
     iserver: BridgeInternalServer
+    # Write, HistoryRead and Call run beside the connection's other requests (bridge/opcua/_asyncua.py, section 8)
+    concurrent_service_calls = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

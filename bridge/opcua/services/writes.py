@@ -8,7 +8,8 @@ WinCC stamps its own), the tag is writable (BadNotWritable), the session's role 
 BadOutOfRange for a value the type cannot hold: the rule is in `bridge.opcua.model.types`) and lies inside the
 tag's limits (BadOutOfRange). Everything that passes goes to WinCC in one call of the REST client (one batch PUT
 for restservice, capped concurrent PUTs for dp); WinCC's answer per tag is the node's StatusCode, and Good only
-after WinCC confirmed. A WinCC that does not answer in time gives BadTimeout, never a hung client.
+after WinCC confirmed. A WinCC that does not answer in time (wincc.timeouts.write_s, or the request's TimeoutHint
+if shorter) gives BadTimeout, never a hung client.
 
 Floats: NaN and +/-infinity are refused with BadOutOfRange for every tag, with or without limits. A NaN is
 never inside an EURange, and WinCC's REST API is JSON, which has no NaN or infinity (the encoder would send null,
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +46,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from bridge.config import OpcUaConfig, OpcUaLimitsConfig, Role
-from bridge.opcua._asyncua import InternalSession, address_space, write_as
+from bridge.opcua._asyncua import InternalSession, address_space, request_deadline, write_as
 from bridge.opcua.model.status import write_error_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import OutOfRange, to_wincc
@@ -247,10 +249,16 @@ class WriteRouter:
         return final
 
     async def _send(self, items: dict[str, Any]) -> dict[str, WriteResult]:
+        # the client's TimeoutHint, when shorter than wincc.timeouts.write_s: answer before the client gives up
+        timeout = self._timeout_s
+        if (deadline := request_deadline()) is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            return {n: WriteResult(n, WriteError.timeout, "the request's TimeoutHint had passed") for n in items}
         try:
-            return await asyncio.wait_for(self._client.write(items), timeout=self._timeout_s)
+            return await asyncio.wait_for(self._client.write(items), timeout=timeout)
         except TimeoutError:
-            return {n: WriteResult(n, WriteError.timeout, f"no answer from WinCC in {self._timeout_s:g} s") for n in items}
+            return {n: WriteResult(n, WriteError.timeout, f"no answer from WinCC in {timeout:.3g} s") for n in items}
         except Exception as exc:  # the REST client promises not to raise; if it does, no node is Good
             logging.getLogger(__name__).exception("REST write failed")
             return {n: WriteResult(n, WriteError.unreachable, type(exc).__name__) for n in items}

@@ -6,7 +6,10 @@ quality, and writes only what changed (value, status or source timestamp). The R
 same TagValue for an item WinCC repeated unchanged, so most tags of a cycle cost one identity check. A cycle that
 overruns is counted and logged, and the next one starts right after it: cycles never pile up. The tags of a failed
 batch keep their last value with BadCommunicationError (or UncertainLastUsableValue) within that cycle; when every
-batch fails, WinCC counts as down and the group retries with backoff; Good returns without a restart.
+batch fails, WinCC counts as down and the group retries with backoff; Good returns without a restart. A batch
+still unanswered `read_timeout_s` after its cycle began is overdue: its tags are marked the same way at that moment,
+not only when the REST client gives up (which, with retries, can take several timeouts), so a slow WinCC never
+leaves stale values looking Good; an answer that comes later still applies.
 
 Values are published straight into asyncua's node data rather than through `write_attribute_value`: asyncua
 replaces the value with null whenever the StatusCode is Bad, and the design keeps the last value visible with
@@ -75,9 +78,11 @@ class SyncEngine:
         config: SyncConfig,
         status: BridgeStatus | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        read_timeout_s: float = 10.0,
     ) -> None:
         self._server = server
         self._clock = clock  # monotonic time and sleep of every loop here (tests drive it)
+        self._overdue_s = read_timeout_s  # a batch not answered this long after its cycle began is marked failed
         self._nodes = node_table(server)  # see module docstring
         self._directory = directory
         self._client = client
@@ -96,7 +101,7 @@ class SyncEngine:
         self._last_success: datetime | None = None
         self._counters = {"poll_cycles_total": 0.0, "late_cycles_total": 0.0, "poll_errors_total": 0.0,
                           "values_updated_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0,
-                          "pushed_values_total": 0.0}
+                          "pushed_values_total": 0.0, "overdue_reads_total": 0.0}
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
         self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
@@ -327,8 +332,8 @@ class SyncEngine:
         answered, failed = 0, 0
         first_error: WinCCError | None = None
         try:
-            for arrival in asyncio.as_completed(reads):
-                batch, results, error = await arrival
+            async for arrival in self._arrivals(reads, names, size):
+                batch, results, error = arrival
                 self._counters["rest_reads_total"] += 1
                 if results is None:
                     failed += 1
@@ -363,6 +368,29 @@ class SyncEngine:
         await self._update_status(connected=True, state="connected")
         self._last_poll_complete = not failed  # read by _run_group right after this returns (no await between)
         return True
+
+    async def _arrivals(self, reads: list[asyncio.Future[Any]], names: list[str], size: int) -> Any:
+        """The reads' results as they arrive. Once the cycle is `_overdue_s` old, the batches still out are marked
+        failed there and then (once; see the module docstring), and their answers are still awaited."""
+        deadline = time.monotonic() + self._overdue_s
+        batches = {read: names[i * size:(i + 1) * size] for i, read in enumerate(reads)}
+        pending: set[asyncio.Future[Any]] = set(reads)
+        overdue = False
+        while pending:
+            timeout = None if overdue else max(0.0, deadline - time.monotonic())
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                overdue = True
+                self._counters["overdue_reads_total"] += len(pending)
+                if self._may_log("overdue"):
+                    log.warning("WinCC has not answered %d reads in %.1f s: their tags are marked bad until it does",
+                                len(pending), self._overdue_s)
+                for read in pending:
+                    await self._mark_failed(batches[read])
+                continue
+            for read in reads:  # in request order, as far as they are done
+                if read in done:
+                    yield read.result()
 
     async def _apply_batch(self, results: dict[str, TagValue | TagError], now: datetime) -> None:
         # Most answers of a cycle are what WinCC sent last time, as the very same object (the REST client's
