@@ -36,7 +36,7 @@ Fault SPECs (data endpoints only; /_sim/ keeps working except during a restart):
   "errorDescription": "..."} -> that item of PUT /tagManagement/Values or PUT /tagManagement/Value/<name> gets
   that errorCode; WSPEC {"status": 500} -> the whole PUT (batch or single) answers that HTTP status. (A dp
   WSPEC without status answers 400 with its errorDescription; a restservice errorCode defaults to 99.)
-- {"mode": "status", "status": 429|500|502|503|504, "retry_after": 2, "count": N}: data requests are answered
+- {"mode": "status", "status": 401|403|429|500|502|503|504, "retry_after": 2, "count": N}: data requests are answered
   with that status (and Retry-After) without reaching the endpoint; with count, only the next N (a burst)
 - {"mode": "malformed_item", "tags": [name...]}: those tags' items in read answers get an unreadable quality and
   timestamp; the rest of the answer is intact

@@ -31,7 +31,7 @@ MODES: dict[str, str] = {
     "malformed_item": "tags",
     "reset": "",
 }
-_STATUSES = (429, 500, 502, 503, 504)
+_STATUSES = (401, 403, 429, 500, 502, 503, 504)
 _ONE_SHOT = "expire_sessions"
 
 
