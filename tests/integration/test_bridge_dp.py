@@ -3,7 +3,6 @@ over TCP in this one. dp dialect."""
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -193,17 +192,23 @@ async def test_wincc_down_marks_bad_keeps_value_and_recovers(stack) -> None:
     client = await _client(stack, "reader")
     try:
         ns = await _ns(client)
-        node = client.get_node(ua.NodeId(LEVEL, ns))
-        await wait_until(lambda: _good(node), timeout=10)
-        last = (await node.read_data_value(raise_on_bad_status=False)).Value.Value
+        # a tag the plant never changes by itself, set to a value no other test uses: the value kept while WinCC
+        # is down can be compared exactly (6.125 is exact as a Float)
+        node = client.get_node(ua.NodeId(SETPOINT, ns))
+        stack.sim_control("/_sim/tags", {"set": {SETPOINT: 6.125}})
+
+        async def shows_it():
+            dv = await node.read_data_value(raise_on_bad_status=False)
+            return dv.StatusCode.is_good() and dv.Value.Value == 6.125
+
+        await wait_until(shows_it, timeout=10, what="the setpoint 6.125 served Good")
         before = await _bridge_status(client)
         assert before["Connected"] is True and before["State"] == "connected"
         stack.sim_control("/_sim/faults", {"mode": "down"})
         try:
             dv = await wait_until(lambda: _status(node, ua.StatusCodes.BadCommunicationError), timeout=15,
                                   what="BadCommunicationError while WinCC is down")
-            assert dv.Value.Value is not None and math.isfinite(dv.Value.Value)
-            assert dv.Value.Value == pytest.approx(last, abs=10)
+            assert dv.Value.Value == 6.125  # the last value, kept exactly
             down = await wait_until(lambda: _status_if(client, Connected=False, State="down"), timeout=10,
                                     what="BridgeStatus down")
             assert down["PollErrors"] > before["PollErrors"]

@@ -34,6 +34,7 @@ from tests.reliability.wincc_rig import (
     read_key,
     requests_served,
     set_fault,
+    sim_args,
     start_fault_stack,
     subscribe,
     tag_name,
@@ -171,16 +172,30 @@ async def test_restart_with_tags_added_and_removed(stacks, dialect):
         await client.disconnect()
 
 
+@pytest.fixture(scope="module")
+def late_stacks(bridge_stack):  # noqa: F811
+    """Per dialect, a stack whose WinCC is down when the bridge starts, configured with sync.on_failure: uncertain
+    (two tests share it, the start-up first)."""
+    made: dict[str, Any] = {}
+
+    def get(dialect: str):
+        if dialect not in made:
+            def down_after_setup(sim_base: str) -> None:
+                add_rel_tags(sim_base)
+                httpx.post(sim_base + "/_sim/faults", json={"mode": "down"}, timeout=10).raise_for_status()
+
+            config = fault_config(dialect, on_failure="uncertain")
+            made[dialect] = bridge_stack(dialect, config=config, sim_args=sim_args(dialect),
+                                         sim_setup=down_after_setup, wait_ready=False)
+        return made[dialect]
+
+    return get
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_wincc_down_at_start(bridge_stack, dialect):  # noqa: F811
+async def test_wincc_down_at_start(late_stacks, dialect):
     """The endpoint comes up while WinCC is dead, says so in BridgeStatus, and serves the tags once WinCC is up."""
-
-    def down_after_setup(sim_base: str) -> None:
-        add_rel_tags(sim_base)
-        httpx.post(sim_base + "/_sim/faults", json={"mode": "down"}, timeout=10).raise_for_status()
-
-    stack = bridge_stack(dialect, config=fault_config(dialect), sim_args=("--auth", "token") if dialect == "dp" else (),
-                         sim_setup=down_after_setup, wait_ready=False)
+    stack = late_stacks(dialect)
     client = await connect(stack)
     try:
         await _endpoint_serves(client)
@@ -198,6 +213,38 @@ async def test_wincc_down_at_start(bridge_stack, dialect):  # noqa: F811
         await wait_until(served_good, timeout=20, what="tags served once WinCC is up")
     finally:
         await client.disconnect()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_on_failure_uncertain_keeps_the_last_value_as_uncertain(late_stacks, dialect):
+    """sync.on_failure: uncertain - a failed poll shows the last value exactly, as UncertainLastUsableValue."""
+    stack = late_stacks(dialect)
+    clear_faults(stack)
+    client = await connect(stack)
+    try:
+        async def node_served():  # (when run alone, the tags arrive with the first browse)
+            return await client.get_node(await node_id(client, stack, A)).read_data_value(raise_on_bad_status=False)
+
+        await wait_until(lambda: _is_good(node_served()), timeout=20, what="tags served")
+        watch, _ = await subscribe(client, stack, [A, B])
+        t0 = time.monotonic()
+        set_fault(stack, {"mode": "down"})
+        try:
+            for name in (A, B):
+                note = await watch.status(tag_name(stack, name), S.UncertainLastUsableValue, t0,
+                                          timeout=BAD_WITHIN_S + 10)
+                assert note.at - t0 <= BAD_WITHIN_S
+                assert note.value == 7
+            assert all(n.code in (S.Good, S.UncertainLastUsableValue) for n in watch.since(tag_name(stack, A), t0))
+        finally:
+            clear_faults(stack)
+        await watch.good(tag_name(stack, A))
+    finally:
+        await client.disconnect()
+
+
+async def _is_good(dv_coro) -> bool:
+    return (await dv_coro).StatusCode.is_good()
 
 
 # ---- 100 fault cycles: nothing left behind ----------------------------------------------------------------------
