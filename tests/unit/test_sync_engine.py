@@ -1,7 +1,11 @@
 """Sync engine against the in-memory WinCC of tests/fakes.py and an in-process asyncua server (server side only: no
-client in this event loop), on a virtual clock: poll cycles run as fast as the code, no test waits real time."""
+client in this event loop), on a virtual clock: poll cycles run as fast as the code. One test waits real time: the overdue rule times the
+REST read itself (a WinCC that stops answering), which the engine measures on the monotonic clock."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
 
 import pytest
 from asyncua import Server, ua
@@ -9,8 +13,9 @@ from asyncua import Server, ua
 from bridge.config import SyncConfig
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.sync.engine import SyncEngine
-from bridge.wincc.models import DataType, TagInfo
+from bridge.wincc.models import DataType, TagError, TagInfo, TagValue
 from tests.fakes import FakeClock, FakeWinCC
+from tests.helpers import wait_until
 from tests.unit.ua_rig import server_with_tags
 
 S = ua.StatusCodes
@@ -149,3 +154,38 @@ async def test_a_value_nobody_can_use_is_a_type_mismatch(rig) -> None:
     bad = await clock.run_until(
         lambda: (d := dv(server, directory, "Plant.A.Level")).StatusCode.value == S.BadTypeMismatch and d)
     assert bad.Value.Value == 4.0  # the last usable value stays
+
+
+class StuckWinCC(FakeWinCC):
+    """A WinCC that takes the request and then answers only when `answer` is set (a slow WinCC, attack finding 6)."""
+
+    def __init__(self, tags: Sequence[TagInfo]) -> None:
+        super().__init__(tags)
+        self.answer = asyncio.Event()
+        self.answer.set()
+
+    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+        await self.answer.wait()
+        return await super().read(names)
+
+
+async def test_a_read_overdue_by_its_timeout_marks_the_tags_before_the_client_gives_up() -> None:
+    server, directory = await server_with_tags(TAGS)
+    wincc = StuckWinCC(TAGS)
+    config = SyncConfig(interval_ms=50, poll_groups_ms=[50], idle_interval_ms=100, max_backoff_s=0.2)
+    engine = SyncEngine(server, directory, wincc, config, read_timeout_s=0.3)
+    await engine.start()
+    try:
+        wincc.set("Plant.A.Level", 2.5)
+        await wait_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 2.5, timeout=5)
+        wincc.answer.clear()  # WinCC stops answering, without an error: only the timeout can tell
+        await wait_until(lambda: dv(server, directory, "Plant.A.Level").StatusCode.value == S.BadCommunicationError,
+                         timeout=5, what="overdue tags marked")
+        assert dv(server, directory, "Plant.A.Level").Value.Value == 2.5  # the last value, kept
+        assert engine.metrics()["overdue_reads_total"] >= 1
+        wincc.set("Plant.A.Level", 3.5)
+        wincc.answer.set()  # the late answer applies
+        await wait_until(lambda: dv(server, directory, "Plant.A.Level").StatusCode.is_good()
+                         and dv(server, directory, "Plant.A.Level").Value.Value == 3.5, timeout=5)
+    finally:
+        await engine.stop()

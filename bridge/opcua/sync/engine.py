@@ -6,10 +6,10 @@ quality, and writes only what changed (value, status or source timestamp). The R
 same TagValue for an item WinCC repeated unchanged, so most tags of a cycle cost one identity check. A cycle that
 overruns is counted and logged, and the next one starts right after it: cycles never pile up. The tags of a failed
 batch keep their last value with BadCommunicationError (or UncertainLastUsableValue) within that cycle; when every
-batch fails, WinCC counts as down and the group retries with backoff; Good returns without a restart. A batch
-still unanswered `read_timeout_s` after its cycle began is overdue: its tags are marked the same way at that moment,
-not only when the REST client gives up (which, with retries, can take several timeouts), so a slow WinCC never
-leaves stale values looking Good; an answer that comes later still applies.
+batch fails, WinCC counts as down and the group retries with backoff; Good returns without a restart. When WinCC
+answers none of a cycle's reads for `read_timeout_s`, the batches still out are overdue: their tags are marked the
+same way at that moment, not only when the REST client gives up (which, with retries, can take several timeouts),
+so a slow WinCC never leaves stale values looking Good; an answer that comes later still applies.
 
 Values are published straight into asyncua's node data rather than through `write_attribute_value`: asyncua
 replaces the value with null whenever the StatusCode is Bad, and the design keeps the last value visible with
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -370,15 +371,18 @@ class SyncEngine:
         return True
 
     async def _arrivals(self, reads: list[asyncio.Future[Any]], names: list[str], size: int) -> Any:
-        """The reads' results as they arrive. Once the cycle is `_overdue_s` old, the batches still out are marked
-        failed there and then (once; see the module docstring), and their answers are still awaited."""
-        deadline = time.monotonic() + self._overdue_s
+        """The reads' results as they arrive. Once WinCC has answered none of them for `_overdue_s` (since the cycle
+        began or since its last answer: a big cycle that makes progress through the request cap is not overdue),
+        the batches still out are marked failed there and then (once; see the module docstring), and their answers
+        are still awaited."""
+        progress = time.monotonic()
         batches = {read: names[i * size:(i + 1) * size] for i, read in enumerate(reads)}
         pending: set[asyncio.Future[Any]] = set(reads)
         overdue = False
         while pending:
-            timeout = None if overdue else max(0.0, deadline - time.monotonic())
+            timeout = None if overdue else max(0.0, progress + self._overdue_s - time.monotonic())
             done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            progress = time.monotonic()
             if not done:
                 overdue = True
                 self._counters["overdue_reads_total"] += len(pending)
