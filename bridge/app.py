@@ -76,6 +76,8 @@ class Bridge:
         self.user_manager = BridgeUserManager(config.opcua)
         iserver = BridgeInternalServer(user_manager=self.user_manager)
         bind_condition_refresh(iserver)  # before init(): A&C builds on ConditionRefresh
+        # a vanished client's session keeps its subscriptions until this timeout (Part 4, 6.7)
+        iserver.max_session_timeout_ms = config.opcua.max_session_timeout_s * 1000
         self.server = Server(iserver=iserver)
         self.iserver = iserver
         qualified = bool(config.sources)

@@ -306,6 +306,11 @@ class OpcUaConfig(_Section):
     )
     max_references_per_node: int = Field(default=1000, ge=10, description="Browse page size when the client sets none")
     failed_login_limit: int = Field(default=5, ge=1, description="failed logins per client per minute")
+    max_session_timeout_s: float = Field(
+        default=600, ge=10, le=86_400,
+        description="the longest session timeout granted; a session whose client vanished keeps its subscriptions "
+        "(and their memory) this long, for the client to come back",
+    )
     redundancy: RedundancyConfig = Field(default_factory=RedundancyConfig)
     limits: OpcUaLimitsConfig = Field(default_factory=OpcUaLimitsConfig)
 

@@ -25,8 +25,26 @@ from bridge.opcua.model.status import quality_to_status, write_error_to_status
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, to_wincc
 from bridge.wincc.dp import DpClient
 from bridge.wincc.errors import WinCCError
-from bridge.wincc.models import Alarm, ArchiveValue, DataType, Folder, TagError, TagInfo, TagValue, WriteError
-from bridge.wincc.parse import BatchMemo, dumps, item_bytes, item_error, loads, parse_batch, parse_ts, tag_value
+from bridge.wincc.models import (
+    Alarm,
+    ArchiveValue,
+    DataType,
+    Folder,
+    TagError,
+    TagInfo,
+    TagValue,
+    WriteError,
+)
+from bridge.wincc.parse import (
+    BatchMemo,
+    dumps,
+    item_bytes,
+    item_error,
+    loads,
+    parse_batch,
+    parse_ts,
+    tag_value,
+)
 from bridge.wincc.restservice import RestServiceClient
 
 S = ua.StatusCodes

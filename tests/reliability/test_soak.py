@@ -5,7 +5,8 @@ Not part of the default run (marker `soak`, deselected by the `-m "not soak"` in
 and SOAK_MINUTES (default 10) for its length. It prints, and writes to SOAK_REPORT (default soak-report.json in
 pytest's temporary directory), the bridge's memory slope after the first minute, the event-loop lag, the errors the
 clients saw and the writes lost or applied twice; the last run's figures are in the README's Reliability section.
-It fails on a lost, doubled or invented write, and on memory growth past 100 MiB.
+It fails on a lost, doubled or invented write, and unless tasks and sockets come back to where they started (memory
+within 100 MiB) once the sessions clients abandoned have timed out (opcua.max_session_timeout_s, 60 s here).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import pytest
 from asyncua import Client, ua
 
+from tests.helpers import wait_until
 from tests.integration.conftest import bridge_stack  # noqa: F401  (the fixture)
 from tests.reliability.wincc_rig import NS_URI, Resources, metric
 
@@ -41,6 +43,7 @@ FAULTS: list[dict[str, Any]] = [
     {"mode": "partial", "tags": [f"System1.Gen.G000.Tag{i:06d}" for i in range(0, 1000, 7)]},
     {"mode": "unauthorized"}, {"mode": "expire_sessions"},
 ]
+SESSION_TIMEOUT_S = 60
 WRITE_TAGS = [f"System1.Soak.W{i:02d}" for i in range(SESSIONS)]
 
 
@@ -190,7 +193,9 @@ async def test_soak(bridge_stack, tmp_path_factory) -> None:  # noqa: F811
                           "timeouts": {"connect_s": 2, "read_s": 5, "write_s": 5},
                           "retry": {"attempts": 2, "backoff_s": 0.2, "max_backoff_s": 2}},
                 "sync": {"interval_ms": 1000, "poll_groups_ms": [1000, 5000], "idle_interval_ms": 5000,
-                         "max_backoff_s": 2}})
+                         "max_backoff_s": 2},
+                # a client that loses its connection leaves its session and 500 monitored items for this long
+                "opcua": {"max_session_timeout_s": SESSION_TIMEOUT_S}})
     soak = Soak(stack, minutes)
     async with httpx.AsyncClient(base_url=stack.sim_base, timeout=10) as http:
         workers = [asyncio.create_task(soak.session(k)) for k in range(SESSIONS)]
@@ -202,6 +207,20 @@ async def test_soak(bridge_stack, tmp_path_factory) -> None:  # noqa: F811
         await Soak._clear(http)
         await collector
     report = soak.report()
+    # every session is closed or abandoned now: once the abandoned ones time out, the bridge is back to its start
+    first = soak.samples[0]
+
+    def settled() -> Resources | None:
+        now = Resources.of(stack)
+        return now if now.tasks <= first["tasks"] + 6 and now.sockets <= first["sockets"] + 4 else None
+
+    settle_started = time.monotonic()
+    try:
+        after = await wait_until(settled, timeout=SESSION_TIMEOUT_S * 2, interval=2, what="sessions expired")
+    except AssertionError:
+        after = Resources.of(stack)
+    report["after_sessions_expired"] = {"waited_s": round(time.monotonic() - settle_started), "tasks": after.tasks,
+                                        "sockets": after.sockets, "rss_mib": round(after.rss / 2**20, 1)}
     path = Path(os.environ.get("SOAK_REPORT") or tmp_path_factory.mktemp("soak") / "soak-report.json")
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     print("\nsoak:", json.dumps(report, indent=2))
@@ -209,4 +228,5 @@ async def test_soak(bridge_stack, tmp_path_factory) -> None:  # noqa: F811
     assert report["writes_lost"] == 0 and report["writes_doubled"] == 0
     assert report["writes_applied_with_definite_bad"] == 0
     assert report["writes_good"] > 0
-    assert report["rss_mib_last"] - report["rss_mib_first"] < 100
+    assert after.tasks <= first["tasks"] + 6 and after.sockets <= first["sockets"] + 4, report["after_sessions_expired"]
+    assert after.rss - first["rss"] < 100 * 2**20, report["after_sessions_expired"]

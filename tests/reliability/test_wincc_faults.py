@@ -21,8 +21,8 @@ from tests.helpers import wait_until, wait_until_sync
 from tests.integration.conftest import bridge_stack  # noqa: F401  (the fixture)
 from tests.reliability.wincc_rig import (
     BAD_WITHIN_S,
-    S,
     Resources,
+    S,
     Watch,
     add_rel_tags,
     clear_faults,
@@ -35,7 +35,7 @@ from tests.reliability.wincc_rig import (
     requests_served,
     set_fault,
     sim_args,
-    start_fault_stack,
+    stack_per_dialect,
     subscribe,
     tag_name,
 )
@@ -47,14 +47,7 @@ DIALECTS = ["dp", "restservice"]
 
 @pytest.fixture(scope="module")
 def stacks(bridge_stack):  # noqa: F811
-    made: dict[str, Any] = {}
-
-    def get(dialect: str):
-        if dialect not in made:
-            made[dialect] = start_fault_stack(bridge_stack, dialect)
-        return made[dialect]
-
-    return get
+    return stack_per_dialect(bridge_stack)
 
 
 # (id, fault spec, only tag A affected?, status the affected tags show, the fault lifts itself)

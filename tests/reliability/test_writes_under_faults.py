@@ -36,13 +36,12 @@ from tests.reliability.wincc_rig import (
     SLACK_S,
     S,
     clear_faults,
-    code_of,
     connect,
     node_id,
     read_key,
     requests_served,
     set_fault,
-    start_fault_stack,
+    stack_per_dialect,
     subscribe,
     tag_name,
 )
@@ -54,14 +53,7 @@ A, B = "System1.Rel.A", "System1.Rel.B"
 
 @pytest.fixture(scope="module")
 def stacks(bridge_stack):  # noqa: F811
-    made: dict[str, Any] = {}
-
-    def get(dialect: str):
-        if dialect not in made:
-            made[dialect] = start_fault_stack(bridge_stack, dialect)
-        return made[dialect]
-
-    return get
+    return stack_per_dialect(bridge_stack)
 
 
 def _write(nid: ua.NodeId, value: int) -> ua.WriteParameters:

@@ -67,6 +67,18 @@ def start_fault_stack(bridge_stack: Callable[..., Stack], dialect: str, **kwargs
                         **kwargs)
 
 
+def stack_per_dialect(bridge_stack: Callable[..., Stack]) -> Callable[[str], Stack]:
+    """For a module fixture: the fault stack of a dialect, started on first use and shared by the module's tests."""
+    made: dict[str, Stack] = {}
+
+    def get(dialect: str) -> Stack:
+        if dialect not in made:
+            made[dialect] = start_fault_stack(bridge_stack, dialect)
+        return made[dialect]
+
+    return get
+
+
 def set_fault(stack: Stack, spec: dict[str, Any]) -> None:
     stack.sim_control("/_sim/faults", spec)
 
@@ -151,7 +163,7 @@ async def subscribe(client: Client, stack: Stack, names: list[str]) -> tuple[Wat
 # ---- the bridge process seen from outside -----------------------------------------------------------------------
 def metric(stack: Stack, name: str) -> float:
     text = httpx.get(stack.health_url + "/metrics", timeout=5).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} not in /metrics"
     return float(match.group(1))
 
