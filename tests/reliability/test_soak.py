@@ -6,7 +6,7 @@ and SOAK_MINUTES (default 10) for its length. It prints, and writes to SOAK_REPO
 pytest's temporary directory), the bridge's memory slope after the first minute, the event-loop lag, the errors the
 clients saw and the writes lost or applied twice; the last run's figures are in the README's Reliability section.
 It fails on a lost, doubled or invented write, and unless tasks and sockets come back to where they started (memory
-within 100 MiB) once the sessions clients abandoned have timed out (opcua.max_session_timeout_s, 60 s here).
+within 200 MiB) once the sessions clients abandoned have timed out (opcua.max_session_timeout_s, 60 s here).
 """
 
 from __future__ import annotations
@@ -229,4 +229,6 @@ async def test_soak(bridge_stack, tmp_path_factory) -> None:  # noqa: F811
     assert report["writes_applied_with_definite_bad"] == 0
     assert report["writes_good"] > 0
     assert after.tasks <= first["tasks"] + 6 and after.sockets <= first["sockets"] + 4, report["after_sessions_expired"]
-    assert after.rss - first["rss"] < 100 * 2**20, report["after_sessions_expired"]
+    # resident memory is a high-water mark (Python keeps freed arenas): a runaway leak fails this, slow growth shows in
+    # the reported slope (see the README's Reliability section for the last figures)
+    assert after.rss - first["rss"] < 200 * 2**20, report["after_sessions_expired"]
