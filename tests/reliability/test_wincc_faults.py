@@ -260,8 +260,9 @@ async def _cycle(stack, http: httpx.AsyncClient, watch: Watch, spec: dict[str, A
         await wait_until(lambda: any(n.code != S.Good for n in watch.since(a, t0)), timeout=BAD_WITHIN_S + 10,
                          interval=0.02, what=f"{spec} seen")
     finally:
+        # taken before the fault is lifted: the recovery may reach this loop before the DELETE's own answer does
+        t1 = time.monotonic()
         (await http.delete("/_sim/faults")).raise_for_status()
-    t1 = time.monotonic()
     await wait_until(lambda: any(n.code == S.Good for n in watch.since(a, t1)), timeout=10, interval=0.02,
                      what=f"recovery from {spec}")
 
