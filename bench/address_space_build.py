@@ -44,11 +44,19 @@ def generated(n: int, per_folder: int = 100) -> list[Folder | TagInfo]:
             items.append(Folder(folder))
         dt = _TYPES[i % len(_TYPES)]
         analog = dt in (DataType.float, DataType.double) and i % 2 == 0
-        items.append(TagInfo(
-            name=".".join(folder) + f".Tag{i:06d}", data_type=dt, folder=folder,
-            unit="m3/h" if analog else None, low=0.0 if analog else None, high=100.0 if analog else None,
-            description=f"generated tag {i}", writable=i % 3 == 0, archived=i % 5 == 0,
-        ))
+        items.append(
+            TagInfo(
+                name=".".join(folder) + f".Tag{i:06d}",
+                data_type=dt,
+                folder=folder,
+                unit="m3/h" if analog else None,
+                low=0.0 if analog else None,
+                high=100.0 if analog else None,
+                description=f"generated tag {i}",
+                writable=i % 3 == 0,
+                archived=i % 5 == 0,
+            )
+        )
     return items
 
 
@@ -81,8 +89,11 @@ async def measure(n: int, trace: bool) -> dict[str, float]:
     tags = [i for i in items if isinstance(i, TagInfo)]
     gone = {t.name for t in tags[1::step]}
     changed = {t.name for t in tags[2::step]}
-    rebrowse = [dataclasses.replace(i, description="changed") if isinstance(i, TagInfo) and i.name in changed else i
-                for i in items if not (isinstance(i, TagInfo) and i.name in gone)]
+    rebrowse = [
+        dataclasses.replace(i, description="changed") if isinstance(i, TagInfo) and i.name in changed else i
+        for i in items
+        if not (isinstance(i, TagInfo) and i.name in gone)
+    ]
     rebrowse += [TagInfo(f"New.Tag{i:06d}", DataType.double, ("New",)) for i in range(n // step)]
     t0 = time.perf_counter()
     added, removed = await space.update(rebrowse)
@@ -91,11 +102,21 @@ async def measure(n: int, trace: bool) -> dict[str, float]:
     t0 = time.perf_counter()
     await space.update(rebrowse)
     unchanged_s = time.perf_counter() - t0
-    return {"tags": n, "nodes": nodes, "build_s": round(dt, 3), "cpu_s": round(cpu, 3), "tags_per_s": round(n / dt),
-            "nodes_per_s": round(nodes / dt), "rss_growth_mb": round(grown / 2**20, 1),
-            "bytes_per_tag": round(grown / n) if not trace else round(traced / n),
-            "update_3pct_s": round(update_s, 3), "added": len(added), "removed": len(removed),
-            "changed": replaced, "update_unchanged_s": round(unchanged_s, 3)}
+    return {
+        "tags": n,
+        "nodes": nodes,
+        "build_s": round(dt, 3),
+        "cpu_s": round(cpu, 3),
+        "tags_per_s": round(n / dt),
+        "nodes_per_s": round(nodes / dt),
+        "rss_growth_mb": round(grown / 2**20, 1),
+        "bytes_per_tag": round(grown / n) if not trace else round(traced / n),
+        "update_3pct_s": round(update_s, 3),
+        "added": len(added),
+        "removed": len(removed),
+        "changed": replaced,
+        "update_unchanged_s": round(unchanged_s, 3),
+    }
 
 
 async def measure_add_variable(n: int) -> dict[str, float]:
@@ -116,20 +137,32 @@ async def measure_add_variable(n: int) -> dict[str, float]:
             parent = folders[item.path[:-1]]
             folders[item.path] = await parent.add_folder(ua.NodeId("/".join(item.path), folder_ns), item.path[-1])
         else:
-            await folders[item.folder].add_variable(ua.NodeId(item.name, ns), item.name.rsplit(".", 1)[-1],
-                                                    ua.Variant(0.0, ua.VariantType.Double))
+            await folders[item.folder].add_variable(
+                ua.NodeId(item.name, ns), item.name.rsplit(".", 1)[-1], ua.Variant(0.0, ua.VariantType.Double)
+            )
     dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gc.collect()
     nodes = len(server.iserver.aspace.keys()) - nodes_before
-    return {"tags": n, "nodes": nodes, "build_s": round(dt, 3), "cpu_s": round(cpu, 3), "tags_per_s": round(n / dt),
-            "nodes_per_s": round(nodes / dt), "rss_growth_mb": round((rss() - rss0) / 2**20, 1)}
+    return {
+        "tags": n,
+        "nodes": nodes,
+        "build_s": round(dt, 3),
+        "cpu_s": round(cpu, 3),
+        "tags_per_s": round(n / dt),
+        "nodes_per_s": round(nodes / dt),
+        "rss_growth_mb": round((rss() - rss0) / 2**20, 1),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tags", type=int, nargs="+", default=[10_000, 100_000])
-    p.add_argument("--add-variable-max", type=int, default=10_000,
-                   help="compare with add_variable up to this many tags (0: not at all)")
+    p.add_argument(
+        "--add-variable-max",
+        type=int,
+        default=10_000,
+        help="compare with add_variable up to this many tags (0: not at all)",
+    )
     p.add_argument("--tracemalloc", action="store_true", help="bytes per tag from tracemalloc (slower build)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -139,10 +172,17 @@ def main() -> None:
         print(json.dumps({"build": "bridge bulk", **bulk}), flush=True)
         if 0 < n <= args.add_variable_max:
             per_node = asyncio.run(measure_add_variable(n))
-            print(json.dumps({"build": "asyncua add_variable", **per_node,
-                              "bulk_cpu_ratio": round(bulk["cpu_s"] / per_node["cpu_s"], 3),
-                              "bulk_nodes_per_s_ratio": round(bulk["nodes_per_s"] / per_node["nodes_per_s"], 2)}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "build": "asyncua add_variable",
+                        **per_node,
+                        "bulk_cpu_ratio": round(bulk["cpu_s"] / per_node["cpu_s"], 3),
+                        "bulk_nodes_per_s_ratio": round(bulk["nodes_per_s"] / per_node["nodes_per_s"], 2),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -58,12 +58,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             handler.conditions = 0
             print("calling", flush=True)
             t0 = time.monotonic()
-            await client.uaclient.call([ua.CallMethodRequest(
-                ObjectId=ua.NodeId(O.ConditionType), MethodId=ua.NodeId(O.ConditionType_ConditionRefresh),
-                InputArguments=[ua.Variant(sub.subscription_id, ua.VariantType.UInt32)])])
+            await client.uaclient.call(
+                [
+                    ua.CallMethodRequest(
+                        ObjectId=ua.NodeId(O.ConditionType),
+                        MethodId=ua.NodeId(O.ConditionType_ConditionRefresh),
+                        InputArguments=[ua.Variant(sub.subscription_id, ua.VariantType.UInt32)],
+                    )
+                ]
+            )
             await asyncio.wait_for(handler.end.wait(), 60)
-            return {"refresh_s": handler.markers[-1][1] - t0, "conditions": handler.conditions,
-                    "markers": [m[0] for m in handler.markers]}
+            return {
+                "refresh_s": handler.markers[-1][1] - t0,
+                "conditions": handler.conditions,
+                "markers": [m[0] for m in handler.markers],
+            }
         await asyncio.sleep(1)
         handler.conditions = 0
         print("start", flush=True)

@@ -40,15 +40,21 @@ def alarm_bridge(tmp: Path, sim: str, alarms: dict[str, Any]):
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["alarms"] = alarms
     cfg_path.write_text(yaml.safe_dump(cfg))
-    with process([PY, "-m", "bridge", "--log-level", "warning", "run", "--config", str(cfg_path)],
-                 cfg_path.with_suffix(".log")) as p:
+    with process(
+        [PY, "-m", "bridge", "--log-level", "warning", "run", "--config", str(cfg_path)], cfg_path.with_suffix(".log")
+    ) as p:
         _wait_http(health + "/readyz", p, 300)
         yield p, endpoint, health
 
 
 def _client(endpoint: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([PY, "-m", "bench.alarm_client", "--endpoint", endpoint, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    return subprocess.Popen(
+        [PY, "-m", "bench.alarm_client", "--endpoint", endpoint, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
 
 
 def _report(client: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -160,8 +166,9 @@ def scenario_polling_cpu(res: Results, tmp: Path, seconds: float) -> None:
                 figures[enabled] = _measure("asyncua", endpoint, tags_file, seconds, p.pid)["cpu"]
     name = "A&C polling 10k tags"
     res.add(name, "bridge CPU, alarms on / off", figures[True], figures[False], "cores")
-    res.add(name, "CPU added by alarm polling", figures[True] - figures[False], None, "cores",
-            Goal("bridge", "<=", 0.05))
+    res.add(
+        name, "CPU added by alarm polling", figures[True] - figures[False], None, "cores", Goal("bridge", "<=", 0.05)
+    )
 
 
 def scenario_alarms(res: Results, tmp: Path, quick: bool) -> None:

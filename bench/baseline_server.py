@@ -12,9 +12,9 @@ import argparse
 import asyncio
 import gc
 import json
-from datetime import UTC, datetime
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asyncua import Server, ua
@@ -47,7 +47,9 @@ async def main() -> None:
             if key not in folders:
                 folders[key] = await parent.add_folder(ua.NodeId("/".join(key), folder_ns), key[-1])
             parent = folders[key]
-        var = await parent.add_variable(ua.NodeId(name, ns), name.rsplit(".", 1)[-1], ua.Variant(0.0, ua.VariantType.Double))
+        var = await parent.add_variable(
+            ua.NodeId(name, ns), name.rsplit(".", 1)[-1], ua.Variant(0.0, ua.VariantType.Double)
+        )
         nodes.append(var.nodeid)
     build_s = time.monotonic() - t0
     # the same collector tuning the bridge applies after its build (bridge/runtime/gc_policy.py): without it, full
@@ -68,8 +70,9 @@ async def main() -> None:
         for _ in range(per_tick):
             nodeid = nodes[cursor]
             cursor = (cursor + 1) % len(nodes)
-            await server.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double),
-                                                                     SourceTimestamp=now, ServerTimestamp=now))
+            await server.write_attribute_value(
+                nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now)
+            )
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
 
 

@@ -33,11 +33,12 @@ class MemoryArchive:
     def __init__(self, values: list[ArchiveValue]) -> None:
         self.values, self.times = values, [v.timestamp for v in values]
 
-    async def archive(self, tag: TagInfo, start: datetime, end: datetime, page_size: int = 1000
-                      ) -> AsyncIterator[list[ArchiveValue]]:
+    async def archive(
+        self, tag: TagInfo, start: datetime, end: datetime, page_size: int = 1000
+    ) -> AsyncIterator[list[ArchiveValue]]:
         lo, hi = bisect.bisect_left(self.times, start), bisect.bisect_right(self.times, end)
         for i in range(lo, hi, page_size):
-            yield self.values[i:min(i + page_size, hi)]
+            yield self.values[i : min(i + page_size, hi)]
 
 
 async def run(n: int, page: int, repeat: int) -> None:
@@ -52,11 +53,19 @@ async def run(n: int, page: int, repeat: int) -> None:
         build = encode = 0.0
         got, cp = 0, None
         while True:
-            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=T0, EndTime=T0 + timedelta(seconds=n),
-                                                NumValuesPerNode=page, ReturnBounds=False)
-            params = ua.HistoryReadParameters(HistoryReadDetails=details, TimestampsToReturn=ua.TimestampsToReturn.Both,
-                                              ReleaseContinuationPoints=False,
-                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)])
+            details = ua.ReadRawModifiedDetails(
+                IsReadModified=False,
+                StartTime=T0,
+                EndTime=T0 + timedelta(seconds=n),
+                NumValuesPerNode=page,
+                ReturnBounds=False,
+            )
+            params = ua.HistoryReadParameters(
+                HistoryReadDetails=details,
+                TimestampsToReturn=ua.TimestampsToReturn.Both,
+                ReleaseContinuationPoints=False,
+                NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)],
+            )
             t0 = time.process_time()
             results = await service.read(session, params)  # type: ignore[arg-type]
             t1 = time.process_time()
@@ -66,13 +75,25 @@ async def run(n: int, page: int, repeat: int) -> None:
             (res,) = results
             if not res.StatusCode.is_good():
                 raise RuntimeError(str(res.StatusCode))
-            got += len(res.HistoryData.DataValues) if isinstance(res.HistoryData, ua.HistoryData) else \
-                getattr(res.HistoryData, "count", 0)
+            got += (
+                len(res.HistoryData.DataValues)
+                if isinstance(res.HistoryData, ua.HistoryData)
+                else getattr(res.HistoryData, "count", 0)
+            )
             cp = res.ContinuationPoint
             if not cp:
                 break
-        print(json.dumps({"values": got, "build_cpu_s": round(build, 3), "encode_cpu_s": round(encode, 3),
-                          "values_per_cpu_s": round(got / (build + encode))}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "values": got,
+                    "build_cpu_s": round(build, 3),
+                    "encode_cpu_s": round(encode, 3),
+                    "values_per_cpu_s": round(got / (build + encode)),
+                }
+            ),
+            flush=True,
+        )
 
 
 def main() -> None:

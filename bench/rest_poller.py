@@ -40,11 +40,15 @@ async def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--interval", type=float, default=1.0)
-    ap.add_argument("--transport", choices=["httpx", "aiohttp"], default="httpx",
-                    help="httpx's own (h11) or httpx-aiohttp's (aiohttp's C parser), same httpx API")
+    ap.add_argument(
+        "--transport",
+        choices=["httpx", "aiohttp"],
+        default="httpx",
+        help="httpx's own (h11) or httpx-aiohttp's (aiohttp's C parser), same httpx API",
+    )
     args = ap.parse_args()
     names = [name for name, _ in load_tags(args.tags_file)]
-    batches = [names[i:i + args.batch_size] for i in range(0, len(names), args.batch_size)]
+    batches = [names[i : i + args.batch_size] for i in range(0, len(names), args.batch_size)]
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     client_class = httpx.AsyncClient
     if args.transport == "aiohttp":
@@ -71,8 +75,17 @@ async def main() -> None:
                 late += time.monotonic() - next_cycle > args.interval
             next_cycle += args.interval
             await asyncio.sleep(max(0.0, next_cycle - time.monotonic()))
-    print(json.dumps({"cycles": cycles, "late_cycles": late, "requests_per_cycle": len(batches),
-                      "bytes_per_cycle": nbytes / cycles if cycles else 0}), flush=True)
+    print(
+        json.dumps(
+            {
+                "cycles": cycles,
+                "late_cycles": late,
+                "requests_per_cycle": len(batches),
+                "bytes_per_cycle": nbytes / cycles if cycles else 0,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,13 @@ class Row:
 def _stats(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "spread": max(values) - min(values), "n": len(values)}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "spread": max(values) - min(values),
+        "n": len(values),
+    }
 
 
 def _fmt(v: float | None) -> str:
@@ -95,15 +100,25 @@ class Results:
         self.rows: dict[tuple[str, str], Row] = {}
         self.failures: list[dict[str, str]] = []
 
-    def add(self, scenario: str, metric: str, bridge: float | None, baseline: float | None = None,
-            unit: str = "", goal: Goal | str | None = None) -> None:
+    def add(
+        self,
+        scenario: str,
+        metric: str,
+        bridge: float | None,
+        baseline: float | None = None,
+        unit: str = "",
+        goal: Goal | str | None = None,
+    ) -> None:
         row = self.rows.setdefault((scenario, metric), Row(scenario, metric, unit, goal))
         ratio = bridge / baseline if bridge is not None and baseline not in (None, 0) else None
         for name, value in (("bridge", bridge), ("baseline", baseline), ("ratio", ratio)):
             if value is not None:
                 getattr(row, name).append(float(value))
-        print(f"  {scenario:<26} {metric:<40} bridge {_fmt(bridge):>10} {unit:<6} base {_fmt(baseline):>10}"
-              f"  ratio {_fmt(ratio):>6}", flush=True)
+        print(
+            f"  {scenario:<26} {metric:<40} bridge {_fmt(bridge):>10} {unit:<6} base {_fmt(baseline):>10}"
+            f"  ratio {_fmt(ratio):>6}",
+            flush=True,
+        )
 
     def failed(self, scenario: str, error: str) -> None:
         self.failures.append({"scenario": scenario, "error": error})
@@ -121,11 +136,16 @@ class Results:
         ]
         if header.get("note"):
             lines.append(f"\n**{header['note']}**")
-        lines += ["", "| scenario | metric | unit | bridge | baseline | ratio | goal | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| scenario | metric | unit | bridge | baseline | ratio | goal | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for s in self.summary():
-            lines.append(f"| {s['scenario']} | {s['metric']} | {s['unit']} | {_cell(s['bridge'])} | "
-                         f"{_cell(s['baseline'])} | {_cell(s['ratio'])} | {s['goal']} | {s['verdict']} |")
+            lines.append(
+                f"| {s['scenario']} | {s['metric']} | {s['unit']} | {_cell(s['bridge'])} | "
+                f"{_cell(s['baseline'])} | {_cell(s['ratio'])} | {s['goal']} | {s['verdict']} |"
+            )
         for f in self.failures:
             lines.append(f"| {f['scenario']} | FAILED | | | | | | {f['error'][:200]} |")
         return "\n".join(lines) + "\n"
@@ -134,10 +154,18 @@ class Results:
 def commit() -> tuple[str, bool]:
     """The commit measured and whether the work tree differs from it (a dirty tree is not that commit)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
     return head, dirty

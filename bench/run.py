@@ -35,8 +35,8 @@ import yaml
 from bench.naming import browse_tags, save_tags
 from bench.procstat import CpuWindow, peak_rss_bytes, rss_bytes
 from bench.results import Goal, Results, commit
-from bridge.runtime.loop_lag import LAG_BOUNDS_MS
 from bridge.opcua.security.passwords import hash_password
+from bridge.runtime.loop_lag import LAG_BOUNDS_MS
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +81,19 @@ SIMULATOR_PIDS: dict[int, int] = {}  # port -> pid of the running simulators, fo
 @contextmanager
 def simulator(tmp: Path, tags: int, change_rate: float, dialect: str = "dp") -> Iterator[str]:
     port = free_port()
-    cmd = [PY, "-m", "bridge.simulator", "--port", str(port), "--dialect", dialect, "--tags", str(tags),
-           "--change-rate", str(change_rate)]
+    cmd = [
+        PY,
+        "-m",
+        "bridge.simulator",
+        "--port",
+        str(port),
+        "--dialect",
+        dialect,
+        "--tags",
+        str(tags),
+        "--change-rate",
+        str(change_rate),
+    ]
     with process(cmd, tmp / f"sim-{port}.log") as proc:
         _wait_http(f"http://127.0.0.1:{port}/_sim/health", proc, 120)
         SIMULATOR_PIDS[port] = proc.pid
@@ -100,17 +111,32 @@ def dialect_url(sim_base: str, dialect: str) -> str:
     return sim_base + DIALECT_PATHS[dialect]
 
 
-def bridge_config(tmp: Path, sim_base: str, dialect: str, interval_ms: int = 1000,
-                  sync: dict[str, Any] | None = None) -> tuple[Path, str, str]:
+def bridge_config(
+    tmp: Path, sim_base: str, dialect: str, interval_ms: int = 1000, sync: dict[str, Any] | None = None
+) -> tuple[Path, str, str]:
     ua_port, health_port = free_port(), free_port()
     cfg = {
-        "wincc": {"url": dialect_url(sim_base, dialect), "dialect": dialect,
-                  "browse_snapshot": None, "max_concurrency": 4},
-        "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{ua_port}/wincc", "security_policies": ["None"],
-                  "anonymous": "read", "pki_dir": str(tmp / "pki"), "auto_accept_client_certs": True,
-                  "users": [{"name": "bench", "password_hash": hash_password(BENCH_PASSWORD), "role": "operator"}]},
-        "sync": {"interval_ms": interval_ms, "batch_size": 500, "poll_groups_ms": [interval_ms, 5000],
-                 "idle_interval_ms": 10000, **(sync or {})},
+        "wincc": {
+            "url": dialect_url(sim_base, dialect),
+            "dialect": dialect,
+            "browse_snapshot": None,
+            "max_concurrency": 4,
+        },
+        "opcua": {
+            "endpoint": f"opc.tcp://127.0.0.1:{ua_port}/wincc",
+            "security_policies": ["None"],
+            "anonymous": "read",
+            "pki_dir": str(tmp / "pki"),
+            "auto_accept_client_certs": True,
+            "users": [{"name": "bench", "password_hash": hash_password(BENCH_PASSWORD), "role": "operator"}],
+        },
+        "sync": {
+            "interval_ms": interval_ms,
+            "batch_size": 500,
+            "poll_groups_ms": [interval_ms, 5000],
+            "idle_interval_ms": 10000,
+            **(sync or {}),
+        },
         "health": {"listen": f"127.0.0.1:{health_port}"},
     }
     path = tmp / f"bridge-{ua_port}.yaml"
@@ -129,8 +155,9 @@ class BridgeProc:
 
 
 @contextmanager
-def bridge(tmp: Path, sim_base: str, dialect: str = "dp", sync: dict[str, Any] | None = None,
-           env: dict[str, str] | None = None) -> Iterator[BridgeProc]:
+def bridge(
+    tmp: Path, sim_base: str, dialect: str = "dp", sync: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> Iterator[BridgeProc]:
     cfg, endpoint, health = bridge_config(tmp, sim_base, dialect, sync=sync)
     log = cfg.with_suffix(".log")
     wall = time.time()
@@ -142,13 +169,26 @@ def bridge(tmp: Path, sim_base: str, dialect: str = "dp", sync: dict[str, Any] |
 
 
 @contextmanager
-def baseline(tmp: Path, tags_file: Path, change_rate: float
-             ) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
+def baseline(
+    tmp: Path, tags_file: Path, change_rate: float
+) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
     port = free_port()
     log = tmp / f"baseline-{port}.log"
     t0 = time.monotonic()
-    with process([PY, "-m", "bench.baseline_server", "--port", str(port), "--tags-file", str(tags_file),
-                  "--change-rate", str(change_rate)], log) as p:
+    with process(
+        [
+            PY,
+            "-m",
+            "bench.baseline_server",
+            "--port",
+            str(port),
+            "--tags-file",
+            str(tags_file),
+            "--change-rate",
+            str(change_rate),
+        ],
+        log,
+    ) as p:
         deadline = time.monotonic() + 600
         while '"ready"' not in (text := log.read_text()):
             if p.poll() is not None or time.monotonic() > deadline:
@@ -200,18 +240,45 @@ def connections(port: int) -> set[int]:
     return peers
 
 
-def subscriber_cmd(client: str, endpoint: str, tags_file: Path, seconds: float, publish_ms: float,
-                   warmup: float = 3) -> list[str]:
+def subscriber_cmd(
+    client: str, endpoint: str, tags_file: Path, seconds: float, publish_ms: float, warmup: float = 3
+) -> list[str]:
     if client == "node":
-        args = {"endpoint": endpoint, "tagsFile": str(tags_file), "seconds": seconds, "warmup": warmup,
-                "samplingMs": 1000, "publishMs": publish_ms, "signalWindow": True}
+        args = {
+            "endpoint": endpoint,
+            "tagsFile": str(tags_file),
+            "seconds": seconds,
+            "warmup": warmup,
+            "samplingMs": 1000,
+            "publishMs": publish_ms,
+            "signalWindow": True,
+        }
         return ["node", str(ROOT / "bench" / "subscriber.js"), json.dumps(args)]
-    return [PY, "-m", "bench.subscriber", "--endpoint", endpoint, "--tags-file", str(tags_file),
-            "--seconds", str(seconds), "--warmup", str(warmup), "--signal-window", "--publish-ms", str(publish_ms)]
+    return [
+        PY,
+        "-m",
+        "bench.subscriber",
+        "--endpoint",
+        endpoint,
+        "--tags-file",
+        str(tags_file),
+        "--seconds",
+        str(seconds),
+        "--warmup",
+        str(warmup),
+        "--signal-window",
+        "--publish-ms",
+        str(publish_ms),
+    ]
 
 
-def windowed(cmd: list[str], pid: int | None, on_start: Callable[[], None] = lambda: None,
-             on_stop: Callable[[], None] = lambda: None, timeout: float = 600) -> dict[str, Any]:
+def windowed(
+    cmd: list[str],
+    pid: int | None,
+    on_start: Callable[[], None] = lambda: None,
+    on_stop: Callable[[], None] = lambda: None,
+    timeout: float = 600,
+) -> dict[str, Any]:
     """Run a client that prints "start" when its measuring window opens and one JSON line when it closes; the CPU
     of `pid` (None: the client's own) over that window, in cores, comes back as "cpu" with the client's report."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NODE_PATH": str(ROOT / "tests" / "interop" / "node_modules")}
@@ -245,18 +312,39 @@ async def _tags_file(tmp: Path, sim_base: str, dialect: str = "dp") -> tuple[Pat
     return path, len(tags)
 
 
-def _measure(client: str, endpoint: str, tags_file: Path, seconds: float, pid: int, publish_ms: float = 500,
-             on_start: Callable[[], None] = lambda: None, on_stop: Callable[[], None] = lambda: None
-             ) -> dict[str, float]:
+def _measure(
+    client: str,
+    endpoint: str,
+    tags_file: Path,
+    seconds: float,
+    pid: int,
+    publish_ms: float = 500,
+    on_start: Callable[[], None] = lambda: None,
+    on_stop: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
     report = windowed(subscriber_cmd(client, endpoint, tags_file, seconds, publish_ms), pid, on_start, on_stop)
     per_s = report["per_second"] or math.nan
-    return {"per_second": per_s, "cpu": report["cpu"], "cpu_per_notif_us": report["cpu"] / per_s * 1e6,
-            "p50": report.get("latency_p50_ms"), "p99": report.get("latency_p99_ms")}
+    return {
+        "per_second": per_s,
+        "cpu": report["cpu"],
+        "cpu_per_notif_us": report["cpu"] / per_s * 1e6,
+        "p50": report.get("latency_p50_ms"),
+        "p99": report.get("latency_p99_ms"),
+    }
 
 
-def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float, client: str = "asyncua",
-                  sync: dict[str, Any] | None = None, label: str = "", http: str = "httpx",
-                  dialect: str = "dp") -> None:
+def scenario_sync(
+    res: Results,
+    tmp: Path,
+    n: int,
+    rate: float,
+    seconds: float,
+    client: str = "asyncua",
+    sync: dict[str, Any] | None = None,
+    label: str = "",
+    http: str = "httpx",
+    dialect: str = "dp",
+) -> None:
     name = f"sync {n // 1000}k @{rate:.0%}/s{label}"
     batch = int((sync or {}).get("batch_size", 500))
     pushed = dialect == "unified"  # WinCC pushes the subscribed tags: there is no poll to compare with
@@ -265,9 +353,30 @@ def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float, 
         tags_file, total = asyncio.run(_tags_file(tmp, sim, dialect))
         with baseline(tmp, tags_file, rate) as (p, endpoint, _):
             base = _measure(client, endpoint, tags_file, seconds, p.pid)
-        poller = {"cpu": math.nan} if pushed else windowed(
-            [PY, "-m", "bench.rest_poller", "--url", sim, "--tags-file", str(tags_file), "--seconds", str(seconds),
-             "--warmup", "1", "--batch-size", str(batch), "--transport", http], None)
+        poller = (
+            {"cpu": math.nan}
+            if pushed
+            else windowed(
+                [
+                    PY,
+                    "-m",
+                    "bench.rest_poller",
+                    "--url",
+                    sim,
+                    "--tags-file",
+                    str(tags_file),
+                    "--seconds",
+                    str(seconds),
+                    "--warmup",
+                    "1",
+                    "--batch-size",
+                    str(batch),
+                    "--transport",
+                    http,
+                ],
+                None,
+            )
+        )
         httpx.post(sim + "/_sim/stats/reset")
         with bridge(tmp, sim, dialect=dialect, sync=sync, env={"WINCC_BRIDGE_HTTP": http}) as br:
             seen: dict[str, Any] = {}
@@ -283,34 +392,76 @@ def scenario_sync(res: Results, tmp: Path, n: int, rate: float, seconds: float, 
     m0, m1 = seen["m0"], seen["m1"]
     low = rate <= 0.01
     res.add(name, "notifications/s delivered", b["per_second"], base["per_second"], "1/s")
-    res.add(name, "server CPU", b["cpu"], base["cpu"], "cores",
-            Goal("bridge", "<=", 0.25) if n == 100_000 and low else None)
-    res.add(name, "CPU per notification", b["cpu_per_notif_us"], base["cpu_per_notif_us"], "us",
-            Goal("ratio", "<=", 1.2 if pushed else 2.0) if low else None)
+    res.add(
+        name, "server CPU", b["cpu"], base["cpu"], "cores", Goal("bridge", "<=", 0.25) if n == 100_000 and low else None
+    )
+    res.add(
+        name,
+        "CPU per notification",
+        b["cpu_per_notif_us"],
+        base["cpu_per_notif_us"],
+        "us",
+        Goal("ratio", "<=", 1.2 if pushed else 2.0) if low else None,
+    )
     if not pushed:
-        res.add(name, "CPU: bridge / (asyncua + bare REST poller)", b["cpu"], base["cpu"] + poller["cpu"], "cores",
-                Goal("ratio", "<=", 1.0) if low else None)
+        res.add(
+            name,
+            "CPU: bridge / (asyncua + bare REST poller)",
+            b["cpu"],
+            base["cpu"] + poller["cpu"],
+            "cores",
+            Goal("ratio", "<=", 1.0) if low else None,
+        )
         res.add(name, "bare REST poller CPU", poller["cpu"], None, "cores")
     res.add(name, "latency p50 (publishing 500 ms)", b.get("p50"), base.get("p50"), "ms")
     res.add(name, "latency p99 (publishing 500 ms)", b.get("p99"), base.get("p99"), "ms")
-    res.add(name, "late poll cycles in the window", m1.get("late_cycles_total", 0) - m0.get("late_cycles_total", 0),
-            None, "", Goal("bridge", "<=", 0))
+    res.add(
+        name,
+        "late poll cycles in the window",
+        m1.get("late_cycles_total", 0) - m0.get("late_cycles_total", 0),
+        None,
+        "",
+        Goal("bridge", "<=", 0),
+    )
     res.add(name, "event-loop lag p99 in the window", lag_p99(m0, m1), None, "s (bound)")
-    res.add(name, "worst event-loop lag since start", m1.get("event_loop_lag_max_seconds"), None, "s",
-            Goal("bridge", "<=", 0.25))
+    res.add(
+        name,
+        "worst event-loop lag since start",
+        m1.get("event_loop_lag_max_seconds"),
+        None,
+        "s",
+        Goal("bridge", "<=", 0.25),
+    )
     res.add(name, "longest GC pause since start", m1.get("gc_pause_max_seconds"), None, "s")
     cycles = m1.get("poll_cycles_total", 0) - m0.get("poll_cycles_total", 0)
     reads = m1.get("rest_reads_total", 0) - m0.get("rest_reads_total", 0)
-    res.add(name, "REST reads per poll cycle", reads / cycles if cycles else None, math.ceil(total / batch), "",
-            "ratio 1: one read per batch")
-    res.add(name, "TCP connections opened in the window", float(len(seen["c1"] - seen["c0"])), None, "",
-            Goal("bridge", "<=", 0))
+    res.add(
+        name,
+        "REST reads per poll cycle",
+        reads / cycles if cycles else None,
+        math.ceil(total / batch),
+        "",
+        "ratio 1: one read per batch",
+    )
+    res.add(
+        name,
+        "TCP connections opened in the window",
+        float(len(seen["c1"] - seen["c0"])),
+        None,
+        "",
+        Goal("bridge", "<=", 0),
+    )
     res.add(name, "TCP connections to WinCC at the end", float(len(seen["c1"])), None, "", "<= max_concurrency 4")
     sim_reads = sum(v for k, v in stats.get("requests", {}).items() if "ReadMultiple" in k or "tagValues" in k)
     res.add(name, "REST reads at the simulator (whole run)", float(sim_reads), None, "")
     if pushed:
-        res.add(name, "values pushed in the window", m1.get("pushed_values_total", 0) - m0.get("pushed_values_total", 0),
-                None, "")
+        res.add(
+            name,
+            "values pushed in the window",
+            m1.get("pushed_values_total", 0) - m0.get("pushed_values_total", 0),
+            None,
+            "",
+        )
 
 
 def scenario_latency(res: Results, tmp: Path, n: int, rate: float, seconds: float, client: str = "asyncua") -> None:
@@ -324,8 +475,7 @@ def scenario_latency(res: Results, tmp: Path, n: int, rate: float, seconds: floa
         with bridge(tmp, sim) as br:
             b = _measure(client, br.endpoint, tags_file, seconds, br.proc.pid, publish_ms=50)
     res.add(name, "latency p50 (publishing 50 ms)", b.get("p50"), base.get("p50"), "ms")
-    res.add(name, "latency p99 (publishing 50 ms)", b.get("p99"), base.get("p99"), "ms",
-            Goal("bridge", "<=", 1100))
+    res.add(name, "latency p99 (publishing 50 ms)", b.get("p99"), base.get("p99"), "ms", Goal("bridge", "<=", 1100))
 
 
 def _log_event(log: Path, prefix: str) -> tuple[float, float] | None:
@@ -377,12 +527,30 @@ def scenario_startup_memory(res: Results, tmp: Path, n: int, client: str = "asyn
     res.add(name, "process start -> every tag readable", readable_wall - br.started_wall, info["ready_s"], "s")
     if browsed and built:
         res.add(name, "browse over REST", browsed[1], None, "s")
-        res.add(name, "address-space build (bridge bulk vs baseline add_variable)", built[1], info["build_s"], "s",
-                "not like for like: see bench.address_space_build")
-        res.add(name, "browse answered -> every tag readable", readable_wall - browsed[0], None, "s",
-                Goal("bridge", "<=", 3.0) if n == 100_000 else None)
-    res.add(mem, "RSS per tag over base, every tag valued", (bridge_rss - empty_rss) / n / 1024, None, "KB",
-            Goal("bridge", "<=", 3.0))
+        res.add(
+            name,
+            "address-space build (bridge bulk vs baseline add_variable)",
+            built[1],
+            info["build_s"],
+            "s",
+            "not like for like: see bench.address_space_build",
+        )
+        res.add(
+            name,
+            "browse answered -> every tag readable",
+            readable_wall - browsed[0],
+            None,
+            "s",
+            Goal("bridge", "<=", 3.0) if n == 100_000 else None,
+        )
+    res.add(
+        mem,
+        "RSS per tag over base, every tag valued",
+        (bridge_rss - empty_rss) / n / 1024,
+        None,
+        "KB",
+        Goal("bridge", "<=", 3.0),
+    )
     res.add(mem, "RSS per tag over base, one subscriber on all", (bridge_sub - empty_sub) / n / 1024, None, "KB")
     res.add(mem, "RSS total, every tag valued", bridge_rss / 2**20, base_rss / 2**20, "MB")
     res.add(mem, "RSS total, one subscriber on all", bridge_sub / 2**20, base_sub / 2**20, "MB")
@@ -395,13 +563,15 @@ def _rss_subscribed(client: str, endpoint: str, tags_file: Path | None, pid: int
         tags_file.write_text("[]")
     seen: list[int] = []
     # sampled 1 s after the last item was created: every item exists and has sent its first value
-    windowed(subscriber_cmd(client, endpoint, tags_file, 0.2, 500, warmup=1), pid,
-             on_start=lambda: seen.append(rss_bytes(pid)))
+    windowed(
+        subscriber_cmd(client, endpoint, tags_file, 0.2, 500, warmup=1),
+        pid,
+        on_start=lambda: seen.append(rss_bytes(pid)),
+    )
     return seen[0]
 
 
-_FAST_POLLING = {"interval_ms": 200, "poll_groups_ms": [200, 1000, 5000], "idle_interval_ms": 2000,
-                 "read_recent_s": 0}
+_FAST_POLLING = {"interval_ms": 200, "poll_groups_ms": [200, 1000, 5000], "idle_interval_ms": 2000, "read_recent_s": 0}
 
 
 class _Arrivals:
@@ -460,8 +630,10 @@ async def _subscribe_groups(endpoint: str) -> Any:
     ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
     sub = await client.create_subscription(500, _Arrivals())
     await sub.subscribe_data_change(client.get_node(ua.NodeId("System1.Counters.Int8Value", ns)), sampling_interval=200)
-    await sub.subscribe_data_change([client.get_node(ua.NodeId(f"System1.Counters.{n}", ns))
-                                     for n in ("UInt8Value", "UInt16Value")], sampling_interval=1000)
+    await sub.subscribe_data_change(
+        [client.get_node(ua.NodeId(f"System1.Counters.{n}", ns)) for n in ("UInt8Value", "UInt16Value")],
+        sampling_interval=1000,
+    )
     return client
 
 
@@ -485,8 +657,14 @@ def scenario_poll_rates(res: Results, tmp: Path, seconds: float = 6.0) -> None:
     sizes = Counter(stats["read_batches"])
     sizes[1] += stats["requests"].get("GET /api/dp/{name}", 0)
     for label, size, asked in (("200 ms", 1, 5.0), ("1000 ms", 2, 1.0), ("idle 2000 ms", total - 3, 0.5)):
-        res.add("poll rates", f"{label} group: reads/s (base: asked)", sizes[size] / elapsed, asked, "1/s",
-                Goal("ratio", ">=", 0.9))
+        res.add(
+            "poll rates",
+            f"{label} group: reads/s (base: asked)",
+            sizes[size] / elapsed,
+            asked,
+            "1/s",
+            Goal("ratio", ">=", 0.9),
+        )
 
 
 async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, bridge_pid: int) -> dict[str, float]:
@@ -520,11 +698,15 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, brid
         t0, c0 = time.perf_counter(), time.process_time()
         got, cp = 0, None
         while True:
-            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=day_end,
-                                                NumValuesPerNode=1000, ReturnBounds=False)
-            params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
-                                              TimestampsToReturn=ua.TimestampsToReturn.Both,
-                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)])
+            details = ua.ReadRawModifiedDetails(
+                IsReadModified=False, StartTime=start, EndTime=day_end, NumValuesPerNode=1000, ReturnBounds=False
+            )
+            params = ua.HistoryReadParameters(
+                HistoryReadDetails=details,
+                ReleaseContinuationPoints=False,
+                TimestampsToReturn=ua.TimestampsToReturn.Both,
+                NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)],
+            )
             (res,) = await client.uaclient.history_read(params)
             got += len(res.HistoryData.DataValues)
             cp = res.ContinuationPoint
@@ -537,11 +719,18 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, brid
         out["bridge_values_per_cpu_s"] = got / max(1e-9, window.cores * window.seconds)
         out["sim_cpu_s_ua"] = sim.cores * sim.seconds
         out["values"] = float(got)
-        details = ua.ReadProcessedDetails(StartTime=start, EndTime=day_end, ProcessingInterval=3_600_000,
-                                          AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
-        params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
-                                          TimestampsToReturn=ua.TimestampsToReturn.Source,
-                                          NodesToRead=[ua.HistoryReadValueId(NodeId=node)])
+        details = ua.ReadProcessedDetails(
+            StartTime=start,
+            EndTime=day_end,
+            ProcessingInterval=3_600_000,
+            AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)],
+        )
+        params = ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            ReleaseContinuationPoints=False,
+            TimestampsToReturn=ua.TimestampsToReturn.Source,
+            NodesToRead=[ua.HistoryReadValueId(NodeId=node)],
+        )
         t0 = time.perf_counter()
         await client.uaclient.history_read(params)
         out["average_day_s"] = time.perf_counter() - t0
@@ -561,12 +750,15 @@ async def _history_many(endpoint: str, day_end: datetime, nodes: int = 100) -> d
         got = requests = 0
         t0 = time.perf_counter()
         while todo:
-            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=day_end,
-                                                NumValuesPerNode=0, ReturnBounds=False)
+            details = ua.ReadRawModifiedDetails(
+                IsReadModified=False, StartTime=start, EndTime=day_end, NumValuesPerNode=0, ReturnBounds=False
+            )
             params = ua.HistoryReadParameters(
-                HistoryReadDetails=details, ReleaseContinuationPoints=False,
+                HistoryReadDetails=details,
+                ReleaseContinuationPoints=False,
                 TimestampsToReturn=ua.TimestampsToReturn.Both,
-                NodesToRead=[ua.HistoryReadValueId(NodeId=k, ContinuationPoint=cp) for k, cp in todo.items()])
+                NodesToRead=[ua.HistoryReadValueId(NodeId=k, ContinuationPoint=cp) for k, cp in todo.items()],
+            )
             results = await client.uaclient.history_read(params)
             requests += 1
             nxt = {}
@@ -595,14 +787,36 @@ def scenario_history(res: Results, tmp: Path) -> None:
         _reset_peak(br.proc.pid)
         many = asyncio.run(_history_many(br.endpoint, day_end))
         peak = peak_rss_bytes(br.proc.pid)
-    res.add("history raw 1 day @1 s", "values/s served (REST side as base)", f["ua_values_per_s"],
-            f["rest_values_per_s"], "1/s", Goal("bridge", ">=", 100_000))
-    res.add("history raw 1 day @1 s", "values per CPU-second: bridge (UA) / REST client alone",
-            f["bridge_values_per_cpu_s"], f["rest_values_per_cpu_s"], "1/s")
-    res.add("history raw 1 day @1 s", "client CPU decoding the UA answers, per value",
-            f["client_cpu_s"] / f["values"] * 1e6, None, "us")
-    res.add("history raw 1 day @1 s", "simulator CPU: UA read / REST read alone", f["sim_cpu_s_ua"],
-            f["sim_cpu_s_rest"], "s", "ratio ~1: each archive page asked once")
+    res.add(
+        "history raw 1 day @1 s",
+        "values/s served (REST side as base)",
+        f["ua_values_per_s"],
+        f["rest_values_per_s"],
+        "1/s",
+        Goal("bridge", ">=", 100_000),
+    )
+    res.add(
+        "history raw 1 day @1 s",
+        "values per CPU-second: bridge (UA) / REST client alone",
+        f["bridge_values_per_cpu_s"],
+        f["rest_values_per_cpu_s"],
+        "1/s",
+    )
+    res.add(
+        "history raw 1 day @1 s",
+        "client CPU decoding the UA answers, per value",
+        f["client_cpu_s"] / f["values"] * 1e6,
+        None,
+        "us",
+    )
+    res.add(
+        "history raw 1 day @1 s",
+        "simulator CPU: UA read / REST read alone",
+        f["sim_cpu_s_ua"],
+        f["sim_cpu_s_rest"],
+        "s",
+        "ratio ~1: each archive page asked once",
+    )
     res.add("history raw 1 day @1 s", "values returned", f["values"], 86_400.0, "", "every value once")
     res.add("history Average 1 day", "24 x 1 h Average over 86,400 values", f["average_day_s"], None, "s")
     res.add("history raw 100 nodes x 1 h", "values/s, one request", many["values_per_s"], None, "1/s")
@@ -620,8 +834,14 @@ async def _write_figures(endpoint: str) -> dict[str, float]:
         out = {}
         for count in (1, 100):
             names = [f"Extra_W{i:03d}" for i in range(count)]
-            nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value,
-                                   Value=ua.DataValue(ua.Variant(i, ua.VariantType.Int32))) for i, n in enumerate(names)]
+            nodes = [
+                ua.WriteValue(
+                    NodeId=ua.NodeId(n, ns),
+                    AttributeId=ua.AttributeIds.Value,
+                    Value=ua.DataValue(ua.Variant(i, ua.VariantType.Int32)),
+                )
+                for i, n in enumerate(names)
+            ]
             samples = []
             for _ in range(20):
                 t0 = time.perf_counter()
@@ -635,8 +855,10 @@ async def _write_figures(endpoint: str) -> dict[str, float]:
 
 def scenario_writes(res: Results, tmp: Path) -> None:
     with simulator(tmp, 0, 0.0, dialect="restservice") as sim:
-        httpx.post(sim + "/_sim/tags", json={"add": [{"name": f"System1.Extra.W{i:03d}", "type": "int32",
-                                                      "writable": True} for i in range(100)]})
+        httpx.post(
+            sim + "/_sim/tags",
+            json={"add": [{"name": f"System1.Extra.W{i:03d}", "type": "int32", "writable": True} for i in range(100)]},
+        )
         with bridge(tmp, sim, "restservice") as br:
             httpx.post(sim + "/_sim/stats/reset")
             f = asyncio.run(_write_figures(br.endpoint))
@@ -660,9 +882,14 @@ def scenario_simulator_startup(res: Results, tmp: Path, sizes: tuple[int, ...] =
 
 def scenario_simulator(res: Results, tmp: Path, tags: int) -> None:
     """The simulator's own ceiling on this machine, so a bridge figure is never a simulator limit in disguise."""
-    done = subprocess.run([PY, "-m", "bridge.simulator.ceiling", "--tags", str(tags), "--seconds", "5"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [PY, "-m", "bridge.simulator.ceiling", "--tags", str(tags), "--seconds", "5"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"simulator ceiling failed: {done.stderr[-2000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -670,13 +897,21 @@ def scenario_simulator(res: Results, tmp: Path, tags: int) -> None:
     for phase, label in (("sequential", "1 in flight"), ("concurrent_4", "4 in flight")):
         figures = report.get(phase) or {}
         res.add(name, f"ReadMultiple/s of 500 ({label})", figures.get("requests_per_s"), None, "1/s")
-        res.add(name, f"tag values/s ({label})", figures.get("tag_values_per_s"), None, "1/s",
-                "> what the bridge polls" if phase == "concurrent_4" else "")
+        res.add(
+            name,
+            f"tag values/s ({label})",
+            figures.get("tag_values_per_s"),
+            None,
+            "1/s",
+            "> what the bridge polls" if phase == "concurrent_4" else "",
+        )
 
 
 SCENARIOS = ("simulator", "sync", "latency", "polling", "startup", "history", "writes", "alarms")
-SHARED_NOTE = ("Measured on a shared machine (other work was running): absolute figures and wall-clock times are "
-               "unreliable; only same-run ratios of CPU time mean anything, and only roughly.")
+SHARED_NOTE = (
+    "Measured on a shared machine (other work was running): absolute figures and wall-clock times are "
+    "unreliable; only same-run ratios of CPU time mean anything, and only roughly."
+)
 
 
 def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, Callable[..., None], tuple[Any, ...]]]:
@@ -699,21 +934,30 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
         label += f" ({args.dialect})"
     runs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
     if "simulator" in only:
-        runs.append(("simulator start-up", scenario_simulator_startup,
-                     (res, tmp, (0,) if args.quick else (0, 100_000))))
+        runs.append(
+            ("simulator start-up", scenario_simulator_startup, (res, tmp, (0,) if args.quick else (0, 100_000)))
+        )
         runs.append(("simulator 10k", scenario_simulator, (res, tmp, 10_000)))
     if "sync" in only:
-        runs += [(f"sync {n // 1000}k @{rate:.0%}/s", scenario_sync,
-                  (res, tmp, n, rate, seconds, args.client, sync, label, args.http, args.dialect))
-                 for n in sizes for rate in rates]
+        runs += [
+            (
+                f"sync {n // 1000}k @{rate:.0%}/s",
+                scenario_sync,
+                (res, tmp, n, rate, seconds, args.client, sync, label, args.http, args.dialect),
+            )
+            for n in sizes
+            for rate in rates
+        ]
     if "latency" in only:
         runs.append(("latency 10k @10%/s", scenario_latency, (res, tmp, 10_000, 0.1, seconds, args.client)))
     if "polling" in only and (not args.quick or args.only != default_only):  # --quick: only when asked
         runs.append(("latency 1 tag", scenario_poll_latency, (res, tmp)))
         runs.append(("poll rates", scenario_poll_rates, (res, tmp)))
     if "startup" in only:
-        runs += [(f"start-up {n // 1000}k", scenario_startup_memory, (res, tmp, n, args.client))
-                 for n in ([10_000] if args.quick else [10_000, 100_000])]
+        runs += [
+            (f"start-up {n // 1000}k", scenario_startup_memory, (res, tmp, n, args.client))
+            for n in ([10_000] if args.quick else [10_000, 100_000])
+        ]
     if "history" in only and (not args.quick or args.only != default_only):
         runs.append(("history", scenario_history, (res, tmp)))
     if "writes" in only:
@@ -727,8 +971,11 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
-    ap.add_argument("--quick", action="store_true",
-                    help="about 2 minutes: 10k tags only, shorter windows, one run; history only with --only history")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="about 2 minutes: 10k tags only, shorter windows, one run; history only with --only history",
+    )
     ap.add_argument("--repeat", type=int, help="runs of every scenario (default 3, --quick 1): median and spread")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--markdown", type=Path, help="write the results table here (bench/README.md points at it)")
@@ -739,23 +986,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", help="change rates of the sync scenarios, e.g. 0.01,1.0")
     ap.add_argument("--seconds", type=float, help="length of each sync measuring window")
     ap.add_argument("--batch-size", type=int, help="sync.batch_size of the bridge and the bare poller (default 500)")
-    ap.add_argument("--http", choices=["httpx", "aiohttp"], default="httpx",
-                    help="the bridge's and the bare poller's HTTP implementation (aiohttp: pip install httpx-aiohttp)")
-    ap.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp",
-                    help="the WinCC API of the sync scenarios (unified: monitored tags pushed over a WebSocket)")
-    ap.add_argument("--client", choices=["asyncua", "node"], default="asyncua",
-                    help="the subscribed client's stack (node: node-opcua from tests/interop, npm ci there first)")
+    ap.add_argument(
+        "--http",
+        choices=["httpx", "aiohttp"],
+        default="httpx",
+        help="the bridge's and the bare poller's HTTP implementation (aiohttp: pip install httpx-aiohttp)",
+    )
+    ap.add_argument(
+        "--dialect",
+        choices=["dp", "restservice", "unified"],
+        default="dp",
+        help="the WinCC API of the sync scenarios (unified: monitored tags pushed over a WebSocket)",
+    )
+    ap.add_argument(
+        "--client",
+        choices=["asyncua", "node"],
+        default="asyncua",
+        help="the subscribed client's stack (node: node-opcua from tests/interop, npm ci there first)",
+    )
     args = ap.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
     res = Results()
     head, dirty = commit()
-    header = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": head, "dirty": dirty,
-              "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, asyncua "
-                         f"{importlib.metadata.version('asyncua')}, client {args.client}",
-              "repeat": repeat, "argv": sys.argv[1:] if argv is None else argv,
-              "note": args.note or (SHARED_NOTE if args.shared else "")}
-    print(f"bench of commit {head}{' (dirty)' if dirty else ''} on {platform.node()}, {header['machine']}, "
-          f"{repeat} run(s)", flush=True)
+    header = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": head,
+        "dirty": dirty,
+        "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, asyncua "
+        f"{importlib.metadata.version('asyncua')}, client {args.client}",
+        "repeat": repeat,
+        "argv": sys.argv[1:] if argv is None else argv,
+        "note": args.note or (SHARED_NOTE if args.shared else ""),
+    }
+    print(
+        f"bench of commit {head}{' (dirty)' if dirty else ''} on {platform.node()}, {header['machine']}, "
+        f"{repeat} run(s)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-") as d:
         runs = plan(args, res, Path(d))
         for i in range(repeat):  # interleaved: a slow minute of the machine hits one run of each, not all of one

@@ -11,8 +11,8 @@ import argparse
 import asyncio
 import json
 import time
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 from asyncua import Client, ua
 
@@ -63,8 +63,11 @@ async def main() -> None:
         counter = Counter()
         sub = await client.create_subscription(
             ua.CreateSubscriptionParameters(
-                RequestedPublishingInterval=args.publish_ms, RequestedLifetimeCount=1000,
-                RequestedMaxKeepAliveCount=100, MaxNotificationsPerPublish=0, PublishingEnabled=True,
+                RequestedPublishingInterval=args.publish_ms,
+                RequestedLifetimeCount=1000,
+                RequestedMaxKeepAliveCount=100,
+                MaxNotificationsPerPublish=0,
+                PublishingEnabled=True,
             ),
             counter,
         )
@@ -83,13 +86,18 @@ async def main() -> None:
         counter.counting = False
         elapsed = time.monotonic() - t1
         lat = counter.latencies
-        print(json.dumps({
-            "notifications": counter.count,
-            "per_second": counter.count / elapsed,
-            "subscribe_s": subscribe_s,
-            "latency_p50_ms": None if not lat else percentile(lat, 50) * 1000,
-            "latency_p99_ms": None if not lat else percentile(lat, 99) * 1000,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "notifications": counter.count,
+                    "per_second": counter.count / elapsed,
+                    "subscribe_s": subscribe_s,
+                    "latency_p50_ms": None if not lat else percentile(lat, 50) * 1000,
+                    "latency_p99_ms": None if not lat else percentile(lat, 99) * 1000,
+                }
+            ),
+            flush=True,
+        )
         await sub.delete()
 
 

@@ -24,32 +24,32 @@ from asyncua import Server, ua
 
 from bridge.config import BridgeConfig, ConfigError, load_config
 from bridge.opcua._asyncua import ConnectionGuard, bind_condition_refresh, install_connection_guard
-from bridge.runtime.backoff import Backoff
-from bridge.runtime.logs import set_log_level
-from bridge.runtime.reload import RELOADABLE, restart_needed
-from bridge.runtime.health import HealthServer, HealthSnapshot
-from bridge.runtime.loop_lag import LoopLag
-from bridge.runtime.ports import PortInUse, ensure_free, is_in_use_error
 from bridge.opcua.alarms.methods import ConditionMethods
 from bridge.opcua.alarms.service import AlarmService
 from bridge.opcua.alarms.wiring import install as install_alarms
+from bridge.opcua.history.service import HistoryService
 from bridge.opcua.model.address_space import AddressSpace
 from bridge.opcua.model.bridge_status import BridgeStatus, load_types
+from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
+from bridge.opcua.model.server_object import set_auditing, set_build_info, set_redundancy
+from bridge.opcua.model.service_level import service_level
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.security.policies import apply_security, apply_trust, endpoint_urls
+from bridge.opcua.security.user_manager import BridgeUserManager
+from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.services.browse import BrowseService
 from bridge.opcua.services.calls import CallService
-from bridge.opcua.history.service import HistoryService
-from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
-from bridge.opcua.model.service_level import service_level
-from bridge.opcua.services.reads import ReadService
-from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.services.diagnostics import DiagnosticsPublisher
-from bridge.opcua.model.server_object import set_auditing, set_build_info, set_redundancy
-from bridge.opcua.security.policies import apply_security, apply_trust, endpoint_urls
+from bridge.opcua.services.reads import ReadService
 from bridge.opcua.services.session import BridgeInternalServer
-from bridge.opcua.sync.engine import SyncEngine
-from bridge.opcua.model.tags import TagDirectory
-from bridge.opcua.security.user_manager import BridgeUserManager
 from bridge.opcua.services.writes import WriteRouter
+from bridge.opcua.sync.engine import SyncEngine
+from bridge.runtime.backoff import Backoff
+from bridge.runtime.health import HealthServer, HealthSnapshot
+from bridge.runtime.logs import set_log_level
+from bridge.runtime.loop_lag import LoopLag
+from bridge.runtime.ports import PortInUse, ensure_free, is_in_use_error
+from bridge.runtime.reload import RELOADABLE, restart_needed
 from bridge.sources import DemandFanOut, Source, SourceRouter, SyncGroup
 from bridge.wincc.client import WinCCClient, open_client
 from bridge.wincc.errors import WinCCError
@@ -66,8 +66,9 @@ _SERVICE_LEVEL = ua.NodeId(ua.ObjectIds.Server_ServiceLevel)
 class Bridge:
     """Owns the server, the REST client and the services for one config. `start()` then `stop()`, once each."""
 
-    def __init__(self, config: BridgeConfig, on_secret: Callable[[str], None] | None = None,
-                 config_path: Path | None = None) -> None:
+    def __init__(
+        self, config: BridgeConfig, on_secret: Callable[[str], None] | None = None, config_path: Path | None = None
+    ) -> None:
         """`on_secret` is told every credential the REST client handles (password, login tokens), so the log
         redaction knows them before anything could print them. `config_path`: the file `reload()` re-reads."""
         self.config = config
@@ -82,13 +83,19 @@ class Bridge:
         self.iserver = iserver
         qualified = bool(config.sources)
         self.sources = [
-            Source(station, open_client(station, batch_size=config.sync.batch_size, on_secret=on_secret),
-                   qualified=qualified)
+            Source(
+                station,
+                open_client(station, batch_size=config.sync.batch_size, on_secret=on_secret),
+                qualified=qualified,
+            )
             for station in config.stations()
         ]
         # what writes, history and alarms talk to: the one client, or a router to each tag's own source
-        self.client: WinCCClient = (SourceRouter(s.client for s in self.sources) if qualified  # type: ignore[misc]
-                                    else self.sources[0].client)
+        self.client: WinCCClient = (
+            SourceRouter(s.client for s in self.sources)
+            if qualified  # type: ignore[misc]
+            else self.sources[0].client
+        )
         self.directory: TagDirectory | None = None
         self.address_space: AddressSpace | None = None
         self.sync: SyncEngine | SyncGroup | None = None
@@ -99,8 +106,9 @@ class Bridge:
         self.condition_methods: ConditionMethods | None = None
         self.loop_lag = LoopLag()
         lim = config.opcua.limits
-        self.connections = ConnectionGuard(lim.hello_timeout_s, lim.activation_timeout_s, lim.max_connections,
-                                           lim.max_connections_per_address)
+        self.connections = ConnectionGuard(
+            lim.hello_timeout_s, lim.activation_timeout_s, lim.max_connections, lim.max_connections_per_address
+        )
         self._serving = False
         self._built = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,8 +133,9 @@ class Bridge:
         await set_build_info(self.server, cfg.opcua.server_name)
         await set_auditing(self.server)
         await set_redundancy(self.server, cfg.opcua.redundancy, cfg.opcua.application_uri)
-        self.diagnostics = DiagnosticsPublisher(self.server, self.iserver.counters, self.iserver.live_sessions,
-                                                public_url)
+        self.diagnostics = DiagnosticsPublisher(
+            self.server, self.iserver.counters, self.iserver.live_sessions, public_url
+        )
         await self.diagnostics.setup()
 
         tag_ns = await self.server.register_namespace(cfg.opcua.namespace_uri)
@@ -134,7 +143,9 @@ class Bridge:
         bridge_ns = await self.server.register_namespace(cfg.opcua.namespace_uri + "/bridge")
         self.directory = TagDirectory(tag_ns, folder_ns, bridge_ns)
         self.address_space = AddressSpace(
-            self.server, self.directory, minimum_sampling_interval_ms=float(min(cfg.sync.poll_groups_ms + [cfg.sync.interval_ms]))
+            self.server,
+            self.directory,
+            minimum_sampling_interval_ms=float(min(cfg.sync.poll_groups_ms + [cfg.sync.interval_ms])),
         )
 
         for source in self.sources:
@@ -147,8 +158,12 @@ class Bridge:
         await load_types(self.server)
         self.status = await BridgeStatus.create(self.server, self.address_space.root_node_id, bridge_ns)
         await self.server.get_node(ua.NodeId("BridgeStatus", bridge_ns)).add_method(
-            ua.NodeId("BridgeStatus.Reload", bridge_ns), ua.QualifiedName("Reload", bridge_ns), self._reload_method,
-            [], [ua.VariantType.String])
+            ua.NodeId("BridgeStatus.Reload", bridge_ns),
+            ua.QualifiedName("Reload", bridge_ns),
+            self._reload_method,
+            [],
+            [ua.VariantType.String],
+        )
         self.sync = sync = await self._sync_engines(bridge_ns)
 
         browse = BrowseService(self.server, max_references_per_node=cfg.opcua.max_references_per_node)
@@ -157,8 +172,12 @@ class Bridge:
             await history.setup()
         audit = AuditEvents(self.server, cfg.opcua.application_uri)
         writes = self.writes = WriteRouter(
-            self.server, self.directory, self.client, cfg.opcua,
-            on_written=sync.note_written, timeout_s=max(s.config.timeouts.write_s for s in self.sources),
+            self.server,
+            self.directory,
+            self.client,
+            cfg.opcua,
+            on_written=sync.note_written,
+            timeout_s=max(s.config.timeouts.write_s for s in self.sources),
             audit=audit,
         )
         await writes.advertise_limits()
@@ -174,8 +193,17 @@ class Bridge:
         handlers.on_close += [browse.release, history.release]
         if cfg.alarms.enabled:
             self.alarms, self.condition_methods = await install_alarms(
-                self.server, self.directory, self.client, cfg, self.address_space.root_node_id, history, calls,
-                handlers, feeds=[(s.prefix, s.client) for s in self.sources], audit=audit)
+                self.server,
+                self.directory,
+                self.client,
+                cfg,
+                self.address_space.root_node_id,
+                history,
+                calls,
+                handlers,
+                feeds=[(s.prefix, s.client) for s in self.sources],
+                audit=audit,
+            )
 
         for source in self.sources:
             assert source.sync is not None
@@ -212,10 +240,21 @@ class Bridge:
         assert self.directory is not None
         single = not self.config.sources
         for source in self.sources:
-            status = self.status if single else await BridgeStatus.create(
-                self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix)
-            source.sync = SyncEngine(self.server, self.directory.only(source.prefix), source.client,
-                                     self.config.sync, status=status, read_timeout_s=source.config.timeouts.read_s)
+            status = (
+                self.status
+                if single
+                else await BridgeStatus.create(
+                    self.server, self.directory.folder_node_id((source.name,)), bridge_ns, prefix=source.prefix
+                )
+            )
+            source.sync = SyncEngine(
+                self.server,
+                self.directory.only(source.prefix),
+                source.client,
+                self.config.sync,
+                status=status,
+                read_timeout_s=source.config.timeouts.read_s,
+            )
         sync = self.sources[0].sync if single else SyncGroup(self.sources)
         assert sync is not None
         return sync
@@ -252,8 +291,13 @@ class Bridge:
         started = time.monotonic()
         items = [item async for item in source.client.browse()]
         tags = sum(isinstance(i, TagInfo) for i in items)
-        log.info("browsed %s: %d tags, %d folders in %.1f s", source.label, tags, len(items) - tags,
-                 time.monotonic() - started)
+        log.info(
+            "browsed %s: %d tags, %d folders in %.1f s",
+            source.label,
+            tags,
+            len(items) - tags,
+            time.monotonic() - started,
+        )
         self._save_snapshot(source.snapshot, items)
         source.items = items
         return items
@@ -284,8 +328,9 @@ class Bridge:
             except (OSError, ValueError) as exc:
                 log.warning("cannot read browse snapshot %s: %s", path, exc)
             else:
-                log.info("serving %d nodes from the snapshot %s until %s answers", len(source.items), path,
-                         source.label)
+                log.info(
+                    "serving %d nodes from the snapshot %s until %s answers", len(source.items), path, source.label
+                )
                 return False
         log.warning("%s: no model yet: serving it empty and browsing again in the background", source.label)
         return False
@@ -334,13 +379,17 @@ class Bridge:
             level = service_level(reachable)
             try:
                 if level != last:
-                    await self.server.write_attribute_value(_SERVICE_LEVEL,
-                                                            ua.DataValue(ua.Variant(level, ua.VariantType.Byte)))
+                    await self.server.write_attribute_value(
+                        _SERVICE_LEVEL, ua.DataValue(ua.Variant(level, ua.VariantType.Byte))
+                    )
                     last = level
                 if self.config.sources and self.status is not None:  # the top BridgeStatus sums the stations up
                     state = "connected" if all(reachable) else "degraded" if any(reachable) else "down"
-                    await self.status.update(Connected=all(reachable), State=state,
-                                             TagCount=len(self.directory) if self.directory is not None else 0)
+                    await self.status.update(
+                        Connected=all(reachable),
+                        State=state,
+                        TagCount=len(self.directory) if self.directory is not None else 0,
+                    )
             except Exception:  # retried next turn; serving must not stop over it
                 log.exception("cannot publish ServiceLevel")
             await asyncio.sleep(0.5)
@@ -372,12 +421,16 @@ class Bridge:
         apply_trust(self.server, new.opcua)
         set_log_level(new.log.level or self._command_line_level)
         reloadable = {k.split(".", 1)[1] for k in RELOADABLE if k.startswith("opcua.")}
-        self.config = self.config.model_copy(update={
-            "opcua": self.config.opcua.model_copy(update={k: getattr(new.opcua, k) for k in reloadable}),
-            "log": new.log,
-        })
-        line = (f"reloaded {path}: {len(new.opcua.users)} users, write rules for {len(new.opcua.write_rules)}, "
-                f"trust list {new.opcua.pki_dir}, log level {new.log.level or self._command_line_level}")
+        self.config = self.config.model_copy(
+            update={
+                "opcua": self.config.opcua.model_copy(update={k: getattr(new.opcua, k) for k in reloadable}),
+                "log": new.log,
+            }
+        )
+        line = (
+            f"reloaded {path}: {len(new.opcua.users)} users, write rules for {len(new.opcua.write_rules)}, "
+            f"trust list {new.opcua.pki_dir}, log level {new.log.level or self._command_line_level}"
+        )
         log.info("%s", line)
         if restart:
             log.warning("changed in %s but read only at start, restart to apply: %s", path, ", ".join(restart))
@@ -407,8 +460,9 @@ class Bridge:
         metrics.update(self.loop_lag.metrics())
         metrics["service_level"] = float(service_level([s.reachable for s in self.sources]))
         if self.config.sources:  # one gauge per station: which of them is down
-            metrics.update({f"source_{re.sub(r'[^A-Za-z0-9_]', '_', s.name)}_reachable": float(s.reachable)
-                            for s in self.sources})
+            metrics.update(
+                {f"source_{re.sub(r'[^A-Za-z0-9_]', '_', s.name)}_reachable": float(s.reachable) for s in self.sources}
+            )
         metrics.update(self.connections.metrics())
         labelled: dict[str, tuple[str, dict[str, float]]] = {}
         if self.alarms is not None and self.condition_methods is not None:
@@ -428,8 +482,13 @@ class Bridge:
         )
 
 
-async def serve(config: BridgeConfig, stop: asyncio.Event, on_secret: Callable[[str], None] | None = None,
-                config_path: Path | None = None, on_started: Callable[[Bridge], None] | None = None) -> None:
+async def serve(
+    config: BridgeConfig,
+    stop: asyncio.Event,
+    on_secret: Callable[[str], None] | None = None,
+    config_path: Path | None = None,
+    on_started: Callable[[Bridge], None] | None = None,
+) -> None:
     """Run a bridge until `stop` is set, then shut it down cleanly. With `config_path`, SIGHUP reloads it.
     `on_started` is called once the endpoint is bound, the address space built and the health endpoint up (the
     moment to tell a person where to connect)."""

@@ -39,8 +39,11 @@ DEMO_USERS = {"operator": "operator", "reader": "reader", "admin": "admin"}
 DEMO_WINCC_PASSWORD = "demo-wincc"
 DEMO_WINCC_ENV = "WINCC_DEMO_PASSWORD"
 # the demo's ports come from these flags, so a taken port names the flag rather than the config key
-DEMO_PORT_FLAGS = {"opcua.endpoint": "--opcua-port N", "health.listen": "--health-port N",
-                   "wincc.url": "--wincc-port N"}
+DEMO_PORT_FLAGS = {
+    "opcua.endpoint": "--opcua-port N",
+    "health.listen": "--health-port N",
+    "wincc.url": "--wincc-port N",
+}
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -74,21 +77,34 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve OPC UA until SIGINT/SIGTERM")
     _add_config(run)
 
-    demo = sub.add_parser("demo", help="simulator + bridge in one process with the bundled demo config (no file needed)")
+    demo = sub.add_parser(
+        "demo", help="simulator + bridge in one process with the bundled demo config (no file needed)"
+    )
     # for a laptop where 4840 already belongs to another OPC UA server, or 8081/8700 are taken
     demo.add_argument("--opcua-port", type=int, help="OPC UA port (default 4840)")
     demo.add_argument("--health-port", type=int, help="health/metrics port (default 8081)")
     demo.add_argument("--wincc-port", type=int, help="port of the demo's WinCC simulator (default 8700)")
-    demo.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp",
-                      help="the WinCC API the demo's simulator speaks and the bridge uses (default dp)")
+    demo.add_argument(
+        "--dialect",
+        choices=["dp", "restservice", "unified"],
+        default="dp",
+        help="the WinCC API the demo's simulator speaks and the bridge uses (default dp)",
+    )
 
     # the simulator parses its own options (main() hands it whatever follows `simulate`), so `simulate --help`
     # lists them while the simulator's heavy imports stay out of every other command
-    sub.add_parser("simulate", help="run the WinCC REST simulator alone: --port N [--dialect dp|restservice|unified] "
-                                    "[--tags N] ... (see `simulate --help`)", add_help=False)
+    sub.add_parser(
+        "simulate",
+        help="run the WinCC REST simulator alone: --port N [--dialect dp|restservice|unified] "
+        "[--tags N] ... (see `simulate --help`)",
+        add_help=False,
+    )
 
-    chk = sub.add_parser("check-config", help="validate a config and print it with secrets masked (the secrets "
-                                              "themselves need not be set: a missing one is a warning)")
+    chk = sub.add_parser(
+        "check-config",
+        help="validate a config and print it with secrets masked (the secrets "
+        "themselves need not be set: a missing one is a warning)",
+    )
     _add_config(chk)
 
     hp = sub.add_parser("hash-password", help="print the scrypt$... hash for opcua.users[].password_hash")
@@ -99,8 +115,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export-nodeset", help="browse WinCC and write the model as NodeSet2 XML")
     _add_config(ex)
-    ex.add_argument("--out", type=Path, default=Path("nodesets/wincc.xml"),
-                    help="where to write it (default: %(default)s, relative to the current directory)")
+    ex.add_argument(
+        "--out",
+        type=Path,
+        default=Path("nodesets/wincc.xml"),
+        help="where to write it (default: %(default)s, relative to the current directory)",
+    )
     return p
 
 
@@ -162,8 +182,13 @@ def _demo_state_dir() -> Path:
         return Path(tempfile.mkdtemp(prefix="wincc-opcua-bridge-demo-"))
 
 
-def _demo_config(opcua_port: int | None = None, health_port: int | None = None,
-                 wincc_port: int | None = None, dialect: str = "dp", pki_dir: Path | None = None) -> BridgeConfig:
+def _demo_config(
+    opcua_port: int | None = None,
+    health_port: int | None = None,
+    wincc_port: int | None = None,
+    dialect: str = "dp",
+    pki_dir: Path | None = None,
+) -> BridgeConfig:
     text = resources.files("bridge").joinpath("demo.yaml").read_text(encoding="utf-8")
     if opcua_port or health_port or wincc_port or dialect != "dp" or pki_dir:
         data = yaml.safe_load(text)
@@ -214,8 +239,7 @@ def _demo_ports_free(config: BridgeConfig) -> None:
 
 def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     os.environ.setdefault(DEMO_WINCC_ENV, DEMO_WINCC_PASSWORD)
-    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port, ns.dialect,
-                          pki_dir=_demo_state_dir() / "pki")
+    config = _demo_config(ns.opcua_port, ns.health_port, ns.wincc_port, ns.dialect, pki_dir=_demo_state_dir() / "pki")
     _register_secrets(redact, config)
     from bridge.app import serve
     from bridge.simulator import Simulator, SimulatorOptions
@@ -223,7 +247,10 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
     _demo_ports_free(config)
     port = urlsplit(config.wincc.url).port or 8700
     options = SimulatorOptions(
-        dialect=config.wincc.dialect, port=port, auth="basic", username=config.wincc.auth.username or "opcua",
+        dialect=config.wincc.dialect,
+        port=port,
+        auth="basic",
+        username=config.wincc.auth.username or "opcua",
         password=os.environ[DEMO_WINCC_ENV],
         alarms_per_minute=4,  # a live Event View: limit alarms come and go by themselves
     )
@@ -233,8 +260,12 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
         await sim.start()
         try:
             # printed only once the endpoint is bound and the address space built: what it says works now
-            await serve(config, stop, on_secret=redact.add,
-                        on_started=lambda _: print(_demo_banner(config, sim.url, options.dialect), flush=True))
+            await serve(
+                config,
+                stop,
+                on_secret=redact.add,
+                on_started=lambda _: print(_demo_banner(config, sim.url, options.dialect), flush=True),
+            )
         finally:
             await sim.stop()
 
@@ -300,8 +331,10 @@ async def _browse(config: BridgeConfig, redact: RedactingFilter) -> list[Any]:
 def _tag_line(item: Any) -> str:
     extra = {k: v for k, v in (("unit", item.unit), ("min", item.low), ("max", item.high)) if v is not None}
     flags = "".join(f for f, on in ((" writable", item.writable), (" archived", item.archived)) if on)
-    return (f"{item.display_name}  [{item.data_type}]{flags}"
-            f"{' ' + json.dumps(extra, ensure_ascii=False) if extra else ''}  = {item.name}")
+    return (
+        f"{item.display_name}  [{item.data_type}]{flags}"
+        f"{' ' + json.dumps(extra, ensure_ascii=False) if extra else ''}  = {item.name}"
+    )
 
 
 def browse_tree(items: list[Any]) -> list[str]:

@@ -180,9 +180,11 @@ class AcknowledgeRequest(_Section):
 
 class WinCCConfig(_Section):
     # required: a default address would let a config that forgot it run against whatever answers there
-    url: str = Field(description="the WinCC REST base URL, e.g. https://wincc-host:8700 (dp), "
-                                 "https://wincc-host:34568/WinCCRestService (restservice) or "
-                                 "https://unified-host/graphql (unified)")
+    url: str = Field(
+        description="the WinCC REST base URL, e.g. https://wincc-host:8700 (dp), "
+        "https://wincc-host:34568/WinCCRestService (restservice) or "
+        "https://unified-host/graphql (unified)"
+    )
     dialect: Literal["dp", "restservice", "unified"] = "dp"
     ws_url: str | None = Field(default=None, description="unified: the WebSocket URL (default: url with ws/wss)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -275,13 +277,15 @@ class OpcUaLimitsConfig(_Section):
     """What one client may cost the server before it is refused (hostile or broken clients; see README)."""
 
     hello_timeout_s: float = Field(default=5.0, gt=0, description="a new connection must send HEL within this")
-    activation_timeout_s: float = Field(default=15.0, gt=0,
-                                        description="... and be without an activated session no longer than this")
+    activation_timeout_s: float = Field(
+        default=15.0, gt=0, description="... and be without an activated session no longer than this"
+    )
     max_connections: int = Field(default=500, ge=1, description="open TCP connections in all")
     max_connections_per_address: int = Field(default=50, ge=1, description="open TCP connections per client address")
     max_chunk_size: int = Field(default=65535, ge=8192, le=16 * 1024 * 1024, description="bytes per message chunk")
-    max_message_size: int = Field(default=16 * 1024 * 1024, ge=8192, le=1024 * 1024 * 1024,
-                                  description="bytes per request, all chunks together")
+    max_message_size: int = Field(
+        default=16 * 1024 * 1024, ge=8192, le=1024 * 1024 * 1024, description="bytes per request, all chunks together"
+    )
     max_string_length: int = Field(default=65535, ge=1, description="characters of a String written to a tag")
     max_byte_string_length: int = Field(default=1024 * 1024, ge=1, description="bytes of a ByteString written")
     max_array_length: int = Field(default=65535, ge=1, description="elements of an array written to a tag")
@@ -307,7 +311,9 @@ class OpcUaConfig(_Section):
     max_references_per_node: int = Field(default=1000, ge=10, description="Browse page size when the client sets none")
     failed_login_limit: int = Field(default=5, ge=1, description="failed logins per client per minute")
     max_session_timeout_s: float = Field(
-        default=600, ge=10, le=86_400,
+        default=600,
+        ge=10,
+        le=86_400,
         description="the longest session timeout granted; a session whose client vanished keeps its subscriptions "
         "(and their memory) this long, for the client to come back",
     )
@@ -363,7 +369,9 @@ class SyncConfig(_Section):
     on_failure: Literal["bad", "uncertain"] = "bad"
     max_backoff_s: float = Field(default=30.0, gt=0)
     max_age_wait_ms: int = Field(
-        default=250, ge=0, le=60_000,
+        default=250,
+        ge=0,
+        le=60_000,
         description="a Read whose MaxAge the cache cannot meet waits this long for WinCC, then the cache answers",
     )
 
@@ -383,17 +391,25 @@ class HistoryConfig(_Section):
     page_size: int = Field(default=1000, ge=1, le=100_000, description="values per archive REST request")
     max_continuation_points: int = Field(default=100, ge=1)
     max_values_per_read: int = Field(
-        default=10_000, ge=1, le=1_000_000,
+        default=10_000,
+        ge=1,
+        le=1_000_000,
         description="values (raw) or intervals (processed) per node in one HistoryRead answer; more come with a "
         "continuation point. Advertised as HistoryServerCapabilities.MaxReturnDataValues",
     )
     max_requests_per_read: int = Field(
-        default=100, ge=2, le=100_000,
+        default=100,
+        ge=2,
+        le=100_000,
         description="archive REST requests per node in one HistoryRead answer; past it the answer ends with a "
         "continuation point (twice it without a point to resume from: BadTooManyOperations)",
     )
-    max_read_s: float = Field(default=1.0, gt=0, description="seconds of archive work in one HistoryRead (same; "
-                              "asyncua clients give up on a server whose keep-alive read waits much longer)")
+    max_read_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds of archive work in one HistoryRead (same; "
+        "asyncua clients give up on a server whose keep-alive read waits much longer)",
+    )
     aggregates: HistoryAggregatesConfig = Field(default_factory=HistoryAggregatesConfig)
 
 
@@ -415,7 +431,8 @@ class HealthConfig(_Section):
 
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] | None = Field(
-        default=None, description="overrides --log-level; re-read on SIGHUP (null: the command line's level)",
+        default=None,
+        description="overrides --log-level; re-read on SIGHUP (null: the command line's level)",
     )
 
 
@@ -506,10 +523,15 @@ def _placeholder_hashes(config: BridgeConfig, lines: dict[tuple[Any, ...], int])
     for i, user in enumerate(config.opcua.users):
         if "replace" in user.password_hash.get_secret_value().lower():
             loc = ("opcua", "users", i, "password_hash")
-            found.append(ConfigWarning(
-                f"user {user.name!r} has the example's placeholder hash, so nobody can log in as {user.name!r}; "
-                "make a real one with `wincc-opcua-bridge hash-password`",
-                key=key_name(loc), line=line_for(loc, lines), refuse_serving=True))
+            found.append(
+                ConfigWarning(
+                    f"user {user.name!r} has the example's placeholder hash, so nobody can log in as {user.name!r}; "
+                    "make a real one with `wincc-opcua-bridge hash-password`",
+                    key=key_name(loc),
+                    line=line_for(loc, lines),
+                    refuse_serving=True,
+                )
+            )
     return found
 
 
@@ -537,14 +559,17 @@ def parse_config(text: str, source: str = "<config>", *, require_secrets: bool =
         problems = []
         for err in exc.errors(include_url=False, include_input=False):
             loc = tuple(err["loc"])
-            problems.append(ConfigError(error_message(BridgeConfig, err, loc), key=key_name(loc) or None,
-                                        line=line_for(loc, lines)))
+            problems.append(
+                ConfigError(error_message(BridgeConfig, err, loc), key=key_name(loc) or None, line=line_for(loc, lines))
+            )
         # in the file's order (pydantic's is the models' field order); problems without a line last
         problems.sort(key=lambda e: e.line if e.line is not None else 1 << 30)
         first = problems[0]
         raise ConfigError(first.message, key=first.key, line=first.line, more=problems[1:]) from None
-    secrets = [ConfigWarning(m, key="wincc.auth", line=line_for(("wincc", "auth"), lines))
-               for m in dict.fromkeys(context.get("missing_secrets", []))]  # with sources: once per variable
+    secrets = [
+        ConfigWarning(m, key="wincc.auth", line=line_for(("wincc", "auth"), lines))
+        for m in dict.fromkeys(context.get("missing_secrets", []))
+    ]  # with sources: once per variable
     config._warnings = (*secrets, *_placeholder_hashes(config, lines))
     return config
 

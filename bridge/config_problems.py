@@ -26,8 +26,9 @@ class ConfigError(Exception):
     """A configuration that cannot be used. `key`/`line` are those of the first problem; `all` lists every
     problem of the file (the first, then `more`), one line each, which is what the operator sees."""
 
-    def __init__(self, message: str, key: str | None = None, line: int | None = None,
-                 more: Sequence[ConfigError] = ()) -> None:
+    def __init__(
+        self, message: str, key: str | None = None, line: int | None = None, more: Sequence[ConfigError] = ()
+    ) -> None:
         self.key = key
         self.line = line
         self.message = message

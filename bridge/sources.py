@@ -35,8 +35,16 @@ from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteResult
 
-__all__ = ["DemandFanOut", "QualifiedClient", "QualifiedPushingClient", "Source", "SourceRouter", "SyncGroup", "qualify",
-           "source_of"]
+__all__ = [
+    "DemandFanOut",
+    "QualifiedClient",
+    "QualifiedPushingClient",
+    "Source",
+    "SourceRouter",
+    "SyncGroup",
+    "qualify",
+    "source_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +67,7 @@ class QualifiedClient:
         self.dialect = inner.dialect
 
     def strip(self, name: str) -> str:
-        return name[len(self.prefix):] if name.startswith(self.prefix) else name
+        return name[len(self.prefix) :] if name.startswith(self.prefix) else name
 
     async def __aenter__(self) -> QualifiedClient:
         await self.inner.__aenter__()
@@ -77,8 +85,12 @@ class QualifiedClient:
             if isinstance(item, Folder):
                 yield Folder(path=(self.name, *item.path))
             else:
-                yield dataclasses.replace(item, name=self.prefix + item.name, folder=(self.name, *item.folder),
-                                          display_name=display_segment(item))
+                yield dataclasses.replace(
+                    item,
+                    name=self.prefix + item.name,
+                    folder=(self.name, *item.folder),
+                    display_name=display_segment(item),
+                )
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
         answer = await self.inner.read([self.strip(n) for n in names])
@@ -103,8 +115,9 @@ class QualifiedClient:
     async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]:
         return [self._alarm(a) for a in await self.inner.alarm_history(start, end, limit)]
 
-    def archive(self, tag: TagInfo | str, start: datetime, end: datetime,
-                page_size: int = 1000) -> AsyncIterator[list[ArchiveValue]]:
+    def archive(
+        self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
+    ) -> AsyncIterator[list[ArchiveValue]]:
         if isinstance(tag, TagInfo):
             tag = dataclasses.replace(tag, name=self.strip(tag.name), folder=tag.folder[1:])
         else:
@@ -139,8 +152,11 @@ class QualifiedPushingClient(QualifiedClient):
 
     inner: PushingClient  # type: ignore[assignment]
 
-    def open_push(self, on_values: Callable[[dict[str, TagValue | TagError]], Awaitable[None]],
-                  on_covered_changed: Callable[[], None]) -> ValuePush:
+    def open_push(
+        self,
+        on_values: Callable[[dict[str, TagValue | TagError]], Awaitable[None]],
+        on_covered_changed: Callable[[], None],
+    ) -> ValuePush:
         prefix = self.prefix
 
         async def qualified(values: dict[str, TagValue | TagError]) -> None:
@@ -194,8 +210,9 @@ class SourceRouter:
 
     async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
         groups = [(self._clients.get(s), n) for s, n in self._by_source(names).items()]
-        answers = await asyncio.gather(*(c.read(n) if c is not None else _no_source(n) for c, n in groups),
-                                       return_exceptions=True)
+        answers = await asyncio.gather(
+            *(c.read(n) if c is not None else _no_source(n) for c, n in groups), return_exceptions=True
+        )
         out: dict[str, TagValue | TagError] = {}
         errors: list[BaseException] = []
         for (_, group), answer in zip(groups, answers, strict=True):
@@ -212,8 +229,7 @@ class SourceRouter:
 
     async def write(self, items: Mapping[str, Any]) -> dict[str, WriteResult]:
         groups = self._by_source(items)
-        answers = await asyncio.gather(*(self._client(n[0]).write({k: items[k] for k in n})
-                                         for n in groups.values()))
+        answers = await asyncio.gather(*(self._client(n[0]).write({k: items[k] for k in n}) for n in groups.values()))
         return {k: v for answer in answers for k, v in answer.items()}
 
     async def _each(self, call: Callable[[QualifiedClient], Any]) -> dict[str, list[Alarm] | WinCCError]:
@@ -253,8 +269,9 @@ class SourceRouter:
             raise next(a for a in answers.values() if isinstance(a, WinCCError))
         return sorted((alarm for answer in found for alarm in answer), key=lambda a: a.timestamp)[:limit]
 
-    def archive(self, tag: TagInfo | str, start: datetime, end: datetime,
-                page_size: int = 1000) -> AsyncIterator[list[ArchiveValue]]:
+    def archive(
+        self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
+    ) -> AsyncIterator[list[ArchiveValue]]:
         return self._client(tag.name if isinstance(tag, TagInfo) else tag).archive(tag, start, end, page_size)
 
 
@@ -363,13 +380,15 @@ class DemandFanOut:
     def __init__(self, demands: Sequence[Demand]) -> None:
         self._demands = demands
 
-    def items_created(self, params: ua.CreateMonitoredItemsParameters,
-                      results: list[ua.MonitoredItemCreateResult]) -> None:
+    def items_created(
+        self, params: ua.CreateMonitoredItemsParameters, results: list[ua.MonitoredItemCreateResult]
+    ) -> None:
         for demand in self._demands:
             demand.items_created(params, results)
 
-    def items_modified(self, params: ua.ModifyMonitoredItemsParameters,
-                       results: list[ua.MonitoredItemModifyResult]) -> None:
+    def items_modified(
+        self, params: ua.ModifyMonitoredItemsParameters, results: list[ua.MonitoredItemModifyResult]
+    ) -> None:
         for demand in self._demands:
             demand.items_modified(params, results)
 

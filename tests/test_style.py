@@ -21,72 +21,23 @@ MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
 WHY_LONG = "# long:"  # a comment line right above a long function, saying why it stays long
 
-LINT_PENDING = {
+LINT_PENDING = {  # what ruff check still finds after the whole-tree format and --fix of the merge
     "bench/baseline_server.py",
-    "bench/run.py",
-    "bench/subscriber.py",
     "bridge/app.py",
-    "bridge/cli.py",
-    "bridge/opcua/model/bridge_status.py",
-    "bridge/opcua/security/trust.py",
-    "bridge/opcua/security/user_manager.py",
-    "bridge/opcua/services/reads.py",
-    "bridge/opcua/services/writes.py",
-    "bridge/opcua/sync/engine.py",
-    "bridge/runtime/logs.py",
-    "bridge/simulator/plant.py",
-    "tests/conftest.py",
-    "tests/helpers.py",
-    "tests/integration/_servers/address_space_server.py",
-    "tests/integration/test_bridge_dp.py",
-    "tests/integration/test_secrets_in_logs.py",
-    "tests/integration/test_security_tcp.py",
-    "tests/integration/test_snapshot_start.py",
-    "tests/unit/test_browse.py",
-    "tests/unit/test_config_errors.py",
-    "tests/unit/test_demand.py",
-    "tests/unit/test_monitored_items.py",
-    "tests/unit/test_nodeset.py",
-    "tests/unit/test_security_units.py",
-    "tests/unit/test_wincc_dp.py",
-    "tests/unit/test_wincc_restservice.py",
-    "tests/unit/ua_rig.py",
-    # merged from other branches after the gate came in
-    "bridge/runtime/loop_lag.py",
-    "bridge/simulator/unified.py",
-    "bridge/wincc/unified.py",
-    "bridge/wincc/unified_wire.py",
-    "tests/integration/test_bridge_unified.py",
-    "tests/integration/test_scale_out.py",
-    "tests/integration/test_unified_client.py",
+    "bridge/opcua/history/service.py",
     "bridge/opcua/services/audit.py",
     "bridge/opcua/services/session.py",
+    "bridge/opcua/sync/engine.py",
+    "bridge/runtime/loop_lag.py",
+    "bridge/wincc/unified_wire.py",
     "tests/integration/test_redundancy_tcp.py",
-    "bridge/opcua/history/encode.py",
+    "tests/interop/test_node_opcua.py",
+    "tests/reliability/test_hostile_history.py",
+    "tests/reliability/test_hostile_requests.py",
     "tests/unit/test_batch_memo_body.py",
-    "tests/unit/test_history_encode.py",
-}
-FORMATTED = {  # files ruff format keeps as they are; every other file is pending the whole-tree format
-    "bridge/opcua/_asyncua.py",
-    "bridge/opcua/_touchpoints.py",
-    "bridge/opcua/history/windows.py",
-    "bridge/opcua/model/nodes.py",
-    "bridge/runtime/backoff.py",
-    "bridge/runtime/clock.py",
-    "bridge/simulator/app.py",
-    "bridge/simulator/control.py",
-    "bridge/simulator/gate.py",
-    "bridge/simulator/routes_dp.py",
-    "bridge/simulator/routes_restservice.py",
-    "bridge/simulator/state.py",
-    "bridge/wincc/auth.py",
-    "bridge/wincc/dialect.py",
-    "bridge/wincc/limiter.py",
-    "tests/fakes.py",
-    "tests/test_style.py",
-    "tests/unit/test_asyncua_touchpoints.py",
-    "tests/unit/test_backoff.py",
-    "tests/unit/test_fakes.py",
+    "tests/unit/test_nodeset.py",
+    "tests/unit/test_sync_engine.py",
+    "tests/unit/test_wincc_dp.py",
 }
 SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     "bridge/opcua/history/service.py",
@@ -97,6 +48,10 @@ SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     # one section per asyncua touchpoint, and engineers are adding theirs: after the merge it becomes a package
     # (bridge/opcua/_asyncua/, one module per section, the checks in _touchpoints.py)
     "bridge/opcua/_asyncua.py",
+    # over 500 after the whole-tree format and the merge of the feature branches: split next
+    "bridge/opcua/model/address_space.py",
+    "bridge/opcua/sync/engine.py",
+    "bridge/simulator/plant.py",
 }
 
 
@@ -118,7 +73,7 @@ def test_ruff_lint() -> None:
 
 
 def test_ruff_format() -> None:
-    done = _run("ruff", "format", "--no-cache", "--check", "--diff", *sorted(FORMATTED))
+    done = _run("ruff", "format", "--no-cache", "--check", "--diff", *SOURCES)
     assert done.returncode == 0, f"ruff format --check (run `ruff format <file>`):\n{done.stdout}{done.stderr}"
 
 
@@ -156,6 +111,6 @@ def test_files_and_functions_stay_small() -> None:
     assert problems == []
 
 
-@pytest.mark.parametrize("name", sorted(LINT_PENDING | SIZE_PENDING | FORMATTED))
+@pytest.mark.parametrize("name", sorted(LINT_PENDING | SIZE_PENDING))
 def test_the_lists_name_existing_files(name: str) -> None:
     assert (ROOT / name).is_file(), f"{name} is gone: take it off the list in tests/test_style.py"

@@ -21,7 +21,7 @@ import math
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +42,12 @@ from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
 from asyncua.ua import ua_binary
 from asyncua.ua.ua_binary import (
-    from_binary, header_from_binary, nodeid_from_binary, struct_from_binary, struct_to_binary, uatcp_to_binary,
+    from_binary,
+    header_from_binary,
+    nodeid_from_binary,
+    struct_from_binary,
+    struct_to_binary,
+    uatcp_to_binary,
 )
 
 # what the binary decoder makes of a client's filter; ua.DataChangeFilter is a hand-written subclass of it, which
@@ -585,9 +590,12 @@ class ConnectionGuard:
             del self.open_by_address[host]
 
     def metrics(self) -> dict[str, float]:
-        return {"opcua_connections": float(self.open), "opcua_connections_refused_total": float(self.refused),
-                "opcua_connections_timed_out_total": float(self.timed_out),
-                "opcua_messages_rejected_total": float(self.rejected)}
+        return {
+            "opcua_connections": float(self.open),
+            "opcua_connections_refused_total": float(self.refused),
+            "opcua_connections_timed_out_total": float(self.timed_out),
+            "opcua_messages_rejected_total": float(self.rejected),
+        }
 
 
 def _host(peer: Any) -> str:
@@ -614,9 +622,14 @@ class GuardedProtocol(OPCUAProtocol):
         self.peer_name = transport.get_extra_info("peername")
         host = _host(self.peer_name)
         if not guard.admit(host):
-            log.warning("refusing connection from %s: %d open from that address, %d in all (limits %d, %d)",
-                        self.peer_name, guard.open_by_address[host], guard.open,
-                        guard.max_connections_per_address, guard.max_connections)
+            log.warning(
+                "refusing connection from %s: %d open from that address, %d in all (limits %d, %d)",
+                self.peer_name,
+                guard.open_by_address[host],
+                guard.open,
+                guard.max_connections_per_address,
+                guard.max_connections,
+            )
             _send_error(transport, S.BadTcpServerTooBusy, "too many connections")
             transport.close()
             return
@@ -740,8 +753,10 @@ class GuardedProtocol(OPCUAProtocol):
             self._refuse(S.BadTcpMessageTypeInvalid, "an undecodable HEL")
             return False
         if hello.ReceiveBufferSize < MIN_BUFFER_SIZE or hello.SendBufferSize < MIN_BUFFER_SIZE:
-            self._refuse(S.BadConnectionRejected, f"HEL buffer sizes {hello.ReceiveBufferSize}/{hello.SendBufferSize}"
-                         f" below {MIN_BUFFER_SIZE}")
+            self._refuse(
+                S.BadConnectionRejected,
+                f"HEL buffer sizes {hello.ReceiveBufferSize}/{hello.SendBufferSize} below {MIN_BUFFER_SIZE}",
+            )
             return False
         assert self.processor is not None
         self._chunk_limit = min(int(hello.SendBufferSize), self.processor._limits.max_recv_buffer)
@@ -778,18 +793,25 @@ def _send_error(transport: asyncio.BaseTransport, code: int, reason: str) -> Non
         transport.write(uatcp_to_binary(ua.MessageType.Error, ua.ErrorMessage(ua.StatusCode(code), reason)))
 
 
-def install_connection_guard(server: Server, guard: ConnectionGuard, max_chunk_size: int, max_message_size: int,
-                             ) -> None:
+def install_connection_guard(
+    server: Server,
+    guard: ConnectionGuard,
+    max_chunk_size: int,
+    max_message_size: int,
+) -> None:
     """Guard `server`'s listener (call before `server.start()`); other servers in the process are unaffected."""
     iserver: InternalServer = server.iserver
-    iserver.connection_guard = guard  # type: ignore[attr-defined]
+    iserver.connection_guard = guard
     iserver.max_pending_activation_seconds = guard.activation_timeout_s
     iserver.max_connections = guard.max_connections + 1  # the guard refuses first, and says why
-    server.limits = TransportLimits(max_recv_buffer=max_chunk_size, max_send_buffer=max_chunk_size,
-                                    max_chunk_count=math.ceil(max_message_size / max_chunk_size),
-                                    max_message_size=max_message_size)
+    server.limits = TransportLimits(
+        max_recv_buffer=max_chunk_size,
+        max_send_buffer=max_chunk_size,
+        max_chunk_count=math.ceil(max_message_size / max_chunk_size),
+        max_message_size=max_message_size,
+    )
     if binary_server_asyncio.OPCUAProtocol is OPCUAProtocol:
-        binary_server_asyncio.OPCUAProtocol = GuardedProtocol  # type: ignore[misc]
+        binary_server_asyncio.OPCUAProtocol = GuardedProtocol
 
 
 # ---- 11. Enum values a client may send out of range ----------------------------------------------------------------
@@ -798,6 +820,7 @@ def install_connection_guard(server: Server, guard: ConnectionGuard, max_chunk_s
 # BadBrowseDirectionInvalid per node that Part 4 asks for (the browse service answers that for anything but
 # Forward/Inverse/Both). A `_missing_` hook lets such a value decode as a pseudo-member (name "Invalid<n>") that
 # equals no real member. Read against asyncua 2.1.0: ua_binary.create_enum_deserializer -> uatype(Int32).
+
 
 def tolerate_unknown_values(enum: type[Any]) -> None:
     """Let `enum(n)` return a pseudo-member for an unknown int n instead of raising (idempotent)."""
@@ -833,6 +856,7 @@ def tolerate_unknown_values(enum: type[Any]) -> None:
 # ._monitored_items (id -> MonitoredItemData: filter, client_handle, queue_size, mode);
 # InternalSubscription.enqueue_event(mid, eventdata, maxsize) and .session_id.
 
+
 def event_items_of(subscription: Any) -> tuple[dict[ua.NodeId, list[int]], dict[int, Any]]:
     """(notifier NodeId -> monitored item ids, item id -> MonitoredItemData) of one InternalSubscription."""
     srv = subscription.monitored_item_srv
@@ -842,29 +866,45 @@ def event_items_of(subscription: Any) -> tuple[dict[ua.NodeId, list[int]], dict[
 TOUCHPOINTS += [
     # 10. transport guard
     Touchpoint("10 transport guard", binary_server_asyncio, "OPCUAProtocol"),
-    Touchpoint("10 transport guard", OPCUAProtocol, "__init__", ("self", "iserver", "policies", "clients",
-                                                                "closing_tasks", "limits")),
+    Touchpoint(
+        "10 transport guard",
+        OPCUAProtocol,
+        "__init__",
+        ("self", "iserver", "policies", "clients", "closing_tasks", "limits"),
+    ),
     Touchpoint("10 transport guard", OPCUAProtocol, "connection_made", ("self", "transport")),
     Touchpoint("10 transport guard", OPCUAProtocol, "connection_lost", ("self", "ex")),
     Touchpoint("10 transport guard", OPCUAProtocol, "data_received", ("self", "data")),
     Touchpoint("10 transport guard", OPCUAProtocol, "_activation_watchdog", ("self",)),
     Touchpoint("10 transport guard", OPCUAProtocol, "_process_one_msg", ("self", "header", "buf")),
-    *(InstanceAttribute("10 transport guard", OPCUAProtocol, name)
-      for name in ("iserver", "transport", "processor", "messages", "peer_name")),
-    *(InstanceAttribute("10 transport guard", InternalServer, name)
-      for name in ("max_connections", "max_pending_activation_seconds")),
+    *(
+        InstanceAttribute("10 transport guard", OPCUAProtocol, name)
+        for name in ("iserver", "transport", "processor", "messages", "peer_name")
+    ),
+    *(
+        InstanceAttribute("10 transport guard", InternalServer, name)
+        for name in ("max_connections", "max_pending_activation_seconds")
+    ),
     InstanceAttribute("10 transport guard", UaProcessor, "_limits"),
     InstanceAttribute("10 transport guard", Server, "limits"),
-    *(Touchpoint("10 transport guard", TransportLimits, name)
-      for name in ("max_recv_buffer", "max_send_buffer", "max_chunk_count", "max_message_size")),
+    *(
+        Touchpoint("10 transport guard", TransportLimits, name)
+        for name in ("max_recv_buffer", "max_send_buffer", "max_chunk_count", "max_message_size")
+    ),
     # 11. enum values out of range
     Touchpoint("11 enum values out of range", ua_binary, "create_enum_deserializer", ("uatype",)),
     # 13. alarms & conditions
-    Touchpoint("13 alarms & conditions", InternalSubscription, "enqueue_event", ("self", "mid", "eventdata", "maxsize")),
-    *(InstanceAttribute("13 alarms & conditions", MonitoredItemService, name)
-      for name in ("_monitored_items", "_monitored_events")),
-    *(InstanceAttribute("13 alarms & conditions", MonitoredItemData, name)
-      for name in ("filter", "client_handle", "queue_size", "mode")),
+    Touchpoint(
+        "13 alarms & conditions", InternalSubscription, "enqueue_event", ("self", "mid", "eventdata", "maxsize")
+    ),
+    *(
+        InstanceAttribute("13 alarms & conditions", MonitoredItemService, name)
+        for name in ("_monitored_items", "_monitored_events")
+    ),
+    *(
+        InstanceAttribute("13 alarms & conditions", MonitoredItemData, name)
+        for name in ("filter", "client_handle", "queue_size", "mode")
+    ),
     InstanceAttribute("13 alarms & conditions", InternalSubscription, "session_id"),
 ]
 
@@ -883,11 +923,14 @@ TOUCHPOINTS += [
 # _transport.
 
 
-_DETACHED = frozenset(ua.NodeId(i) for i in (
-    ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.HistoryReadRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.CallRequest_Encoding_DefaultBinary,
-))
+_DETACHED = frozenset(
+    ua.NodeId(i)
+    for i in (
+        ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.HistoryReadRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.CallRequest_Encoding_DefaultBinary,
+    )
+)
 # Detached calls one connection may have waiting; past this the connection waits, as asyncua itself would
 MAX_DETACHED_PER_CONNECTION = 64
 # Part of the TimeoutHint kept for the answer to reach the client before it gives up
@@ -961,6 +1004,9 @@ class BridgeProcessor(ConcurrentServiceCalls, ObservedProcessor):
 
 TOUCHPOINTS += [
     Touchpoint("14 service calls beside the others", UaProcessor, "process_message", ("self", "seqhdr", "body")),
-    *(InstanceAttribute("14 service calls beside the others", UaProcessor, name) for name in ("_closing", "_transport")),
+    *(
+        InstanceAttribute("14 service calls beside the others", UaProcessor, name)
+        for name in ("_closing", "_transport")
+    ),
     InstanceAttribute("14 service calls beside the others", InternalServer, "max_session_timeout_ms"),
 ]

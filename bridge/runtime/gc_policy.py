@@ -28,5 +28,10 @@ def freeze_long_lived(what: str, tags: int) -> None:
         return
     before = gc.get_freeze_count()
     gc.freeze()
-    log.debug("%s of %d tags: %d objects taken out of the garbage collector's passes (%d in all)", what, tags,
-              gc.get_freeze_count() - before, gc.get_freeze_count())
+    log.debug(
+        "%s of %d tags: %d objects taken out of the garbage collector's passes (%d in all)",
+        what,
+        tags,
+        gc.get_freeze_count() - before,
+        gc.get_freeze_count(),
+    )

@@ -61,8 +61,7 @@ class _SnapshotCollector(Collector):
         for name, value in sorted(s.counters.items()):
             yield CounterMetricFamily(f"wincc_bridge_{name}", name.replace("_", " "), value=float(value))
         for name, (label, values) in sorted(s.labelled_counters.items()):
-            family = CounterMetricFamily(f"wincc_bridge_{name}", f"{name.replace('_', ' ')} by {label}",
-                                         labels=[label])
+            family = CounterMetricFamily(f"wincc_bridge_{name}", f"{name.replace('_', ' ')} by {label}", labels=[label])
             for label_value, value in sorted(values.items()):
                 family.add_metric([label_value], float(value))
             yield family

@@ -71,7 +71,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -86,8 +88,16 @@ class JsonFormatter(logging.Formatter):
 
 
 # ServiceFaults that are the server's own failure, not a client's mistake: these stay at ERROR
-SERVER_FAULTS = frozenset({"BadInternalError", "BadOutOfMemory", "BadUnexpectedError", "BadResourceUnavailable",
-                           "BadServerHalted", "BadShutdown"})
+SERVER_FAULTS = frozenset(
+    {
+        "BadInternalError",
+        "BadOutOfMemory",
+        "BadUnexpectedError",
+        "BadResourceUnavailable",
+        "BadServerHalted",
+        "BadShutdown",
+    }
+)
 _FAULT_LOGGER = "asyncua.server.uaprocessor"
 _FAULT_MESSAGE = "sending service fault response: %s (%s)"
 _START_LOGGER = "asyncua.server.server"

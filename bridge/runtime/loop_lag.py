@@ -57,10 +57,15 @@ class LoopLag:
         return max((lag for _, lag in self._recent), default=0.0)
 
     def metrics(self) -> dict[str, float]:
-        return {"event_loop_lag_seconds": self.recent_max_s, "event_loop_lag_max_seconds": self.max_s,
-                "event_loop_stalls_total": float(self.stalls), "gc_pause_max_seconds": self.gc_pause_max_s,
-                "gc_pause_seconds_total": self.gc_pauses_total_s, "event_loop_ticks_total": float(self.ticks),
-                **{f"event_loop_lag_over_{ms}ms_total": float(n) for ms, n in zip(LAG_BOUNDS_MS, self.over)}}
+        return {
+            "event_loop_lag_seconds": self.recent_max_s,
+            "event_loop_lag_max_seconds": self.max_s,
+            "event_loop_stalls_total": float(self.stalls),
+            "gc_pause_max_seconds": self.gc_pause_max_s,
+            "gc_pause_seconds_total": self.gc_pauses_total_s,
+            "event_loop_ticks_total": float(self.ticks),
+            **{f"event_loop_lag_over_{ms}ms_total": float(n) for ms, n in zip(LAG_BOUNDS_MS, self.over)},
+        }
 
     def observe(self, lag: float) -> None:
         now = time.monotonic()

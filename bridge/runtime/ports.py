@@ -37,8 +37,9 @@ def ensure_free(host: str, port: int, what: str, setting: str) -> None:
     if port == 0:
         return
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except OSError:
         return  # a host name that does not resolve is the server's own error to report
     with socket.socket(family, kind, proto) as sock:
@@ -48,6 +49,8 @@ def ensure_free(host: str, port: int, what: str, setting: str) -> None:
         except OSError as exc:
             if not is_in_use_error(exc):
                 raise
-            reason = {errno.EACCES: "not allowed for this user (below 1024?)",
-                      errno.EADDRNOTAVAIL: "not an address of this machine"}.get(exc.errno or 0, "already in use")
+            reason = {
+                errno.EACCES: "not allowed for this user (below 1024?)",
+                errno.EADDRNOTAVAIL: "not an address of this machine",
+            }.get(exc.errno or 0, "already in use")
             raise PortInUse(what, host, port, setting, reason) from None

@@ -14,10 +14,17 @@ from bridge.config import BridgeConfig
 
 __all__ = ["RELOADABLE", "restart_needed"]
 
-RELOADABLE = frozenset({
-    "opcua.users", "opcua.write_rules", "opcua.anonymous", "opcua.failed_login_limit", "opcua.pki_dir",
-    "opcua.auto_accept_client_certs", "log.level",
-})
+RELOADABLE = frozenset(
+    {
+        "opcua.users",
+        "opcua.write_rules",
+        "opcua.anonymous",
+        "opcua.failed_login_limit",
+        "opcua.pki_dir",
+        "opcua.auto_accept_client_certs",
+        "log.level",
+    }
+)
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -86,19 +86,33 @@ class Simulator:
         if (options.tls_cert is None) != (options.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         self.options = options
-        self.plant = Plant(generated=options.tags, change_rate=options.change_rate, seed=options.seed,
-                           backfill_days=options.backfill_days, archive_epoch=options.archive_epoch,
-                           alarms_per_minute=options.alarms_per_minute)
+        self.plant = Plant(
+            generated=options.tags,
+            change_rate=options.change_rate,
+            seed=options.seed,
+            backfill_days=options.backfill_days,
+            archive_epoch=options.archive_epoch,
+            alarms_per_minute=options.alarms_per_minute,
+        )
         self.faults = Faults()
         self.stats = Stats()
-        app = build_app(self.plant, options.dialect, auth=options.auth, username=options.username,
-                        password=options.password, token_ttl_s=options.token_ttl_s, faults=self.faults,
-                        stats=self.stats, restart=self._restart_from_http)
+        app = build_app(
+            self.plant,
+            options.dialect,
+            auth=options.auth,
+            username=options.username,
+            password=options.password,
+            token_ttl_s=options.token_ttl_s,
+            faults=self.faults,
+            stats=self.stats,
+            restart=self._restart_from_http,
+        )
         tls: dict[str, Any] = {}
         if options.tls_cert is not None:
             tls = {"ssl_certfile": str(options.tls_cert), "ssl_keyfile": str(options.tls_key)}
-        self._config = uvicorn.Config(app, host=options.host, port=options.port, log_config=None, access_log=False,
-                                      lifespan="off", **tls)
+        self._config = uvicorn.Config(
+            app, host=options.host, port=options.port, log_config=None, access_log=False, lifespan="off", **tls
+        )
         # One uvicorn server per listening period: a restart closes one and, after the outage, starts the next.
         self._servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
         self._ticker: asyncio.Task[None] | None = None
@@ -141,8 +155,9 @@ class Simulator:
                 raise OSError(f"simulator HTTP server did not start on {self.options.host}:{self.port}")
             await asyncio.sleep(0.02)
 
-    async def restart(self, *, add: list[Any] | tuple[Any, ...] = (), remove: list[Any] | tuple[Any, ...] = (),
-                      down_s: float = 0.5) -> None:
+    async def restart(
+        self, *, add: list[Any] | tuple[Any, ...] = (), remove: list[Any] | tuple[Any, ...] = (), down_s: float = 0.5
+    ) -> None:
         """Restart WinCC: drop every session, refuse connections for `down_s`, then serve the changed tag list
         (items as for POST /_sim/tags "add"/"remove"). Returns once down. ValueError for a bad tag change (nothing
         changes then), RuntimeError while a restart is under way."""
@@ -211,38 +226,77 @@ async def serve(options: SimulatorOptions, stop: asyncio.Event) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option with its help and default (`simulate --help` is the simulator's manual)."""
-    parser.add_argument("--port", type=int, default=8700, help="TCP port to listen on; 0 = any free port "
-                        "(default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 = every interface "
-                        "(default: %(default)s)")
-    parser.add_argument("--dialect", choices=["dp", "restservice", "unified"], default="dp",
-                        help="API to serve: dp (/api/dp/...), restservice (/WinCCRestService/...) or unified "
-                        "(GraphQL on /graphql) (default: %(default)s)")
-    parser.add_argument("--tags", type=_generated_count, default=0,
-                        help=f"generated tags on top of the demo plant, 0..{MAX_GENERATED} (default: %(default)s)")
-    parser.add_argument("--change-rate", type=float, default=0.1,
-                        help="changes per second of each generated tag (default: %(default)s)")
-    parser.add_argument("--auth", choices=["none", "basic", "token"], default="none",
-                        help="authentication clients must use: none, basic (HTTP Basic) or token (POST "
-                        "/api/auth/login, then a bearer token); basic and token need --password-env "
-                        "(default: %(default)s)")
-    parser.add_argument("--username", default="opcua", help="the one user name accepted with --auth basic|token "
-                        "(default: %(default)s)")
-    parser.add_argument("--password-env", metavar="VAR",
-                        help="environment variable holding that user's password (default: none; needed by "
-                        "--auth basic|token)")
-    parser.add_argument("--token-ttl", type=float, default=900, metavar="SECONDS",
-                        help="lifetime of a login token with --auth token (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="random seed of the plant's noise and generated values: the same seed gives the "
-                        "same values (default: %(default)s)")
-    parser.add_argument("--backfill-days", type=float, default=2, metavar="DAYS",
-                        help="archive history generated for archived tags at start, in days (default: %(default)s)")
-    parser.add_argument("--alarms-per-minute", type=float, default=0.0,
-                        help="the plant raises limit alarms by itself at about this rate (default: %(default)s = only "
-                        "when forced through /_sim/alarms)")
-    parser.add_argument("--tls-cert", metavar="FILE",
-                        help="PEM certificate (chain): serve HTTPS, with --tls-key (default: none, plain HTTP)")
+    parser.add_argument(
+        "--port", type=int, default=8700, help="TCP port to listen on; 0 = any free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 = every interface (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=["dp", "restservice", "unified"],
+        default="dp",
+        help="API to serve: dp (/api/dp/...), restservice (/WinCCRestService/...) or unified "
+        "(GraphQL on /graphql) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tags",
+        type=_generated_count,
+        default=0,
+        help=f"generated tags on top of the demo plant, 0..{MAX_GENERATED} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--change-rate", type=float, default=0.1, help="changes per second of each generated tag (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--auth",
+        choices=["none", "basic", "token"],
+        default="none",
+        help="authentication clients must use: none, basic (HTTP Basic) or token (POST "
+        "/api/auth/login, then a bearer token); basic and token need --password-env "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--username", default="opcua", help="the one user name accepted with --auth basic|token (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="environment variable holding that user's password (default: none; needed by --auth basic|token)",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=900,
+        metavar="SECONDS",
+        help="lifetime of a login token with --auth token (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="random seed of the plant's noise and generated values: the same seed gives the "
+        "same values (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backfill-days",
+        type=float,
+        default=2,
+        metavar="DAYS",
+        help="archive history generated for archived tags at start, in days (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--alarms-per-minute",
+        type=float,
+        default=0.0,
+        help="the plant raises limit alarms by itself at about this rate (default: %(default)s = only "
+        "when forced through /_sim/alarms)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate (chain): serve HTTPS, with --tls-key (default: none, plain HTTP)",
+    )
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert (default: none)")
 
 
@@ -262,7 +316,19 @@ def options_from_args(ns: argparse.Namespace) -> SimulatorOptions:
         raise SystemExit(f"--auth {ns.auth} needs --password-env naming a set environment variable")
     if (ns.tls_cert is None) != (ns.tls_key is None):
         raise SystemExit("--tls-cert and --tls-key go together")
-    return SimulatorOptions(dialect=ns.dialect, host=ns.host, port=ns.port, tags=ns.tags, change_rate=ns.change_rate,
-                            auth=ns.auth, username=ns.username, password=password, token_ttl_s=ns.token_ttl,
-                            seed=ns.seed, backfill_days=ns.backfill_days, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
-                            alarms_per_minute=ns.alarms_per_minute)
+    return SimulatorOptions(
+        dialect=ns.dialect,
+        host=ns.host,
+        port=ns.port,
+        tags=ns.tags,
+        change_rate=ns.change_rate,
+        auth=ns.auth,
+        username=ns.username,
+        password=password,
+        token_ttl_s=ns.token_ttl,
+        seed=ns.seed,
+        backfill_days=ns.backfill_days,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        alarms_per_minute=ns.alarms_per_minute,
+    )

@@ -59,9 +59,11 @@ def _requests(dialect: str, host: str, port: int, tags: int, batch: int) -> Iter
         names = [f"Gen_{i:06d}" for i in range(tags)]
     out = []
     for offset in range(0, tags - batch + 1, batch):
-        body = orjson.dumps({key: names[offset:offset + batch]})
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n")
+        body = orjson.dumps({key: names[offset : offset + batch]})
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         out.append(head.encode() + body)
     while True:
         yield from out
@@ -84,8 +86,14 @@ class _Connection:
         status_line, _, headers = head.decode("latin-1").partition("\r\n")
         if status_line.split(" ", 2)[1] != "200":
             raise RuntimeError(f"the simulator answered {status_line!r}")
-        length = next((int(line.split(":", 1)[1]) for line in headers.split("\r\n")
-                       if line.lower().startswith("content-length:")), None)
+        length = next(
+            (
+                int(line.split(":", 1)[1])
+                for line in headers.split("\r\n")
+                if line.lower().startswith("content-length:")
+            ),
+            None,
+        )
         if length is None:
             raise RuntimeError("the simulator's answer has no Content-Length")
         return await self._reader.readexactly(length)
@@ -110,8 +118,9 @@ def _cpu_s(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _phase(connections: list[_Connection], requests: Iterator[bytes], seconds: float, batch: int,
-                 pid: int | None) -> dict[str, float | None]:
+async def _phase(
+    connections: list[_Connection], requests: Iterator[bytes], seconds: float, batch: int, pid: int | None
+) -> dict[str, float | None]:
     deadline = time.monotonic() + seconds
     done = 0
 
@@ -129,13 +138,17 @@ async def _phase(connections: list[_Connection], requests: Iterator[bytes], seco
     elapsed, cpu1 = time.monotonic() - t0, _cpu_s(pid)
     rps = done / elapsed
     used = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-    return {"requests_per_s": round(rps, 1), "tag_values_per_s": round(rps * batch),
-            "sim_cpu_share": None if used is None else round(used / elapsed, 2),
-            "requests_per_sim_cpu_s": round(done / used, 1) if used else None}
+    return {
+        "requests_per_s": round(rps, 1),
+        "tag_values_per_s": round(rps * batch),
+        "sim_cpu_share": None if used is None else round(used / elapsed, 2),
+        "requests_per_sim_cpu_s": round(done / used, 1) if used else None,
+    }
 
 
-async def measure(host: str, port: int, dialect: str, tags: int, seconds: float, batch: int,
-                  pid: int | None = None) -> dict[str, Any]:
+async def measure(
+    host: str, port: int, dialect: str, tags: int, seconds: float, batch: int, pid: int | None = None
+) -> dict[str, Any]:
     """Measure a running simulator on host:port (process `pid`, if known, for its CPU time); the two phases split
     `seconds`."""
     requests = _requests(dialect, host, port, tags, batch)
@@ -147,8 +160,14 @@ async def measure(host: str, port: int, dialect: str, tags: int, seconds: float,
     finally:
         for conn in connections:
             await conn.close()
-    return {"dialect": dialect, "tags": tags, "batch": batch, "seconds": seconds, "sequential": sequential,
-            "concurrent_4": concurrent}
+    return {
+        "dialect": dialect,
+        "tags": tags,
+        "batch": batch,
+        "seconds": seconds,
+        "sequential": sequential,
+        "concurrent_4": concurrent,
+    }
 
 
 async def _wait_up(host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -171,8 +190,9 @@ async def _wait_up(host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bridge.simulator.ceiling",
-                                     description="Measure the WinCC simulator's batched-read throughput.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge.simulator.ceiling", description="Measure the WinCC simulator's batched-read throughput."
+    )
     parser.add_argument("--tags", type=int, default=100_000, help="generated tags in the simulator (default 100000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="total measuring time, both phases (default 10)")
     parser.add_argument("--batch", type=int, default=500, help="tags per request (default 500)")
@@ -185,8 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < ns.batch <= ns.tags:
         parser.error("--batch must be between 1 and --tags")
     host, port = "127.0.0.1", _free_port()
-    cmd = [sys.executable, "-m", "bridge.simulator", "--host", host, "--port", str(port), "--dialect", ns.dialect,
-           "--tags", str(ns.tags), "--change-rate", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge.simulator",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--dialect",
+        ns.dialect,
+        "--tags",
+        str(ns.tags),
+        "--change-rate",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     async def run() -> dict[str, Any]:

@@ -122,8 +122,9 @@ class Faults:
         elif mode == "write_errors":
             tags = spec.get("tags")
             if not isinstance(tags, dict):
-                raise ValueError("write_errors.tags must map tag names to {status, error} or "
-                                 "{errorCode, errorDescription}")
+                raise ValueError(
+                    "write_errors.tags must map tag names to {status, error} or {errorCode, errorDescription}"
+                )
             out["tags"] = {name: _write_error(name, s) for name, s in tags.items()}
         elif mode == "malformed_item":
             tags = spec.get("tags")
@@ -139,8 +140,11 @@ def _status_spec(spec: dict[str, Any]) -> dict[str, Any]:
     status, retry_after, count = spec.get("status", 503), spec.get("retry_after"), spec.get("count")
     if type(status) is not int or status not in _STATUSES:
         raise ValueError(f"status.status must be one of {', '.join(map(str, _STATUSES))}")
-    if retry_after is not None and not isinstance(retry_after, str) and (
-            isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)) or retry_after < 0):
+    if (
+        retry_after is not None
+        and not isinstance(retry_after, str)
+        and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)) or retry_after < 0)
+    ):
         raise ValueError("status.retry_after must be seconds (>= 0) or an HTTP date")
     if count is not None and (type(count) is not int or count < 1):
         raise ValueError("status.count must be a whole number >= 1 (absent: until lifted)")
@@ -149,8 +153,13 @@ def _status_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 # tag-name and value fields of an answer item, both dialects, batch and single reads
 _NAME_KEYS = ("Name", "variableName", "name")
-_BROKEN_FIELDS = {"Quality": "garbage", "quality": "garbage", "qualityCode": "garbage",
-                  "Timestamp": "not a time", "timestamp": "not a time"}
+_BROKEN_FIELDS = {
+    "Quality": "garbage",
+    "quality": "garbage",
+    "qualityCode": "garbage",
+    "Timestamp": "not a time",
+    "timestamp": "not a time",
+}
 
 
 def _break_items(content: Any, tags: frozenset[str]) -> Any:
@@ -179,8 +188,11 @@ class FaultGate:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         faults = self.faults
-        if scope["type"] != "http" or scope["path"].startswith("/_sim/") or not (
-                faults.modes.keys() & {"status", "malformed_item", "reset"}):
+        if (
+            scope["type"] != "http"
+            or scope["path"].startswith("/_sim/")
+            or not (faults.modes.keys() & {"status", "malformed_item", "reset"})
+        ):
             await self.app(scope, receive, send)
             return
         if (spec := faults.take_status()) is not None:
@@ -212,11 +224,11 @@ class FaultGate:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
         if faults.active("reset") and len(body) > 1:
-            await send({"type": "http.response.body", "body": body[:len(body) // 2], "more_body": True})
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
             await asyncio.sleep(0)  # the half leaves first (a localhost write goes out at once)
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None:
                 transport.abort()
                 return
-            body = body[len(body) // 2:]
+            body = body[len(body) // 2 :]
         await send({"type": "http.response.body", "body": body})

@@ -40,12 +40,31 @@ __all__ = ["MAX_GENERATED", "Alarm", "Plant", "Tag"]
 
 MAX_GENERATED = 200_000
 
-RS_TYPE = {DataType.bool: 1, DataType.int8: 2, DataType.uint8: 3, DataType.int16: 4, DataType.uint16: 5,
-           DataType.int32: 6, DataType.uint32: 7, DataType.float: 8, DataType.double: 9, DataType.string: 10,
-           DataType.int64: 6, DataType.uint64: 7, DataType.datetime: 10}
-INT_RANGE = {DataType.int8: (-128, 127), DataType.int16: (-32768, 32767), DataType.int32: (-(2**31), 2**31 - 1),
-             DataType.int64: (-(2**63), 2**63 - 1), DataType.uint8: (0, 255), DataType.uint16: (0, 65535),
-             DataType.uint32: (0, 2**32 - 1), DataType.uint64: (0, 2**64 - 1)}
+RS_TYPE = {
+    DataType.bool: 1,
+    DataType.int8: 2,
+    DataType.uint8: 3,
+    DataType.int16: 4,
+    DataType.uint16: 5,
+    DataType.int32: 6,
+    DataType.uint32: 7,
+    DataType.float: 8,
+    DataType.double: 9,
+    DataType.string: 10,
+    DataType.int64: 6,
+    DataType.uint64: 7,
+    DataType.datetime: 10,
+}
+INT_RANGE = {
+    DataType.int8: (-128, 127),
+    DataType.int16: (-32768, 32767),
+    DataType.int32: (-(2**31), 2**31 - 1),
+    DataType.int64: (-(2**63), 2**63 - 1),
+    DataType.uint8: (0, 255),
+    DataType.uint16: (0, 65535),
+    DataType.uint32: (0, 2**32 - 1),
+    DataType.uint64: (0, 2**64 - 1),
+}
 
 
 _GEN_TYPES = (DataType.float, DataType.int32, DataType.bool)
@@ -119,8 +138,16 @@ class Alarm:
 
 
 class Plant:
-    def __init__(self, *, generated: int = 0, change_rate: float = 0.1, seed: int = 1, backfill_days: float = 2,
-                 archive_epoch: datetime | None = None, alarms_per_minute: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        generated: int = 0,
+        change_rate: float = 0.1,
+        seed: int = 1,
+        backfill_days: float = 2,
+        archive_epoch: datetime | None = None,
+        alarms_per_minute: float = 0.0,
+    ) -> None:
         if not 0 <= generated <= MAX_GENERATED:
             raise ValueError(f"generated tags must be 0..{MAX_GENERATED}, not {generated}")
         self.started = datetime.now(UTC).replace(microsecond=0)
@@ -218,8 +245,10 @@ class Plant:
             if not tag.archived:
                 continue
             lo, hi = tag.low or 0.0, tag.high or 100.0
-            tag.history = [(start + timedelta(seconds=10 * k), lo + (hi - lo) * (0.5 + 0.4 * math.sin(k / 30)), 0xC0)
-                           for k in range(n)]
+            tag.history = [
+                (start + timedelta(seconds=10 * k), lo + (hi - lo) * (0.5 + 0.4 * math.sin(k / 30)), 0xC0)
+                for k in range(n)
+            ]
 
     # ---- generated tags ------------------------------------------------------------------------------------
     @staticmethod
@@ -270,7 +299,9 @@ class Plant:
         out = []
         for s in range(first, min(last, first + limit - 1) + 1):
             v = float((i % 97) + (s % 3600) / 10.0)
-            value: Any = v if kind is DataType.float else (int(round(v * 10)) if kind is DataType.int32 else bool(s % 2))
+            value: Any = (
+                v if kind is DataType.float else (int(round(v * 10)) if kind is DataType.int32 else bool(s % 2))
+            )
             out.append((self.epoch + timedelta(seconds=s), value, 0xC0))
         return out
 
@@ -296,10 +327,15 @@ class Plant:
             return 403, f"{name} is read-only"
         t = tag.type
         ok_type = (
-            isinstance(value, bool) if t is DataType.bool else
-            isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
-            if t in INT_RANGE else
-            isinstance(value, (int, float)) and not isinstance(value, bool) if t in (DataType.float, DataType.double)
+            isinstance(value, bool)
+            if t is DataType.bool
+            else isinstance(value, int)
+            and not isinstance(value, bool)
+            or isinstance(value, float)
+            and value.is_integer()
+            if t in INT_RANGE
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            if t in (DataType.float, DataType.double)
             else isinstance(value, str)
         )
         if not ok_type:
@@ -346,7 +382,9 @@ class Plant:
         self._update(level, round(new_level, 4), now)
         speed = t["System1.Pump1.Speed"]
         sp = t["System1.Pump1.SpeedSetpoint"].value if t["System1.Pump1.Running"].value else 0.0
-        self._update(speed, round(speed.value + (sp - speed.value) * min(1.0, dt) * 0.5 + math.sin(self._tick_n) * 0.5, 2), now)
+        self._update(
+            speed, round(speed.value + (sp - speed.value) * min(1.0, dt) * 0.5 + math.sin(self._tick_n) * 0.5, 2), now
+        )
         temp = t["System1.Reactor.Temperature"]
         target = t["System1.Reactor.TemperatureSetpoint"].value
         noise = 0.05 * math.sin(self._tick_n * 1.7 + self.seed)
@@ -435,9 +473,17 @@ class Plant:
         return 200
 
     def alarm_entry(self, alarm: Alarm, state: str) -> dict[str, Any]:
-        return {"id": alarm.id, "dp": alarm.tag, "text": alarm.text, "class": alarm.alarm_class,
-                "priority": alarm.priority, "state": state, "acknowledged": alarm.acknowledged,
-                "timestamp": iso(alarm.timestamp), "value": alarm.value}
+        return {
+            "id": alarm.id,
+            "dp": alarm.tag,
+            "text": alarm.text,
+            "class": alarm.alarm_class,
+            "priority": alarm.priority,
+            "state": state,
+            "acknowledged": alarm.acknowledged,
+            "timestamp": iso(alarm.timestamp),
+            "value": alarm.value,
+        }
 
     def active_alarms(self) -> list[Alarm]:
         return [a for a in self.alarms.values() if a.active or not a.acknowledged]
@@ -451,7 +497,7 @@ class Plant:
             times = [h[0] for h in tag.history]
             lo = bisect.bisect_left(times, start)
             hi = bisect.bisect_right(times, end)
-            return tag.history[lo:min(hi, lo + limit)]
+            return tag.history[lo : min(hi, lo + limit)]
         i = self.gen_index(name)
         if i is None or i % 10:
             return None

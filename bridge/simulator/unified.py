@@ -94,16 +94,37 @@ type Subscription {
 """
 
 _TYPE_NAMES = {
-    DataType.bool: "Bool", DataType.int8: "SInt", DataType.int16: "Int", DataType.int32: "DInt",
-    DataType.int64: "LInt", DataType.uint8: "USInt", DataType.uint16: "UInt", DataType.uint32: "UDInt",
-    DataType.uint64: "ULInt", DataType.float: "Real", DataType.double: "LReal", DataType.string: "WString",
+    DataType.bool: "Bool",
+    DataType.int8: "SInt",
+    DataType.int16: "Int",
+    DataType.int32: "DInt",
+    DataType.int64: "LInt",
+    DataType.uint8: "USInt",
+    DataType.uint16: "UInt",
+    DataType.uint32: "UDInt",
+    DataType.uint64: "ULInt",
+    DataType.float: "Real",
+    DataType.double: "LReal",
+    DataType.string: "WString",
     DataType.datetime: "DateTime",
 }
-_BAD_SUB = {0x04: "CONFIGURATION_ERROR", 0x08: "NOT_CONNECTED", 0x0C: "DEVICE_FAILURE", 0x10: "SENSOR_FAILURE",
-            0x14: "NO_COMMUNICATION_WITH_LAST_USABLE_VALUE", 0x18: "NO_COMMUNICATION_NO_USABLE_VALUE",
-            0x1C: "OUT_OF_SERVICE"}
-_UNCERTAIN_SUB = {0x04: "LAST_USABLE_VALUE", 0x08: "SUBSTITUTE_VALUE", 0x0C: "INITIAL_VALUE",
-                  0x10: "SENSOR_CONVERSION", 0x14: "RANGE_VIOLATION", 0x18: "SUB_NORMAL"}
+_BAD_SUB = {
+    0x04: "CONFIGURATION_ERROR",
+    0x08: "NOT_CONNECTED",
+    0x0C: "DEVICE_FAILURE",
+    0x10: "SENSOR_FAILURE",
+    0x14: "NO_COMMUNICATION_WITH_LAST_USABLE_VALUE",
+    0x18: "NO_COMMUNICATION_NO_USABLE_VALUE",
+    0x1C: "OUT_OF_SERVICE",
+}
+_UNCERTAIN_SUB = {
+    0x04: "LAST_USABLE_VALUE",
+    0x08: "SUBSTITUTE_VALUE",
+    0x0C: "INITIAL_VALUE",
+    0x10: "SENSOR_CONVERSION",
+    0x14: "RANGE_VIOLATION",
+    0x18: "SUB_NORMAL",
+}
 _LIMITS = {0: "OK", 1: "LOW_LIMIT_VIOLATION", 2: "HIGH_LIMIT_VIOLATION", 3: "CONSTANT"}
 
 
@@ -112,7 +133,7 @@ def unified_name(dp_name: str) -> str:
 
 
 def _dp_name(name: str) -> str | None:
-    return name[len(PREFIX):] if name.startswith(PREFIX) else None
+    return name[len(PREFIX) :] if name.startswith(PREFIX) else None
 
 
 def _quality(q: int) -> dict[str, Any]:
@@ -162,8 +183,9 @@ class _Unauthenticated(GraphQLError):
 class UnifiedApi:
     """The resolvers: graphql-core calls `root.<field>(info, **arguments)`."""
 
-    def __init__(self, plant: Plant, faults: Faults, stats: Any, *, auth: str, username: str, password: str,
-                 token_ttl_s: float) -> None:
+    def __init__(
+        self, plant: Plant, faults: Faults, stats: Any, *, auth: str, username: str, password: str, token_ttl_s: float
+    ) -> None:
         self.plant, self.faults, self.stats = plant, faults, stats
         self.auth, self.username, self.password, self.token_ttl_s = auth, username, password, token_ttl_s
         self.tokens: dict[str, tuple[float, int]] = {}
@@ -197,7 +219,8 @@ class UnifiedApi:
 
     def login(self, info: Any, username: str, password: str) -> dict[str, Any]:
         ok = hmac.compare_digest(username.encode(), self.username.encode()) & hmac.compare_digest(
-            password.encode(), self.password.encode())
+            password.encode(), self.password.encode()
+        )
         if not ok:
             return {"user": None, "token": None, "expires": None, "error": _error(101, "wrong credentials")}
         return self._session()
@@ -209,27 +232,42 @@ class UnifiedApi:
         return self._session()
 
     # -- tags -------------------------------------------------------------------------------------------
-    def browse(self, info: Any, nameFilters: list[str] | None = None,  # noqa: N803 - Unified's argument names
-               objectTypeFilters: list[str] | None = None, **_: Any) -> list[dict[str, Any]]:
+    def browse(
+        self,
+        info: Any,
+        nameFilters: list[str] | None = None,  # noqa: N803 - Unified's argument names
+        objectTypeFilters: list[str] | None = None,
+        **_: Any,
+    ) -> list[dict[str, Any]]:
         self._check(info)
         match = _filter_regex(nameFilters)
         kinds = set(objectTypeFilters or ["SIMPLETAG"])
         out: list[dict[str, Any]] = []
         plant = self.plant
         entries: list[tuple[str, DataType, bool]] = [(t.name, t.type, t.archived) for t in plant.tags.values()]
-        entries += [(plant.gen_name(i, "dp"), plant.gen_type(i), i % 10 == 0)
-                    for i in range(plant.generated) if i not in plant.removed_generated]
+        entries += [
+            (plant.gen_name(i, "dp"), plant.gen_type(i), i % 10 == 0)
+            for i in range(plant.generated)
+            if i not in plant.removed_generated
+        ]
         for dp_name, data_type, archived in entries:
             name = unified_name(dp_name)
             if match is not None and not match.match(name):
                 continue
             leaf = dp_name.rsplit(".", 1)[-1]
             if kinds & {"SIMPLETAG", "TAG"}:
-                out.append({"name": name, "displayName": leaf, "objectType": "SIMPLETAG",
-                            "dataType": _TYPE_NAMES[data_type]})
+                out.append(
+                    {"name": name, "displayName": leaf, "objectType": "SIMPLETAG", "dataType": _TYPE_NAMES[data_type]}
+                )
             if archived and "LOGGINGTAG" in kinds:
-                out.append({"name": f"{name}:{LOGGING_TAG}", "displayName": LOGGING_TAG, "objectType": "LOGGINGTAG",
-                            "dataType": None})
+                out.append(
+                    {
+                        "name": f"{name}:{LOGGING_TAG}",
+                        "displayName": LOGGING_TAG,
+                        "objectType": "LOGGINGTAG",
+                        "dataType": None,
+                    }
+                )
         return out
 
     def value_of(self, name: str, failing: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -240,8 +278,11 @@ class UnifiedApi:
         if name in failing or dp_name in failing:
             return {"name": name, "value": None, "error": _error(99, "simulated item error")}
         value, quality, ts, _ = read
-        return {"name": name, "value": {"value": value, "timestamp": ts, "quality": _quality(quality)},
-                "error": {"code": 0, "description": ""}}
+        return {
+            "name": name,
+            "value": {"value": value, "timestamp": ts, "quality": _quality(quality)},
+            "error": {"code": 0, "description": ""},
+        }
 
     def tagValues(self, info: Any, names: list[str], **_: Any) -> list[dict[str, Any]]:  # noqa: N802
         self._check(info)
@@ -258,8 +299,14 @@ class UnifiedApi:
             dp_name = _dp_name(name)
             spec = errors.get(name) or (errors.get(dp_name) if dp_name else None)
             if spec is not None:
-                out.append({"name": name, "error": _error(spec.get("errorCode", 99),
-                                                          spec.get("errorDescription", "simulated write error"))})
+                out.append(
+                    {
+                        "name": name,
+                        "error": _error(
+                            spec.get("errorCode", 99), spec.get("errorDescription", "simulated write error")
+                        ),
+                    }
+                )
                 continue
             if self.faults.active("forbidden"):
                 out.append({"name": name, "error": _error(205, "no access right")})
@@ -276,9 +323,16 @@ class UnifiedApi:
             out.append({"name": name, "error": _error(code, text)})
         return out
 
-    def loggedTagValues(self, info: Any, names: list[str], startTime: str | None = None,  # noqa: N802, N803
-                        endTime: str | None = None, maxNumberOfValues: int | None = None,  # noqa: N803
-                        sortingMode: str | None = None, **_: Any) -> list[dict[str, Any]]:  # noqa: N803
+    def loggedTagValues(
+        self,
+        info: Any,
+        names: list[str],
+        startTime: str | None = None,  # noqa: N802, N803
+        endTime: str | None = None,
+        maxNumberOfValues: int | None = None,  # noqa: N803
+        sortingMode: str | None = None,
+        **_: Any,
+    ) -> list[dict[str, Any]]:  # noqa: N803
         self._check(info)
         start = _ts(startTime, datetime(1970, 1, 1, tzinfo=UTC))
         end = _ts(endTime, datetime.now(UTC))
@@ -302,20 +356,36 @@ class UnifiedApi:
         came, acked = entry["state"] == "came", entry["acknowledged"]
         state = (5 if acked else 1) if came else (6 if acked else 2)
         ts = entry["timestamp"]
-        return {"name": f"{unified_name(entry['dp'])}:Alarm_{entry['id']}", "instanceID": 1,
-                "raiseTime": ts if came else None, "clearTime": None if came else ts,
-                "acknowledgmentTime": ts if acked else None, "state": state,
-                "stateText": ["Raised", "Cleared"][not came], "priority": entry["priority"],
-                "alarmClassName": entry["class"], "eventText": [entry["text"]], "origin": unified_name(entry["dp"]),
-                "area": SYSTEM, "value": entry["value"], "notificationReason": None}
+        return {
+            "name": f"{unified_name(entry['dp'])}:Alarm_{entry['id']}",
+            "instanceID": 1,
+            "raiseTime": ts if came else None,
+            "clearTime": None if came else ts,
+            "acknowledgmentTime": ts if acked else None,
+            "state": state,
+            "stateText": ["Raised", "Cleared"][not came],
+            "priority": entry["priority"],
+            "alarmClassName": entry["class"],
+            "eventText": [entry["text"]],
+            "origin": unified_name(entry["dp"]),
+            "area": SYSTEM,
+            "value": entry["value"],
+            "notificationReason": None,
+        }
 
     def activeAlarms(self, info: Any, **_: Any) -> list[dict[str, Any]]:  # noqa: N802
         self._check(info)
         plant = self.plant
         return [self._alarm_json(plant.alarm_entry(a, "came" if a.active else "went")) for a in plant.active_alarms()]
 
-    def loggedAlarms(self, info: Any, startTime: str | None = None, endTime: str | None = None,  # noqa: N802, N803
-                     maxNumberOfResults: int | None = None, **_: Any) -> list[dict[str, Any]]:  # noqa: N803
+    def loggedAlarms(
+        self,
+        info: Any,
+        startTime: str | None = None,
+        endTime: str | None = None,  # noqa: N802, N803
+        maxNumberOfResults: int | None = None,
+        **_: Any,
+    ) -> list[dict[str, Any]]:  # noqa: N803
         self._check(info)
         start = _ts(startTime, datetime(1970, 1, 1, tzinfo=UTC))
         end = _ts(endTime, datetime.now(UTC) + timedelta(days=1))
@@ -332,8 +402,13 @@ class UnifiedApi:
             code = {200: 0, 404: 306, 409: 305}[status]
             if code == 0:
                 self.stats.acknowledged.append({"id": name, "user": self.username, "comment": ""})
-            out.append({"alarmName": name, "alarmInstanceID": item.get("instanceID"),
-                        "error": _error(code, {0: "", 305: "already acknowledged", 306: "unknown alarm instance"}[code])})
+            out.append(
+                {
+                    "alarmName": name,
+                    "alarmInstanceID": item.get("instanceID"),
+                    "error": _error(code, {0: "", 305: "already acknowledged", 306: "unknown alarm instance"}[code]),
+                }
+            )
         return out
 
     # -- subscriptions ----------------------------------------------------------------------------------
@@ -395,10 +470,19 @@ def _bearer(header: str | None) -> str | None:
     return None
 
 
-def unified_routes(plant: Plant, *, faults: Faults, stats: Any, auth: str = "none", username: str = "opcua",
-                   password: str | None = None, token_ttl_s: float = 900) -> tuple[list[BaseRoute], UnifiedApi]:
-    api = UnifiedApi(plant, faults, stats, auth=auth, username=username, password=password or "",
-                     token_ttl_s=token_ttl_s)
+def unified_routes(
+    plant: Plant,
+    *,
+    faults: Faults,
+    stats: Any,
+    auth: str = "none",
+    username: str = "opcua",
+    password: str | None = None,
+    token_ttl_s: float = 900,
+) -> tuple[list[BaseRoute], UnifiedApi]:
+    api = UnifiedApi(
+        plant, faults, stats, auth=auth, username=username, password=password or "", token_ttl_s=token_ttl_s
+    )
 
     async def http(request: Request) -> Response:
         if faults.modes:
@@ -417,8 +501,13 @@ def unified_routes(plant: Plant, *, faults: Faults, stats: Any, auth: str = "non
         stats.requests[f"POST /graphql {field}"] += 1
         if faults.active("malformed"):
             return Response("<html>this is not json", media_type="application/json")
-        result = await graphql(api.schema, query, root_value=api, variable_values=variables,
-                               context_value={"token": _bearer(request.headers.get("authorization"))})
+        result = await graphql(
+            api.schema,
+            query,
+            root_value=api,
+            variable_values=variables,
+            context_value={"token": _bearer(request.headers.get("authorization"))},
+        )
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
             out["errors"] = [e.formatted for e in result.errors]
@@ -461,7 +550,8 @@ async def _serve_socket(api: UnifiedApi, ws: WebSocket, running: dict[str, async
         return
     payload = init.get("payload") or {}
     token = _bearer(payload.get("Authorization") if isinstance(payload, dict) else None) or _bearer(
-        ws.headers.get("authorization"))
+        ws.headers.get("authorization")
+    )
     if not api.token_ok(token):
         await ws.close(code=4403)
         return
@@ -476,8 +566,9 @@ async def _serve_socket(api: UnifiedApi, ws: WebSocket, running: dict[str, async
             elif kind == "subscribe":
                 sub_id = str(message.get("id"))
                 stats.requests["WS subscribe tagValues"] += 1
-                running[sub_id] = asyncio.create_task(_run_subscription(api, ws, sub_id, message.get("payload") or {},
-                                                                        token))
+                running[sub_id] = asyncio.create_task(
+                    _run_subscription(api, ws, sub_id, message.get("payload") or {}, token)
+                )
             elif kind == "complete":
                 task = running.pop(str(message.get("id")), None)
                 if task is not None:
@@ -495,8 +586,9 @@ async def _watch_faults(api: UnifiedApi, ws: WebSocket) -> None:
             return
 
 
-async def _run_subscription(api: UnifiedApi, ws: WebSocket, sub_id: str, payload: dict[str, Any],
-                            token: str | None) -> None:
+async def _run_subscription(
+    api: UnifiedApi, ws: WebSocket, sub_id: str, payload: dict[str, Any], token: str | None
+) -> None:
     send: Callable[[dict[str, Any]], Any] = lambda m: ws.send_text(orjson.dumps(m).decode())  # noqa: E731
     try:
         document = parse(payload.get("query") or "")
@@ -514,8 +606,9 @@ async def _run_subscription(api: UnifiedApi, ws: WebSocket, sub_id: str, payload
             async for item in api._changes(list(dict.fromkeys(names))):
                 await send({"type": "next", "id": sub_id, "payload": {"data": {"tagValues": item}}})
             return
-        stream = await subscribe(api.schema, document, root_value=api, context_value={"token": token},
-                                 variable_values=variables)
+        stream = await subscribe(
+            api.schema, document, root_value=api, context_value={"token": token}, variable_values=variables
+        )
         if not hasattr(stream, "__aiter__"):
             await send({"type": "error", "id": sub_id, "payload": [e.formatted for e in stream.errors or []]})
             return

@@ -230,5 +230,3 @@ def _alert(raw: Any) -> Alarm:
         value=raw.get("value"),
         extra={k: v for k, v in raw.items() if k not in known},
     )
-
-

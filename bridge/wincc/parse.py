@@ -157,7 +157,7 @@ def item_bytes(content: bytes, expected: int | None = None) -> list[bytes] | Non
     start, end = content.find(b"["), content.rfind(b"]")
     if start < 0 or end <= start:
         return None
-    inner = content[start + 1:end].strip()
+    inner = content[start + 1 : end].strip()
     if not inner:
         return []
     if inner[:1] != b"{" or inner[-1:] != b"}":
@@ -209,8 +209,9 @@ class BatchMemo:
             entry = self._old.pop(batch, None)
         return entry
 
-    def replay(self, batch: tuple[str, ...], content: bytes, parse_item: ItemParser
-               ) -> dict[str, TagValue | TagError] | None:
+    def replay(
+        self, batch: tuple[str, ...], content: bytes, parse_item: ItemParser
+    ) -> dict[str, TagValue | TagError] | None:
         """The results for `content` from the last answer plus its changed items, or None (parse it all)."""
         entry = self._get(batch)
         if entry is None:
@@ -238,8 +239,9 @@ class BatchMemo:
         self._new[batch] = (content, parts, results)
         return dict(zip(batch, results, strict=True))
 
-    def learn(self, batch: tuple[str, ...], content: bytes, items: list[Any],
-              out: dict[str, TagValue | TagError]) -> None:
+    def learn(
+        self, batch: tuple[str, ...], content: bytes, items: list[Any], out: dict[str, TagValue | TagError]
+    ) -> None:
         """Remember a fully parsed answer, if its items are exactly the batch, in order."""
         if len(items) != len(batch):
             return
@@ -329,8 +331,9 @@ def cached_result(
     return result
 
 
-def parse_batch(batch: list[str], items: list[Any], name_key: str, parse_item: ItemParser
-                ) -> dict[str, TagValue | TagError]:
+def parse_batch(
+    batch: list[str], items: list[Any], name_key: str, parse_item: ItemParser
+) -> dict[str, TagValue | TagError]:
     """A batch answer parsed in full, each item found by its name (`name_key`). Answers come in request order, so an
     item without a usable name is that position's tag (TagError); a tag missing from the answer gets
     TagError(bad_answer); items naming tags not asked for are ignored. Off the hot path: BatchMemo replays

@@ -354,8 +354,12 @@ class RestServiceClient(DialectClient):
                     {
                         "name": archive_name,
                         "variables": [
-                            {"name": archive_tag, "timeFrom": format_ts(since), "timeTo": format_ts(end),
-                             "maxValues": limit}
+                            {
+                                "name": archive_tag,
+                                "timeFrom": format_ts(since),
+                                "timeTo": format_ts(end),
+                                "maxValues": limit,
+                            }
                         ],
                     }
                 ]

@@ -103,7 +103,6 @@ def _failure(exc: httpx.HTTPError) -> str:
     return type(exc).__name__
 
 
-
 class Transport:
     """Send requests to one WinCC base URL. Use `request_json` for checked JSON answers, `send` to see the status.
 
@@ -158,8 +157,13 @@ class Transport:
             log.warning("wincc.tls.verify is false: the WinCC server certificate is NOT checked")
             verify = False
         n = config.max_concurrency
-        return new_http_client(base_url=config.url, auth=auth, verify=verify, timeout=self._timeouts["read"],
-                               limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+        return new_http_client(
+            base_url=config.url,
+            auth=auth,
+            verify=verify,
+            timeout=self._timeouts["read"],
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -217,8 +221,9 @@ class Transport:
 
     # -- layers ---------------------------------------------------------------------------------------------
 
-    async def _send_with_retry(self, method: str, path: str, params: dict[str, Any] | None, json: Any, kind: Kind,
-                               retry: bool) -> httpx.Response:
+    async def _send_with_retry(
+        self, method: str, path: str, params: dict[str, Any] | None, json: Any, kind: Kind, retry: bool
+    ) -> httpx.Response:
         """429 and 503 are always asked again (the server asks for it); with `retry` (idempotent requests) also any
         5xx and a connection failure. Retry-After wins over the backoff, capped at retry.max_backoff_s."""
         r = self._config.retry
@@ -252,8 +257,9 @@ class Transport:
         async with self._limiter.slot(kind):
             await self._pace()
             try:
-                return await self._client.request(method, path, params=clean, content=content, headers=headers,
-                                                  timeout=self._timeouts[kind])
+                return await self._client.request(
+                    method, path, params=clean, content=content, headers=headers, timeout=self._timeouts[kind]
+                )
             except httpx.TimeoutException as exc:
                 raise WinCCTimeout(f"{method} {shown}: no answer in time ({type(exc).__name__})") from None
             except httpx.HTTPError as exc:

@@ -204,8 +204,9 @@ class UnifiedClient:
 
     # -- GraphQL --------------------------------------------------------------------------------------------
 
-    async def call(self, query: str, variables: Mapping[str, Any], field: str, *, kind: str = "read",
-                   retry: bool = True) -> Any:
+    async def call(
+        self, query: str, variables: Mapping[str, Any], field: str, *, kind: str = "read", retry: bool = True
+    ) -> Any:
         """`data.<field>` of one operation. Raises WinCCError for the whole request (HTTP, top-level errors)."""
         relogged = False
         while True:
@@ -214,7 +215,10 @@ class UnifiedClient:
                 await self._login(generation)
                 generation = self._session.generation
             body = await self._t.request_json(
-                "POST", self._path, json={"query": query, "variables": dict(variables)}, retry=retry,
+                "POST",
+                self._path,
+                json={"query": query, "variables": dict(variables)},
+                retry=retry,
                 kind="write" if kind == "write" else "read",
             )
             if not isinstance(body, dict):
@@ -245,7 +249,9 @@ class UnifiedClient:
             password = self._auth.password.get_secret_value() if self._auth.password else ""
             self._session.token = None
             answer = await self._t.request_json(
-                "POST", self._path, json={"query": LOGIN, "variables": {"username": self._auth.username, "password": password}},
+                "POST",
+                self._path,
+                json={"query": LOGIN, "variables": {"username": self._auth.username, "password": password}},
                 retry=True,
             )
             self._take_session(answer, "login")
@@ -286,8 +292,9 @@ class UnifiedClient:
             if self._session.token is None:
                 continue
             try:
-                answer = await self._t.request_json("POST", self._path, json={"query": EXTEND_SESSION, "variables": {}},
-                                                    retry=True)
+                answer = await self._t.request_json(
+                    "POST", self._path, json={"query": EXTEND_SESSION, "variables": {}}, retry=True
+                )
                 self._take_session(answer, "extendSession")
             except WinCCError as exc:
                 log.warning("WinCC Unified session could not be extended (%s); logging in again", exc)
@@ -306,7 +313,8 @@ class UnifiedClient:
     async def _browse_root(self, root: str) -> AsyncGenerator[Folder | TagInfo, None]:
         """One browse call per root; folders come from the names (system, then the dotted path)."""
         entries = await self.call(
-            BROWSE, {"nameFilters": [_name_filter(root.strip())], "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
+            BROWSE,
+            {"nameFilters": [_name_filter(root.strip())], "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
             "browse",
         )
         if not isinstance(entries, list):
@@ -345,9 +353,13 @@ class UnifiedClient:
         shown = raw.get("displayName")
         display = shown if isinstance(shown, str) and shown else leaf
         return TagInfo(
-            name=name, data_type=data_type, folder=folder, display_name=leaf if display == name else display,
+            name=name,
+            data_type=data_type,
+            folder=folder,
+            display_name=leaf if display == name else display,
             writable=True,  # Unified's browse carries no access right: WinCC's answer to a write decides
-            archived=logging_tag is not None, archive_tag=logging_tag,
+            archived=logging_tag is not None,
+            archive_tag=logging_tag,
         )
 
     # -- read -----------------------------------------------------------------------------------------------
@@ -425,8 +437,13 @@ class UnifiedClient:
             cursor = last
 
     async def _logged_values(self, logging_tag: str, start: datetime, end: datetime, limit: int) -> list[ArchiveValue]:
-        variables = {"names": [logging_tag], "startTime": format_ts(start), "endTime": format_ts(end),
-                     "maxNumberOfValues": limit, "sortingMode": "TIME_ASC"}
+        variables = {
+            "names": [logging_tag],
+            "startTime": format_ts(start),
+            "endTime": format_ts(end),
+            "maxNumberOfValues": limit,
+            "sortingMode": "TIME_ASC",
+        }
         answer = await self.call(LOGGED_TAG_VALUES, variables, "loggedTagValues")
         if not isinstance(answer, list) or not answer or not isinstance(answer[0], dict):
             raise self._t.bad_answer("POST", self._path, "loggedTagValues: answer is not a list of logging tags")
@@ -451,8 +468,11 @@ class UnifiedClient:
 
     async def alarm_history(self, start: datetime, end: datetime, limit: int = 1000) -> list[Alarm]:
         # loggedAlarms excludes its bounds; the other dialects include them: widen by a millisecond.
-        variables = {"startTime": format_ts(start - timedelta(milliseconds=1)),
-                     "endTime": format_ts(end + timedelta(milliseconds=1)), "maxNumberOfResults": limit}
+        variables = {
+            "startTime": format_ts(start - timedelta(milliseconds=1)),
+            "endTime": format_ts(end + timedelta(milliseconds=1)),
+            "maxNumberOfResults": limit,
+        }
         answer = await self.call(LOGGED_ALARMS, variables, "loggedAlarms")
         return sorted(_alarms(answer, "loggedAlarms"), key=lambda a: a.timestamp)
 
@@ -464,8 +484,13 @@ class UnifiedClient:
             instance_id = int(instance)
         except ValueError:
             raise WinCCNotFound(f"acknowledgeAlarms: {alarm_id!r} is not <name>#<instance>") from None
-        answer = await self.call(ACKNOWLEDGE_ALARMS, {"input": [{"name": name, "instanceID": instance_id}]},
-                                 "acknowledgeAlarms", kind="write", retry=False)
+        answer = await self.call(
+            ACKNOWLEDGE_ALARMS,
+            {"input": [{"name": name, "instanceID": instance_id}]},
+            "acknowledgeAlarms",
+            kind="write",
+            retry=False,
+        )
         raw = answer[0] if isinstance(answer, list) and answer else None
         error = raw.get("error") if isinstance(raw, dict) else None
         code = error_code(error.get("code")) if isinstance(error, dict) else 0
@@ -506,11 +531,16 @@ def _alarms(answer: Any, field: str) -> list[Alarm]:
 
 
 def _unauthenticated(errors: Any) -> bool:
-    return any(
-        isinstance(e, dict) and isinstance(e.get("extensions"), dict)
-        and str(e["extensions"].get("code", "")).upper() == _UNAUTHENTICATED
-        for e in errors
-    ) if isinstance(errors, list) else False
+    return (
+        any(
+            isinstance(e, dict)
+            and isinstance(e.get("extensions"), dict)
+            and str(e["extensions"].get("code", "")).upper() == _UNAUTHENTICATED
+            for e in errors
+        )
+        if isinstance(errors, list)
+        else False
+    )
 
 
 def _error_text(errors: Any) -> str:
@@ -519,4 +549,3 @@ def _error_text(errors: Any) -> str:
         if texts:
             return "; ".join(texts)[:300]
     return "request failed"
-

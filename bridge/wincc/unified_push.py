@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from bridge.runtime.backoff import Backoff
 from bridge.wincc.models import TagError, TagErrorKind, TagValue
@@ -44,9 +45,9 @@ def ws_url(config: WinCCConfig) -> str:
         return config.ws_url
     url = config.url
     if url.startswith("https://"):
-        return "wss://" + url[len("https://"):]
+        return "wss://" + url[len("https://") :]
     if url.startswith("http://"):
-        return "ws://" + url[len("http://"):]
+        return "ws://" + url[len("http://") :]
     return url
 
 
@@ -64,8 +65,15 @@ class TagPush:
     """Keeps the wanted tags subscribed; delivers each notification to `on_values`; calls `on_covered_changed`
     whenever the set of pushed tags changes (so the poller can take tags on or off)."""
 
-    def __init__(self, client: UnifiedClient, config: WinCCConfig, on_values: OnValues,
-                 on_covered_changed: Callable[[], None], *, batch_size: int = 1000) -> None:
+    def __init__(
+        self,
+        client: UnifiedClient,
+        config: WinCCConfig,
+        on_values: OnValues,
+        on_covered_changed: Callable[[], None],
+        *,
+        batch_size: int = 1000,
+    ) -> None:
         self._client = client
         self._url = ws_url(config)
         self._tls = _tls(config, self._url)
@@ -113,16 +121,20 @@ class TagPush:
             except asyncio.CancelledError:
                 raise
             except websockets.exceptions.InvalidStatus as exc:
-                log.warning("WinCC Unified WebSocket refused (HTTP %s); values are polled meanwhile",
-                            exc.response.status_code)
+                log.warning(
+                    "WinCC Unified WebSocket refused (HTTP %s); values are polled meanwhile", exc.response.status_code
+                )
             except websockets.exceptions.ConnectionClosed as exc:
                 if exc.rcvd is not None and exc.rcvd.code == _BAD_TOKEN:
                     self._client.invalidate_session()
-                log.warning("WinCC Unified WebSocket closed (%s); values are polled until it is back",
-                            exc.rcvd.code if exc.rcvd else "no close frame")
+                log.warning(
+                    "WinCC Unified WebSocket closed (%s); values are polled until it is back",
+                    exc.rcvd.code if exc.rcvd else "no close frame",
+                )
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-                log.warning("WinCC Unified WebSocket failed (%s); values are polled until it is back",
-                            type(exc).__name__)
+                log.warning(
+                    "WinCC Unified WebSocket failed (%s); values are polled until it is back", type(exc).__name__
+                )
             except Exception:  # a bug must not end pushing for good
                 log.exception("WinCC Unified WebSocket: unexpected error")
             finally:
@@ -142,8 +154,15 @@ class TagPush:
     async def _connect_once(self) -> None:
         token = await self._client.ensure_session()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with connect(self._url, subprotocols=[_PROTOCOL], additional_headers=headers,  # type: ignore[list-item]
-                           ssl=self._tls, open_timeout=_ACK_TIMEOUT_S, max_size=None, compression=None) as ws:
+        async with connect(
+            self._url,
+            subprotocols=[Subprotocol(_PROTOCOL)],
+            additional_headers=headers,
+            ssl=self._tls,
+            open_timeout=_ACK_TIMEOUT_S,
+            max_size=None,
+            compression=None,
+        ) as ws:
             await ws.send(orjson.dumps({"type": "connection_init", "payload": headers}).decode())
             ack = orjson.loads(await asyncio.wait_for(ws.recv(), _ACK_TIMEOUT_S))
             if ack.get("type") != "connection_ack":
@@ -184,13 +203,16 @@ class TagPush:
         missing = [n for n in wanted if n not in self._subscribed and n not in self._refused]
         fresh = keep + sorted(missing)
         for i in range(0, len(fresh), self._batch_size):
-            batch = fresh[i:i + self._batch_size]
+            batch = fresh[i : i + self._batch_size]
             sub_id = str(next(self._ids))
             self._batches[sub_id] = batch
             for name in batch:
                 self._subscribed[name] = sub_id
-            message = {"id": sub_id, "type": "subscribe",
-                       "payload": {"query": SUBSCRIBE_TAG_VALUES, "variables": {"names": batch}}}
+            message = {
+                "id": sub_id,
+                "type": "subscribe",
+                "payload": {"query": SUBSCRIBE_TAG_VALUES, "variables": {"names": batch}},
+            }
             await ws.send(orjson.dumps(message).decode())
             await asyncio.sleep(0)  # a big subscribe must not hold the loop
         if stale:
@@ -225,8 +247,11 @@ class TagPush:
                 self._subscribed.pop(name, None)
                 self._covered.discard(name)
                 self._refused.add(name)
-            log.warning("WinCC Unified refused a subscription of %d tags (%s); they are polled",
-                        len(names), _error_text(message.get("payload")))
+            log.warning(
+                "WinCC Unified refused a subscription of %d tags (%s); they are polled",
+                len(names),
+                _error_text(message.get("payload")),
+            )
             self._on_covered_changed()
         elif kind == "ping":
             await ws.send('{"type":"pong"}')
@@ -244,4 +269,3 @@ def _error_text(payload: Any) -> str:
     if isinstance(payload, list):
         return "; ".join(str(e.get("message")) for e in payload if isinstance(e, dict))[:200] or "no reason"
     return "no reason"
-

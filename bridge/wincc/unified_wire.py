@@ -31,19 +31,25 @@ __all__ = [
 
 _SESSION = "{ user { name } token expires error { code description } }"
 _VALUE = "value { value timestamp quality { quality subStatus limit } } error { code description }"
-_ALARM = ("name instanceID raiseTime acknowledgmentTime clearTime state stateText priority alarmClassName "
-          "eventText origin area value")
+_ALARM = (
+    "name instanceID raiseTime acknowledgmentTime clearTime state stateText priority alarmClassName "
+    "eventText origin area value"
+)
 
 LOGIN = f"mutation ($username: String!, $password: String!) {{ login(username: $username, password: $password) {_SESSION} }}"
 EXTEND_SESSION = f"mutation {{ extendSession {_SESSION} }}"
-BROWSE = ("query ($nameFilters: [String], $objectTypeFilters: [ObjectTypesEnum]) "
-          "{ browse(nameFilters: $nameFilters, objectTypeFilters: $objectTypeFilters) "
-          "{ name displayName objectType dataType } }")
+BROWSE = (
+    "query ($nameFilters: [String], $objectTypeFilters: [ObjectTypesEnum]) "
+    "{ browse(nameFilters: $nameFilters, objectTypeFilters: $objectTypeFilters) "
+    "{ name displayName objectType dataType } }"
+)
 TAG_VALUES = f"query ($names: [String!]!) {{ tagValues(names: $names) {{ name {_VALUE} }} }}"
-SUBSCRIBE_TAG_VALUES = (f"subscription ($names: [String!]!) {{ tagValues(names: $names) "
-                        f"{{ name {_VALUE} notificationReason }} }}")
-WRITE_TAG_VALUES = ("mutation ($input: [TagValueInput]!) { writeTagValues(input: $input) "
-                    "{ name error { code description } } }")
+SUBSCRIBE_TAG_VALUES = (
+    f"subscription ($names: [String!]!) {{ tagValues(names: $names) {{ name {_VALUE} notificationReason }} }}"
+)
+WRITE_TAG_VALUES = (
+    "mutation ($input: [TagValueInput]!) { writeTagValues(input: $input) { name error { code description } } }"
+)
 LOGGED_TAG_VALUES = (
     "query ($names: [String!]!, $startTime: Timestamp, $endTime: Timestamp, $maxNumberOfValues: Int, "
     "$sortingMode: LoggedTagValuesSortingModeEnum) { loggedTagValues(names: $names, startTime: $startTime, "
@@ -51,19 +57,32 @@ LOGGED_TAG_VALUES = (
     "{ loggingTagName error { code description } values { value { value timestamp quality { quality } } } } }"
 )
 ACTIVE_ALARMS = f"query {{ activeAlarms {{ {_ALARM} }} }}"
-ACKNOWLEDGE_ALARMS = ("mutation ($input: [AlarmIdentifierInput]!) { acknowledgeAlarms(input: $input) "
-                      "{ alarmName alarmInstanceID error { code description } } }")
-LOGGED_ALARMS = (f"query ($startTime: Timestamp, $endTime: Timestamp, $maxNumberOfResults: Int) "
-                 f"{{ loggedAlarms(startTime: $startTime, endTime: $endTime, maxNumberOfResults: $maxNumberOfResults) "
-                 f"{{ {_ALARM} }} }}")
+ACKNOWLEDGE_ALARMS = (
+    "mutation ($input: [AlarmIdentifierInput]!) { acknowledgeAlarms(input: $input) "
+    "{ alarmName alarmInstanceID error { code description } } }"
+)
+LOGGED_ALARMS = (
+    f"query ($startTime: Timestamp, $endTime: Timestamp, $maxNumberOfResults: Int) "
+    f"{{ loggedAlarms(startTime: $startTime, endTime: $endTime, maxNumberOfResults: $maxNumberOfResults) "
+    f"{{ {_ALARM} }} }}"
+)
 
 _MAIN_QUALITY = {"GOOD": 0xC0, "GOOD_CASCADE": 0xC0, "GOOD_NON_CASCADE": 0xC0, "UNCERTAIN": 0x40, "BAD": 0x00}
 # subStatus names stand for the quality byte's substatus bits (bits 2..5)
 _SUB_STATUS = {
-    "CONFIGURATION_ERROR": 0x04, "NOT_CONNECTED": 0x08, "DEVICE_FAILURE": 0x0C, "SENSOR_FAILURE": 0x10,
-    "NO_COMMUNICATION_WITH_LAST_USABLE_VALUE": 0x14, "NO_COMMUNICATION_NO_USABLE_VALUE": 0x18, "OUT_OF_SERVICE": 0x1C,
-    "LAST_USABLE_VALUE": 0x04, "SUBSTITUTE_VALUE": 0x08, "INITIAL_VALUE": 0x0C, "SENSOR_CONVERSION": 0x10,
-    "RANGE_VIOLATION": 0x14, "SUB_NORMAL": 0x18,
+    "CONFIGURATION_ERROR": 0x04,
+    "NOT_CONNECTED": 0x08,
+    "DEVICE_FAILURE": 0x0C,
+    "SENSOR_FAILURE": 0x10,
+    "NO_COMMUNICATION_WITH_LAST_USABLE_VALUE": 0x14,
+    "NO_COMMUNICATION_NO_USABLE_VALUE": 0x18,
+    "OUT_OF_SERVICE": 0x1C,
+    "LAST_USABLE_VALUE": 0x04,
+    "SUBSTITUTE_VALUE": 0x08,
+    "INITIAL_VALUE": 0x0C,
+    "SENSOR_CONVERSION": 0x10,
+    "RANGE_VIOLATION": 0x14,
+    "SUB_NORMAL": 0x18,
 }
 _LIMIT = {"OK": 0, "LOW_LIMIT_VIOLATION": 1, "HIGH_LIMIT_VIOLATION": 2, "CONSTANT": 3, "LOW": 1, "HIGH": 2}
 
@@ -78,8 +97,13 @@ _ALARM_STATES: dict[int, tuple[AlarmState, bool]] = {
     8: (AlarmState.went, True),
 }
 _ALARM_STATE_NAMES = {
-    "NORMAL": 0, "RAISED": 1, "RAISED_CLEARED": 2, "RAISED_ACKNOWLEDGED": 5, "RAISED_ACKNOWLEDGED_CLEARED": 6,
-    "RAISED_CLEARED_ACKNOWLEDGED": 7, "REMOVED": 8,
+    "NORMAL": 0,
+    "RAISED": 1,
+    "RAISED_CLEARED": 2,
+    "RAISED_ACKNOWLEDGED": 5,
+    "RAISED_ACKNOWLEDGED_CLEARED": 6,
+    "RAISED_CLEARED_ACKNOWLEDGED": 7,
+    "REMOVED": 8,
 }
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _LOGGING_TAG = re.compile(r"^(.*[^:]):([^:]+)$")
@@ -159,8 +183,11 @@ def alarm_from_unified(raw: Any) -> Alarm | None:
         raise ValueError("alarm has no name")
     instance = error_code(raw.get("instanceID"))
     state, acknowledged = _ALARM_STATES[_state(raw.get("state"))]
-    times = [t for t in (_time(raw.get("raiseTime")), _time(raw.get("clearTime")),
-                         _time(raw.get("acknowledgmentTime"))) if t is not None]
+    times = [
+        t
+        for t in (_time(raw.get("raiseTime")), _time(raw.get("clearTime")), _time(raw.get("acknowledgmentTime")))
+        if t is not None
+    ]
     text = raw.get("eventText")
     if isinstance(text, list):
         text = next((t for t in text if isinstance(t, str) and t), "")

@@ -35,15 +35,22 @@ RELOAD_PASSWORD = "nc-Pw-8d3f"  # the user tests/integration/test_reload_tcp.py 
 # (file named). Not listed: the demo's OPC UA passwords (they equal the user names, which are logged by design)
 # and secrets shorter than 6 characters (too likely to occur by chance).
 TEST_SECRETS: tuple[str, ...] = (
-    *TEST_PASSWORDS.values(), WINCC_PASSWORD, WRONG_PASSWORD, UNIT_PASSWORD, RELOAD_PASSWORD,
+    *TEST_PASSWORDS.values(),
+    WINCC_PASSWORD,
+    WRONG_PASSWORD,
+    UNIT_PASSWORD,
+    RELOAD_PASSWORD,
     "not-the-password",  # tests/integration/test_bridge_dp.py
     "demo-wincc",  # bridge/cli.py DEMO_WINCC_PASSWORD, used by test_demo.py
     "sim-Pw-77",  # tests/integration/test_simulator_http.py
     "tls-Pw-31",  # tests/integration/test_simulator_tls.py
     "rest-Pa55word!",  # tests/unit/test_wincc_restservice.py
-    "s3cret-PassW0rd", "tok-ABCDEF-123456",  # tests/unit/test_wincc_transport.py
-    "s3cr3t-wincc", "correct horse",  # tests/unit/test_config_errors.py
-    "lg-Pw-4e7a", "lg-tok-0c93d1",  # tests/unit/test_logs.py
+    "s3cret-PassW0rd",
+    "tok-ABCDEF-123456",  # tests/unit/test_wincc_transport.py
+    "s3cr3t-wincc",
+    "correct horse",  # tests/unit/test_config_errors.py
+    "lg-Pw-4e7a",
+    "lg-tok-0c93d1",  # tests/unit/test_logs.py
     "cli-Pw-6f2b",  # tests/integration/test_cli_logging.py
     "uni-Pw-5d21",  # tests/integration/test_unified_client.py
     "deploy-Pw-5e1c",  # tests/unit/test_deploy.py
@@ -149,8 +156,22 @@ def start_simulator(
     port = port or free_port()
     log = tmp / f"simulator-{port}.log"
     env = {**os.environ, "SIM_PASSWORD": WINCC_PASSWORD}
-    cmd = [sys.executable, "-m", "bridge.simulator", "--port", str(port), "--dialect", dialect,
-           "--auth", "basic", "--username", "opcua", "--password-env", "SIM_PASSWORD", *sim_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge.simulator",
+        "--port",
+        str(port),
+        "--dialect",
+        dialect,
+        "--auth",
+        "basic",
+        "--username",
+        "opcua",
+        "--password-env",
+        "SIM_PASSWORD",
+        *sim_args,
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
     def up() -> bool:
@@ -207,8 +228,12 @@ def bridge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
                 "pki_dir": str(tmp / "pki"),
                 "auto_accept_client_certs": True,
             },
-            "sync": {"interval_ms": 200, "poll_groups_ms": [200, 1000, 5000], "idle_interval_ms": 1000,
-                     "max_backoff_s": 1},
+            "sync": {
+                "interval_ms": 200,
+                "poll_groups_ms": [200, 1000, 5000],
+                "idle_interval_ms": 1000,
+                "max_backoff_s": 1,
+            },
             "alarms": {"poll_ms": 500},
             "health": {"listen": f"127.0.0.1:{health_port}"},
         }
@@ -219,12 +244,23 @@ def bridge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         env = {**os.environ, "WINCC_PASSWORD": WINCC_PASSWORD}
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "--config", str(cfg_path), "--log-level", log_level],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=tmp,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
         )
         stack = Stack(
-            dialect=dialect, endpoint=cfg["opcua"]["endpoint"], sim_base=sim_base, sim_url=sim_url,
-            health_url=f"http://127.0.0.1:{health_port}", config=cfg, config_path=cfg_path, log_path=log,
-            sim_log_path=sim_log, bridge=proc, sim=sim,
+            dialect=dialect,
+            endpoint=cfg["opcua"]["endpoint"],
+            sim_base=sim_base,
+            sim_url=sim_url,
+            health_url=f"http://127.0.0.1:{health_port}",
+            config=cfg,
+            config_path=cfg_path,
+            log_path=log,
+            sim_log_path=sim_log,
+            bridge=proc,
+            sim=sim,
         )
         stacks.append(stack)
         _wait(stack.ready if wait_ready else lambda: _healthz(stack), proc, log, 90, "bridge")
@@ -250,14 +286,21 @@ def find_secrets(text: str, secrets: Iterable[str] = TEST_SECRETS) -> list[str]:
 def log_files(root: Path) -> list[Path]:
     """Every log a test run leaves under `root`: subprocess logs and outputs (*.log, *.out), at any depth. Symlinks
     are not followed (pytest links `<name>current` to the last directory of each name)."""
-    return sorted(Path(d) / f for d, _, files in os.walk(root) for f in files
-                  if f.endswith((".log", ".out")) and not (Path(d) / f).is_symlink())
+    return sorted(
+        Path(d) / f
+        for d, _, files in os.walk(root)
+        for f in files
+        if f.endswith((".log", ".out")) and not (Path(d) / f).is_symlink()
+    )
 
 
 def secrets_in_logs(root: Path, secrets: Iterable[str] = TEST_SECRETS) -> list[tuple[Path, str]]:
     secrets = list(secrets)
-    return [(path, secret) for path in log_files(root)
-            for secret in find_secrets(path.read_text(encoding="utf-8", errors="replace"), secrets)]
+    return [
+        (path, secret)
+        for path in log_files(root)
+        for secret in find_secrets(path.read_text(encoding="utf-8", errors="replace"), secrets)
+    ]
 
 
 def masked(secret: str) -> str:

@@ -53,9 +53,24 @@ class Served:
 def served() -> Iterator[Served]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration._servers.address_space_server", "--port", str(port),
-         "--tags", str(TAGS), "--max-refs", str(SERVER_MAX_REFS), "--max-cps", "5"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.integration._servers.address_space_server",
+            "--port",
+            str(port),
+            "--tags",
+            str(TAGS),
+            "--max-refs",
+            str(SERVER_MAX_REFS),
+            "--max-cps",
+            "5",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
@@ -85,9 +100,13 @@ async def client(served: Served) -> Any:
 
 
 def desc(node_id: ua.NodeId) -> ua.BrowseDescription:
-    return ua.BrowseDescription(NodeId=node_id, BrowseDirection=ua.BrowseDirection.Forward,
-                                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
-                                IncludeSubtypes=True, ResultMask=0x3F)
+    return ua.BrowseDescription(
+        NodeId=node_id,
+        BrowseDirection=ua.BrowseDirection.Forward,
+        ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
+        IncludeSubtypes=True,
+        ResultMask=0x3F,
+    )
 
 
 async def browse(client: Client, node_id: ua.NodeId, max_refs: int) -> ua.BrowseResult:
@@ -114,8 +133,9 @@ async def test_paging_through_ten_thousand_children(client: Client, served: Serv
     assert calls == 20
     assert [r.NodeId for r in found] == [ua.NodeId(n, served.tag_ns) for n in served.names()]
     assert {r.NodeClass for r in found} == {ua.NodeClass.Variable}
-    assert found[123].DisplayName.Text == "T00123" and found[123].BrowseName == ua.QualifiedName("T00123",
-                                                                                                   served.tag_ns)
+    assert found[123].DisplayName.Text == "T00123" and found[123].BrowseName == ua.QualifiedName(
+        "T00123", served.tag_ns
+    )
 
 
 async def test_no_limit_from_the_client_still_answers_in_server_pages(client: Client, served: Served) -> None:
@@ -142,9 +162,12 @@ async def test_continuation_points_are_limited_per_session(client: Client, serve
     many = ua.BrowseParameters(NodesToBrowse=[desc(served.big)] * 6, RequestedMaxReferencesPerNode=10)
     results = await client.uaclient.browse(many)
     assert [r.StatusCode.value for r in results].count(SC.BadNoContinuationPoints) == 1
-    await client.uaclient.browse_next(ua.BrowseNextParameters(
-        ReleaseContinuationPoints=True, ContinuationPoints=[r.ContinuationPoint for r in results
-                                                            if r.ContinuationPoint]))
+    await client.uaclient.browse_next(
+        ua.BrowseNextParameters(
+            ReleaseContinuationPoints=True,
+            ContinuationPoints=[r.ContinuationPoint for r in results if r.ContinuationPoint],
+        )
+    )
 
 
 async def test_browse_next_with_nothing_is_a_service_fault(client: Client) -> None:
@@ -165,16 +188,19 @@ async def test_tag_attributes_and_properties_encode_over_tcp(client: Client, ser
     props = {(await p.read_browse_name()).Name: await p.read_value() for p in await level.get_properties()}
     assert props["EURange"] == ua.Range(Low=0.0, High=10.0)
     assert props["EngineeringUnits"].UnitId == 5067080  # UNECE MQH, m³/h
-    path = await client.nodes.objects.get_child([f"{served.bridge_ns}:WinCC", f"{served.tag_ns}:Small",
-                                                 f"{served.tag_ns}:Level"])
+    path = await client.nodes.objects.get_child(
+        [f"{served.bridge_ns}:WinCC", f"{served.tag_ns}:Small", f"{served.tag_ns}:Level"]
+    )
     assert path.nodeid == level.nodeid
 
 
 @pytest.mark.interop
 async def test_node_opcua_pages_through_the_folder(served: Served, node_client: Callable[..., list[Any]]) -> None:
     big = f"ns={served.folder_ns};s=Big"
-    spec = {"endpoint": served.endpoint, "steps": [{"op": "browse", "nodeId": big, "maxRefs": 700},
-                                                   {"op": "browse", "nodeId": big, "maxRefs": 0}]}
+    spec = {
+        "endpoint": served.endpoint,
+        "steps": [{"op": "browse", "nodeId": big, "maxRefs": 700}, {"op": "browse", "nodeId": big, "maxRefs": 0}],
+    }
     started = time.monotonic()
     paged, unlimited = node_client(spec)
     # node-opcua browses every forward reference (no ReferenceTypeId): the folder's HasTypeDefinition comes too

@@ -34,15 +34,42 @@ S = ua.StatusCodes
 O = ua.ObjectIds
 POLL_MS = 300
 PUBLISH_MS = 100
-FIELDS = ["EventId", "EventType", "SourceNode", "SourceName", "Time", "ReceiveTime", "Message", "Severity",
-          "ConditionClassId", "ConditionClassName", "ConditionName", "BranchId", "Retain", "EnabledState",
-          "EnabledState/Id", "Quality", "LastSeverity", "Comment", "ClientUserId", "AckedState", "AckedState/Id",
-          "ActiveState", "ActiveState/Id", "WinCCAlarmId", "ActionTimeStamp", "Status", "ConditionEventId"]
+FIELDS = [
+    "EventId",
+    "EventType",
+    "SourceNode",
+    "SourceName",
+    "Time",
+    "ReceiveTime",
+    "Message",
+    "Severity",
+    "ConditionClassId",
+    "ConditionClassName",
+    "ConditionName",
+    "BranchId",
+    "Retain",
+    "EnabledState",
+    "EnabledState/Id",
+    "Quality",
+    "LastSeverity",
+    "Comment",
+    "ClientUserId",
+    "AckedState",
+    "AckedState/Id",
+    "ActiveState",
+    "ActiveState/Id",
+    "WinCCAlarmId",
+    "ActionTimeStamp",
+    "Status",
+    "ConditionEventId",
+]
 NS_URI = "urn:wincc-opcua-bridge:tags"
 # the simulator's alarms: id -> (dp tag, text, class, priority)
-ALARMS = {"1001": ("System1.Tank1.Level", "Tank 1 level high", "Alarm", 800),
-          "1002": ("System1.Reactor.Temperature", "Reactor temperature high", "Alarm", 900),
-          "1003": ("System1.Pump1.Running", "Pump 1 not running", "Warning", 300)}
+ALARMS = {
+    "1001": ("System1.Tank1.Level", "Tank 1 level high", "Alarm", 800),
+    "1002": ("System1.Reactor.Temperature", "Reactor temperature high", "Alarm", 900),
+    "1003": ("System1.Pump1.Running", "Pump 1 not running", "Warning", 300),
+}
 
 
 def event_filter(where: ua.ContentFilter | None = None) -> ua.EventFilter:
@@ -79,8 +106,13 @@ class Events:
 def stack(request, bridge_stack):
     config: dict[str, Any] = {"alarms": {"poll_ms": POLL_MS}, "history": {"max_values_per_read": 2}}
     if request.param == "restservice":
-        config["wincc"] = {"acknowledge": {"method": "POST", "path": "/_site/alarms/{id}/acknowledge",
-                                           "body": {"user": "{user}", "comment": "{comment}"}}}
+        config["wincc"] = {
+            "acknowledge": {
+                "method": "POST",
+                "path": "/_site/alarms/{id}/acknowledge",
+                "body": {"user": "{user}", "comment": "{comment}"},
+            }
+        }
     return bridge_stack(request.param, config=config)
 
 
@@ -115,14 +147,17 @@ async def ns(client: Client, suffix: str = "") -> int:
 
 
 async def call(client: Client, object_id: ua.NodeId, method_id: ua.NodeId, *args: ua.Variant) -> ua.StatusCode:
-    result = await client.uaclient.call([ua.CallMethodRequest(ObjectId=object_id, MethodId=method_id,
-                                                              InputArguments=list(args))])
+    result = await client.uaclient.call(
+        [ua.CallMethodRequest(ObjectId=object_id, MethodId=method_id, InputArguments=list(args))]
+    )
     return result[0].StatusCode
 
 
 def ack_args(event_id: bytes, comment: str) -> tuple[ua.Variant, ua.Variant]:
-    return (ua.Variant(event_id, ua.VariantType.ByteString),
-            ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText))
+    return (
+        ua.Variant(event_id, ua.VariantType.ByteString),
+        ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText),
+    )
 
 
 async def test_alarm_lifecycle(stack) -> None:
@@ -140,9 +175,13 @@ async def test_alarm_lifecycle(stack) -> None:
 
         # ---- a new alarm arrives with every field, on the notifier chain of its source only ----
         sim_alarm(stack, **{"raise": "1001"})
-        came = (await wait_until(lambda: events.of(on_server, WinCCAlarmId="1001", Retain=True),
-                                 timeout=(POLL_MS + 500 + PUBLISH_MS) / 1000,
-                                 what="alarm 1001 within poll + 500 ms"))[-1]
+        came = (
+            await wait_until(
+                lambda: events.of(on_server, WinCCAlarmId="1001", Retain=True),
+                timeout=(POLL_MS + 500 + PUBLISH_MS) / 1000,
+                what="alarm 1001 within poll + 500 ms",
+            )
+        )[-1]
         wincc = None
         if stack.dialect == "dp":
             answer = httpx.get(stack.sim_base + "/api/alerts/active", auth=("opcua", WINCC_PASSWORD), timeout=5)
@@ -189,14 +228,21 @@ async def test_alarm_lifecycle(stack) -> None:
         assert (await call(op, cond_id, ack, *ack_args(b"\x00" * 16, "stale"))).value == S.BadEventIdUnknown
         assert (await call(op, cond_id, ack, *ack_args(came["EventId"], "checked level"))).value == S.Good
         assert {"id": "1001", "user": "operator", "comment": "checked level"} in stack.sim_stats()["acknowledged"]
-        acked = (await wait_until(lambda: events.of(on_server, WinCCAlarmId="1001", **{"AckedState/Id": True}),
-                                  timeout=5))[-1]
+        acked = (
+            await wait_until(lambda: events.of(on_server, WinCCAlarmId="1001", **{"AckedState/Id": True}), timeout=5)
+        )[-1]
         assert acked["Comment"].Text == "checked level" and acked["ClientUserId"] == "operator"
         assert acked["Retain"] is True and acked["EventId"] != came["EventId"]
         again = await call(op, cond_id, ack, *ack_args(acked["EventId"], "again"))
         assert again.value == S.BadConditionBranchAlreadyAcked
-        audits = await wait_until(lambda: [e for e in events.of(on_server, EventType=ua.NodeId(
-            O.AuditConditionAcknowledgeEventType)) if e["ClientUserId"] == "operator"], timeout=5)
+        audits = await wait_until(
+            lambda: [
+                e
+                for e in events.of(on_server, EventType=ua.NodeId(O.AuditConditionAcknowledgeEventType))
+                if e["ClientUserId"] == "operator"
+            ],
+            timeout=5,
+        )
         assert {a["Status"] for a in audits} == {True, False}
         assert "acknowledge user=operator alarm='1001' comment='checked level' result=Good" in stack.log_text()
         assert "acknowledge user=reader alarm='1001' comment='no' result=BadUserAccessDenied" in stack.log_text()
@@ -204,18 +250,22 @@ async def test_alarm_lifecycle(stack) -> None:
         # through the instance's own method node (UaExpert calls this one too)
         r2 = events.of(on_server, WinCCAlarmId="1002")[-1]
         own = ua.NodeId("1002#Acknowledge", alarms_ns)
-        assert (await call(reader, ua.NodeId("1002", alarms_ns), own, *ack_args(r2["EventId"], "x"))).value \
-            == S.BadUserAccessDenied
+        assert (
+            await call(reader, ua.NodeId("1002", alarms_ns), own, *ack_args(r2["EventId"], "x"))
+        ).value == S.BadUserAccessDenied
         assert (await call(op, ua.NodeId("1002", alarms_ns), own, *ack_args(r2["EventId"], "own node"))).value == S.Good
         assert {"id": "1002", "user": "operator", "comment": "own node"} in stack.sim_stats()["acknowledged"]
 
         # ---- AddComment ----
         comment = ua.NodeId(O.ConditionType_AddComment)
         assert (await call(op, cond_id, comment, *ack_args(acked["EventId"], "level sensor replaced"))).value == S.Good
-        await wait_until(lambda: [e for e in events.of(on_server, WinCCAlarmId="1001")
-                                  if e["Comment"].Text == "level sensor replaced"], timeout=5)
-        await wait_until(lambda: events.of(on_server, EventType=ua.NodeId(O.AuditConditionCommentEventType)),
-                         timeout=5)
+        await wait_until(
+            lambda: [
+                e for e in events.of(on_server, WinCCAlarmId="1001") if e["Comment"].Text == "level sensor replaced"
+            ],
+            timeout=5,
+        )
+        await wait_until(lambda: events.of(on_server, EventType=ua.NodeId(O.AuditConditionCommentEventType)), timeout=5)
 
         # ---- went + acked: Retain false, the condition is forgotten; went unacked stays retained ----
         sim_alarm(stack, clear="1001")
@@ -224,8 +274,9 @@ async def test_alarm_lifecycle(stack) -> None:
         assert (await op.get_node(tank).get_references(O.HasCondition)) == []
         sim_alarm(stack, **{"raise": "1003"})
         sim_alarm(stack, clear="1003")
-        went = (await wait_until(lambda: events.of(on_server, WinCCAlarmId="1003", **{"ActiveState/Id": False}),
-                                 timeout=10))[-1]
+        went = (
+            await wait_until(lambda: events.of(on_server, WinCCAlarmId="1003", **{"ActiveState/Id": False}), timeout=10)
+        )[-1]
         assert went["Retain"] is True and went["AckedState/Id"] is False
 
         # ---- ConditionRefresh: only retained conditions, only to the calling subscription ----
@@ -234,8 +285,9 @@ async def test_alarm_lifecycle(stack) -> None:
         other_item = await other.subscribe_events(ua.ObjectIds.Server, evfilter=event_filter())
         before = len(events.by_handle[on_server])
         refresh = ua.NodeId(O.ConditionType_ConditionRefresh)
-        status = await call(op, ua.NodeId(O.ConditionType), refresh,
-                            ua.Variant(sub.subscription_id, ua.VariantType.UInt32))
+        status = await call(
+            op, ua.NodeId(O.ConditionType), refresh, ua.Variant(sub.subscription_id, ua.VariantType.UInt32)
+        )
         assert status.is_good()
         end_type = ua.NodeId(O.RefreshEndEventType)
         await wait_until(lambda: events.of(on_server, EventType=end_type), timeout=5)
@@ -246,11 +298,18 @@ async def test_alarm_lifecycle(stack) -> None:
         assert all(e["Retain"] for e in replay[1:-1])
         assert not other_events.of(other_item, EventType=end_type)
         # a reader may refresh, but not someone else's subscription
-        assert (await call(reader, ua.NodeId(O.ConditionType), refresh,
-                           ua.Variant(sub.subscription_id, ua.VariantType.UInt32))).value == S.BadSubscriptionIdInvalid
-        status2 = await call(op, ua.NodeId(O.ConditionType), ua.NodeId(O.ConditionType_ConditionRefresh2),
-                             ua.Variant(sub.subscription_id, ua.VariantType.UInt32),
-                             ua.Variant(on_tank, ua.VariantType.UInt32))
+        assert (
+            await call(
+                reader, ua.NodeId(O.ConditionType), refresh, ua.Variant(sub.subscription_id, ua.VariantType.UInt32)
+            )
+        ).value == S.BadSubscriptionIdInvalid
+        status2 = await call(
+            op,
+            ua.NodeId(O.ConditionType),
+            ua.NodeId(O.ConditionType_ConditionRefresh2),
+            ua.Variant(sub.subscription_id, ua.VariantType.UInt32),
+            ua.Variant(on_tank, ua.VariantType.UInt32),
+        )
         assert status2.is_good()
         await wait_until(lambda: events.of(on_tank, EventType=end_type), timeout=5)
         assert len(events.of(on_server, EventType=end_type)) == 1  # the Server item was not refreshed again
@@ -270,20 +329,33 @@ async def test_history_read_event_with_where_clause(stack) -> None:
             sim_alarm(stack, clear="1002")
         sim_alarm(stack, **{"raise": "1001"})
         sim_alarm(stack, clear="1001")
-        severity = ua.SimpleAttributeOperand(TypeDefinitionId=ua.NodeId(O.BaseEventType),
-                                             BrowsePath=[ua.QualifiedName("Severity", 0)],
-                                             AttributeId=ua.AttributeIds.Value)
-        where = ua.ContentFilter(Elements=[
-            ua.ContentFilterElement(FilterOperator=ua.FilterOperator.And,
-                                    FilterOperands=[ua.ElementOperand(Index=1), ua.ElementOperand(Index=2)]),
-            ua.ContentFilterElement(FilterOperator=ua.FilterOperator.OfType, FilterOperands=[
-                ua.LiteralOperand(Value=ua.Variant(ua.NodeId(O.AlarmConditionType)))]),
-            ua.ContentFilterElement(FilterOperator=ua.FilterOperator.GreaterThanOrEqual, FilterOperands=[
-                severity, ua.LiteralOperand(Value=ua.Variant(850, ua.VariantType.UInt16))]),
-        ])
-        details = ua.ReadEventDetails(StartTime=datetime.now(UTC) - timedelta(hours=1),
-                                      EndTime=datetime.now(UTC) + timedelta(seconds=5), NumValuesPerNode=0,
-                                      Filter=event_filter(where))
+        severity = ua.SimpleAttributeOperand(
+            TypeDefinitionId=ua.NodeId(O.BaseEventType),
+            BrowsePath=[ua.QualifiedName("Severity", 0)],
+            AttributeId=ua.AttributeIds.Value,
+        )
+        where = ua.ContentFilter(
+            Elements=[
+                ua.ContentFilterElement(
+                    FilterOperator=ua.FilterOperator.And,
+                    FilterOperands=[ua.ElementOperand(Index=1), ua.ElementOperand(Index=2)],
+                ),
+                ua.ContentFilterElement(
+                    FilterOperator=ua.FilterOperator.OfType,
+                    FilterOperands=[ua.LiteralOperand(Value=ua.Variant(ua.NodeId(O.AlarmConditionType)))],
+                ),
+                ua.ContentFilterElement(
+                    FilterOperator=ua.FilterOperator.GreaterThanOrEqual,
+                    FilterOperands=[severity, ua.LiteralOperand(Value=ua.Variant(850, ua.VariantType.UInt16))],
+                ),
+            ]
+        )
+        details = ua.ReadEventDetails(
+            StartTime=datetime.now(UTC) - timedelta(hours=1),
+            EndTime=datetime.now(UTC) + timedelta(seconds=5),
+            NumValuesPerNode=0,
+            Filter=event_filter(where),
+        )
         events, pages = await read_events(client, ua.NodeId(O.Server), details)
         assert pages > 1  # history.max_values_per_read: 2 in this stack
         assert events and {e["WinCCAlarmId"] for e in events} == {"1002"}  # severity 900 only
@@ -299,26 +371,33 @@ async def test_history_read_event_with_where_clause(stack) -> None:
         in_tank, _ = await read_events(client, await folder_of(client, tank), details)
         on_tag, _ = await read_events(client, reactor, details)
         assert len(in_reactor) == len(on_tag) == len(events) and in_tank == []
-        unfiltered = ua.ReadEventDetails(StartTime=details.StartTime, EndTime=details.EndTime, NumValuesPerNode=0,
-                                         Filter=event_filter())
+        unfiltered = ua.ReadEventDetails(
+            StartTime=details.StartTime, EndTime=details.EndTime, NumValuesPerNode=0, Filter=event_filter()
+        )
         tank_all, _ = await read_events(client, await folder_of(client, tank), unfiltered)
         assert tank_all and {e["WinCCAlarmId"] for e in tank_all} <= {"1001"}
 
 
-async def read_events(client: Client, node: ua.NodeId, details: ua.ReadEventDetails
-                      ) -> tuple[list[dict[str, Any]], int]:
+async def read_events(
+    client: Client, node: ua.NodeId, details: ua.ReadEventDetails
+) -> tuple[list[dict[str, Any]], int]:
     """Every event HistoryReadEvent returns for `node`, following continuation points; and the number of calls."""
     events: list[dict[str, Any]] = []
     cp, pages = None, 0
     while True:
-        params = ua.HistoryReadParameters(HistoryReadDetails=details, TimestampsToReturn=ua.TimestampsToReturn.Both,
-                                          ReleaseContinuationPoints=False,
-                                          NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)])
+        params = ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            ReleaseContinuationPoints=False,
+            NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)],
+        )
         result = (await client.uaclient.history_read(params))[0]
         assert result.StatusCode.is_good(), result.StatusCode
         pages += 1
-        events += [dict(zip(FIELDS + ["ConditionId"], (v.Value for v in e.EventFields), strict=True))
-                   for e in result.HistoryData.Events]
+        events += [
+            dict(zip(FIELDS + ["ConditionId"], (v.Value for v in e.EventFields), strict=True))
+            for e in result.HistoryData.Events
+        ]
         cp = result.ContinuationPoint
         if not cp:
             return events, pages
@@ -333,16 +412,28 @@ async def test_wincc_down_keeps_conditions(stack) -> None:
         await wait_until(lambda: events.of(on_server, WinCCAlarmId="1001", **{"ActiveState/Id": True}), timeout=10)
         stack.sim_control("/_sim/faults", {"mode": "down"})
         try:
-            bad = (await wait_until(lambda: [e for e in events.of(on_server, WinCCAlarmId="1001")
-                                             if e["Quality"].value == S.BadCommunicationError], timeout=20))[-1]
+            bad = (
+                await wait_until(
+                    lambda: [
+                        e
+                        for e in events.of(on_server, WinCCAlarmId="1001")
+                        if e["Quality"].value == S.BadCommunicationError
+                    ],
+                    timeout=20,
+                )
+            )[-1]
             assert bad["ActiveState/Id"] is True and bad["Retain"] is True
             sim_alarm(stack, clear="1001")  # goes while the bridge cannot see it
         finally:
             stack.sim_control("/_sim/faults", method="DELETE")
-        went = (await wait_until(lambda: events.of(on_server, WinCCAlarmId="1001", **{"ActiveState/Id": False}),
-                                 timeout=20))[-1]
+        went = (
+            await wait_until(lambda: events.of(on_server, WinCCAlarmId="1001", **{"ActiveState/Id": False}), timeout=20)
+        )[-1]
         assert went["Quality"].is_good() and went["Retain"] is True  # went, still unacknowledged
-        errors = next(line for line in httpx.get(stack.health_url + "/metrics", timeout=5).text.splitlines()
-                      if line.startswith("wincc_bridge_alarm_poll_errors_total "))
+        errors = next(
+            line
+            for line in httpx.get(stack.health_url + "/metrics", timeout=5).text.splitlines()
+            if line.startswith("wincc_bridge_alarm_poll_errors_total ")
+        )
         assert float(errors.split()[1]) >= 1
         await sub.delete()

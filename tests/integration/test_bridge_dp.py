@@ -129,8 +129,11 @@ async def test_subscription_gets_every_change_in_order(stack) -> None:
             sent = datetime.now(UTC)
             stack.sim_control("/_sim/tags", {"set": {"System1.Counters.Batch": value}})
             answered = datetime.now(UTC)
-            await wait_until(lambda v=value: any(dv.Value.Value == v for _, _, dv in handler.items), timeout=10,
-                             what=f"notification of {value}")
+            await wait_until(
+                lambda v=value: any(dv.Value.Value == v for _, _, dv in handler.items),
+                timeout=10,
+                what=f"notification of {value}",
+            )
             arrived, dv = next((at, dv) for _, at, dv in handler.items if dv.Value.Value == value)
             changed = dv.SourceTimestamp  # the simulator's own moment of the change (ms precision)
             assert sent - timedelta(milliseconds=1) <= changed <= answered, (sent, changed, answered)
@@ -175,7 +178,9 @@ async def test_bridge_status_describes_the_bridge(stack) -> None:
         assert first["PollErrors"] == _metric(stack, "wincc_bridge_poll_errors_total")
         later = await wait_until(
             lambda: _status_if(client, lambda s: s["LastSuccessfulPoll"] > first["LastSuccessfulPoll"]),
-            timeout=5, what="LastSuccessfulPoll advancing")
+            timeout=5,
+            what="LastSuccessfulPoll advancing",
+        )
         assert later["Connected"] is True and later["TagCount"] == tags
     finally:
         await client.disconnect()
@@ -206,22 +211,32 @@ async def test_wincc_down_marks_bad_keeps_value_and_recovers(stack) -> None:
         assert before["Connected"] is True and before["State"] == "connected"
         stack.sim_control("/_sim/faults", {"mode": "down"})
         try:
-            dv = await wait_until(lambda: _status(node, ua.StatusCodes.BadCommunicationError), timeout=15,
-                                  what="BadCommunicationError while WinCC is down")
+            dv = await wait_until(
+                lambda: _status(node, ua.StatusCodes.BadCommunicationError),
+                timeout=15,
+                what="BadCommunicationError while WinCC is down",
+            )
             assert dv.Value.Value == 6.125  # the last value, kept exactly
-            down = await wait_until(lambda: _status_if(client, Connected=False, State="down"), timeout=10,
-                                    what="BridgeStatus down")
+            down = await wait_until(
+                lambda: _status_if(client, Connected=False, State="down"), timeout=10, what="BridgeStatus down"
+            )
             assert down["PollErrors"] > before["PollErrors"]
             # every failed cycle counts while WinCC stays down (retries back off to sync.max_backoff_s = 1 s)
-            more = await wait_until(lambda: _status_if(client, lambda s: s["PollErrors"] >= down["PollErrors"] + 2),
-                                    timeout=10, what="PollErrors counting up while down")
+            more = await wait_until(
+                lambda: _status_if(client, lambda s: s["PollErrors"] >= down["PollErrors"] + 2),
+                timeout=10,
+                what="PollErrors counting up while down",
+            )
             assert more["Connected"] is False and more["State"] == "down"
             assert more["LastSuccessfulPoll"] == down["LastSuccessfulPoll"] <= datetime.now(UTC)
         finally:
             stack.sim_control("/_sim/faults", method="DELETE")
         await wait_until(lambda: _good(node), timeout=20, what="Good again after WinCC is back")
-        back = await wait_until(lambda: _status_if(client, Connected=True, State="connected"), timeout=10,
-                                what="BridgeStatus connected again")
+        back = await wait_until(
+            lambda: _status_if(client, Connected=True, State="connected"),
+            timeout=10,
+            what="BridgeStatus connected again",
+        )
         assert back["LastSuccessfulPoll"] > more["LastSuccessfulPoll"]
         assert back["PollErrors"] >= more["PollErrors"]
     finally:
@@ -243,8 +258,13 @@ async def test_write_statuses_per_node(stack) -> None:
     try:
         ns = await _ns(client)
         nid = lambda n: ua.NodeId(n, ns)  # noqa: E731
-        F, D, B, I16, S = (ua.VariantType.Float, ua.VariantType.Double, ua.VariantType.Boolean, ua.VariantType.Int16,
-                           ua.VariantType.String)
+        F, D, B, I16, S = (
+            ua.VariantType.Float,
+            ua.VariantType.Double,
+            ua.VariantType.Boolean,
+            ua.VariantType.Int16,
+            ua.VariantType.String,
+        )
         cases = [
             (nid(SETPOINT), ua.Variant(4.5, F), ua.StatusCodes.Good),
             (nid("System1.Tank1.InletValve"), ua.Variant(True, B), ua.StatusCodes.Good),
@@ -255,9 +275,11 @@ async def test_write_statuses_per_node(stack) -> None:
             (nid("System1.Counters.Int16Value"), ua.Variant(7, I16), ua.StatusCodes.Good),
             (nid("System1.Counters.Int16Value"), ua.Variant(0.5, D), ua.StatusCodes.BadTypeMismatch),
         ]
-        params = ua.WriteParameters(NodesToWrite=[
-            ua.WriteValue(NodeId=n, AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v)) for n, v, _ in cases
-        ])
+        params = ua.WriteParameters(
+            NodesToWrite=[
+                ua.WriteValue(NodeId=n, AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v)) for n, v, _ in cases
+            ]
+        )
         results = await client.uaclient.write(params)
         assert [r.value for r in results] == [c for _, _, c in cases]
         writes = stack.sim_stats()["writes"]
@@ -277,9 +299,15 @@ async def test_reader_and_anonymous_cannot_write(stack) -> None:
         try:
             ns = await _ns(client)
             node = client.get_node(ua.NodeId(SETPOINT, ns))
-            params = ua.WriteParameters(NodesToWrite=[ua.WriteValue(
-                NodeId=node.nodeid, AttributeId=ua.AttributeIds.Value,
-                Value=ua.DataValue(ua.Variant(2.0, ua.VariantType.Float)))])
+            params = ua.WriteParameters(
+                NodesToWrite=[
+                    ua.WriteValue(
+                        NodeId=node.nodeid,
+                        AttributeId=ua.AttributeIds.Value,
+                        Value=ua.DataValue(ua.Variant(2.0, ua.VariantType.Float)),
+                    )
+                ]
+            )
             (result,) = await client.uaclient.write(params)
             assert result.value == ua.StatusCodes.BadUserAccessDenied
             level = await node.read_attribute(ua.AttributeIds.UserAccessLevel)
@@ -311,12 +339,15 @@ async def test_history_raw_paged_by_continuation_points(stack) -> None:
         cp = None
         pages = 0
         while True:
-            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end,
-                                                NumValuesPerNode=100, ReturnBounds=False)
-            params = ua.HistoryReadParameters(ReleaseContinuationPoints=False, HistoryReadDetails=details,
-                                              TimestampsToReturn=ua.TimestampsToReturn.Both,
-                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid,
-                                                                                ContinuationPoint=cp)])
+            details = ua.ReadRawModifiedDetails(
+                IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=100, ReturnBounds=False
+            )
+            params = ua.HistoryReadParameters(
+                ReleaseContinuationPoints=False,
+                HistoryReadDetails=details,
+                TimestampsToReturn=ua.TimestampsToReturn.Both,
+                NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid, ContinuationPoint=cp)],
+            )
             (res,) = await client.uaclient.history_read(params)
             assert res.StatusCode.is_good(), res.StatusCode
             values = res.HistoryData.DataValues
@@ -340,22 +371,29 @@ async def test_history_processed_average_and_count(stack) -> None:
         node = client.get_node(ua.NodeId(LEVEL, ns))
         # end exactly on an archived value (the backfill has one every 10 s): both the raw read and the aggregates
         # must leave it out (Part 11: EndTime is exclusive), and the 30-minute window then starts on a value too
-        probe = await node.read_raw_history(datetime.now(UTC) - timedelta(minutes=10),
-                                            datetime.now(UTC) - timedelta(minutes=5), return_bounds=False)
+        probe = await node.read_raw_history(
+            datetime.now(UTC) - timedelta(minutes=10), datetime.now(UTC) - timedelta(minutes=5), return_bounds=False
+        )
         end = probe[-1].SourceTimestamp
         start = end - timedelta(minutes=30)
         raw = await node.read_raw_history(start, end, return_bounds=False)
         assert raw[0].SourceTimestamp == start and raw[-1].SourceTimestamp == end - timedelta(seconds=10)
         good = [dv.Value.Value for dv in raw if dv.StatusCode.is_good()]
         assert len(good) == 180
-        for aggregate, expected in ((ua.ObjectIds.AggregateFunction_Count, len(good)),
-                                    (ua.ObjectIds.AggregateFunction_Average, sum(good) / len(good)),
-                                    (ua.ObjectIds.AggregateFunction_Maximum, max(good))):
-            details = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=0,
-                                              AggregateType=[ua.NodeId(aggregate)])
-            params = ua.HistoryReadParameters(ReleaseContinuationPoints=False, HistoryReadDetails=details,
-                                              TimestampsToReturn=ua.TimestampsToReturn.Source,
-                                              NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)])
+        for aggregate, expected in (
+            (ua.ObjectIds.AggregateFunction_Count, len(good)),
+            (ua.ObjectIds.AggregateFunction_Average, sum(good) / len(good)),
+            (ua.ObjectIds.AggregateFunction_Maximum, max(good)),
+        ):
+            details = ua.ReadProcessedDetails(
+                StartTime=start, EndTime=end, ProcessingInterval=0, AggregateType=[ua.NodeId(aggregate)]
+            )
+            params = ua.HistoryReadParameters(
+                ReleaseContinuationPoints=False,
+                HistoryReadDetails=details,
+                TimestampsToReturn=ua.TimestampsToReturn.Source,
+                NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)],
+            )
             (res,) = await client.uaclient.history_read(params)
             (dv,) = res.HistoryData.DataValues
             assert dv.Value.Value == pytest.approx(expected, rel=1e-5), aggregate
@@ -404,17 +442,26 @@ async def test_every_simulator_tag_is_served_with_its_type(stack) -> None:
 
         await walk(client.get_node(ua.NodeId("WinCC", bridge_ns)))
         expected = {
-            "bool": ua.ObjectIds.Boolean, "int8": ua.ObjectIds.SByte, "int16": ua.ObjectIds.Int16,
-            "int32": ua.ObjectIds.Int32, "int64": ua.ObjectIds.Int64, "uint8": ua.ObjectIds.Byte,
-            "uint16": ua.ObjectIds.UInt16, "uint32": ua.ObjectIds.UInt32, "uint64": ua.ObjectIds.UInt64,
-            "float": ua.ObjectIds.Float, "double": ua.ObjectIds.Double, "string": ua.ObjectIds.String,
+            "bool": ua.ObjectIds.Boolean,
+            "int8": ua.ObjectIds.SByte,
+            "int16": ua.ObjectIds.Int16,
+            "int32": ua.ObjectIds.Int32,
+            "int64": ua.ObjectIds.Int64,
+            "uint8": ua.ObjectIds.Byte,
+            "uint16": ua.ObjectIds.UInt16,
+            "uint32": ua.ObjectIds.UInt32,
+            "uint64": ua.ObjectIds.UInt64,
+            "float": ua.ObjectIds.Float,
+            "double": ua.ObjectIds.Double,
+            "string": ua.ObjectIds.String,
             "datetime": ua.ObjectIds.DateTime,
         }
         items, path_stack = [], [""]
         while path_stack:
             path = path_stack.pop()
-            body = httpx.get(f"{stack.sim_base}/api/dp/browse", params={"path": path, "limit": 1000},
-                             auth=("opcua", WINCC_PASSWORD)).json()
+            body = httpx.get(
+                f"{stack.sim_base}/api/dp/browse", params={"path": path, "limit": 1000}, auth=("opcua", WINCC_PASSWORD)
+            ).json()
             for item in body["items"]:
                 if item["kind"] == "folder":
                     path_stack.append(item["name"] + ".")
@@ -437,19 +484,26 @@ async def test_write_statuses_that_never_reach_wincc_and_timeout(stack) -> None:
         nodes = [
             ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value, IndexRange="0", Value=value),
             ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value, Value=stamped),
-            ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.DisplayName,
-                          Value=ua.DataValue(ua.Variant(ua.LocalizedText("x")))),
+            ua.WriteValue(
+                NodeId=sp,
+                AttributeId=ua.AttributeIds.DisplayName,
+                Value=ua.DataValue(ua.Variant(ua.LocalizedText("x"))),
+            ),
         ]
         stack.sim_control("/_sim/stats/reset", {})
         results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
-        assert [r.value for r in results] == [ua.StatusCodes.BadIndexRangeInvalid, ua.StatusCodes.BadWriteNotSupported,
-                                              ua.StatusCodes.BadNotWritable]
+        assert [r.value for r in results] == [
+            ua.StatusCodes.BadIndexRangeInvalid,
+            ua.StatusCodes.BadWriteNotSupported,
+            ua.StatusCodes.BadNotWritable,
+        ]
         assert stack.sim_stats()["writes"] == []
         # WinCC slower than wincc.timeouts.write_s (5 s in the test stack): BadTimeout, not a hung client
         stack.sim_control("/_sim/faults", {"mode": "slow", "latency_ms": 8000})
         try:
-            params = ua.WriteParameters(NodesToWrite=[ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value,
-                                                                    Value=value)])
+            params = ua.WriteParameters(
+                NodesToWrite=[ua.WriteValue(NodeId=sp, AttributeId=ua.AttributeIds.Value, Value=value)]
+            )
             (result,) = await client.uaclient.write(params)
             assert result.value == ua.StatusCodes.BadTimeout
         finally:

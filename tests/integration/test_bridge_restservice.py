@@ -31,12 +31,18 @@ async def test_restservice_browse_read_and_20_node_write_in_one_call(stack) -> N
         stack.sim_control("/_sim/stats/reset", {})
         # 20 nodes: 18 good writes to the Int16 counter and setpoints, 2 refused by WinCC's range check
         good = [("Counters_Int16Value", ua.Variant(i, ua.VariantType.Int16)) for i in range(1, 17)]
-        good += [("Tank1_LevelSetpoint", ua.Variant(3.0, ua.VariantType.Float)),
-                 ("Tank1_InletValve", ua.Variant(False, ua.VariantType.Boolean))]
-        bad = [("Tank1_Level", ua.Variant(1.0, ua.VariantType.Float)),  # read-only in WinCC: errorCode 4
-               ("Counters_Batch", ua.Variant("x", ua.VariantType.String))]  # type: refused before REST
-        nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v))
-                 for n, v in good + bad]
+        good += [
+            ("Tank1_LevelSetpoint", ua.Variant(3.0, ua.VariantType.Float)),
+            ("Tank1_InletValve", ua.Variant(False, ua.VariantType.Boolean)),
+        ]
+        bad = [
+            ("Tank1_Level", ua.Variant(1.0, ua.VariantType.Float)),  # read-only in WinCC: errorCode 4
+            ("Counters_Batch", ua.Variant("x", ua.VariantType.String)),
+        ]  # type: refused before REST
+        nodes = [
+            ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v))
+            for n, v in good + bad
+        ]
         results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
         assert [r.value for r in results[:18]] == [ua.StatusCodes.Good] * 18
         assert [r.value for r in results[18:]] == [ua.StatusCodes.BadNotWritable, ua.StatusCodes.BadTypeMismatch]
@@ -52,8 +58,10 @@ async def test_restservice_browse_read_and_20_node_write_in_one_call(stack) -> N
 
 async def test_rebrowse_adds_tags_and_a_20_node_write_is_one_rest_call(stack) -> None:
     names = [f"Extra_W{i:02d}" for i in range(20)]
-    stack.sim_control("/_sim/tags", {"add": [{"name": f"System1.Extra.W{i:02d}", "type": "int32", "writable": True}
-                                             for i in range(20)]})
+    stack.sim_control(
+        "/_sim/tags",
+        {"add": [{"name": f"System1.Extra.W{i:02d}", "type": "int32", "writable": True} for i in range(20)]},
+    )
     client = Client(stack.url_for("operator"), timeout=10)
     await client.connect()
     try:
@@ -62,8 +70,14 @@ async def test_rebrowse_adds_tags_and_a_20_node_write_is_one_rest_call(stack) ->
         # the re-browse (every second here) brings the new tags in, with their NodeIds
         await wait_until(lambda: _good(last), timeout=20, what="new tags after re-browse")
         stack.sim_control("/_sim/stats/reset", {})
-        nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value,
-                               Value=ua.DataValue(ua.Variant(i, ua.VariantType.Int32))) for i, n in enumerate(names)]
+        nodes = [
+            ua.WriteValue(
+                NodeId=ua.NodeId(n, ns),
+                AttributeId=ua.AttributeIds.Value,
+                Value=ua.DataValue(ua.Variant(i, ua.VariantType.Int32)),
+            )
+            for i, n in enumerate(names)
+        ]
         results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
         assert all(r.is_good() for r in results), results
         stats = stack.sim_stats()
@@ -86,9 +100,11 @@ async def _good(node) -> bool:
 
 
 def test_10k_tags_at_batch_500_cost_20_reads_per_cycle(bridge_stack) -> None:
-    stack = bridge_stack("dp", sim_args=("--tags", "10000", "--change-rate", "0"),
-                         config={"sync": {"batch_size": 500, "idle_interval_ms": 2000, "interval_ms": 2000,
-                                          "poll_groups_ms": [2000]}})
+    stack = bridge_stack(
+        "dp",
+        sim_args=("--tags", "10000", "--change-rate", "0"),
+        config={"sync": {"batch_size": 500, "idle_interval_ms": 2000, "interval_ms": 2000, "poll_groups_ms": [2000]}},
+    )
     total = 10_000 + 20  # generated tags plus the demo plant
 
     stack.sim_control("/_sim/stats/reset", {})

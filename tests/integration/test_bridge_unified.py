@@ -43,8 +43,11 @@ async def _tag_nodes(client: Client) -> list:
     while todo:
         node = todo.pop()
         for child in await node.get_children():
-            if child.nodeid.NamespaceIndex == ns and isinstance(child.nodeid.Identifier, str) and "::" in \
-                    child.nodeid.Identifier:
+            if (
+                child.nodeid.NamespaceIndex == ns
+                and isinstance(child.nodeid.Identifier, str)
+                and "::" in child.nodeid.Identifier
+            ):
                 out.append(child)
             elif (await child.read_node_class()) == ua.NodeClass.Object:
                 todo.append(child)
@@ -97,8 +100,11 @@ async def test_dropped_socket_falls_back_to_polling_then_push_again(stack) -> No
         await wait_until(lambda: changes.values, timeout=10, what="the first notification")
         stack.sim_control("/_sim/faults", {"mode": "ws_down"})
         before = stack.sim_stats()["requests"].get("POST /graphql tagValues", 0)
-        await wait_until(lambda: stack.sim_stats()["requests"].get("POST /graphql tagValues", 0) > before + 2,
-                         timeout=10, what="the monitored tag polled while the socket is down")
+        await wait_until(
+            lambda: stack.sim_stats()["requests"].get("POST /graphql tagValues", 0) > before + 2,
+            timeout=10,
+            what="the monitored tag polled while the socket is down",
+        )
         stack.sim_control("/_sim/tags", {"set": {"System1.Pump1.SpeedSetpoint": 1234.0}})
         await wait_until(lambda: changes.seen(SPEED_SP, 1234.0), timeout=5, what="a change while only HTTP works")
         assert all(code == ua.StatusCodes.Good for _, _, code in changes.values)  # HTTP answers: no Bad status
@@ -116,13 +122,21 @@ async def test_write_answers_per_node_codes_from_unified(stack) -> None:
     await client.connect()
     try:
         ns = await client.get_namespace_index(NS_URI)
-        items = [(SETPOINT, ua.Variant(4.5, ua.VariantType.Float)), (LEVEL, ua.Variant(1.0, ua.VariantType.Float)),
-                 (SPEED_SP, ua.Variant(10.0, ua.VariantType.Float))]
-        nodes = [ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v))
-                 for n, v in items]
+        items = [
+            (SETPOINT, ua.Variant(4.5, ua.VariantType.Float)),
+            (LEVEL, ua.Variant(1.0, ua.VariantType.Float)),
+            (SPEED_SP, ua.Variant(10.0, ua.VariantType.Float)),
+        ]
+        nodes = [
+            ua.WriteValue(NodeId=ua.NodeId(n, ns), AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(v))
+            for n, v in items
+        ]
         results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
-        assert [r.value for r in results] == [ua.StatusCodes.Good, ua.StatusCodes.BadNotWritable,
-                                              ua.StatusCodes.BadUserAccessDenied]
+        assert [r.value for r in results] == [
+            ua.StatusCodes.Good,
+            ua.StatusCodes.BadNotWritable,
+            ua.StatusCodes.BadUserAccessDenied,
+        ]
         assert [w["name"] for w in stack.sim_stats()["writes"]][-1:] == [SETPOINT]
     finally:
         stack.sim_control("/_sim/faults", {"mode": "none"})
@@ -159,10 +173,16 @@ async def test_a_dp_and_a_unified_station_behind_one_endpoint(bridge_stack, tmp_
     v7, v7_port, _ = start_simulator(tmp_path, "dp")
     hmi, hmi_port, _ = start_simulator(tmp_path, "unified")
     try:
-        stack = bridge_stack("dp", start_sim=False, config={"sources": [
-            {"name": "v7", "url": f"http://127.0.0.1:{v7_port}"},
-            {"name": "unified", "url": f"http://127.0.0.1:{hmi_port}/graphql", "dialect": "unified"},
-        ]})
+        stack = bridge_stack(
+            "dp",
+            start_sim=False,
+            config={
+                "sources": [
+                    {"name": "v7", "url": f"http://127.0.0.1:{v7_port}"},
+                    {"name": "unified", "url": f"http://127.0.0.1:{hmi_port}/graphql", "dialect": "unified"},
+                ]
+            },
+        )
         client = Client(stack.url_for("operator"), timeout=10)
         await client.connect()
         try:

@@ -54,21 +54,29 @@ async def session(stack, user: str | None) -> AsyncIterator[Client]:
 
 
 def acknowledge() -> ua.CallMethodRequest:
-    return ua.CallMethodRequest(ObjectId=SERVER, MethodId=ACKNOWLEDGE, InputArguments=[
-        ua.Variant(b"\x01" * 16, ua.VariantType.ByteString),  # EventId of a condition that does not exist
-        ua.Variant(ua.LocalizedText("checked"), ua.VariantType.LocalizedText),
-    ])
+    return ua.CallMethodRequest(
+        ObjectId=SERVER,
+        MethodId=ACKNOWLEDGE,
+        InputArguments=[
+            ua.Variant(b"\x01" * 16, ua.VariantType.ByteString),  # EventId of a condition that does not exist
+            ua.Variant(ua.LocalizedText("checked"), ua.VariantType.LocalizedText),
+        ],
+    )
 
 
 def state_change() -> ua.CallMethodRequest:
     # asks for the state the server is in (Running, no restart): harmless even if a server honoured it
-    return ua.CallMethodRequest(ObjectId=SERVER, MethodId=STATE_CHANGE, InputArguments=[
-        ua.Variant(ua.ServerState.Running, ua.VariantType.Int32),
-        ua.Variant(datetime.now(UTC), ua.VariantType.DateTime),
-        ua.Variant(0, ua.VariantType.UInt32),
-        ua.Variant(ua.LocalizedText("test"), ua.VariantType.LocalizedText),
-        ua.Variant(False, ua.VariantType.Boolean),
-    ])
+    return ua.CallMethodRequest(
+        ObjectId=SERVER,
+        MethodId=STATE_CHANGE,
+        InputArguments=[
+            ua.Variant(ua.ServerState.Running, ua.VariantType.Int32),
+            ua.Variant(datetime.now(UTC), ua.VariantType.DateTime),
+            ua.Variant(0, ua.VariantType.UInt32),
+            ua.Variant(ua.LocalizedText("test"), ua.VariantType.LocalizedText),
+            ua.Variant(False, ua.VariantType.Boolean),
+        ],
+    )
 
 
 async def call(client: Client, *requests: ua.CallMethodRequest) -> list[ua.StatusCode]:
@@ -79,8 +87,11 @@ async def call(client: Client, *requests: ua.CallMethodRequest) -> list[ua.Statu
 
 async def condition_refresh(client: Client) -> ua.CallMethodRequest:
     sub = await client.create_subscription(1000, None)
-    return ua.CallMethodRequest(ObjectId=CONDITION_TYPE, MethodId=CONDITION_REFRESH,
-                                InputArguments=[ua.Variant(sub.subscription_id, ua.VariantType.UInt32)])
+    return ua.CallMethodRequest(
+        ObjectId=CONDITION_TYPE,
+        MethodId=CONDITION_REFRESH,
+        InputArguments=[ua.Variant(sub.subscription_id, ua.VariantType.UInt32)],
+    )
 
 
 @pytest.mark.parametrize("user", [None, "reader"])

@@ -35,8 +35,9 @@ def demo_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     # the simulator of tests/integration/conftest.py takes user opcua with WINCC_PASSWORD, as the demo's does
     env = {**os.environ, "WINCC_DEMO_PASSWORD": WINCC_PASSWORD}
-    return subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True, text=True, timeout=120,
-                          env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd
+    )
 
 
 def test_browse_prints_each_tag_under_its_own_folder(demo_config: Path, tmp_path: Path) -> None:
@@ -66,6 +67,5 @@ def test_export_nodeset_writes_where_asked_and_counts_every_node(demo_config: Pa
     done = _cli("export-nodeset", "--config", str(demo_config), "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     elements = [e for e in ET.parse(out).getroot() if e.tag.endswith(("}UAObject", "}UAVariable"))]
-    assert done.stdout.strip() == (f"wrote {len(elements)} nodes (1 root, 7 folders, 20 tags, 15 properties) "
-                                   f"to {out}")
+    assert done.stdout.strip() == (f"wrote {len(elements)} nodes (1 root, 7 folders, 20 tags, 15 properties) to {out}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing else in the working directory

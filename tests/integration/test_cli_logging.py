@@ -61,8 +61,12 @@ def _config(tmp: Path) -> tuple[Path, str]:
             "retry": {"attempts": 1, "backoff_s": 0.1, "max_backoff_s": 1},
             "browse_snapshot": str(tmp / "last-browse.xml"),
         },
-        "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{free_port()}/wincc", "security_policies": ["None"],
-                  "anonymous": "read", "pki_dir": str(tmp / "pki")},
+        "opcua": {
+            "endpoint": f"opc.tcp://127.0.0.1:{free_port()}/wincc",
+            "security_policies": ["None"],
+            "anonymous": "read",
+            "pki_dir": str(tmp / "pki"),
+        },
         "sync": {"max_backoff_s": 1},
         "health": {"listen": health},
     }
@@ -79,8 +83,13 @@ def start(tmp_path: Path) -> Iterator[Any]:
         cfg, health = _config(tmp_path)
         log = tmp_path / f"bridge-{len(runs)}.log"
         env = {**os.environ, "CLI_TEST_PW": WINCC_PW}
-        proc = subprocess.Popen([sys.executable, "-m", "bridge", *flags_before, "run", "--config", str(cfg), *after],
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", *flags_before, "run", "--config", str(cfg), *after],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
         r = Run(proc, log, health)
         runs.append(r)
         return r
@@ -135,8 +144,12 @@ def test_log_level_warning_drops_info_lines_human_format(start: Any) -> None:
 def test_config_error_in_json_format_is_one_json_object(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("wincc:\n  url: http://127.0.0.1:1\n  acknowledge: {method: POST}\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(bad), "--log-format", "json"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "check-config", str(bad), "--log-format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -147,9 +160,13 @@ def test_config_error_in_json_format_is_one_json_object(tmp_path: Path) -> None:
 
 def test_check_config_json_format_keeps_stdout_yaml(tmp_path: Path) -> None:
     cfg, _ = _config(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "bridge", "--log-format", "json", "--log-level", "debug",
-                           "check-config", str(cfg)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "CLI_TEST_PW": WINCC_PW})
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "--log-format", "json", "--log-level", "debug", "check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CLI_TEST_PW": WINCC_PW},
+    )
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(done.stdout)["wincc"]["auth"]["password_env"] == "CLI_TEST_PW"
     assert all(isinstance(json.loads(line), dict) for line in done.stderr.splitlines() if line.strip())

@@ -17,16 +17,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "bridge", *args], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize(("dialect", "path"), [("dp", "/api/dp/browse?path="),
-                                               ("restservice", "/WinCCRestService/tagManagement/Variables")])
+@pytest.mark.parametrize(
+    ("dialect", "path"), [("dp", "/api/dp/browse?path="), ("restservice", "/WinCCRestService/tagManagement/Variables")]
+)
 def test_simulate_serves_the_dialect_and_stops_on_ctrl_c(dialect: str, path: str) -> None:
     port = free_port()
     proc = cli("simulate", "--port", str(port), "--dialect", dialect, "--tags", "50")
     try:
+
         def up() -> httpx.Response | None:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:
@@ -48,9 +56,15 @@ def test_simulate_serves_the_dialect_and_stops_on_ctrl_c(dialect: str, path: str
 
 
 def test_simulate_help_lists_the_simulator_options_and_bad_flags_exit_2() -> None:
-    done = subprocess.run([sys.executable, "-m", "bridge", "simulate", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "simulate", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "--dialect" in done.stdout and "--tags" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "bridge", "simulate", "--port", "1", "--no-such-flag"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bridge", "simulate", "--port", "1", "--no-such-flag"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--no-such-flag" in bad.stderr

@@ -72,9 +72,22 @@ def _start_demo(tmp_path_factory: pytest.TempPathFactory, state: dict[str, objec
     ua_port, health_port, wincc_port = free_port(), free_port(), free_port()
     out = home / "demo.out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "demo", "--opcua-port", str(ua_port), "--health-port", str(health_port),
-         "--wincc-port", str(wincc_port)],
-        cwd=cwd, stdout=out.open("w"), stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "demo",
+            "--opcua-port",
+            str(ua_port),
+            "--health-port",
+            str(health_port),
+            "--wincc-port",
+            str(wincc_port),
+        ],
+        cwd=cwd,
+        stdout=out.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(home)},  # nothing from the test's env
     )
     health = f"http://127.0.0.1:{health_port}"
@@ -132,7 +145,8 @@ async def test_demo_serves_live_tags_to_anonymous_readers(demo: Demo) -> None:
 
 
 def test_demo_stops_on_ctrl_c_leaving_no_file_in_the_working_directory(
-        own_demo: tuple[Demo, dict[str, object]]) -> None:
+    own_demo: tuple[Demo, dict[str, object]],
+) -> None:
     (proc, _, _, out), state = own_demo
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
@@ -141,8 +155,9 @@ def test_demo_stops_on_ctrl_c_leaving_no_file_in_the_working_directory(
     assert isinstance(cwd, Path) and isinstance(home, Path)
     assert list(cwd.iterdir()) == []
     pki = home / ".cache" / "wincc-opcua-bridge" / "demo" / "pki"
-    assert (pki / "own" / "cert.der").is_file() and f"Demo PKI (server certificate, client certificates): {pki}" \
-        in out.read_text()
+    assert (
+        pki / "own" / "cert.der"
+    ).is_file() and f"Demo PKI (server certificate, client certificates): {pki}" in out.read_text()
 
 
 def _busy_port() -> socket.socket:
@@ -157,9 +172,14 @@ def test_demo_on_a_taken_port_says_which_flag_in_one_line(tmp_path: Path, flag: 
     with _busy_port() as busy:
         port = busy.getsockname()[1]
         ports = {"--opcua-port": free_port(), "--health-port": free_port(), "--wincc-port": free_port(), flag: port}
-        done = subprocess.run([sys.executable, "-m", "bridge", "demo", *(str(x) for kv in ports.items() for x in kv)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "demo", *(str(x) for kv in ports.items() for x in kv)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        )
     assert done.returncode == 2, done.stdout + done.stderr
     assert BANNER_END not in done.stdout and "Traceback" not in done.stderr and "ERROR" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
@@ -170,11 +190,14 @@ def test_run_on_a_taken_port_names_the_config_key(tmp_path: Path) -> None:
     with _busy_port() as busy:
         port = busy.getsockname()[1]
         cfg = tmp_path / "bridge.yaml"
-        cfg.write_text(f"wincc: {{url: 'http://127.0.0.1:{free_port()}'}}\n"
-                       f"opcua: {{endpoint: 'opc.tcp://0.0.0.0:{port}/wincc', pki_dir: '{tmp_path / 'pki'}'}}\n"
-                       f"health: {{listen: '127.0.0.1:{free_port()}'}}\n")
-        done = subprocess.run([sys.executable, "-m", "bridge", "run", str(cfg)], capture_output=True, text=True,
-                              timeout=60, cwd=tmp_path)
+        cfg.write_text(
+            f"wincc: {{url: 'http://127.0.0.1:{free_port()}'}}\n"
+            f"opcua: {{endpoint: 'opc.tcp://0.0.0.0:{port}/wincc', pki_dir: '{tmp_path / 'pki'}'}}\n"
+            f"health: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "run", str(cfg)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line == f"OPC UA port {port} on 0.0.0.0 is already in use; choose another port with opcua.endpoint"

@@ -20,18 +20,23 @@ def stack(bridge_stack):
 
 async def _epoch(client: Client, node) -> datetime:
     """The archive epoch: the first archived value's timestamp (s = 0, value 30.0)."""
-    raw = await node.read_raw_history(datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC), numvalues=1,
-                                      return_bounds=False)
+    raw = await node.read_raw_history(
+        datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC), numvalues=1, return_bounds=False
+    )
     assert raw[0].Value.Value == 30.0
     return raw[0].SourceTimestamp.replace(tzinfo=UTC)
 
 
 async def _processed(client: Client, node, aggregate: int, start: datetime, end: datetime, interval_ms: float):
-    details = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=interval_ms,
-                                      AggregateType=[ua.NodeId(aggregate)])
-    params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
-                                      TimestampsToReturn=ua.TimestampsToReturn.Source,
-                                      NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)])
+    details = ua.ReadProcessedDetails(
+        StartTime=start, EndTime=end, ProcessingInterval=interval_ms, AggregateType=[ua.NodeId(aggregate)]
+    )
+    params = ua.HistoryReadParameters(
+        HistoryReadDetails=details,
+        ReleaseContinuationPoints=False,
+        TimestampsToReturn=ua.TimestampsToReturn.Source,
+        NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)],
+    )
     (res,) = await client.uaclient.history_read(params)
     assert res.StatusCode.is_good(), res.StatusCode
     return res.HistoryData.DataValues
@@ -82,9 +87,12 @@ async def test_every_aggregate_matches_hand_computed_values(stack) -> None:
         assert [round(d.Value.Value, 6) for d in dvs] == [round(40.45 + k, 6) for k in range(6)]
         # at-time between two raw values interpolates
         details = ua.ReadAtTimeDetails(ReqTimes=[start + timedelta(seconds=0.5)], UseSimpleBounds=True)
-        params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
-                                          TimestampsToReturn=ua.TimestampsToReturn.Source,
-                                          NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)])
+        params = ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            ReleaseContinuationPoints=False,
+            TimestampsToReturn=ua.TimestampsToReturn.Source,
+            NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)],
+        )
         (res,) = await client.uaclient.history_read(params)
         assert res.HistoryData.DataValues[0].Value.Value == pytest.approx(40.05)
         # advertised in the server's capabilities
@@ -134,11 +142,15 @@ async def test_status_bits_and_reverse_intervals_over_tcp(stack) -> None:
         assert [dv.Value.Value for dv in back] == [25, 25, 10]
         assert [_bits(dv) for dv in back] == [CALCULATED, CALCULATED, CALCULATED | PARTIAL]
         # raw reverse: StartTime included, EndTime not
-        details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=at(103), EndTime=at(100),
-                                            NumValuesPerNode=0, ReturnBounds=False)
-        params = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=False,
-                                          TimestampsToReturn=ua.TimestampsToReturn.Source,
-                                          NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)])
+        details = ua.ReadRawModifiedDetails(
+            IsReadModified=False, StartTime=at(103), EndTime=at(100), NumValuesPerNode=0, ReturnBounds=False
+        )
+        params = ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            ReleaseContinuationPoints=False,
+            TimestampsToReturn=ua.TimestampsToReturn.Source,
+            NodesToRead=[ua.HistoryReadValueId(NodeId=node.nodeid)],
+        )
         (res,) = await client.uaclient.history_read(params)
         assert [dv.Value.Value for dv in res.HistoryData.DataValues] == pytest.approx([40.3, 40.2, 40.1])
         # the advertised page size is what a raw read without NumValuesPerNode is cut at

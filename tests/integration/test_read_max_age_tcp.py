@@ -21,9 +21,18 @@ WAIT_MS = 1000
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
     # every tag idle (polled once a minute) and Reads do not speed polling up: only MaxAge reads reach WinCC
-    return bridge_stack("dp", config={"sync": {"interval_ms": 1000, "poll_groups_ms": [1000],
-                                               "idle_interval_ms": 60_000, "read_recent_s": 0,
-                                               "max_age_wait_ms": WAIT_MS}})
+    return bridge_stack(
+        "dp",
+        config={
+            "sync": {
+                "interval_ms": 1000,
+                "poll_groups_ms": [1000],
+                "idle_interval_ms": 60_000,
+                "read_recent_s": 0,
+                "max_age_wait_ms": WAIT_MS,
+            }
+        },
+    )
 
 
 async def _read(client: Client, node_ids: ua.NodeId | list[ua.NodeId], max_age_ms: float) -> Any:

@@ -14,12 +14,17 @@ URI_A, URI_B = "urn:plant:bridge-a", "urn:plant:bridge-b"
 
 @pytest.fixture(scope="module")
 def pair(bridge_stack):
-    a = bridge_stack("dp", config={"opcua": {"application_uri": URI_A,
-                                             "redundancy": {"mode": "hot", "partners": [URI_B]}}})
-    b = bridge_stack("dp", start_sim=False, config={
-        "wincc": {"url": a.sim_url},
-        "opcua": {"application_uri": URI_B, "redundancy": {"mode": "hot", "partners": [URI_A]}},
-    })
+    a = bridge_stack(
+        "dp", config={"opcua": {"application_uri": URI_A, "redundancy": {"mode": "hot", "partners": [URI_B]}}}
+    )
+    b = bridge_stack(
+        "dp",
+        start_sim=False,
+        config={
+            "wincc": {"url": a.sim_url},
+            "opcua": {"application_uri": URI_B, "redundancy": {"mode": "hot", "partners": [URI_A]}},
+        },
+    )
     return a, b
 
 
@@ -42,4 +47,3 @@ async def test_each_member_names_the_set_and_its_service_level(pair) -> None:
 
 async def _healthy(node) -> bool:
     return (await node.read_value()) >= 200
-

@@ -25,8 +25,12 @@ CLIENT_URI = "urn:wincc-opcua-bridge:reload-client"
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    return bridge_stack("dp", config={"opcua": {"security_policies": ["None", "Basic256Sha256_SignAndEncrypt"],
-                                                "auto_accept_client_certs": False}})
+    return bridge_stack(
+        "dp",
+        config={
+            "opcua": {"security_policies": ["None", "Basic256Sha256_SignAndEncrypt"], "auto_accept_client_certs": False}
+        },
+    )
 
 
 class _Changes:
@@ -112,8 +116,10 @@ async def test_a_bad_file_keeps_the_running_config(stack) -> None:
 async def test_a_placeholder_hash_is_refused_by_reload_as_by_run(stack) -> None:
     placeholder = "scrypt$16384$8$1$REPLACEwithREALsalt0000==$REPLACEwithREALhash000000000000000000000000="
     good = stack.config_path.read_text(encoding="utf-8")
-    _rewrite(stack, lambda cfg: cfg["opcua"]["users"].append(
-        {"name": "mes", "password_hash": placeholder, "role": "operator"}))
+    _rewrite(
+        stack,
+        lambda cfg: cfg["opcua"]["users"].append({"name": "mes", "password_hash": placeholder, "role": "operator"}),
+    )
     try:
         _hup_and_wait(stack, "refused, the running config stays")
         (line,) = [x for x in stack.log_text().splitlines() if "refused, the running config stays" in x]
@@ -149,8 +155,12 @@ async def test_sighup_reloads_the_trust_list(stack, tmp_path) -> None:
     async def connect() -> None:
         client = Client(stack.url_for("reader"), timeout=10)
         client.application_uri = CLIENT_URI
-        await client.set_security(sp.SecurityPolicyBasic256Sha256, str(tmp_path / "c.der"), str(tmp_path / "c.pem"),
-                                  mode=ua.MessageSecurityMode.SignAndEncrypt)
+        await client.set_security(
+            sp.SecurityPolicyBasic256Sha256,
+            str(tmp_path / "c.der"),
+            str(tmp_path / "c.pem"),
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
         await client.connect()
         await client.disconnect()
 

@@ -52,10 +52,14 @@ async def _served(stack: Stack) -> tuple[set[str], set[str]]:
 async def test_two_shards_serve_exactly_the_unsharded_tag_set(bridge_stack) -> None:
     whole = bridge_stack("dp", sim_args=("--tags", str(GEN_TAGS)))
     over_the_same = {"url": whole.sim_url}
-    shard_a = bridge_stack("dp", start_sim=False, config={"wincc": {
-        **over_the_same, "include": ["System1.Gen.*"], "exclude": ["System1.Gen.G001.*"]}})
-    shard_b = bridge_stack("dp", start_sim=False, config={"wincc": {
-        **over_the_same, "exclude": ["System1.Gen.G000.*"]}})
+    shard_a = bridge_stack(
+        "dp",
+        start_sim=False,
+        config={"wincc": {**over_the_same, "include": ["System1.Gen.*"], "exclude": ["System1.Gen.G001.*"]}},
+    )
+    shard_b = bridge_stack(
+        "dp", start_sim=False, config={"wincc": {**over_the_same, "exclude": ["System1.Gen.G000.*"]}}
+    )
 
     all_tags, all_folders = await _served(whole)
     a_tags, a_folders = await _served(shard_a)
@@ -103,11 +107,13 @@ async def _bad_comm(node) -> bool:
 
 
 def _monitor(node_id: ua.NodeId, handle: int, sampling_ms: float) -> ua.MonitoredItemCreateRequest:
-    params = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=sampling_ms, QueueSize=10,
-                                     DiscardOldest=True)
+    params = ua.MonitoringParameters(
+        ClientHandle=handle, SamplingInterval=sampling_ms, QueueSize=10, DiscardOldest=True
+    )
     item = ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value)
-    return ua.MonitoredItemCreateRequest(ItemToMonitor=item, MonitoringMode=ua.MonitoringMode.Reporting,
-                                         RequestedParameters=params)
+    return ua.MonitoredItemCreateRequest(
+        ItemToMonitor=item, MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=params
+    )
 
 
 async def _service_level(client: Client) -> int:
@@ -118,16 +124,27 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
     north, north_port, _ = start_simulator(tmp_path, "dp")
     south, south_port, _ = start_simulator(tmp_path, "restservice")
     try:
-        stack = bridge_stack("dp", start_sim=False, config={"sources": [
-            {"name": "north", "url": f"http://127.0.0.1:{north_port}"},
-            {"name": "south", "url": f"http://127.0.0.1:{south_port}/WinCCRestService", "dialect": "restservice"},
-        ]})
+        stack = bridge_stack(
+            "dp",
+            start_sim=False,
+            config={
+                "sources": [
+                    {"name": "north", "url": f"http://127.0.0.1:{north_port}"},
+                    {
+                        "name": "south",
+                        "url": f"http://127.0.0.1:{south_port}/WinCCRestService",
+                        "dialect": "restservice",
+                    },
+                ]
+            },
+        )
         client = Client(stack.url_for("operator"), timeout=10, watchdog_intervall=WATCHDOG_S)
         await client.connect()
         try:
             ns = await client.get_namespace_index(NS_URI)
-            wincc = next(d for d in await client.nodes.objects.get_children_descriptions()
-                         if d.BrowseName.Name == "WinCC")
+            wincc = next(
+                d for d in await client.nodes.objects.get_children_descriptions() if d.BrowseName.Name == "WinCC"
+            )
             children = await client.get_node(wincc.NodeId).get_children_descriptions(refs=ua.ObjectIds.Organizes)
             folder_type = ua.NodeId(ua.ObjectIds.FolderType)
             stations = sorted(d.BrowseName.Name for d in children if d.TypeDefinition == folder_type)
@@ -146,18 +163,23 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
             south_api = f"http://127.0.0.1:{south_port}/WinCCRestService"
             answer = httpx.get(f"{south_api}/tagManagement/Value/Tank1_LevelSetpoint", auth=auth, timeout=5)
             assert answer.json()["value"] == pytest.approx(6.5)
-            unchanged = httpx.get(f"http://127.0.0.1:{north_port}/api/dp/System1.Tank1.LevelSetpoint", auth=auth,
-                                  timeout=5)
+            unchanged = httpx.get(
+                f"http://127.0.0.1:{north_port}/api/dp/System1.Tank1.LevelSetpoint", auth=auth, timeout=5
+            )
             assert unchanged.json()["value"] != pytest.approx(6.5)
 
             # monitored items on either station get that station's real poll group back (each Demand hears them)
             sub = await client.create_subscription(100, None)
             params = ua.CreateMonitoredItemsParameters(
-                SubscriptionId=sub.subscription_id, TimestampsToReturn=ua.TimestampsToReturn.Both,
-                ItemsToCreate=[_monitor(north_level.nodeid, 1, 0), _monitor(south_level.nodeid, 2, 300)])
+                SubscriptionId=sub.subscription_id,
+                TimestampsToReturn=ua.TimestampsToReturn.Both,
+                ItemsToCreate=[_monitor(north_level.nodeid, 1, 0), _monitor(south_level.nodeid, 2, 300)],
+            )
             results = await client.uaclient.create_monitored_items(params)
-            assert [(r.StatusCode.is_good(), r.RevisedSamplingInterval) for r in results] == [(True, 200.0),
-                                                                                           (True, 1000.0)]
+            assert [(r.StatusCode.is_good(), r.RevisedSamplingInterval) for r in results] == [
+                (True, 200.0),
+                (True, 1000.0),
+            ]
             await sub.delete()
 
             # history comes from the tag's own station's archive (restservice: through its archive tag)
@@ -168,8 +190,13 @@ async def test_two_stations_behind_one_endpoint_one_down(bridge_stack, tmp_path)
 
             # the browse command lists every station under the names the bridge serves
             env = {**os.environ, "WINCC_PASSWORD": WINCC_PASSWORD}
-            listing = subprocess.run([sys.executable, "-m", "bridge", "browse", "--config", str(stack.config_path)],
-                                     capture_output=True, text=True, env=env, timeout=60)
+            listing = subprocess.run(
+                [sys.executable, "-m", "bridge", "browse", "--config", str(stack.config_path)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
             assert listing.returncode == 0, listing.stderr
             assert "= north/System1.Tank1.Level" in listing.stdout and "= south/Tank1_Level" in listing.stdout
 
@@ -216,10 +243,16 @@ async def test_a_station_down_at_start_joins_when_it_answers(bridge_stack, tmp_p
     south_port = free_port()
     south = None
     try:
-        stack = bridge_stack("dp", start_sim=False, config={"sources": [
-            {"name": "north", "url": f"http://127.0.0.1:{north_port}"},
-            {"name": "south", "url": f"http://127.0.0.1:{south_port}"},
-        ]})
+        stack = bridge_stack(
+            "dp",
+            start_sim=False,
+            config={
+                "sources": [
+                    {"name": "north", "url": f"http://127.0.0.1:{north_port}"},
+                    {"name": "south", "url": f"http://127.0.0.1:{south_port}"},
+                ]
+            },
+        )
         client = Client(stack.url_for("reader"), timeout=10, watchdog_intervall=WATCHDOG_S)
         await client.connect()
         try:

@@ -52,8 +52,11 @@ def _secret_literals(root: Path) -> list[tuple[str, int, str]]:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                found += [(str(path.relative_to(root)), getattr(node, "lineno", 0), pw)
-                          for pw in _URL_PASSWORD.findall(node.value) if len(pw) >= _MIN_LEN]
+                found += [
+                    (str(path.relative_to(root)), getattr(node, "lineno", 0), pw)
+                    for pw in _URL_PASSWORD.findall(node.value)
+                    if len(pw) >= _MIN_LEN
+                ]
             pairs: list[tuple[str, ast.AST]] = []
             if isinstance(node, ast.Assign):
                 pairs = [(getattr(t, "id", getattr(t, "attr", "")), node.value) for t in node.targets]
@@ -61,16 +64,26 @@ def _secret_literals(root: Path) -> list[tuple[str, int, str]]:
                 pairs = [(getattr(node.target, "id", getattr(node.target, "attr", "")), node.value)]
             elif isinstance(node, ast.Call):
                 pairs = [(k.arg or "", k.value) for k in node.keywords]
-                if (isinstance(node.func, ast.Attribute) and node.func.attr == "setenv" and len(node.args) == 2
-                        and isinstance(node.args[0], ast.Constant)):
+                if (
+                    isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "setenv"
+                    and len(node.args) == 2
+                    and isinstance(node.args[0], ast.Constant)
+                ):
                     pairs.append((str(node.args[0].value), node.args[1]))
             elif isinstance(node, ast.Dict):
-                pairs = [(k.value if isinstance(k, ast.Constant) and isinstance(k.value, str) else "", v)
-                         for k, v in zip(node.keys, node.values, strict=True)]
+                pairs = [
+                    (k.value if isinstance(k, ast.Constant) and isinstance(k.value, str) else "", v)
+                    for k, v in zip(node.keys, node.values, strict=True)
+                ]
             for name, value in pairs:
-                if (_SECRET_NAME.search(name) and not name.lower().endswith(("_env", "_file"))
-                        and isinstance(value, ast.Constant) and isinstance(value.value, str)
-                        and len(value.value) >= _MIN_LEN):
+                if (
+                    _SECRET_NAME.search(name)
+                    and not name.lower().endswith(("_env", "_file"))
+                    and isinstance(value, ast.Constant)
+                    and isinstance(value.value, str)
+                    and len(value.value) >= _MIN_LEN
+                ):
                     found.append((str(path.relative_to(root)), node.lineno, value.value))
     return found
 
@@ -92,8 +105,11 @@ def test_the_search_finds_a_planted_password(tmp_path: Path) -> None:
         assert secrets_in_logs(tmp_path) == [(planted, TEST_PASSWORDS["operator"])]
         config = SimpleNamespace(_tmp_path_factory=SimpleNamespace(getbasetemp=lambda: tmp_path))
         scan = SecretScan(config)  # type: ignore[arg-type]
-        scan.pytest_runtest_logreport(SimpleNamespace(  # type: ignore[arg-type]
-            nodeid="tests/x.py::t", when="call", caplog=f"login with {WRONG_PASSWORD}", capstdout="", capstderr=""))
+        scan.pytest_runtest_logreport(
+            SimpleNamespace(  # type: ignore[arg-type]
+                nodeid="tests/x.py::t", when="call", caplog=f"login with {WRONG_PASSWORD}", capstdout="", capstderr=""
+            )
+        )
         session = SimpleNamespace(exitstatus=pytest.ExitCode.OK)
         scan.pytest_sessionfinish(session)  # type: ignore[arg-type]
         assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
@@ -177,16 +193,31 @@ async def _debug_run(bridge_stack: Any, tmp_path_factory: pytest.TempPathFactory
         return httpx.get(sim_base + "/_sim/stats", timeout=5).json()["requests"].get("POST /api/auth/login", 0)
 
     try:
-        stack = bridge_stack("dp", start_sim=False, log_level="debug", config={"wincc": {
-            "url": f"http://127.0.0.1:{relay.port}",
-            "auth": {"mode": "token", "username": "opcua", "password_env": "WINCC_PASSWORD"},
-        }})
+        stack = bridge_stack(
+            "dp",
+            start_sim=False,
+            log_level="debug",
+            config={
+                "wincc": {
+                    "url": f"http://127.0.0.1:{relay.port}",
+                    "auth": {"mode": "token", "username": "opcua", "password_env": "WINCC_PASSWORD"},
+                }
+            },
+        )
         # a login and a write
         async with Client(stack.url_for("operator"), timeout=10) as client:
             ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
-            (code,) = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[ua.WriteValue(
-                NodeId=ua.NodeId("System1.Tank1.LevelSetpoint", ns), AttributeId=ua.AttributeIds.Value,
-                Value=ua.DataValue(ua.Variant(6.5, ua.VariantType.Float)))]))
+            (code,) = await client.uaclient.write(
+                ua.WriteParameters(
+                    NodesToWrite=[
+                        ua.WriteValue(
+                            NodeId=ua.NodeId("System1.Tank1.LevelSetpoint", ns),
+                            AttributeId=ua.AttributeIds.Value,
+                            Value=ua.DataValue(ua.Variant(6.5, ua.VariantType.Float)),
+                        )
+                    ]
+                )
+            )
             assert code.is_good()
         # a failed login
         host = stack.endpoint.removeprefix("opc.tcp://")
@@ -218,8 +249,9 @@ def test_debug_run_logs_no_secret(debug_run: DebugRun) -> None:
         assert find_secrets(text, [*TEST_SECRETS, *debug_run.tokens]) == [], name
 
 
-def test_no_secret_in_any_log_of_the_run(debug_run: DebugRun, tmp_path_factory: pytest.TempPathFactory,
-                                         request: pytest.FixtureRequest) -> None:
+def test_no_secret_in_any_log_of_the_run(
+    debug_run: DebugRun, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
     """Everything the run produced so far: all subprocess logs under basetemp, and the captured output of every
     test that has finished (the plugin repeats this at the end of the run for what comes later)."""
     basetemp = tmp_path_factory.getbasetemp()
@@ -228,4 +260,3 @@ def test_no_secret_in_any_log_of_the_run(debug_run: DebugRun, tmp_path_factory: 
     assert secrets_in_logs(basetemp) == []
     scan = request.config.pluginmanager.get_plugin("wincc-secret-scan")
     assert isinstance(scan, SecretScan) and scan.reports > 0 and scan.hits == []
-

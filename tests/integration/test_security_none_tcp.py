@@ -20,8 +20,16 @@ NS_URI = "urn:wincc-opcua-bridge:tags"
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    return bridge_stack("dp", config={"opcua": {"security_policies": ["None", "Basic256Sha256_SignAndEncrypt"],
-                                                "auto_accept_client_certs": False, "anonymous": "read"}})
+    return bridge_stack(
+        "dp",
+        config={
+            "opcua": {
+                "security_policies": ["None", "Basic256Sha256_SignAndEncrypt"],
+                "auto_accept_client_certs": False,
+                "anonymous": "read",
+            }
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +64,12 @@ async def test_none_ignores_an_untrusted_client_certificate(stack, untrusted) ->
 async def test_secured_endpoint_still_refuses_the_same_certificate(stack, untrusted) -> None:
     client = Client(stack.url_for("reader"), timeout=10)
     client.application_uri = CLIENT_URI
-    await client.set_security(sp.SecurityPolicyBasic256Sha256, str(untrusted[0]), str(untrusted[1]),
-                              mode=ua.MessageSecurityMode.SignAndEncrypt)
+    await client.set_security(
+        sp.SecurityPolicyBasic256Sha256,
+        str(untrusted[0]),
+        str(untrusted[1]),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
     with pytest.raises(Exception) as refused:
         await client.connect()
     assert "BadCertificateUntrusted" in repr(refused.value) or "not trusted" in stack.log_text()

@@ -15,15 +15,22 @@ from bridge.opcua.security.certificates import generate_certificate
 from tests.helpers import wait_until
 from tests.integration.conftest import TEST_SECRETS, WRONG_PASSWORD
 
-POLICIES = ["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "Aes128Sha256RsaOaep_Sign",
-            "Aes128Sha256RsaOaep_SignAndEncrypt", "Aes256Sha256RsaPss_Sign", "Aes256Sha256RsaPss_SignAndEncrypt"]
+POLICIES = [
+    "Basic256Sha256_Sign",
+    "Basic256Sha256_SignAndEncrypt",
+    "Aes128Sha256RsaOaep_Sign",
+    "Aes128Sha256RsaOaep_SignAndEncrypt",
+    "Aes256Sha256RsaPss_Sign",
+    "Aes256Sha256RsaPss_SignAndEncrypt",
+]
 CLIENT_URI = "urn:wincc-opcua-bridge:test-client"
 
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    return bridge_stack("dp", config={"opcua": {"security_policies": POLICIES, "anonymous": "none",
-                                                "auto_accept_client_certs": False}})
+    return bridge_stack(
+        "dp", config={"opcua": {"security_policies": POLICIES, "anonymous": "none", "auto_accept_client_certs": False}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +69,11 @@ async def test_unknown_certificate_rejected_then_trusted_by_moving_the_file(stac
         await _connect(client, client_cert)
     pki = Path(stack.config["opcua"]["pki_dir"])
     mine = client_cert[0].read_bytes()
-    rejected = await wait_until(lambda: [p for p in (pki / "rejected").glob("*.der") if p.read_bytes() == mine],
-                                timeout=5, what="rejected cert file")
+    rejected = await wait_until(
+        lambda: [p for p in (pki / "rejected").glob("*.der") if p.read_bytes() == mine],
+        timeout=5,
+        what="rejected cert file",
+    )
     assert "thumbprint" in stack.log_text() and "not trusted" in stack.log_text()
     rejected[0].rename(pki / "trusted" / rejected[0].name)
     client = _secure_client(stack, "reader", "Basic256Sha256_SignAndEncrypt", client_cert)
@@ -90,11 +100,13 @@ async def test_every_policy_connects_and_reads(stack, client_cert, policy: str) 
 async def test_no_none_endpoint_and_no_anonymous(stack, client_cert) -> None:
     endpoints = await Client(stack.endpoint, timeout=10).connect_and_get_server_endpoints()
     assert {e.SecurityPolicyUri for e in endpoints} and all(
-        e.SecurityMode != ua.MessageSecurityMode.None_ for e in endpoints)
+        e.SecurityMode != ua.MessageSecurityMode.None_ for e in endpoints
+    )
     for e in endpoints:
         assert all(t.TokenType != ua.UserTokenType.Anonymous for t in e.UserIdentityTokens)
     (pki := Path(stack.config["opcua"]["pki_dir"]) / "trusted" / "test-client.der").write_bytes(
-        client_cert[0].read_bytes())
+        client_cert[0].read_bytes()
+    )
     client = _secure_client(stack, None, "Basic256Sha256_SignAndEncrypt", client_cert)
     with pytest.raises(Exception):
         await _connect(client, client_cert)
@@ -106,8 +118,12 @@ async def test_wrong_password_refused_and_no_password_in_logs(stack, client_cert
     host = stack.endpoint.removeprefix("opc.tcp://")
     client = Client(f"opc.tcp://operator:{WRONG_PASSWORD}@{host}", timeout=10)
     client.application_uri = CLIENT_URI
-    await client.set_security(sp.SecurityPolicyBasic256Sha256, str(client_cert[0]), str(client_cert[1]),
-                              mode=ua.MessageSecurityMode.SignAndEncrypt)
+    await client.set_security(
+        sp.SecurityPolicyBasic256Sha256,
+        str(client_cert[0]),
+        str(client_cert[1]),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
     with pytest.raises(Exception):
         await client.connect()
     await wait_until(lambda: "failed login for user 'operator'" in stack.log_text(), timeout=5)
@@ -126,12 +142,19 @@ async def test_admin_without_the_password_is_refused(stack, client_cert) -> None
         client.set_user(user)
         client.set_password(password)
         client.application_uri = CLIENT_URI
-        await client.set_security(sp.SecurityPolicyBasic256Sha256, str(client_cert[0]), str(client_cert[1]),
-                                  mode=ua.MessageSecurityMode.SignAndEncrypt)
+        await client.set_security(
+            sp.SecurityPolicyBasic256Sha256,
+            str(client_cert[0]),
+            str(client_cert[1]),
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
         with pytest.raises(ua.UaStatusCodeError) as refused:
             await client.connect()
-        assert refused.value.code in (ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadIdentityTokenRejected,
-                                      ua.StatusCodes.BadIdentityTokenInvalid), (user, refused.value)
+        assert refused.value.code in (
+            ua.StatusCodes.BadUserAccessDenied,
+            ua.StatusCodes.BadIdentityTokenRejected,
+            ua.StatusCodes.BadIdentityTokenInvalid,
+        ), (user, refused.value)
     # the configured admin with its password does get in
     client = _secure_client(stack, "admin", "Basic256Sha256_SignAndEncrypt", client_cert)
     await _connect(client, client_cert)
@@ -139,8 +162,14 @@ async def test_admin_without_the_password_is_refused(stack, client_cert) -> None
 
 
 async def test_expired_certificate_refused_even_when_trusted(stack, tmp_path) -> None:
-    cert, key = generate_certificate(CLIENT_URI, ["localhost"], "Old Client", client=True,
-                                     not_before=datetime.now(UTC) - timedelta(days=400), days=365)
+    cert, key = generate_certificate(
+        CLIENT_URI,
+        ["localhost"],
+        "Old Client",
+        client=True,
+        not_before=datetime.now(UTC) - timedelta(days=400),
+        days=365,
+    )
     paths = tmp_path / "old.der", tmp_path / "old.pem"
     paths[0].write_bytes(cert.public_bytes(serialization.Encoding.DER))
     paths[1].write_bytes(key)
@@ -162,8 +191,12 @@ async def test_each_refusal_is_one_warning_not_an_asyncua_error(stack, client_ce
     client.set_user("nobody-7f3a")
     client.set_password(WRONG_PASSWORD)
     client.application_uri = CLIENT_URI
-    await client.set_security(sp.SecurityPolicyBasic256Sha256, str(client_cert[0]), str(client_cert[1]),
-                              mode=ua.MessageSecurityMode.SignAndEncrypt)
+    await client.set_security(
+        sp.SecurityPolicyBasic256Sha256,
+        str(client_cert[0]),
+        str(client_cert[1]),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
     with pytest.raises(ua.UaStatusCodeError):
         await client.connect()
     await wait_until(lambda: "'nobody-7f3a'" in stack.log_text(), timeout=5)

@@ -91,30 +91,48 @@ async def test_diagnostics_counters_move_as_sessions_come_and_go(stack) -> None:
         subscriber = await _client(stack, "reader")
         sub = await subscriber.create_subscription(200, None)
         await sub.subscribe_data_change(subscriber.get_node(ua.NodeId(O.Server_ServerStatus_CurrentTime)))
-        now = await wait_until(lambda: _moved(watcher, before, CumulatedSessionCount=1, CurrentSessionCount=1,
-                                              CumulatedSubscriptionCount=1, CurrentSubscriptionCount=1),
-                               timeout=10, what="session and subscription counted")
+        now = await wait_until(
+            lambda: _moved(
+                watcher,
+                before,
+                CumulatedSessionCount=1,
+                CurrentSessionCount=1,
+                CumulatedSubscriptionCount=1,
+                CurrentSubscriptionCount=1,
+            ),
+            timeout=10,
+            what="session and subscription counted",
+        )
         # this session shows up in SessionDiagnosticsArray with its subscription, its item and its requests
         mine = await wait_until(lambda: _session_entry(watcher), timeout=10, what="SessionDiagnosticsArray entry")
         assert mine.TotalRequestCount.TotalCount >= 3 and mine.ActualSessionTimeout > 0
         await subscriber.disconnect()
-        now = await wait_until(lambda: _moved(watcher, now, CurrentSessionCount=-1, CurrentSubscriptionCount=-1),
-                               timeout=10, what="closed session gone")
+        now = await wait_until(
+            lambda: _moved(watcher, now, CurrentSessionCount=-1, CurrentSubscriptionCount=-1),
+            timeout=10,
+            what="closed session gone",
+        )
 
         # a wrong password: a rejected session, for security reasons
         bad = Client(stack.url_for("reader").replace(stack.users["reader"], WRONG_PASSWORD), timeout=10)
         with pytest.raises(ua.UaError):
             await bad.connect()
         await bad.disconnect()
-        now = await wait_until(lambda: _moved(watcher, now, RejectedSessionCount=1, SecurityRejectedSessionCount=1),
-                               timeout=10, what="rejected session counted")
+        now = await wait_until(
+            lambda: _moved(watcher, now, RejectedSessionCount=1, SecurityRejectedSessionCount=1),
+            timeout=10,
+            what="rejected session counted",
+        )
 
         # a reader asking for AddNodes: a rejected request, for security reasons
         reader = await _client(stack, "reader")
         with pytest.raises(ua.UaError):
             await reader.nodes.objects.add_folder(ua.NodeId("x", 1), "x")
-        now = await wait_until(lambda: _moved(watcher, now, RejectedRequestsCount=1, SecurityRejectedRequestsCount=1),
-                               timeout=10, what="rejected request counted")
+        now = await wait_until(
+            lambda: _moved(watcher, now, RejectedRequestsCount=1, SecurityRejectedRequestsCount=1),
+            timeout=10,
+            what="rejected request counted",
+        )
 
         # the connection drops without CloseSession: an aborted session
         reader.disconnect_socket()
@@ -133,8 +151,13 @@ async def test_diagnostics_counters_move_as_sessions_come_and_go(stack) -> None:
 
 async def _session_entry(client: Client) -> ua.SessionDiagnosticsDataType | None:
     array = await _value(client, O.Server_ServerDiagnostics_SessionsDiagnosticsSummary_SessionDiagnosticsArray)
-    mine = [s for s in array if s.CurrentSubscriptionsCount == 1 and s.CreateSubscriptionCount.TotalCount == 1
-            and s.CurrentMonitoredItemsCount == 1]
+    mine = [
+        s
+        for s in array
+        if s.CurrentSubscriptionsCount == 1
+        and s.CreateSubscriptionCount.TotalCount == 1
+        and s.CurrentMonitoredItemsCount == 1
+    ]
     return mine[0] if mine else None
 
 
@@ -146,8 +169,9 @@ async def _counting(client: Client) -> dict[str, int] | None:
 async def _moved(client: Client, before: dict[str, int], **deltas: int) -> dict[str, int] | None:
     now = await _summary(client)
     for name, delta in deltas.items():
-        assert now[name] - before[name] >= delta if delta > 0 else now[name] - before[name] <= delta, \
+        assert now[name] - before[name] >= delta if delta > 0 else now[name] - before[name] <= delta, (
             f"{name}: {before[name]} -> {now[name]}, want {delta:+d}"
+        )
     return now
 
 

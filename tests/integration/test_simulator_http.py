@@ -30,20 +30,27 @@ PW = "sim-Pw-77"
 
 @pytest.fixture(params=["dp", "restservice"])
 async def sim(request):
-    s = Simulator(SimulatorOptions(dialect=request.param, port=0, auth="basic", password=PW, tags=2000,
-                                   change_rate=1.0, tick_s=0.1))
+    s = Simulator(
+        SimulatorOptions(
+            dialect=request.param, port=0, auth="basic", password=PW, tags=2000, change_rate=1.0, tick_s=0.1
+        )
+    )
     await s.start()
     yield s
     await s.stop()
 
 
 def client_for(sim: Simulator, extra: dict[str, Any] | None = None, **auth):
-    cfg = WinCCConfig.model_validate({
-        "url": sim.url, "dialect": sim.options.dialect, "timeouts": {"connect_s": 1, "read_s": 2, "write_s": 2},
-        "retry": {"attempts": 1},
-        "auth": auth or {"mode": "basic", "username": "opcua", "password_env": "SIM_TEST_PW"},
-        **(extra or {}),
-    })
+    cfg = WinCCConfig.model_validate(
+        {
+            "url": sim.url,
+            "dialect": sim.options.dialect,
+            "timeouts": {"connect_s": 1, "read_s": 2, "write_s": 2},
+            "retry": {"attempts": 1},
+            "auth": auth or {"mode": "basic", "username": "opcua", "password_env": "SIM_TEST_PW"},
+            **(extra or {}),
+        }
+    )
     return open_client(cfg, batch_size=500)
 
 
@@ -244,8 +251,11 @@ async def test_restart_refuses_connections_then_serves_the_changed_tag_list(sim:
     added = added_dp if sim.options.dialect == "dp" else "Extra_AfterRestart"
     async with client_for(sim) as client:
         assert isinstance((await client.read([level]))[level], TagValue)
-        r = await control(sim, "/_sim/restart", {"add": [{"name": added_dp, "type": "int32", "value": 7}],
-                                                  "remove": [level], "down_s": 0.5})
+        r = await control(
+            sim,
+            "/_sim/restart",
+            {"add": [{"name": added_dp, "type": "int32", "value": 7}], "remove": [level], "down_s": 0.5},
+        )
         assert r.status_code == 200 and r.json()["restarting"] is True
         with pytest.raises(httpx.ConnectError):  # the listener is closed: refused, not an HTTP answer
             await control(sim, "/_sim/health", method="GET")
@@ -293,8 +303,11 @@ async def test_login_goes_through_the_fault_gate() -> None:
     token = {"mode": "token", "username": "opcua", "password_env": "SIM_TEST_PW"}
     fast = {"timeouts": {"connect_s": 1, "read_s": 0.2, "write_s": 1}}
     try:
-        for spec, error in (({"mode": "error500"}, WinCCUnreachable), ({"mode": "unauthorized"}, WinCCUnauthorized),
-                            ({"mode": "slow", "latency_ms": 600}, WinCCTimeout)):
+        for spec, error in (
+            ({"mode": "error500"}, WinCCUnreachable),
+            ({"mode": "unauthorized"}, WinCCUnauthorized),
+            ({"mode": "slow", "latency_ms": 600}, WinCCTimeout),
+        ):
             sim.faults.clear()
             sim.faults.set(spec)
             before = sim.stats.requests[login]
@@ -317,23 +330,31 @@ async def test_partial_fails_the_listed_items_of_batch_writes(sim: Simulator) ->
         assert (await control(sim, "/_sim/faults", {"mode": "partial", "tags": [sp]})).status_code == 200
         results = await client.write({sp: 4.0, other: 5})
         assert not results[sp].ok and "99" in results[sp].reason and results[other].ok
-        raw = await data(sim, "PUT", "/tagManagement/Values", json=[{"variableName": sp, "value": 4.0},
-                                                                    {"variableName": other, "value": 6}])
+        raw = await data(
+            sim,
+            "PUT",
+            "/tagManagement/Values",
+            json=[{"variableName": sp, "value": 4.0}, {"variableName": other, "value": 6}],
+        )
         assert [i["errorCode"] for i in raw.json()] == [99, 0]
         assert sim.plant.tags["System1.Tank1.LevelSetpoint"].value == 8.0  # never applied
         assert sim.plant.tags["System1.Counters.Batch"].value == 6
 
 
 WRITE_CASES = {
-    "dp": [({"status": 400, "error": "type mismatch: simulated"}, WriteError.type_mismatch),
-           ({"status": 400, "error": "out of range: simulated"}, WriteError.out_of_range),
-           ({"status": 403, "error": "no right"}, WriteError.forbidden),
-           ({"status": 404, "error": "gone"}, WriteError.not_found),
-           ({"status": 500, "error": "boom"}, WriteError.unreachable)],
-    "restservice": [({"errorCode": 3, "errorDescription": "out of range: simulated"}, WriteError.out_of_range),
-                    ({"errorCode": 2, "errorDescription": "type mismatch"}, WriteError.type_mismatch),
-                    ({"errorCode": 7, "errorDescription": "no right"}, WriteError.forbidden),
-                    ({"status": 500}, WriteError.unreachable)],
+    "dp": [
+        ({"status": 400, "error": "type mismatch: simulated"}, WriteError.type_mismatch),
+        ({"status": 400, "error": "out of range: simulated"}, WriteError.out_of_range),
+        ({"status": 403, "error": "no right"}, WriteError.forbidden),
+        ({"status": 404, "error": "gone"}, WriteError.not_found),
+        ({"status": 500, "error": "boom"}, WriteError.unreachable),
+    ],
+    "restservice": [
+        ({"errorCode": 3, "errorDescription": "out of range: simulated"}, WriteError.out_of_range),
+        ({"errorCode": 2, "errorDescription": "type mismatch"}, WriteError.type_mismatch),
+        ({"errorCode": 7, "errorDescription": "no right"}, WriteError.forbidden),
+        ({"status": 500}, WriteError.unreachable),
+    ],
 }
 
 
@@ -408,8 +429,17 @@ BAD_REQUESTS = {
         ("PUT", "/tagManagement/Value/Tank1_LevelSetpoint", {"content": b""}),
         ("PUT", "/tagManagement/Value/Tank1_LevelSetpoint", {"content": b"4.0"}),
         ("POST", "/tagLogging/Values", {"json": {"archives": "ProcessArchive"}}),
-        ("POST", "/tagLogging/Values", {"json": {"archives": [{"name": "ProcessArchive", "variables": [
-            {"name": "Tank1_Level_Arch", "timeFrom": "last week"}]}]}}),
+        (
+            "POST",
+            "/tagLogging/Values",
+            {
+                "json": {
+                    "archives": [
+                        {"name": "ProcessArchive", "variables": [{"name": "Tank1_Level_Arch", "timeFrom": "last week"}]}
+                    ]
+                }
+            },
+        ),
         ("GET", "/tagManagement/Variables?continuationPoint=xyz", {}),
         ("GET", "/alarmLogging/MessageList?maxValues=all", {}),
     ],

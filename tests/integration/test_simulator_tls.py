@@ -50,13 +50,28 @@ def _make_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -75,11 +90,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -89,15 +107,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     out.ca.write_bytes(_pem(ca))
     out.other_ca.write_bytes(_pem(other))
     out.cert.write_bytes(_pem(cert))
-    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    out.key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return out
 
 
 @pytest.fixture
 async def sim(pki: Pki) -> AsyncIterator[Simulator]:
-    s = Simulator(SimulatorOptions(dialect="restservice", port=0, auth="basic", password=PW, tls_cert=pki.cert,
-                                   tls_key=pki.key))
+    s = Simulator(
+        SimulatorOptions(dialect="restservice", port=0, auth="basic", password=PW, tls_cert=pki.cert, tls_key=pki.key)
+    )
     await s.start()
     yield s
     await s.stop()
@@ -109,11 +129,16 @@ def _pw(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def client_for(sim: Simulator, tls: dict[str, Any]) -> Any:
-    cfg = WinCCConfig.model_validate({
-        "url": sim.url, "dialect": "restservice", "tls": tls, "retry": {"attempts": 1},
-        "timeouts": {"connect_s": 2, "read_s": 2, "write_s": 2},
-        "auth": {"mode": "basic", "username": "opcua", "password_env": "SIM_TLS_PW"},
-    })
+    cfg = WinCCConfig.model_validate(
+        {
+            "url": sim.url,
+            "dialect": "restservice",
+            "tls": tls,
+            "retry": {"attempts": 1},
+            "timeouts": {"connect_s": 2, "read_s": 2, "write_s": 2},
+            "auth": {"mode": "basic", "username": "opcua", "password_env": "SIM_TLS_PW"},
+        }
+    )
     return open_client(cfg)
 
 
@@ -155,8 +180,12 @@ def test_the_command_line_serves_https(pki: Pki, tmp_path: Path) -> None:
     half = subprocess.run([*base, "--tls-cert", str(pki.cert)], capture_output=True, text=True, timeout=30)
     assert half.returncode != 0 and "--tls-cert and --tls-key go together" in half.stderr
     log = tmp_path / "sim.log"
-    proc = subprocess.Popen([*base, "--tls-cert", str(pki.cert), "--tls-key", str(pki.key)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [*base, "--tls-cert", str(pki.cert), "--tls-key", str(pki.key)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
 
     trust = ssl.create_default_context(cafile=str(pki.ca))
 

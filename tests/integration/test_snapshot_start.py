@@ -24,8 +24,14 @@ ENV = {**os.environ, "WINCC_PASSWORD": WINCC_PASSWORD}
 
 
 def _export(config: Path, out: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge", "export-nodeset", "--config", str(config), "--out", str(out)],
-                          capture_output=True, text=True, env=ENV, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "export-nodeset", "--config", str(config), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def _file_node_ids(root: ET.Element) -> set[tuple[str, str]]:
@@ -72,7 +78,8 @@ def _check_nodeset(path: Path, tag_count: int) -> ET.Element:
     running = nodes["ns=1;s=System1.Pump1.Running"]
     assert aliases[running.get("DataType")] == f"i={ua.ObjectIds.Boolean}"
     assert [r for r in refs(running) if r[0] == "HasTypeDefinition"] == [
-        ("HasTypeDefinition", "true", f"i={ua.ObjectIds.BaseDataVariableType}")]
+        ("HasTypeDefinition", "true", f"i={ua.ObjectIds.BaseDataVariableType}")
+    ]
     assert not [r for r in refs(running) if r[0] == "HasProperty"]
     assert nodes["ns=2;s=System1/Pump1"].get("ParentNodeId") == "ns=2;s=System1"
     assert nodes["ns=2;s=System1"].get("ParentNodeId") == "ns=3;s=WinCC"
@@ -128,8 +135,13 @@ async def test_start_from_snapshot_while_wincc_is_down_then_recover(bridge_stack
     config_path = tmp_path / "from-export.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     log = tmp_path / "bridge2.log"
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config_path)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=ENV, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "--config", str(config_path)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        cwd=tmp_path,
+    )
     stack.bridge, stack.log_path = proc, log
     wait_until_sync(stack.ready, timeout=60, what="bridge ready from the snapshot")
     assert f"from the snapshot {exported}" in log.read_text()

@@ -27,8 +27,9 @@ VERB = ua.ModelChangeStructureVerbMask
 
 
 def _start(bridge_stack):
-    return bridge_stack("dp", config={"sync": {"idle_interval_ms": IDLE_MS, "read_recent_s": 0},
-                                      "wincc": {"rebrowse_s": 1}})
+    return bridge_stack(
+        "dp", config={"sync": {"idle_interval_ms": IDLE_MS, "read_recent_s": 0}, "wincc": {"rebrowse_s": 1}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +70,16 @@ class _Events:
 
 
 def _request(node_id: ua.NodeId, handle: int, sampling_ms: float, flt: Any = None) -> ua.MonitoredItemCreateRequest:
-    params = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=sampling_ms, QueueSize=10,
-                                     DiscardOldest=True)
+    params = ua.MonitoringParameters(
+        ClientHandle=handle, SamplingInterval=sampling_ms, QueueSize=10, DiscardOldest=True
+    )
     if flt is not None:
         params.Filter = flt
     return ua.MonitoredItemCreateRequest(
         ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
-        MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=params)
+        MonitoringMode=ua.MonitoringMode.Reporting,
+        RequestedParameters=params,
+    )
 
 
 def _deadband(kind: ua.DeadbandType, value: float) -> ua.DataChangeFilter:
@@ -87,20 +91,30 @@ async def test_revised_sampling_interval_is_the_poll_group_that_really_polls(sta
     try:
         ns = await client.get_namespace_index(NS_URI)
         sub = await client.create_subscription(500, _Values())
-        fast, between, publishing, slowest = (ua.NodeId(f"System1.Counters.{n}", ns) for n in
-                                              ("Int8Value", "UInt8Value", "UInt16Value", "UInt32Value"))
+        fast, between, publishing, slowest = (
+            ua.NodeId(f"System1.Counters.{n}", ns) for n in ("Int8Value", "UInt8Value", "UInt16Value", "UInt32Value")
+        )
         # 0: as fast as offered; 300: between the groups 200 and 1000; -1: the subscription's publishing interval
         # (500 ms), rounded up to a group; 60 s: beyond the slowest group. asyncua alone answers 500 for each.
         params = ua.CreateMonitoredItemsParameters(
-            SubscriptionId=sub.subscription_id, TimestampsToReturn=ua.TimestampsToReturn.Both,
-            ItemsToCreate=[_request(fast, 9001, 0), _request(between, 9002, 300), _request(publishing, 9003, -1),
-                           _request(slowest, 9004, 60_000)])
+            SubscriptionId=sub.subscription_id,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            ItemsToCreate=[
+                _request(fast, 9001, 0),
+                _request(between, 9002, 300),
+                _request(publishing, 9003, -1),
+                _request(slowest, 9004, 60_000),
+            ],
+        )
         results = await client.uaclient.create_monitored_items(params)
         assert [r.StatusCode.is_good() for r in results] == [True] * 4
         assert [r.RevisedSamplingInterval for r in results] == [200.0, 1000.0, 1000.0, 5000.0]
         # counting polls at 5 s would take too long: that tag goes back to idle
-        (deleted,) = await client.uaclient.delete_monitored_items(ua.DeleteMonitoredItemsParameters(
-            SubscriptionId=sub.subscription_id, MonitoredItemIds=[results[3].MonitoredItemId]))
+        (deleted,) = await client.uaclient.delete_monitored_items(
+            ua.DeleteMonitoredItemsParameters(
+                SubscriptionId=sub.subscription_id, MonitoredItemIds=[results[3].MonitoredItemId]
+            )
+        )
         assert deleted.is_good()
 
         # The simulator records the size of every ReadMultiple. With batch_size 500 each poll group is one read
@@ -111,8 +125,12 @@ async def test_revised_sampling_interval_is_the_poll_group_that_really_polls(sta
         assert idle_size > 2
         stack.sim_control("/_sim/stats/reset", {})
         started = time.monotonic()
-        await wait_until(lambda: stack.sim_stats()["read_batches"].count(2) >= 4, timeout=20, interval=0.2,
-                         what="four reads of the 1000 ms group")
+        await wait_until(
+            lambda: stack.sim_stats()["read_batches"].count(2) >= 4,
+            timeout=20,
+            interval=0.2,
+            what="four reads of the 1000 ms group",
+        )
         elapsed = time.monotonic() - started
         stats = stack.sim_stats()
         sizes = Counter(stats["read_batches"])
@@ -143,8 +161,9 @@ async def test_percent_deadband_reports_only_changes_beyond_the_band(stack) -> N
         sub = await client.create_subscription(50, got)
         # the same tag twice in one subscription: without a filter, and with a 10 % deadband of EURange 0..10
         # (1.0 m, compared with the last value *reported*, so small steps that add up past 1.0 are reported)
-        plain, banded = await sub.create_monitored_items([
-            _request(node, 9101, 0), _request(node, 9102, 0, _deadband(ua.DeadbandType.Percent, 10.0))])
+        plain, banded = await sub.create_monitored_items(
+            [_request(node, 9101, 0), _request(node, 9102, 0, _deadband(ua.DeadbandType.Percent, 10.0))]
+        )
         assert isinstance(plain, int) and isinstance(banded, int), [getattr(r, "name", r) for r in (plain, banded)]
         await wait_until(lambda: got.values(9101) and got.values(9102), timeout=10, what="initial values")
         start = got.values(9102)[0]
@@ -152,8 +171,11 @@ async def test_percent_deadband_reports_only_changes_beyond_the_band(stack) -> N
 
         async def set_and_see(value: float, handle: int) -> None:
             stack.sim_control("/_sim/tags", {"set": {SETPOINT: value}})
-            await wait_until(lambda: any(v == pytest.approx(value) for v in got.values(handle)), timeout=10,
-                             what=f"{value} on item {handle}")
+            await wait_until(
+                lambda: any(v == pytest.approx(value) for v in got.values(handle)),
+                timeout=10,
+                what=f"{value} on item {handle}",
+            )
 
         await set_and_see(base, 9102)
         # three small steps, 0.9 in all: inside the band of the last reported value
@@ -175,7 +197,8 @@ async def test_deadbands_the_node_cannot_take_are_refused_per_item(stack) -> Non
         ns = await client.get_namespace_index(NS_URI)
         sub = await client.create_subscription(100, _Values())
         params = ua.CreateMonitoredItemsParameters(
-            SubscriptionId=sub.subscription_id, TimestampsToReturn=ua.TimestampsToReturn.Both,
+            SubscriptionId=sub.subscription_id,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
             ItemsToCreate=[
                 # int32 without unit or limits: no EURange, so a percentage has nothing to be a percentage of
                 _request(ua.NodeId("System1.Counters.Batch", ns), 9201, 0, _deadband(ua.DeadbandType.Percent, 5)),
@@ -183,7 +206,8 @@ async def test_deadbands_the_node_cannot_take_are_refused_per_item(stack) -> Non
                 _request(ua.NodeId("System1.Status.Text", ns), 9202, 0, _deadband(ua.DeadbandType.Absolute, 1)),
                 # and the same request is fine where it fits
                 _request(ua.NodeId(SETPOINT, ns), 9203, 0, _deadband(ua.DeadbandType.Percent, 5)),
-            ])
+            ],
+        )
         results = await client.uaclient.create_monitored_items(params)
         assert [r.StatusCode.name for r in results] == ["BadDeadbandFilterInvalid", "BadFilterNotAllowed", "Good"]
         await sub.delete()
@@ -212,24 +236,31 @@ async def test_rebrowse_emits_model_change_events_and_the_address_space_follows(
         data_sub = await client.create_subscription(50, values)
 
         stack.sim_control("/_sim/tags", {"add": [{"name": "System1.Counters.Added", "type": "int32", "value": 5}]})
-        await wait_until(lambda: (added, ua.NodeId(ua.ObjectIds.BaseDataVariableType), VERB.NodeAdded.value)
-                         in _changes(events.events), timeout=15, what="NodeAdded for the new tag")
+        await wait_until(
+            lambda: (
+                (added, ua.NodeId(ua.ObjectIds.BaseDataVariableType), VERB.NodeAdded.value) in _changes(events.events)
+            ),
+            timeout=15,
+            what="NodeAdded for the new tag",
+        )
         assert all(e.SourceNode == ua.NodeId(ua.ObjectIds.Server) for e in events.events)
         assert added in [c.nodeid for c in await counters.get_children()]
         assert (await client.get_node(added).read_display_name()).Text == "Added"
         # the sync engine polls it as soon as a client monitors it
         (item,) = await data_sub.create_monitored_items([_request(added, 9301, 0)])
         assert isinstance(item, int), item
-        await wait_until(lambda: any(dv.StatusCode.is_good() and dv.Value.Value == 5
-                                     for dv in values.by_handle.get(9301, [])), timeout=10, what="its value")
+        await wait_until(
+            lambda: any(dv.StatusCode.is_good() and dv.Value.Value == 5 for dv in values.by_handle.get(9301, [])),
+            timeout=10,
+            what="its value",
+        )
 
         seen = len(events.events)
         stack.sim_control("/_sim/tags", {"remove": ["System1.Counters.Added", "System1.Counters.UInt16Value"]})
 
         def deleted() -> bool:
             later = _changes(events.events[seen:])
-            return {(n, v) for n, _, v in later} >= {(added, VERB.NodeDeleted.value),
-                                                     (dropped, VERB.NodeDeleted.value)}
+            return {(n, v) for n, _, v in later} >= {(added, VERB.NodeDeleted.value), (dropped, VERB.NodeDeleted.value)}
 
         await wait_until(deleted, timeout=15, what="NodeDeleted for both removed tags")
         children = [c.nodeid for c in await counters.get_children()]
@@ -239,9 +270,13 @@ async def test_rebrowse_emits_model_change_events_and_the_address_space_follows(
             dv = await client.get_node(node_id).read_data_value(raise_on_bad_status=False)
             assert dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown, node_id
         # the removed tag's monitored item was told too
-        await wait_until(lambda: any(dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown
-                                     for dv in values.by_handle.get(9301, [])), timeout=5,
-                         what="BadNodeIdUnknown on the removed tag's monitored item")
+        await wait_until(
+            lambda: any(
+                dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown for dv in values.by_handle.get(9301, [])
+            ),
+            timeout=5,
+            what="BadNodeIdUnknown on the removed tag's monitored item",
+        )
         await data_sub.delete()
         await sub.delete()
     finally:

@@ -25,19 +25,24 @@ SETPOINT = "HMI_RT_1::System1.Tank1.LevelSetpoint"
 @pytest.fixture
 async def sim(monkeypatch):
     monkeypatch.setenv("UNI_TEST_PW", PW)
-    s = Simulator(SimulatorOptions(dialect="unified", port=0, auth="token", password=PW, tags=300,
-                                   change_rate=2.0, tick_s=0.1))
+    s = Simulator(
+        SimulatorOptions(dialect="unified", port=0, auth="token", password=PW, tags=300, change_rate=2.0, tick_s=0.1)
+    )
     await s.start()
     yield s
     await s.stop()
 
 
 def client_for(sim: Simulator, password_env: str = "UNI_TEST_PW") -> UnifiedClient:
-    cfg = WinCCConfig.model_validate({
-        "url": sim.url, "dialect": "unified", "timeouts": {"connect_s": 1, "read_s": 2, "write_s": 2},
-        "retry": {"attempts": 1, "backoff_s": 0.05, "max_backoff_s": 0.2},
-        "auth": {"mode": "token", "username": "opcua", "password_env": password_env},
-    })
+    cfg = WinCCConfig.model_validate(
+        {
+            "url": sim.url,
+            "dialect": "unified",
+            "timeouts": {"connect_s": 1, "read_s": 2, "write_s": 2},
+            "retry": {"attempts": 1, "backoff_s": 0.05, "max_backoff_s": 0.2},
+            "auth": {"mode": "token", "username": "opcua", "password_env": password_env},
+        }
+    )
     client = open_client(cfg, batch_size=100)
     assert isinstance(client, UnifiedClient)
     return client
@@ -78,8 +83,15 @@ async def test_read_batches_values_quality_and_item_errors(sim):
 async def test_write_maps_every_unified_code_per_tag(sim):
     sim.faults.set({"mode": "write_errors", "tags": {"HMI_RT_1::System1.Pump1.SpeedSetpoint": {"errorCode": 205}}})
     async with client_for(sim) as c:
-        out = await c.write({SETPOINT: 6.5, LEVEL: 1.0, "HMI_RT_1::Nope": 1, "HMI_RT_1::System1.Pump1.SpeedSetpoint": 5,
-                             "HMI_RT_1::System1.Tank1.InletValve": "text"})
+        out = await c.write(
+            {
+                SETPOINT: 6.5,
+                LEVEL: 1.0,
+                "HMI_RT_1::Nope": 1,
+                "HMI_RT_1::System1.Pump1.SpeedSetpoint": 5,
+                "HMI_RT_1::System1.Tank1.InletValve": "text",
+            }
+        )
     assert out[SETPOINT].ok and sim.plant.tags["System1.Tank1.LevelSetpoint"].value == 6.5
     assert out[LEVEL].error is WriteError.not_writable
     assert out["HMI_RT_1::Nope"].error is WriteError.not_found
@@ -167,8 +179,11 @@ async def test_push_delivers_current_values_then_changes_and_survives_a_dropped_
             first = {v.name for v in got.values}
             assert first == set(names)  # ADDED: the current value of each
             sim.plant.set("System1.Tank1.LevelSetpoint", 7.75)
-            await wait_until(lambda: any(getattr(v, "value", None) == 7.75 for v in got.values), timeout=5,
-                             what="a changed demo tag pushed")
+            await wait_until(
+                lambda: any(getattr(v, "value", None) == 7.75 for v in got.values),
+                timeout=5,
+                what="a changed demo tag pushed",
+            )
             before = len(got.values)
             await wait_until(lambda: len(got.values) > before + 50, timeout=10, what="generated changes pushed")
             polls = sim.stats.requests["POST /graphql tagValues"]
@@ -195,11 +210,24 @@ def test_names_qualities_and_alarm_states_decode_as_the_contract_says():
     assert quality_byte({"quality": "BAD", "subStatus": "NOT_CONNECTED"}) == 0x08
     assert quality_byte({"quality": "BAD", "subStatus": "OUT_OF_SERVICE"}) == 0x1C
     assert quality_byte({"quality": "UNCERTAIN", "subStatus": "LAST_USABLE_VALUE"}) == 0x44
-    assert quality_byte({"quality": "UNCERTAIN", "subStatus": "SENSOR_CONVERSION", "limit": "HIGH_LIMIT_VIOLATION"}) == 0x52
-    base = {"name": "HMI_RT_1::A.B:Alarm_1", "instanceID": 3, "priority": 5, "raiseTime": "2026-12-01T10:00:00Z",
-            "clearTime": "1970-01-01T00:00:00.000Z", "eventText": ["Level high"]}
-    for state, expected in [(1, (AlarmState.came, False)), ("RAISED_CLEARED", (AlarmState.went, False)),
-                            ("5", (AlarmState.came, True)), (7, (AlarmState.went, True))]:
+    assert (
+        quality_byte({"quality": "UNCERTAIN", "subStatus": "SENSOR_CONVERSION", "limit": "HIGH_LIMIT_VIOLATION"})
+        == 0x52
+    )
+    base = {
+        "name": "HMI_RT_1::A.B:Alarm_1",
+        "instanceID": 3,
+        "priority": 5,
+        "raiseTime": "2026-12-01T10:00:00Z",
+        "clearTime": "1970-01-01T00:00:00.000Z",
+        "eventText": ["Level high"],
+    }
+    for state, expected in [
+        (1, (AlarmState.came, False)),
+        ("RAISED_CLEARED", (AlarmState.went, False)),
+        ("5", (AlarmState.came, True)),
+        (7, (AlarmState.went, True)),
+    ]:
         alarm = alarm_from_unified({**base, "state": state})
         assert alarm is not None and (alarm.state, alarm.acknowledged) == expected
         assert alarm.id == "HMI_RT_1::A.B:Alarm_1#3" and alarm.tag == "HMI_RT_1::A.B" and alarm.text == "Level high"
@@ -225,17 +253,26 @@ async def test_pushed_and_polled_share_one_item_parser(sim):
 
 async def test_browse_roots_and_include_exclude_select_unified_names(sim, monkeypatch):
     monkeypatch.setenv("UNI_TEST_PW", PW)
-    cfg = WinCCConfig.model_validate({
-        "url": sim.url, "dialect": "unified", "auth": {"mode": "token", "username": "opcua", "password_env": "UNI_TEST_PW"},
-        "browse_roots": ["HMI_RT_1::System1.Tank1", "HMI_RT_1::System1.Pump1"], "exclude": ["*Setpoint"],
-    })
+    cfg = WinCCConfig.model_validate(
+        {
+            "url": sim.url,
+            "dialect": "unified",
+            "auth": {"mode": "token", "username": "opcua", "password_env": "UNI_TEST_PW"},
+            "browse_roots": ["HMI_RT_1::System1.Tank1", "HMI_RT_1::System1.Pump1"],
+            "exclude": ["*Setpoint"],
+        }
+    )
     async with open_client(cfg) as c:
         items = [i async for i in c.browse()]
     names = sorted(i.name for i in items if isinstance(i, TagInfo))
     assert names and all(n.startswith(("HMI_RT_1::System1.Tank1.", "HMI_RT_1::System1.Pump1.")) for n in names)
     assert LEVEL in names and SETPOINT not in names
     assert {i.path for i in items if isinstance(i, Folder)} == {
-        ("HMI_RT_1",), ("HMI_RT_1", "System1"), ("HMI_RT_1", "System1", "Tank1"), ("HMI_RT_1", "System1", "Pump1")}
+        ("HMI_RT_1",),
+        ("HMI_RT_1", "System1"),
+        ("HMI_RT_1", "System1", "Tank1"),
+        ("HMI_RT_1", "System1", "Pump1"),
+    }
 
 
 async def test_session_is_extended_before_it_expires(monkeypatch):
@@ -245,8 +282,9 @@ async def test_session_is_extended_before_it_expires(monkeypatch):
     try:
         async with client_for(short) as c:
             await c.read([LEVEL])
-            await wait_until(lambda: short.stats.requests["POST /graphql extendSession"] >= 2, timeout=10,
-                             what="two extensions")
+            await wait_until(
+                lambda: short.stats.requests["POST /graphql extendSession"] >= 2, timeout=10, what="two extensions"
+            )
             assert isinstance((await c.read([LEVEL]))[LEVEL], TagValue)
         assert short.stats.requests["POST /graphql login"] == 1  # never expired, never logged in again
     finally:

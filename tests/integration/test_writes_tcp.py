@@ -29,26 +29,52 @@ TAG_NS = "urn:wincc-opcua-bridge:tags"
 CURRENT_READ, CURRENT_WRITE = ua.AccessLevel.CurrentRead.mask, ua.AccessLevel.CurrentWrite.mask
 
 # writable tags the first browse sees, so every WinCC-side refusal has a tag of its own
-EXTRA = [{"name": f"System1.Extra.W{i}", "type": "double", "value": 0.0, "min": -1000, "max": 1000,
-          "writable": True} for i in range(1, 9)]
+EXTRA = [
+    {"name": f"System1.Extra.W{i}", "type": "double", "value": 0.0, "min": -1000, "max": 1000, "writable": True}
+    for i in range(1, 9)
+]
 # the operator may not write Counters.Batch (nor Status.LastBatchStart); admin and unlisted users write all.
 # Tank1.Level is listed so that restservice (no writable flag) sends it and WinCC refuses it as read-only.
 WRITE_RULES = {"operator": ["*Setpoint*", "*Valve*", "*Extra*", "*Status*Text", "*Tank1?Level"]}
 
 # WinCC-side refusal per tag: (dp fault, dp code, restservice fault, restservice code)
 REFUSALS = {
-    "System1.Extra.W3": ({"status": 400, "error": "type mismatch: simulated"}, S.BadTypeMismatch,
-                         {"errorCode": 1, "errorDescription": "unknown variable (simulated)"}, S.BadNodeIdUnknown),
-    "System1.Extra.W4": ({"status": 400, "error": "out of range: simulated"}, S.BadOutOfRange,
-                         {"errorCode": 2, "errorDescription": "type mismatch (simulated)"}, S.BadTypeMismatch),
-    "System1.Extra.W5": ({"status": 400, "error": "bad request: simulated"}, S.BadInvalidArgument,
-                         {"errorCode": 3, "errorDescription": "out of range (simulated)"}, S.BadOutOfRange),
-    "System1.Extra.W6": ({"status": 403, "error": "no right (simulated)"}, S.BadUserAccessDenied,
-                         {"errorCode": 4, "errorDescription": "not writable (simulated)"}, S.BadNotWritable),
-    "System1.Extra.W7": ({"status": 404, "error": "not found (simulated)"}, S.BadNodeIdUnknown,
-                         {"errorCode": 7, "errorDescription": "no access right (simulated)"}, S.BadUserAccessDenied),
-    "System1.Extra.W8": ({"status": 500, "error": "internal (simulated)"}, S.BadCommunicationError,
-                         {"errorCode": 99, "errorDescription": "something else (simulated)"}, S.Bad),
+    "System1.Extra.W3": (
+        {"status": 400, "error": "type mismatch: simulated"},
+        S.BadTypeMismatch,
+        {"errorCode": 1, "errorDescription": "unknown variable (simulated)"},
+        S.BadNodeIdUnknown,
+    ),
+    "System1.Extra.W4": (
+        {"status": 400, "error": "out of range: simulated"},
+        S.BadOutOfRange,
+        {"errorCode": 2, "errorDescription": "type mismatch (simulated)"},
+        S.BadTypeMismatch,
+    ),
+    "System1.Extra.W5": (
+        {"status": 400, "error": "bad request: simulated"},
+        S.BadInvalidArgument,
+        {"errorCode": 3, "errorDescription": "out of range (simulated)"},
+        S.BadOutOfRange,
+    ),
+    "System1.Extra.W6": (
+        {"status": 403, "error": "no right (simulated)"},
+        S.BadUserAccessDenied,
+        {"errorCode": 4, "errorDescription": "not writable (simulated)"},
+        S.BadNotWritable,
+    ),
+    "System1.Extra.W7": (
+        {"status": 404, "error": "not found (simulated)"},
+        S.BadNodeIdUnknown,
+        {"errorCode": 7, "errorDescription": "no access right (simulated)"},
+        S.BadUserAccessDenied,
+    ),
+    "System1.Extra.W8": (
+        {"status": 500, "error": "internal (simulated)"},
+        S.BadCommunicationError,
+        {"errorCode": 99, "errorDescription": "something else (simulated)"},
+        S.Bad,
+    ),
 }
 
 
@@ -82,8 +108,9 @@ async def current_values(client: Client, node_ids: list[ua.NodeId]) -> list[Any]
     """The tags' values once the bridge has polled them all (Good)."""
 
     async def all_good() -> list[Any] | None:
-        dvs = await client.uaclient.read(ua.ReadParameters(
-            NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=A.Value) for n in node_ids]))
+        dvs = await client.uaclient.read(
+            ua.ReadParameters(NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=A.Value) for n in node_ids])
+        )
         return [dv.Value.Value for dv in dvs] if all(dv.StatusCode.is_good() for dv in dvs) else None
 
     return await wait_until(all_good, timeout=20, interval=0.2, what="initial values of the tags")
@@ -94,38 +121,70 @@ def value(node_id: ua.NodeId, v: Any, vt: ua.VariantType, **dv: Any) -> ua.Write
 
 
 def audit_lines(stack: Any) -> list[str]:
-    return [m.group(1) for line in stack.log_text().splitlines()
-            if (m := re.search(r"INFO\s+bridge\.audit\.write: (.*)$", line))]
+    return [
+        m.group(1)
+        for line in stack.log_text().splitlines()
+        if (m := re.search(r"INFO\s+bridge\.audit\.write: (.*)$", line))
+    ]
 
 
 async def test_twenty_nodes_in_one_write_each_get_their_code(stack: Any) -> None:
     d = stack.dialect
-    good = {"System1.Tank1.LevelSetpoint": (4.5, VT.Float), "System1.Tank1.InletValve": (False, VT.Boolean),
-            "System1.Extra.W1": (11.0, VT.Double)}
+    good = {
+        "System1.Tank1.LevelSetpoint": (4.5, VT.Float),
+        "System1.Tank1.InletValve": (False, VT.Boolean),
+        "System1.Extra.W1": (11.0, VT.Double),
+    }
     async with connect(stack, "operator") as (client, nid):
-        tag_ns, folders_ns = (await client.get_namespace_index(TAG_NS),
-                              await client.get_namespace_index(TAG_NS + "/folders"))
+        tag_ns, folders_ns = (
+            await client.get_namespace_index(TAG_NS),
+            await client.get_namespace_index(TAG_NS + "/folders"),
+        )
         await current_values(client, [nid(n) for n in [*good, *REFUSALS]])
         nodes: list[tuple[ua.WriteValue, int]] = [
             *((value(nid(n), v, vt), S.Good) for n, (v, vt) in good.items()),
             (value(ua.NodeId("System1.NoSuchTag", tag_ns), 1.0, VT.Double), S.BadNodeIdUnknown),
             (value(ua.NodeId("System1.Tank1.Level", folders_ns), 1.0, VT.Float), S.BadNodeIdUnknown),
-            (ua.WriteValue(NodeId=nid("System1.Pump1.Running"), AttributeId=A.DisplayName,
-                           Value=ua.DataValue(ua.Variant(ua.LocalizedText("x")))), S.BadNotWritable),
+            (
+                ua.WriteValue(
+                    NodeId=nid("System1.Pump1.Running"),
+                    AttributeId=A.DisplayName,
+                    Value=ua.DataValue(ua.Variant(ua.LocalizedText("x"))),
+                ),
+                S.BadNotWritable,
+            ),
             # dp: the bridge knows it is read-only; restservice has no writable flag, so WinCC says errorCode 4
             (value(nid("System1.Tank1.Level"), 1.0, VT.Float), S.BadNotWritable),
             (value(nid("System1.Pump1.SpeedSetpoint"), "fast", VT.String), S.BadTypeMismatch),
             (value(nid("System1.Reactor.TemperatureSetpoint"), 500.0, VT.Double), S.BadOutOfRange),
             (value(nid("System1.Extra.W2"), math.nan, VT.Double), S.BadOutOfRange),
-            (ua.WriteValue(NodeId=nid("System1.Pump1.Speed"), AttributeId=A.Value, IndexRange="0",
-                           Value=ua.DataValue(ua.Variant(1.0, VT.Float))), S.BadIndexRangeInvalid),
-            (value(nid("System1.Reactor.Temperature"), 1.0, VT.Double,
-                   StatusCode=ua.StatusCode(S.UncertainLastUsableValue)), S.BadWriteNotSupported),
-            (value(nid("System1.Counters.Int8Value"), 1, VT.SByte, SourceTimestamp=datetime.now(UTC)),
-             S.BadWriteNotSupported),
+            (
+                ua.WriteValue(
+                    NodeId=nid("System1.Pump1.Speed"),
+                    AttributeId=A.Value,
+                    IndexRange="0",
+                    Value=ua.DataValue(ua.Variant(1.0, VT.Float)),
+                ),
+                S.BadIndexRangeInvalid,
+            ),
+            (
+                value(
+                    nid("System1.Reactor.Temperature"),
+                    1.0,
+                    VT.Double,
+                    StatusCode=ua.StatusCode(S.UncertainLastUsableValue),
+                ),
+                S.BadWriteNotSupported,
+            ),
+            (
+                value(nid("System1.Counters.Int8Value"), 1, VT.SByte, SourceTimestamp=datetime.now(UTC)),
+                S.BadWriteNotSupported,
+            ),
             (value(nid("System1.Counters.Batch"), 7, VT.Int32), S.BadUserAccessDenied),  # write rules
-            *((value(nid(n), 3.0, VT.Double), dp_code if d == "dp" else rs_code)
-              for n, (_, dp_code, _, rs_code) in REFUSALS.items()),
+            *(
+                (value(nid(n), 3.0, VT.Double), dp_code if d == "dp" else rs_code)
+                for n, (_, dp_code, _, rs_code) in REFUSALS.items()
+            ),
         ]
         assert len(nodes) == 20 and len({(w.NodeId, w.AttributeId) for w, _ in nodes}) == 20
         faults = {wincc_name(d, n): (dp if d == "dp" else rs) for n, (dp, _, rs, _) in REFUSALS.items()}
@@ -140,7 +199,8 @@ async def test_twenty_nodes_in_one_write_each_get_their_code(stack: Any) -> None
         assert [ua.StatusCode(c.value).name for c in codes] == [ua.StatusCode(e).name for _, e in nodes]
         # WinCC applied exactly the accepted writes, nothing else
         assert sorted((w["name"], w["value"]) for w in stats["writes"]) == sorted(
-            (wincc_name(d, n), v) for n, (v, _) in good.items())
+            (wincc_name(d, n), v) for n, (v, _) in good.items()
+        )
         if d == "restservice":
             puts = {k: v for k, v in stats["requests"].items() if k.startswith("PUT")}
             assert puts == {"PUT /tagManagement/Values": 1}  # one batch PUT for the whole request
@@ -153,8 +213,11 @@ async def test_twenty_nodes_in_one_write_each_get_their_code(stack: Any) -> None
     lines = audit_lines(stack)
     w3 = wincc_name(d, "System1.Extra.W3")
     (refused,) = [line for line in lines if line.startswith(f"write user=operator tag={w3!r} old=0.0 new=3.0 ")]
-    expected = ("BadTypeMismatch (PUT /api/dp/System1.Extra.W3: HTTP 400: type mismatch: simulated)" if d == "dp"
-                else "BadNodeIdUnknown (errorCode 1: unknown variable (simulated))")
+    expected = (
+        "BadTypeMismatch (PUT /api/dp/System1.Extra.W3: HTTP 400: type mismatch: simulated)"
+        if d == "dp"
+        else "BadNodeIdUnknown (errorCode 1: unknown variable (simulated))"
+    )
     assert refused.endswith(f"result={expected}"), refused
 
 
@@ -163,8 +226,11 @@ async def test_audit_lines_for_a_good_and_a_failed_write(stack: Any) -> None:
     async with connect(stack, "operator") as (client, nid):
         old_setpoint, old_valve = await current_values(client, [nid(setpoint), nid(valve)])
         new_setpoint = 1234.5 if old_setpoint != 1234.5 else 1000.0
-        codes = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[
-            value(nid(setpoint), new_setpoint, VT.Float), value(nid(valve), 1, VT.Int32)]))
+        codes = await client.uaclient.write(
+            ua.WriteParameters(
+                NodesToWrite=[value(nid(setpoint), new_setpoint, VT.Float), value(nid(valve), 1, VT.Int32)]
+            )
+        )
         assert [c.value for c in codes] == [S.Good, S.BadTypeMismatch]
     lines = audit_lines(stack)
     sp, va = wincc_name(stack.dialect, setpoint), wincc_name(stack.dialect, valve)
@@ -181,9 +247,15 @@ async def test_whole_request_failure_at_wincc_fails_only_the_sent_nodes(stack: A
         stack.sim_control("/_sim/faults", {"mode": "write_errors", "tags": {wincc_name(d, w2): {"status": 500}}})
         stack.sim_control("/_sim/stats/reset", {})
         try:
-            codes = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[
-                value(nid(w1), 21.0, VT.Double), value(nid(w2), 22.0, VT.Double),
-                value(nid("System1.Pump1.SpeedSetpoint"), 1e9, VT.Float)]))  # refused by the bridge, not sent
+            codes = await client.uaclient.write(
+                ua.WriteParameters(
+                    NodesToWrite=[
+                        value(nid(w1), 21.0, VT.Double),
+                        value(nid(w2), 22.0, VT.Double),
+                        value(nid("System1.Pump1.SpeedSetpoint"), 1e9, VT.Float),
+                    ]
+                )
+            )  # refused by the bridge, not sent
             stats = stack.sim_stats()
         finally:
             stack.sim_control("/_sim/faults", method="DELETE")
@@ -201,8 +273,11 @@ async def test_user_access_level_follows_the_write_rules(stack: Any) -> None:
 
     async def levels(user: str) -> list[int]:
         async with connect(stack, user) as (client, nid):
-            dvs = await client.uaclient.read(ua.ReadParameters(NodesToRead=[
-                ua.ReadValueId(NodeId=nid(n), AttributeId=A.UserAccessLevel) for n in (batch, valve)]))
+            dvs = await client.uaclient.read(
+                ua.ReadParameters(
+                    NodesToRead=[ua.ReadValueId(NodeId=nid(n), AttributeId=A.UserAccessLevel) for n in (batch, valve)]
+                )
+            )
             return [dv.Value.Value for dv in dvs]
 
     op_batch, op_valve = await levels("operator")
@@ -222,22 +297,37 @@ async def test_admin_writes_to_other_nodes_are_checked(stack: Any) -> None:
         eu_range = ua.NodeId(f"{wincc_name(stack.dialect, level)}#EURange", bridge_ns)
         old_range = await client.get_node(eu_range).read_value()
         old_name = await folder.read_display_name()
-        codes = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[
-            value(ua.NodeId(ua.ObjectIds.Server_NamespaceArray), ["urn:evil"], VT.String),
-            ua.WriteValue(NodeId=eu_range, AttributeId=A.Value,
-                          Value=ua.DataValue(ua.Variant(ua.Range(Low=-1e9, High=1e9)))),
-            ua.WriteValue(NodeId=folder.nodeid, AttributeId=A.DisplayName,
-                          Value=ua.DataValue(ua.Variant(ua.LocalizedText("renamed")))),
-        ]))
+        codes = await client.uaclient.write(
+            ua.WriteParameters(
+                NodesToWrite=[
+                    value(ua.NodeId(ua.ObjectIds.Server_NamespaceArray), ["urn:evil"], VT.String),
+                    ua.WriteValue(
+                        NodeId=eu_range,
+                        AttributeId=A.Value,
+                        Value=ua.DataValue(ua.Variant(ua.Range(Low=-1e9, High=1e9))),
+                    ),
+                    ua.WriteValue(
+                        NodeId=folder.nodeid,
+                        AttributeId=A.DisplayName,
+                        Value=ua.DataValue(ua.Variant(ua.LocalizedText("renamed"))),
+                    ),
+                ]
+            )
+        )
         assert [c.value for c in codes] == [S.BadNotWritable] * 3
         assert await client.get_namespace_array() == namespaces
         assert await client.get_node(eu_range).read_value() == old_range
         assert await folder.read_display_name() == old_name
     lines = audit_lines(stack)
-    assert any(line.startswith("write user=admin node=i=2255 attribute=Value old=['http://opcfoundation.org/UA/'")
-               and line.endswith("new=['urn:evil'] result=BadNotWritable") for line in lines)
-    assert f"write user=admin node={folder.nodeid.to_string()} attribute=DisplayName old={old_name!r} " \
-           f"new={ua.LocalizedText('renamed')!r} result=BadNotWritable" in lines
+    assert any(
+        line.startswith("write user=admin node=i=2255 attribute=Value old=['http://opcfoundation.org/UA/'")
+        and line.endswith("new=['urn:evil'] result=BadNotWritable")
+        for line in lines
+    )
+    assert (
+        f"write user=admin node={folder.nodeid.to_string()} attribute=DisplayName old={old_name!r} "
+        f"new={ua.LocalizedText('renamed')!r} result=BadNotWritable" in lines
+    )
 
 
 def _client_writes(stack: Any) -> tuple[dict[str, float], set[str]]:

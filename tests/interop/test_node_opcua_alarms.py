@@ -15,17 +15,38 @@ pytestmark = pytest.mark.interop
 
 NS_URI = "urn:wincc-opcua-bridge:tags"
 POLL_MS = 300
-FIELDS = ["EventId", "EventType", "SourceNode", "SourceName", "Time", "Message", "Severity", "ConditionName",
-          "ConditionClassName", "Retain", "EnabledState.Id", "ActiveState.Id", "AckedState.Id", "Quality", "Comment",
-          "ClientUserId", "WinCCAlarmId", "ConditionId"]
+FIELDS = [
+    "EventId",
+    "EventType",
+    "SourceNode",
+    "SourceName",
+    "Time",
+    "Message",
+    "Severity",
+    "ConditionName",
+    "ConditionClassName",
+    "Retain",
+    "EnabledState.Id",
+    "ActiveState.Id",
+    "AckedState.Id",
+    "Quality",
+    "Comment",
+    "ClientUserId",
+    "WinCCAlarmId",
+    "ConditionId",
+]
 
 
 @pytest.fixture(scope="module", params=["dp", "restservice"])
 def stack(request, bridge_stack):
     config: dict[str, Any] = {"alarms": {"poll_ms": POLL_MS}}
     if request.param == "restservice":
-        config["wincc"] = {"acknowledge": {"path": "/_site/alarms/{id}/acknowledge",
-                                           "body": {"user": "{user}", "comment": "{comment}"}}}
+        config["wincc"] = {
+            "acknowledge": {
+                "path": "/_site/alarms/{id}/acknowledge",
+                "body": {"user": "{user}", "comment": "{comment}"},
+            }
+        }
     return bridge_stack(request.param, config=config)
 
 
@@ -39,7 +60,8 @@ def folders(stack) -> tuple[str, str]:
             for dp_name in ("System1.Tank1.Level", "System1.Reactor.Temperature"):
                 name = dp_name if stack.dialect == "dp" else dp_name.removeprefix("System1.").replace(".", "_")
                 refs = await client.get_node(ua.NodeId(name, ns)).get_references(
-                    ua.ObjectIds.Organizes, ua.BrowseDirection.Inverse)
+                    ua.ObjectIds.Organizes, ua.BrowseDirection.Inverse
+                )
                 folder = refs[0].NodeId
                 out.append(f"nsu={NS_URI}/folders;s={folder.Identifier}")
             return out[0], out[1]
@@ -57,28 +79,38 @@ def alarm(stack, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_alarms_with_node_opcua(stack, node_client) -> None:
     tank, reactor = folders(stack)
-    wait = (POLL_MS + 500 + 100)  # poll + 500 ms + one publishing interval
-    out = node_client(spec(stack, [
-        {"op": "eventMonitor", "name": "server", "nodeId": "i=2253", "fields": FIELDS},
-        {"op": "eventMonitor", "name": "tank", "nodeId": tank, "fields": FIELDS},
-        {"op": "eventMonitor", "name": "reactor", "nodeId": reactor, "fields": FIELDS},
-        alarm(stack, {"raise": "1001"}),
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1001", "Retain": True}, "timeoutMs": wait},
-        {"op": "waitEvent", "name": "tank", "match": {"WinCCAlarmId": "1001"}, "timeoutMs": 5000},
-        alarm(stack, {"raise": "1002"}),
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1002"}, "timeoutMs": 10000},
-        {"op": "waitEvent", "name": "reactor", "match": {"WinCCAlarmId": "1002"}, "timeoutMs": 5000},
-        {"op": "events", "name": "tank"},
-        {"op": "acknowledge", "name": "server", "alarmId": "1001", "comment": "node checked"},
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1001", "AckedState.Id": True}},
-        {"op": "acknowledge", "name": "server", "alarmId": "1001", "comment": "again"},
-        {"op": "acknowledge", "name": "server", "alarmId": "1002", "comment": "own node", "instance": True},
-        {"op": "addComment", "name": "server", "alarmId": "1001", "comment": "node note"},
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1001", "Comment": "node note"}},
-        {"op": "refresh"},
-        {"op": "waitEvent", "name": "server", "match": {"EventType": "ns=0;i=2788"}},
-        {"op": "events", "name": "server"},
-    ]))
+    wait = POLL_MS + 500 + 100  # poll + 500 ms + one publishing interval
+    out = node_client(
+        spec(
+            stack,
+            [
+                {"op": "eventMonitor", "name": "server", "nodeId": "i=2253", "fields": FIELDS},
+                {"op": "eventMonitor", "name": "tank", "nodeId": tank, "fields": FIELDS},
+                {"op": "eventMonitor", "name": "reactor", "nodeId": reactor, "fields": FIELDS},
+                alarm(stack, {"raise": "1001"}),
+                {
+                    "op": "waitEvent",
+                    "name": "server",
+                    "match": {"WinCCAlarmId": "1001", "Retain": True},
+                    "timeoutMs": wait,
+                },
+                {"op": "waitEvent", "name": "tank", "match": {"WinCCAlarmId": "1001"}, "timeoutMs": 5000},
+                alarm(stack, {"raise": "1002"}),
+                {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1002"}, "timeoutMs": 10000},
+                {"op": "waitEvent", "name": "reactor", "match": {"WinCCAlarmId": "1002"}, "timeoutMs": 5000},
+                {"op": "events", "name": "tank"},
+                {"op": "acknowledge", "name": "server", "alarmId": "1001", "comment": "node checked"},
+                {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1001", "AckedState.Id": True}},
+                {"op": "acknowledge", "name": "server", "alarmId": "1001", "comment": "again"},
+                {"op": "acknowledge", "name": "server", "alarmId": "1002", "comment": "own node", "instance": True},
+                {"op": "addComment", "name": "server", "alarmId": "1001", "comment": "node note"},
+                {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1001", "Comment": "node note"}},
+                {"op": "refresh"},
+                {"op": "waitEvent", "name": "server", "match": {"EventType": "ns=0;i=2788"}},
+                {"op": "events", "name": "server"},
+            ],
+        )
+    )
     errors = [o for o in out if isinstance(o, dict) and ("error" in o or o.get("timeout"))]
     assert not errors, errors
     came = out[4]["event"]
@@ -89,7 +121,11 @@ def test_alarms_with_node_opcua(stack, node_client) -> None:
     assert not [e for e in out[9]["events"] if e["WinCCAlarmId"] == "1002"]  # the tank folder saw only its alarm
     ack, again, own, comment = out[10], out[12], out[13], out[14]
     assert (ack["status"], again["status"], own["status"], comment["status"]) == (
-        "Good", "BadConditionBranchAlreadyAcked", "Good", "Good")
+        "Good",
+        "BadConditionBranchAlreadyAcked",
+        "Good",
+        "Good",
+    )
     acked = out[11]["event"]
     assert acked["ClientUserId"] == "operator" and acked["Comment"] == "node checked"
     recorded = stack.sim_stats()["acknowledged"]
@@ -97,30 +133,54 @@ def test_alarms_with_node_opcua(stack, node_client) -> None:
     assert {"id": "1002", "user": "operator", "comment": "own node"} in recorded
     events = out[18]["events"]
     start = max(i for i, e in enumerate(events) if e["EventType"] == "ns=0;i=2787")
-    replay = events[start + 1:]
+    replay = events[start + 1 :]
     assert replay[-1]["EventType"] == "ns=0;i=2788"
     assert {e["WinCCAlarmId"] for e in replay[:-1]} == {"1001", "1002"} and all(e["Retain"] for e in replay[:-1])
 
 
 def test_reader_refused_history_and_wincc_down(stack, node_client) -> None:
     now = datetime.now(UTC)
-    out = node_client(spec(stack, [
-        {"op": "eventMonitor", "name": "server", "nodeId": "i=2253", "fields": FIELDS},
-        alarm(stack, {"raise": "1003"}),
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1003", "ActiveState.Id": True},
-         "timeoutMs": 10000},
-        {"op": "acknowledge", "name": "server", "alarmId": "1003", "comment": "reader tries"},
-        {"op": "historyEvents", "nodeId": "i=2253", "start": (now - timedelta(hours=1)).isoformat(),
-         "end": (now + timedelta(minutes=5)).isoformat(), "fields": FIELDS, "ofType": "i=2915",
-         "severityAtLeast": 250},
-        {"op": "http", "url": stack.sim_base + "/_sim/faults", "body": {"mode": "down"}},
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1003", "Quality": "BadCommunicationError"},
-         "timeoutMs": 20000},
-        alarm(stack, {"clear": "1003"}),
-        {"op": "http", "url": stack.sim_base + "/_sim/faults", "method": "DELETE"},
-        {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": "1003", "ActiveState.Id": False,
-                                                         "Quality": "Good"}, "timeoutMs": 20000},
-    ], user="reader"))
+    out = node_client(
+        spec(
+            stack,
+            [
+                {"op": "eventMonitor", "name": "server", "nodeId": "i=2253", "fields": FIELDS},
+                alarm(stack, {"raise": "1003"}),
+                {
+                    "op": "waitEvent",
+                    "name": "server",
+                    "match": {"WinCCAlarmId": "1003", "ActiveState.Id": True},
+                    "timeoutMs": 10000,
+                },
+                {"op": "acknowledge", "name": "server", "alarmId": "1003", "comment": "reader tries"},
+                {
+                    "op": "historyEvents",
+                    "nodeId": "i=2253",
+                    "start": (now - timedelta(hours=1)).isoformat(),
+                    "end": (now + timedelta(minutes=5)).isoformat(),
+                    "fields": FIELDS,
+                    "ofType": "i=2915",
+                    "severityAtLeast": 250,
+                },
+                {"op": "http", "url": stack.sim_base + "/_sim/faults", "body": {"mode": "down"}},
+                {
+                    "op": "waitEvent",
+                    "name": "server",
+                    "match": {"WinCCAlarmId": "1003", "Quality": "BadCommunicationError"},
+                    "timeoutMs": 20000,
+                },
+                alarm(stack, {"clear": "1003"}),
+                {"op": "http", "url": stack.sim_base + "/_sim/faults", "method": "DELETE"},
+                {
+                    "op": "waitEvent",
+                    "name": "server",
+                    "match": {"WinCCAlarmId": "1003", "ActiveState.Id": False, "Quality": "Good"},
+                    "timeoutMs": 20000,
+                },
+            ],
+            user="reader",
+        )
+    )
     errors = [o for o in out if isinstance(o, dict) and ("error" in o or o.get("timeout"))]
     assert not errors, errors
     assert out[3]["status"] == "BadUserAccessDenied"

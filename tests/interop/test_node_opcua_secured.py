@@ -20,8 +20,16 @@ SECURED = {"securityMode": "SignAndEncrypt", "securityPolicy": "Basic256Sha256"}
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack):
-    return bridge_stack("dp", config={"opcua": {"security_policies": ["None", "Basic256Sha256_SignAndEncrypt"],
-                                                "auto_accept_client_certs": False, "anonymous": "none"}})
+    return bridge_stack(
+        "dp",
+        config={
+            "opcua": {
+                "security_policies": ["None", "Basic256Sha256_SignAndEncrypt"],
+                "auto_accept_client_certs": False,
+                "anonymous": "none",
+            }
+        },
+    )
 
 
 def _client_pki(tmp: Path, name: str) -> dict[str, str]:
@@ -30,8 +38,12 @@ def _client_pki(tmp: Path, name: str) -> dict[str, str]:
     (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (tmp / "key.pem").write_bytes(key)
     (tmp / "cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    return {"certificateFile": str(tmp / "cert.pem"), "privateKeyFile": str(tmp / "key.pem"),
-            "applicationUri": uri, "pkiDir": str(tmp / "pki")}
+    return {
+        "certificateFile": str(tmp / "cert.pem"),
+        "privateKeyFile": str(tmp / "key.pem"),
+        "applicationUri": uri,
+        "pkiDir": str(tmp / "pki"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +60,7 @@ def untrusted(tmp_path_factory) -> dict[str, str]:
 
 
 def spec(stack, steps, own, user="operator", **security):
-    return {"endpoint": stack.endpoint, "user": user, "password": stack.users[user], "steps": steps, **own,
-            **security}
+    return {"endpoint": stack.endpoint, "user": user, "password": stack.users[user], "steps": steps, **own, **security}
 
 
 def nsid(name: str) -> str:
@@ -57,14 +68,26 @@ def nsid(name: str) -> str:
 
 
 def test_sign_and_encrypt_with_user_and_trusted_certificate(stack, node_client, trusted) -> None:
-    out = node_client(spec(stack, [
-        {"op": "read", "nodeId": nsid("System1.Counters.Int16Value")},
-        {"op": "write", "nodeId": nsid("System1.Counters.Int16Value"), "dataType": "Int16", "value": 11},
-        {"op": "read", "nodeId": nsid("System1.Counters.Int16Value")},
-        {"op": "subscribe", "nodeId": nsid("System1.Tank1.Level"), "samplingInterval": 200, "count": 2,
-         "timeoutMs": 8000},
-        {"op": "read", "nodeId": "i=2267"},  # ServiceLevel
-    ], trusted, **SECURED))
+    out = node_client(
+        spec(
+            stack,
+            [
+                {"op": "read", "nodeId": nsid("System1.Counters.Int16Value")},
+                {"op": "write", "nodeId": nsid("System1.Counters.Int16Value"), "dataType": "Int16", "value": 11},
+                {"op": "read", "nodeId": nsid("System1.Counters.Int16Value")},
+                {
+                    "op": "subscribe",
+                    "nodeId": nsid("System1.Tank1.Level"),
+                    "samplingInterval": 200,
+                    "count": 2,
+                    "timeoutMs": 8000,
+                },
+                {"op": "read", "nodeId": "i=2267"},  # ServiceLevel
+            ],
+            trusted,
+            **SECURED,
+        )
+    )
     first, written, after, sub, level = out
     assert "error" not in first and first["dataType"] == "Int16", out
     assert written["status"] == "Good" and after["value"] == 11
@@ -74,11 +97,11 @@ def test_sign_and_encrypt_with_user_and_trusted_certificate(stack, node_client, 
 
 def test_secured_endpoint_refuses_an_untrusted_certificate(stack, node_client, untrusted) -> None:
     with pytest.raises(AssertionError, match="BadCertificateUntrusted|BadSecurityChecksFailed|certificate"):
-        node_client(spec(stack, [{"op": "read", "nodeId": "i=2267"}], {**untrusted, "maxRetry": 0}, **SECURED),
-                    timeout=60)
+        node_client(
+            spec(stack, [{"op": "read", "nodeId": "i=2267"}], {**untrusted, "maxRetry": 0}, **SECURED), timeout=60
+        )
 
 
 def test_none_ignores_an_untrusted_certificate(stack, node_client, untrusted) -> None:
-    out = node_client(spec(stack, [{"op": "read", "nodeId": nsid("System1.Tank1.Level")}], untrusted,
-                           user="reader"))
+    out = node_client(spec(stack, [{"op": "read", "nodeId": nsid("System1.Tank1.Level")}], untrusted, user="reader"))
     assert "error" not in out[0] and out[0]["dataType"] == "Float", out

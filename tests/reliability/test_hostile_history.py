@@ -41,9 +41,11 @@ WATCHDOG = 5.0
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack: Callable[..., Stack]) -> Stack:  # noqa: F811
-    return bridge_stack("dp", sim_args=("--tags", "100", "--change-rate", "0", "--backfill-days", "0.5"),
-                        config={"history": {"max_requests_per_read": BUDGET, "page_size": PAGE,
-                                            "max_values_per_read": VALUES}})
+    return bridge_stack(
+        "dp",
+        sim_args=("--tags", "100", "--change-rate", "0", "--backfill-days", "0.5"),
+        config={"history": {"max_requests_per_read": BUDGET, "page_size": PAGE, "max_values_per_read": VALUES}},
+    )
 
 
 def archive_requests(stack: Stack) -> int:
@@ -51,16 +53,22 @@ def archive_requests(stack: Stack) -> int:
 
 
 def raw(start: datetime | None, end: datetime | None, n: int, bounds: bool = False) -> ua.ReadRawModifiedDetails:
-    return ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=n,
-                                     ReturnBounds=bounds)
+    return ua.ReadRawModifiedDetails(
+        IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=n, ReturnBounds=bounds
+    )
 
 
-async def history_read(client: Client, details: object, nodes: list[ua.NodeId],
-                       cps: list[bytes | None] | None = None) -> list[ua.HistoryReadResult]:
-    params = ua.HistoryReadParameters(HistoryReadDetails=details, TimestampsToReturn=ua.TimestampsToReturn.Source,
-                                      ReleaseContinuationPoints=False,  # asyncua's default is True
-                                      NodesToRead=[ua.HistoryReadValueId(NodeId=n, ContinuationPoint=cp)
-                                                   for n, cp in zip(nodes, cps or [None] * len(nodes))])
+async def history_read(
+    client: Client, details: object, nodes: list[ua.NodeId], cps: list[bytes | None] | None = None
+) -> list[ua.HistoryReadResult]:
+    params = ua.HistoryReadParameters(
+        HistoryReadDetails=details,
+        TimestampsToReturn=ua.TimestampsToReturn.Source,
+        ReleaseContinuationPoints=False,  # asyncua's default is True
+        NodesToRead=[
+            ua.HistoryReadValueId(NodeId=n, ContinuationPoint=cp) for n, cp in zip(nodes, cps or [None] * len(nodes))
+        ],
+    )
     return await client.uaclient.history_read(params)
 
 
@@ -91,8 +99,9 @@ async def test_the_open_ended_raw_read_of_the_attack_costs_one_budget_per_answer
         assert seen == sorted(set(seen), reverse=True), "a value was repeated or out of order"
         assert len(seen) >= 12 * 3600 // 10  # half a day of one value every 10 s
         assert answers > 1  # the read did stop on its budget and resume
-        print(f"MEASURED open-ended raw read: first answer {cost} archive requests, {answers} answers, "
-              f"{len(seen)} values")
+        print(
+            f"MEASURED open-ended raw read: first answer {cost} archive requests, {answers} answers, {len(seen)} values"
+        )
 
 
 async def test_three_sessions_times_four_nodes_stay_bounded_and_others_are_served(stack: Stack) -> None:
@@ -114,11 +123,14 @@ async def test_three_sessions_times_four_nodes_stay_bounded_and_others_are_serve
     stop.set()
     await task
     results = [r for answer in answers for r in answer]
-    print(f"MEASURED 3 sessions x 4 nodes: {cost} archive requests, {took:.1f} s, slowest other read "
-          f"{reader.slowest:.3f} s")
+    print(
+        f"MEASURED 3 sessions x 4 nodes: {cost} archive requests, {took:.1f} s, slowest other read "
+        f"{reader.slowest:.3f} s"
+    )
     # each stopped on its budget (the archive holds far more than one answer) and may go on from there
     assert all(r.StatusCode.is_good() and r.ContinuationPoint for r in results), [
-        (r.StatusCode.name, len(r.HistoryData.DataValues), bool(r.ContinuationPoint)) for r in results]
+        (r.StatusCode.name, len(r.HistoryData.DataValues), bool(r.ContinuationPoint)) for r in results
+    ]
     assert cost <= 12 * MOST, f"3 sessions x 4 nodes made {cost} archive requests (was 13,853)"
     assert reader.failures == [] and reader.slowest < 1.0, (reader.failures, reader.slowest)
     assert took < 30
@@ -128,8 +140,12 @@ async def test_return_bounds_at_the_end_of_time_answer_per_node(stack: Stack) ->
     async with Client(stack.url_for("reader"), timeout=30, watchdog_intervall=WATCHDOG) as client:
         nodes = await node_ids(client, [SPARSE, DENSE[1], "System1.No.Such.Tag"])
         hour_ago = datetime.now(UTC) - timedelta(hours=1)
-        for details in (raw(hour_ago, LAST, 5, bounds=True), raw(LAST, hour_ago, 5, bounds=True),
-                        raw(FIRST, LAST, 5, bounds=True), raw(LAST, datetime(1601, 1, 1, tzinfo=UTC), 5, bounds=True)):
+        for details in (
+            raw(hour_ago, LAST, 5, bounds=True),
+            raw(LAST, hour_ago, 5, bounds=True),
+            raw(FIRST, LAST, 5, bounds=True),
+            raw(LAST, datetime(1601, 1, 1, tzinfo=UTC), 5, bounds=True),
+        ):
             results = await history_read(client, details, nodes)
             codes = [r.StatusCode.value for r in results]
             assert codes[:2] == [S.Good, S.Good], [ua.StatusCode(c).name for c in codes]
@@ -142,23 +158,37 @@ async def test_absurd_processed_reads_are_bounded(stack: Stack) -> None:
     async with Client(stack.url_for("reader"), timeout=30, watchdog_intervall=WATCHDOG) as client:
         (node,) = await node_ids(client, [DENSE[3]])
         y1970 = datetime(1970, 1, 1, tzinfo=UTC)
-        for start, end, interval in ((y1970, LAST, 0.0), (y1970, LAST, 3_600_000.0), (LAST, y1970, 1000.0),
-                                     (datetime.now(UTC) - timedelta(hours=6), datetime.now(UTC), 0.0)):
-            details = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=interval,
-                                              AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
+        for start, end, interval in (
+            (y1970, LAST, 0.0),
+            (y1970, LAST, 3_600_000.0),
+            (LAST, y1970, 1000.0),
+            (datetime.now(UTC) - timedelta(hours=6), datetime.now(UTC), 0.0),
+        ):
+            details = ua.ReadProcessedDetails(
+                StartTime=start,
+                EndTime=end,
+                ProcessingInterval=interval,
+                AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)],
+            )
             before = archive_requests(stack)
             (res,) = await history_read(client, details, [node])
             cost = archive_requests(stack) - before
             assert res.StatusCode.value in (S.Good, S.BadTooManyOperations), res.StatusCode
             assert cost <= MOST + 2 * 4, f"{start}..{end} every {interval} ms made {cost} archive requests"
             if res.ContinuationPoint:  # let it go again (and the session's others stay within their limit)
-                release = ua.HistoryReadParameters(HistoryReadDetails=details, ReleaseContinuationPoints=True,
-                                                   NodesToRead=[ua.HistoryReadValueId(
-                                                       NodeId=node, ContinuationPoint=res.ContinuationPoint)])
+                release = ua.HistoryReadParameters(
+                    HistoryReadDetails=details,
+                    ReleaseContinuationPoints=True,
+                    NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=res.ContinuationPoint)],
+                )
                 await client.uaclient.history_read(release)
         # 1601-01-01 is DateTime 0, "not specified": a processed read needs both ends
-        details = ua.ReadProcessedDetails(StartTime=FIRST, EndTime=LAST, ProcessingInterval=0.0,
-                                          AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
+        details = ua.ReadProcessedDetails(
+            StartTime=FIRST,
+            EndTime=LAST,
+            ProcessingInterval=0.0,
+            AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)],
+        )
         (res,) = await history_read(client, details, [node])
         assert res.StatusCode.value == S.BadInvalidTimestampArgument
 

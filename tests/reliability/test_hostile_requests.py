@@ -32,19 +32,27 @@ A = ua.AttributeIds
 TAG_NS = "urn:wincc-opcua-bridge:tags"
 LIMITS = {"max_string_length": 1000, "max_byte_string_length": 2000, "max_array_length": 100}
 # the tags the generators pick from (plus random NodeIds that do not exist)
-SCALARS = ["System1.Tank1.Level", "System1.Pump1.Speed", "System1.Reactor.Temperature", "System1.Status.Text",
-           "System1.Gen.G000.Tag000030"]
+SCALARS = [
+    "System1.Tank1.Level",
+    "System1.Pump1.Speed",
+    "System1.Reactor.Temperature",
+    "System1.Status.Text",
+    "System1.Gen.G000.Tag000030",
+]
 WRITABLE = ["System1.Tank1.LevelSetpoint", "System1.Status.Text", "System1.Tank1.InletValve"]
 NEVER = {S.BadInternalError, S.BadUnexpectedError}
-EXAMPLES = settings(max_examples=15, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+EXAMPLES = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="module")
 def stack(bridge_stack: Callable[..., Stack]) -> Stack:  # noqa: F811
-    return bridge_stack("dp", sim_args=("--tags", "100", "--change-rate", "0"),
-                        config={"opcua": {"limits": LIMITS},
-                                "history": {"max_requests_per_read": 20, "max_read_s": 2}})
+    return bridge_stack(
+        "dp",
+        sim_args=("--tags", "100", "--change-rate", "0"),
+        config={"opcua": {"limits": LIMITS}, "history": {"max_requests_per_read": 20, "max_read_s": 2}},
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -83,8 +91,9 @@ def node_ids(names: list[str]) -> st.SearchStrategy[Callable[[int], ua.NodeId]]:
     return st.one_of(known, known, wrong_ns, numeric, text, guid, opaque, server)
 
 
-INDEX_RANGES = st.one_of(st.none(), st.just(""), st.from_regex(r"\A\d{1,3}(:\d{1,3})?(,\d{1,3}(:\d{1,3})?)?\Z"),
-                         st.text(max_size=20))
+INDEX_RANGES = st.one_of(
+    st.none(), st.just(""), st.from_regex(r"\A\d{1,3}(:\d{1,3})?(,\d{1,3}(:\d{1,3})?)?\Z"), st.text(max_size=20)
+)
 
 
 def huge(kind: str, size: int) -> ua.Variant:
@@ -98,16 +107,20 @@ def huge(kind: str, size: int) -> ua.Variant:
 
 
 VARIANTS = st.one_of(
-    st.builds(huge, st.sampled_from(["string", "bytes", "array", "strings"]),
-              st.sampled_from([0, 1, 99, 100, 101, 1000, 1001, 2000, 2001, 100_000])),
+    st.builds(
+        huge,
+        st.sampled_from(["string", "bytes", "array", "strings"]),
+        st.sampled_from([0, 1, 99, 100, 101, 1000, 1001, 2000, 2001, 100_000]),
+    ),
     st.floats(allow_nan=True).map(lambda f: ua.Variant(f, ua.VariantType.Double)),
     st.integers(-(2**31), 2**31 - 1).map(lambda i: ua.Variant(i, ua.VariantType.Int32)),
     st.booleans().map(lambda b: ua.Variant(b, ua.VariantType.Boolean)),
     st.text(max_size=50).map(lambda t: ua.Variant(t, ua.VariantType.String)),
     st.just(ua.Variant(None, ua.VariantType.Null)),
 )
-TIMES = st.datetimes(min_value=datetime(1601, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
-                     timezones=st.just(UTC))
+TIMES = st.datetimes(
+    min_value=datetime(1601, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59), timezones=st.just(UTC)
+)
 
 
 def oversized(variant: ua.Variant) -> bool:
@@ -121,14 +134,22 @@ def oversized(variant: ua.Variant) -> bool:
 
 # ---- the services --------------------------------------------------------------------------------------------------
 @EXAMPLES
-@given(items=st.lists(st.tuples(node_ids(SCALARS), st.one_of(st.sampled_from([A.Value, A.Value, A.DisplayName,
-                                                                                 A.UserAccessLevel]),
-                                                               st.integers(0, 2**32 - 1)), INDEX_RANGES),
-                      min_size=1, max_size=20))
+@given(
+    items=st.lists(
+        st.tuples(
+            node_ids(SCALARS),
+            st.one_of(st.sampled_from([A.Value, A.Value, A.DisplayName, A.UserAccessLevel]), st.integers(0, 2**32 - 1)),
+            INDEX_RANGES,
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 async def test_random_reads(client: Client, ns: int, items: list[tuple[Any, int, str | None]]) -> None:
     nodes = [ua.ReadValueId(NodeId=make(ns), AttributeId=attr, IndexRange=rng) for make, attr, rng in items]
-    results = await client.uaclient.read(ua.ReadParameters(NodesToRead=nodes,
-                                                           TimestampsToReturn=ua.TimestampsToReturn.Both))
+    results = await client.uaclient.read(
+        ua.ReadParameters(NodesToRead=nodes, TimestampsToReturn=ua.TimestampsToReturn.Both)
+    )
     assert len(results) == len(nodes)
     for rv, dv in zip(nodes, results):
         code = dv.StatusCode.value
@@ -140,7 +161,8 @@ async def test_random_reads(client: Client, ns: int, items: list[tuple[Any, int,
             assert code == S.BadAttributeIdInvalid, (rv, dv)
         if is_tag and rv.AttributeId == A.Value and rv.IndexRange:
             valid = re.fullmatch(r"\d+(:\d+)?(,\d+(:\d+)?)*", rv.IndexRange) and all(
-                ":" not in d or int(d.split(":")[0]) < int(d.split(":")[1]) for d in rv.IndexRange.split(","))
+                ":" not in d or int(d.split(":")[0]) < int(d.split(":")[1]) for d in rv.IndexRange.split(",")
+            )
             # every tag is a scalar: a valid range finds no data, an invalid one is invalid
             want = S.BadIndexRangeNoData if valid else S.BadIndexRangeInvalid
             if rv.NodeId.Identifier != "System1.Status.Text":  # a String may be indexed (by character)
@@ -148,11 +170,18 @@ async def test_random_reads(client: Client, ns: int, items: list[tuple[Any, int,
 
 
 @EXAMPLES
-@given(items=st.lists(st.tuples(node_ids(WRITABLE + SCALARS), VARIANTS, st.sampled_from([None, None, "0", "1:2"])),
-                      min_size=1, max_size=5))
+@given(
+    items=st.lists(
+        st.tuples(node_ids(WRITABLE + SCALARS), VARIANTS, st.sampled_from([None, None, "0", "1:2"])),
+        min_size=1,
+        max_size=5,
+    )
+)
 async def test_random_writes(stack: Stack, client: Client, ns: int, items: list[tuple[Any, ua.Variant, Any]]) -> None:
-    nodes = [ua.WriteValue(NodeId=make(ns), AttributeId=A.Value, IndexRange=rng, Value=ua.DataValue(variant))
-             for make, variant, rng in items]
+    nodes = [
+        ua.WriteValue(NodeId=make(ns), AttributeId=A.Value, IndexRange=rng, Value=ua.DataValue(variant))
+        for make, variant, rng in items
+    ]
     before = len(stack.sim_stats()["writes"])
     results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
     assert len(results) == len(nodes)
@@ -172,17 +201,35 @@ async def test_random_writes(stack: Stack, client: Client, ns: int, items: list[
 
 
 @EXAMPLES
-@given(items=st.lists(st.tuples(node_ids(SCALARS), st.integers(-1, 8),
-                                st.one_of(st.just(ua.NodeId()), st.integers(0, 2**32 - 1).map(ua.NodeId),
-                                          st.sampled_from([ua.ObjectIds.HierarchicalReferences,
-                                                           ua.ObjectIds.Organizes]).map(ua.NodeId)),
-                                st.integers(0, 2**32 - 1)),
-                      min_size=1, max_size=10),
-       max_refs=st.integers(0, 2**32 - 1))
+@given(
+    items=st.lists(
+        st.tuples(
+            node_ids(SCALARS),
+            st.integers(-1, 8),
+            st.one_of(
+                st.just(ua.NodeId()),
+                st.integers(0, 2**32 - 1).map(ua.NodeId),
+                st.sampled_from([ua.ObjectIds.HierarchicalReferences, ua.ObjectIds.Organizes]).map(ua.NodeId),
+            ),
+            st.integers(0, 2**32 - 1),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    max_refs=st.integers(0, 2**32 - 1),
+)
 async def test_random_browses(client: Client, ns: int, items: list[tuple[Any, int, Any, int]], max_refs: int) -> None:
-    descs = [ua.BrowseDescription(NodeId=make(ns), BrowseDirection=ua.BrowseDirection(direction),
-                                  ReferenceTypeId=ref, IncludeSubtypes=True, NodeClassMask=mask, ResultMask=63)
-             for make, direction, ref, mask in items]
+    descs = [
+        ua.BrowseDescription(
+            NodeId=make(ns),
+            BrowseDirection=ua.BrowseDirection(direction),
+            ReferenceTypeId=ref,
+            IncludeSubtypes=True,
+            NodeClassMask=mask,
+            ResultMask=63,
+        )
+        for make, direction, ref, mask in items
+    ]
     params = ua.BrowseParameters(NodesToBrowse=descs, RequestedMaxReferencesPerNode=max_refs)
     results = await client.uaclient.browse(params)
     assert len(results) == len(descs)
@@ -194,17 +241,38 @@ async def test_random_browses(client: Client, ns: int, items: list[tuple[Any, in
 
 
 @EXAMPLES
-@given(items=st.lists(node_ids(SCALARS), min_size=1, max_size=4), start=TIMES, end=TIMES,
-       count=st.integers(0, 2**32 - 1), bounds=st.booleans(), index_range=st.sampled_from([None, None, "0", "x"]))
-async def test_random_history_reads(stack: Stack, client: Client, ns: int, items: list[Any], start: datetime,
-                                    end: datetime, count: int, bounds: bool, index_range: str | None) -> None:
-    details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=count,
-                                        ReturnBounds=bounds)
+@given(
+    items=st.lists(node_ids(SCALARS), min_size=1, max_size=4),
+    start=TIMES,
+    end=TIMES,
+    count=st.integers(0, 2**32 - 1),
+    bounds=st.booleans(),
+    index_range=st.sampled_from([None, None, "0", "x"]),
+)
+async def test_random_history_reads(
+    stack: Stack,
+    client: Client,
+    ns: int,
+    items: list[Any],
+    start: datetime,
+    end: datetime,
+    count: int,
+    bounds: bool,
+    index_range: str | None,
+) -> None:
+    details = ua.ReadRawModifiedDetails(
+        IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=count, ReturnBounds=bounds
+    )
     nodes = [ua.HistoryReadValueId(NodeId=make(ns), IndexRange=index_range) for make in items]
     requests = stack.sim_stats()["requests"].get("GET /api/history/{name}", 0)
-    results = await client.uaclient.history_read(ua.HistoryReadParameters(
-        HistoryReadDetails=details, TimestampsToReturn=ua.TimestampsToReturn.Source,
-        ReleaseContinuationPoints=False, NodesToRead=nodes))
+    results = await client.uaclient.history_read(
+        ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            TimestampsToReturn=ua.TimestampsToReturn.Source,
+            ReleaseContinuationPoints=False,
+            NodesToRead=nodes,
+        )
+    )
     spent = stack.sim_stats()["requests"].get("GET /api/history/{name}", 0) - requests
     assert len(results) == len(nodes)
     assert spent <= len(nodes) * (2 * 20 + 3 * (10_000 // 1000 + 2)), f"{spent} archive requests"
@@ -213,17 +281,25 @@ async def test_random_history_reads(stack: Stack, client: Client, ns: int, items
         if node.NodeId.NamespaceIndex != ns or node.NodeId.Identifier not in SCALARS:
             assert not res.StatusCode.is_good()
         if res.ContinuationPoint:  # hand it back, so the session's continuation points do not pile up
-            await client.uaclient.history_read(ua.HistoryReadParameters(
-                HistoryReadDetails=details, ReleaseContinuationPoints=True,
-                NodesToRead=[ua.HistoryReadValueId(NodeId=node.NodeId, ContinuationPoint=res.ContinuationPoint)]))
+            await client.uaclient.history_read(
+                ua.HistoryReadParameters(
+                    HistoryReadDetails=details,
+                    ReleaseContinuationPoints=True,
+                    NodesToRead=[ua.HistoryReadValueId(NodeId=node.NodeId, ContinuationPoint=res.ContinuationPoint)],
+                )
+            )
 
 
 @EXAMPLES
-@given(calls=st.lists(st.tuples(node_ids(SCALARS), node_ids(SCALARS), st.lists(VARIANTS, max_size=3)),
-                      min_size=1, max_size=5))
+@given(
+    calls=st.lists(
+        st.tuples(node_ids(SCALARS), node_ids(SCALARS), st.lists(VARIANTS, max_size=3)), min_size=1, max_size=5
+    )
+)
 async def test_random_calls(client: Client, ns: int, calls: list[tuple[Any, Any, list[ua.Variant]]]) -> None:
-    requests = [ua.CallMethodRequest(ObjectId=obj(ns), MethodId=method(ns), InputArguments=args)
-                for obj, method, args in calls]
+    requests = [
+        ua.CallMethodRequest(ObjectId=obj(ns), MethodId=method(ns), InputArguments=args) for obj, method, args in calls
+    ]
     try:
         results = await client.uaclient.call(requests)
     except ua.UaStatusCodeError as fault:  # a ServiceFault is an answer too, as long as it is not an internal error
@@ -246,10 +322,14 @@ async def test_an_eight_megabyte_string_is_refused_before_wincc(stack: Stack, cl
     assert len(stack.sim_stats()["writes"]) == writes
     print(f"MEASURED 5 x 8 MB String writes: RSS +{(rss_bytes(stack.bridge.pid) - before) / 1e6:.1f} MB")
     assert rss_bytes(stack.bridge.pid) - before < 40 * 1024 * 1024
-    caps = {key: await client.get_node(ua.NodeId(getattr(ua.ObjectIds, f"Server_ServerCapabilities_{name}")))
-            .read_value() for key, name in (("max_string_length", "MaxStringLength"),
-                                            ("max_array_length", "MaxArrayLength"),
-                                            ("max_byte_string_length", "MaxByteStringLength"))}
+    caps = {
+        key: await client.get_node(ua.NodeId(getattr(ua.ObjectIds, f"Server_ServerCapabilities_{name}"))).read_value()
+        for key, name in (
+            ("max_string_length", "MaxStringLength"),
+            ("max_array_length", "MaxArrayLength"),
+            ("max_byte_string_length", "MaxByteStringLength"),
+        )
+    }
     assert caps == LIMITS
     # the audit line shows the attempt, cut short
     lines = [ln for ln in stack.log_text().splitlines() if "tag='System1.Status.Text'" in ln and "BadOutOfRange" in ln]
@@ -258,22 +338,46 @@ async def test_an_eight_megabyte_string_is_refused_before_wincc(stack: Stack, cl
 
 async def test_scalar_index_range_and_bad_browse_direction(client: Client, ns: int) -> None:
     tag = ua.NodeId("System1.Tank1.Level", ns)
-    results = await client.uaclient.read(ua.ReadParameters(NodesToRead=[
-        ua.ReadValueId(NodeId=tag, AttributeId=A.Value, IndexRange="1"),
-        ua.ReadValueId(NodeId=tag, AttributeId=A.Value, IndexRange="2:1"),
-        ua.ReadValueId(NodeId=tag, AttributeId=A.Value, IndexRange="abc"),
-        ua.ReadValueId(NodeId=tag, AttributeId=A.Value)]))
-    assert [r.StatusCode.value for r in results[:3]] == [S.BadIndexRangeNoData, S.BadIndexRangeInvalid,
-                                                         S.BadIndexRangeInvalid]
+    results = await client.uaclient.read(
+        ua.ReadParameters(
+            NodesToRead=[
+                ua.ReadValueId(NodeId=tag, AttributeId=A.Value, IndexRange="1"),
+                ua.ReadValueId(NodeId=tag, AttributeId=A.Value, IndexRange="2:1"),
+                ua.ReadValueId(NodeId=tag, AttributeId=A.Value, IndexRange="abc"),
+                ua.ReadValueId(NodeId=tag, AttributeId=A.Value),
+            ]
+        )
+    )
+    assert [r.StatusCode.value for r in results[:3]] == [
+        S.BadIndexRangeNoData,
+        S.BadIndexRangeInvalid,
+        S.BadIndexRangeInvalid,
+    ]
     assert results[3].StatusCode.value != S.BadIndexRangeNoData
-    namespaces = await client.uaclient.read(ua.ReadParameters(NodesToRead=[
-        ua.ReadValueId(NodeId=ua.NodeId(ua.ObjectIds.Server_NamespaceArray), AttributeId=A.Value, IndexRange="0")]))
+    namespaces = await client.uaclient.read(
+        ua.ReadParameters(
+            NodesToRead=[
+                ua.ReadValueId(
+                    NodeId=ua.NodeId(ua.ObjectIds.Server_NamespaceArray), AttributeId=A.Value, IndexRange="0"
+                )
+            ]
+        )
+    )
     assert namespaces[0].Value.Value == ["http://opcfoundation.org/UA/"]  # an array is cut, not refused
-    browse = await client.uaclient.browse(ua.BrowseParameters(NodesToBrowse=[
-        ua.BrowseDescription(NodeId=ua.NodeId(ua.ObjectIds.ObjectsFolder), BrowseDirection=ua.BrowseDirection(3),
-                             ResultMask=63),
-        ua.BrowseDescription(NodeId=ua.NodeId(ua.ObjectIds.ObjectsFolder), BrowseDirection=ua.BrowseDirection.Forward,
-                             ResultMask=63)]))
+    browse = await client.uaclient.browse(
+        ua.BrowseParameters(
+            NodesToBrowse=[
+                ua.BrowseDescription(
+                    NodeId=ua.NodeId(ua.ObjectIds.ObjectsFolder), BrowseDirection=ua.BrowseDirection(3), ResultMask=63
+                ),
+                ua.BrowseDescription(
+                    NodeId=ua.NodeId(ua.ObjectIds.ObjectsFolder),
+                    BrowseDirection=ua.BrowseDirection.Forward,
+                    ResultMask=63,
+                ),
+            ]
+        )
+    )
     assert browse[0].StatusCode.value == S.BadBrowseDirectionInvalid
     assert browse[1].StatusCode.is_good() and browse[1].References
 

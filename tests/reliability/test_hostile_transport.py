@@ -21,14 +21,13 @@ from asyncua import Client, ua
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import Stack, bridge_stack  # noqa: F401  (the fixture, for this module)
 from tests.helpers import wait_until
+from tests.integration.conftest import Stack, bridge_stack  # noqa: F401  (the fixture, for this module)
 from tests.reliability.uaraw import RawUa, Reader, header, hello, metric, port_of, rss_bytes
 
 S = ua.StatusCodes
 TWO_GB = 2**31 - 1
-LIMITS = {"hello_timeout_s": 1.5, "activation_timeout_s": 3.0, "max_connections": 60,
-          "max_connections_per_address": 40}
+LIMITS = {"hello_timeout_s": 1.5, "activation_timeout_s": 3.0, "max_connections": 60, "max_connections_per_address": 40}
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +133,10 @@ async def test_two_gb_claims_cost_no_memory_and_no_stalls(stack: Stack) -> None:
     stop.set()
     await task
     grown = rss_bytes(stack.bridge.pid) - before
-    print(f"MEASURED 2 GB claims: RSS +{grown / 1e6:.1f} MB, slowest other read {reader.slowest:.3f} s, "
-          f"most bytes taken in {max(accepted)}")
+    print(
+        f"MEASURED 2 GB claims: RSS +{grown / 1e6:.1f} MB, slowest other read {reader.slowest:.3f} s, "
+        f"most bytes taken in {max(accepted)}"
+    )
     assert reader.failures == []
     assert max(accepted) < 8 * 1024 * 1024, "the server kept reading a message it should have refused"
     assert grown < 30 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB"
@@ -181,8 +182,11 @@ async def test_a_client_that_closes_its_session_and_keeps_the_socket_is_closed(s
             await node.read_value()
         assert metric(stack, "opcua_connections") == open_before + 1
         await client.uaclient.close_session(True)  # the session goes, the secure channel and the socket stay
-        await wait_until(lambda: metric(stack, "opcua_connections") == open_before,
-                         timeout=LIMITS["activation_timeout_s"] + 5, what="the server closing the connection")
+        await wait_until(
+            lambda: metric(stack, "opcua_connections") == open_before,
+            timeout=LIMITS["activation_timeout_s"] + 5,
+            what="the server closing the connection",
+        )
     finally:
         try:
             await client.disconnect()
@@ -222,6 +226,7 @@ def test_connections_are_capped_per_address_and_in_total(stack: Stack, held: lis
     assert metric(stack, "opcua_connections") == LIMITS["max_connections"]
     for raw in held:
         raw.close()
+
     # the held ones gone, everybody gets in again
     async def read() -> Any:
         async with Client(stack.url_for("reader"), timeout=10) as client:
@@ -243,8 +248,13 @@ async def test_500_connection_attempts_while_a_client_keeps_reading(stack: Stack
         await asyncio.sleep(0.05)
 
     def attempts() -> None:
-        payloads = [b"", hello(f"opc.tcp://127.0.0.1:{port}/wincc"), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-                    b"GET /metrics HTTP/1.0\r\n\r\n", bytes(range(256))]
+        payloads = [
+            b"",
+            hello(f"opc.tcp://127.0.0.1:{port}/wincc"),
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"GET /metrics HTTP/1.0\r\n\r\n",
+            bytes(range(256)),
+        ]
         for i in range(500):
             with RawUa(port, timeout=5) as raw:
                 if payloads[i % len(payloads)]:
@@ -323,7 +333,9 @@ async def test_a_client_that_never_reads_its_answers_costs_bounded_memory(stack:
     grown = rss_bytes(stack.bridge.pid) - before
     stop.set()
     await task
-    print(f"MEASURED unread GetEndpoints: {sum(sent)} sent, RSS +{grown / 1e6:.1f} MB, "
-          f"slowest other read {reader.slowest:.3f} s")
+    print(
+        f"MEASURED unread GetEndpoints: {sum(sent)} sent, RSS +{grown / 1e6:.1f} MB, "
+        f"slowest other read {reader.slowest:.3f} s"
+    )
     assert reader.failures == [] and reader.slowest < 1.0, (reader.failures, reader.slowest)
     assert grown < 40 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB for {sent} unread requests"

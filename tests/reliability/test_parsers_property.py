@@ -55,21 +55,62 @@ WIRE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 # ---- generated WinCC answers ------------------------------------------------------------------------------------
 # the contract's field names, so generated objects often look like real answers with the wrong things inside
-FIELDS = ["Tags", "Name", "Value", "Quality", "Timestamp", "Error", "error", "name", "value", "quality", "timestamp",
-          "variableName", "qualityCode", "errorCode", "errorcode", "errorDescription", "dataType", "items", "kind",
-          "type", "continuation", "continuationPoint", "variables", "alerts", "messages", "values", "id", "state",
-          "acknowledged", "token", "expiresIn", "groups", "connections", "connection", "group", "archives"]
+FIELDS = [
+    "Tags",
+    "Name",
+    "Value",
+    "Quality",
+    "Timestamp",
+    "Error",
+    "error",
+    "name",
+    "value",
+    "quality",
+    "timestamp",
+    "variableName",
+    "qualityCode",
+    "errorCode",
+    "errorcode",
+    "errorDescription",
+    "dataType",
+    "items",
+    "kind",
+    "type",
+    "continuation",
+    "continuationPoint",
+    "variables",
+    "alerts",
+    "messages",
+    "values",
+    "id",
+    "state",
+    "acknowledged",
+    "token",
+    "expiresIn",
+    "groups",
+    "connections",
+    "connection",
+    "group",
+    "archives",
+]
 NAMES = ["System1.Tank1.Level", "System1.Counters.Batch", "Tank1_Level", "Counters_Batch"]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20), st.sampled_from(NAMES),
-    st.sampled_from(["2026-12-01T10:00:00Z", "2026-12-01T10:00:00.123+02:00", "not a time", "", "good", "bad",
-                     "0xC0", "192", "NaN"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(NAMES),
+    st.sampled_from(
+        ["2026-12-01T10:00:00Z", "2026-12-01T10:00:00.123+02:00", "not a time", "", "good", "bad", "0xC0", "192", "NaN"]
+    ),
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=6),
-                            st.dictionaries(st.one_of(st.sampled_from(FIELDS), st.text(max_size=8)), inner, max_size=6)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6),
+        st.dictionaries(st.one_of(st.sampled_from(FIELDS), st.text(max_size=8)), inner, max_size=6),
+    ),
     max_leaves=8,
 )
 items = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6)
@@ -83,14 +124,17 @@ shaped = st.one_of(
 bodies = st.one_of(
     st.builds(dumps, st.one_of(json_values, shaped)),
     st.binary(max_size=64),
-    st.sampled_from([b"", b"[", b"{\"Tags\": [", b"NaN", b"[NaN, Infinity]", b"\xff\xfe", b"<html>"]),
+    st.sampled_from([b"", b"[", b'{"Tags": [', b"NaN", b"[NaN, Infinity]", b"\xff\xfe", b"<html>"]),
 )
 statuses = st.sampled_from([200, 200, 200, 201, 204, 400, 401, 403, 404, 409, 429, 500, 503])
 
 
 def _config(dialect: str) -> WinCCConfig:
-    return WinCCConfig(url="http://wincc.test" + ("/WinCCRestService" if dialect == "restservice" else ""),
-                       dialect=dialect, retry={"attempts": 1, "backoff_s": 0, "max_backoff_s": 0.01})
+    return WinCCConfig(
+        url="http://wincc.test" + ("/WinCCRestService" if dialect == "restservice" else ""),
+        dialect=dialect,
+        retry={"attempts": 1, "backoff_s": 0, "max_backoff_s": 0.01},
+    )
 
 
 def _client(dialect: str, answer: Callable[[httpx.Request], httpx.Response]) -> DpClient | RestServiceClient:
@@ -113,8 +157,7 @@ async def _call(dialect: str, body: bytes, status: int, op: str) -> Any:
         if op == "read_one":
             return await client.read(NAMES[:1] if dialect == "dp" else NAMES[2:3])
         if op == "write":
-            return await client.write({NAMES[0]: 1.5, NAMES[1]: 2} if dialect == "dp" else {NAMES[2]: 1.5,
-                                                                                           NAMES[3]: 2})
+            return await client.write({NAMES[0]: 1.5, NAMES[1]: 2} if dialect == "dp" else {NAMES[2]: 1.5, NAMES[3]: 2})
         if op == "alarms":
             return await client.active_alarms()
         if op == "history":
@@ -123,8 +166,13 @@ async def _call(dialect: str, body: bytes, status: int, op: str) -> Any:
         if op == "browse":
             return [item async for item in _bounded(client.browse(), 50)]
         if op == "archive":
-            tag = TagInfo(name=NAMES[0] if dialect == "dp" else NAMES[2], data_type=DataType.double, folder=(),
-                          display_name="x", archived=True)
+            tag = TagInfo(
+                name=NAMES[0] if dialect == "dp" else NAMES[2],
+                data_type=DataType.double,
+                folder=(),
+                display_name="x",
+                archived=True,
+            )
             now = datetime.now(UTC)
             return [page async for page in _bounded(client.archive(tag, now - timedelta(hours=1), now), 5)]
         raise AssertionError(op)
@@ -185,8 +233,11 @@ wide_json = st.recursive(
 
 
 @PROPERTY
-@given(batch=st.lists(st.sampled_from(NAMES + ["x", ""]), min_size=1, max_size=5, unique=True),
-       raw_items=st.lists(st.one_of(items, wide_json), max_size=7), key=st.sampled_from(["Name", "variableName"]))
+@given(
+    batch=st.lists(st.sampled_from(NAMES + ["x", ""]), min_size=1, max_size=5, unique=True),
+    raw_items=st.lists(st.one_of(items, wide_json), max_size=7),
+    key=st.sampled_from(["Name", "variableName"]),
+)
 def test_parse_batch_answers_every_tag_of_the_batch_and_nothing_else(batch, raw_items, key) -> None:
     def parse_item(name: str, raw: dict[str, Any]) -> TagValue | TagError:
         error = item_error(name, raw, ("Error", "error"))
@@ -230,8 +281,12 @@ def test_loads_and_item_splitting_never_raise_anything_unexpected(content: bytes
     parts = item_bytes(content)
     assert parts is None or all(isinstance(p, bytes) for p in parts)
     memo = BatchMemo("Name")
-    memo.learn(("a", "b"), b'[{"Name":"a"},{"Name":"b"}]', [{"Name": "a"}, {"Name": "b"}],
-               {"a": TagError("a", "x"), "b": TagError("b", "x")})
+    memo.learn(
+        ("a", "b"),
+        b'[{"Name":"a"},{"Name":"b"}]',
+        [{"Name": "a"}, {"Name": "b"}],
+        {"a": TagError("a", "x"), "b": TagError("b", "x")},
+    )
     replayed = memo.replay(("a", "b"), content, lambda n, raw: TagError(n, "changed"))
     assert replayed is None or set(replayed) == {"a", "b"}
 
@@ -249,9 +304,15 @@ def test_quality_maps_to_the_documented_severity(quality: int) -> None:
     else:
         assert code.is_bad()
     assert code.value & 0x300 == (q & 0x03) << 8  # the limit bits travel
-    sub = {0x44: S.UncertainLastUsableValue, 0x50: S.UncertainSensorNotAccurate, 0x08: S.BadNotConnected,
-           0x0C: S.BadDeviceFailure, 0x10: S.BadSensorFailure, 0x18: S.BadCommunicationError,
-           0x1C: S.BadOutOfService}.get(q & 0xFC)
+    sub = {
+        0x44: S.UncertainLastUsableValue,
+        0x50: S.UncertainSensorNotAccurate,
+        0x08: S.BadNotConnected,
+        0x0C: S.BadDeviceFailure,
+        0x10: S.BadSensorFailure,
+        0x18: S.BadCommunicationError,
+        0x1C: S.BadOutOfService,
+    }.get(q & 0xFC)
     if sub is not None:
         assert code.value & 0xFFFF0000 == sub
 
@@ -261,10 +322,14 @@ def test_quality_maps_to_the_documented_severity(quality: int) -> None:
 def test_write_outcomes_map_to_the_documented_codes(error: WriteError | None, writable: bool) -> None:
     code = write_error_to_status(error, tag_writable=writable)
     assert code.is_good() == (error is None)
-    expected = {WriteError.type_mismatch: S.BadTypeMismatch, WriteError.out_of_range: S.BadOutOfRange,
-                WriteError.not_found: S.BadNodeIdUnknown, WriteError.timeout: S.BadTimeout,
-                WriteError.unreachable: S.BadCommunicationError,
-                WriteError.forbidden: S.BadUserAccessDenied if writable else S.BadNotWritable}
+    expected = {
+        WriteError.type_mismatch: S.BadTypeMismatch,
+        WriteError.out_of_range: S.BadOutOfRange,
+        WriteError.not_found: S.BadNodeIdUnknown,
+        WriteError.timeout: S.BadTimeout,
+        WriteError.unreachable: S.BadCommunicationError,
+        WriteError.forbidden: S.BadUserAccessDenied if writable else S.BadNotWritable,
+    }
     if error in expected:
         assert code.value == expected[error]
 
@@ -272,15 +337,26 @@ def test_write_outcomes_map_to_the_documented_codes(error: WriteError | None, wr
 # ---- write conversions ------------------------------------------------------------------------------------------
 variants = st.one_of(
     st.builds(lambda v: ua.Variant(v, VT.Boolean), st.booleans()),
-    *[st.builds(lambda v, t=t: ua.Variant(v, t), st.integers(min_value=lo, max_value=hi))
-      for t, lo, hi in [(VT.SByte, -128, 127), (VT.Byte, 0, 255), (VT.Int16, -(2**15), 2**15 - 1),
-                        (VT.UInt16, 0, 2**16 - 1), (VT.Int32, -(2**31), 2**31 - 1), (VT.UInt32, 0, 2**32 - 1),
-                        (VT.Int64, -(2**63), 2**63 - 1), (VT.UInt64, 0, 2**64 - 1)]],
+    *[
+        st.builds(lambda v, t=t: ua.Variant(v, t), st.integers(min_value=lo, max_value=hi))
+        for t, lo, hi in [
+            (VT.SByte, -128, 127),
+            (VT.Byte, 0, 255),
+            (VT.Int16, -(2**15), 2**15 - 1),
+            (VT.UInt16, 0, 2**16 - 1),
+            (VT.Int32, -(2**31), 2**31 - 1),
+            (VT.UInt32, 0, 2**32 - 1),
+            (VT.Int64, -(2**63), 2**63 - 1),
+            (VT.UInt64, 0, 2**64 - 1),
+        ]
+    ],
     st.builds(lambda v: ua.Variant(v, VT.Double), st.floats()),
     st.builds(lambda v: ua.Variant(v, VT.Float), st.floats(width=32)),
     st.builds(lambda v: ua.Variant(v, VT.String), st.text(max_size=20)),
-    st.builds(lambda v: ua.Variant(v, VT.DateTime),
-              st.datetimes(min_value=datetime(1601, 1, 2), max_value=datetime(9998, 12, 31), timezones=st.just(UTC))),
+    st.builds(
+        lambda v: ua.Variant(v, VT.DateTime),
+        st.datetimes(min_value=datetime(1601, 1, 2), max_value=datetime(9998, 12, 31), timezones=st.just(UTC)),
+    ),
     st.builds(lambda v: ua.Variant(v, VT.Int32), st.lists(st.integers(0, 9), min_size=1, max_size=3)),
 )
 
@@ -318,10 +394,10 @@ def test_a_read_value_converts_or_fails_with_value_or_type_error(data_type: Data
 def test_the_harness_reads_valid_answers_as_values() -> None:
     """The generated-answer test above can fail: a valid answer through the same harness gives values."""
     ts = "2026-12-01T10:00:00.000Z"
-    dp = dumps({"Tags": [{"Name": n, "Value": 1.5, "Quality": 192, "Timestamp": ts, "Error": None}
-                         for n in NAMES[:2]]})
-    rs = dumps([{"variableName": n, "value": 1.5, "qualityCode": 192, "timestamp": ts, "errorCode": 0}
-                for n in NAMES[2:]])
+    dp = dumps({"Tags": [{"Name": n, "Value": 1.5, "Quality": 192, "Timestamp": ts, "Error": None} for n in NAMES[:2]]})
+    rs = dumps(
+        [{"variableName": n, "value": 1.5, "qualityCode": 192, "timestamp": ts, "errorCode": 0} for n in NAMES[2:]]
+    )
     for dialect, body in (("dp", dp), ("restservice", rs)):
         result = _run(_call(dialect, body, 200, "read_many"))
         assert [type(v) for v in result.values()] == [TagValue, TagValue], result

@@ -120,8 +120,11 @@ def test_the_private_key_is_0600_in_a_0700_folder(stack: Stack) -> None:
 
 
 async def test_every_write_has_an_audit_line(stack: Stack) -> None:
-    tags = {"System1.Tank1.LevelSetpoint": [1.5, 2.5, 99.0, "text"], "System1.Status.Text": ["a", "b" * 70_000],
-            "System1.Tank1.Level": [3.0]}  # out of range, a type mismatch, too long, read-only
+    tags = {
+        "System1.Tank1.LevelSetpoint": [1.5, 2.5, 99.0, "text"],
+        "System1.Status.Text": ["a", "b" * 70_000],
+        "System1.Tank1.Level": [3.0],
+    }  # out of range, a type mismatch, too long, read-only
     writes = 0
     async with Client(stack.url_for("operator"), timeout=20) as client:
         ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
@@ -129,13 +132,21 @@ async def test_every_write_has_an_audit_line(stack: Stack) -> None:
             for value in values:
                 vt = ua.VariantType.String if isinstance(value, str) else ua.VariantType.Double
                 dv = ua.DataValue(ua.Variant(value, vt))
-                await client.uaclient.write(ua.WriteParameters(NodesToWrite=[
-                    ua.WriteValue(NodeId=ua.NodeId(name, ns), AttributeId=ua.AttributeIds.Value, Value=dv)]))
+                await client.uaclient.write(
+                    ua.WriteParameters(
+                        NodesToWrite=[
+                            ua.WriteValue(NodeId=ua.NodeId(name, ns), AttributeId=ua.AttributeIds.Value, Value=dv)
+                        ]
+                    )
+                )
                 writes += 1
 
     def audit() -> list[str]:
-        return [ln for ln in stack.log_text().splitlines()
-                if "bridge.audit.write" in ln and "write user=operator tag='System1." in ln]
+        return [
+            ln
+            for ln in stack.log_text().splitlines()
+            if "bridge.audit.write" in ln and "write user=operator tag='System1." in ln
+        ]
 
     lines = await wait_until(lambda: len(audit()) >= writes and audit(), timeout=5)
     assert len(lines) == writes
@@ -155,33 +166,45 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, san: x509.GeneralName,
-           days: tuple[int, int] = (-1, 1)) -> tuple[bytes, bytes]:
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, san: x509.GeneralName, days: tuple[int, int] = (-1, 1)
+) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(_name("wincc")).issuer_name(ca.subject).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(_name("wincc"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now + timedelta(days=days[0])).not_valid_after(now + timedelta(days=days[1]))
+        .not_valid_before(now + timedelta(days=days[0]))
+        .not_valid_after(now + timedelta(days=days[1]))
         .add_extension(x509.SubjectAlternativeName([san]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
 
 
 @pytest.fixture(scope="module")
 def site_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    ca = (x509.CertificateBuilder().subject_name(_name("Site CA (test)")).issuer_name(_name("Site CA (test)"))
-          .public_key(key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Site CA (test)"))
+        .issuer_name(_name("Site CA (test)"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     path = tmp_path_factory.mktemp("site-ca") / "ca.pem"
     path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return path, key, ca
@@ -191,8 +214,16 @@ def site_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ec.Elliptic
 async def https_wincc(tmp: Path, cert_key: tuple[bytes, bytes]) -> AsyncIterator[Simulator]:
     (tmp / "server.pem").write_bytes(cert_key[0])
     (tmp / "server.key").write_bytes(cert_key[1])
-    sim = Simulator(SimulatorOptions(dialect="restservice", port=0, auth="basic", password=TLS_PW,
-                                     tls_cert=tmp / "server.pem", tls_key=tmp / "server.key"))
+    sim = Simulator(
+        SimulatorOptions(
+            dialect="restservice",
+            port=0,
+            auth="basic",
+            password=TLS_PW,
+            tls_cert=tmp / "server.pem",
+            tls_key=tmp / "server.key",
+        )
+    )
     await sim.start()
     try:
         yield sim
@@ -202,32 +233,41 @@ async def https_wincc(tmp: Path, cert_key: tuple[bytes, bytes]) -> AsyncIterator
 
 async def _read_with_site_ca(sim: Simulator, ca: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SIM_TLS_PW", TLS_PW)
-    cfg = WinCCConfig.model_validate({
-        "url": sim.url, "dialect": "restservice", "tls": {"ca_file": str(ca)}, "retry": {"attempts": 1},
-        "timeouts": {"connect_s": 2, "read_s": 2, "write_s": 2},
-        "auth": {"mode": "basic", "username": "opcua", "password_env": "SIM_TLS_PW"},
-    })
+    cfg = WinCCConfig.model_validate(
+        {
+            "url": sim.url,
+            "dialect": "restservice",
+            "tls": {"ca_file": str(ca)},
+            "retry": {"attempts": 1},
+            "timeouts": {"connect_s": 2, "read_s": 2, "write_s": 2},
+            "auth": {"mode": "basic", "username": "opcua", "password_env": "SIM_TLS_PW"},
+        }
+    )
     async with open_client(cfg) as client:
         return await client.read(["Tank1_Level"])
 
 
 @pytest.mark.parametrize("case", ["another host name", "another IP address", "expired", "not yet valid"])
-async def test_a_wincc_certificate_that_does_not_match_is_refused(site_ca: Any, tmp_path: Path, case: str,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_wincc_certificate_that_does_not_match_is_refused(
+    site_ca: Any, tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ca_path, ca_key, ca = site_ca
     here = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-    cert = {"another host name": lambda: _issue(ca_key, ca, x509.DNSName("wincc.other.example")),
-            "another IP address": lambda: _issue(ca_key, ca, x509.IPAddress(ipaddress.ip_address("10.9.8.7"))),
-            "expired": lambda: _issue(ca_key, ca, here, days=(-3, -1)),
-            "not yet valid": lambda: _issue(ca_key, ca, here, days=(1, 3))}[case]()
+    cert = {
+        "another host name": lambda: _issue(ca_key, ca, x509.DNSName("wincc.other.example")),
+        "another IP address": lambda: _issue(ca_key, ca, x509.IPAddress(ipaddress.ip_address("10.9.8.7"))),
+        "expired": lambda: _issue(ca_key, ca, here, days=(-3, -1)),
+        "not yet valid": lambda: _issue(ca_key, ca, here, days=(1, 3)),
+    }[case]()
     async with https_wincc(tmp_path, cert) as sim:
         with pytest.raises(WinCCUnreachable, match="(?i)certificate"):
             await _read_with_site_ca(sim, ca_path, monkeypatch)
         assert sim.stats.requests["POST /tagManagement/Values"] == 0
 
 
-async def test_the_matching_certificate_from_the_same_ca_is_accepted(site_ca: Any, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_matching_certificate_from_the_same_ca_is_accepted(
+    site_ca: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ca_path, ca_key, ca = site_ca
     cert = _issue(ca_key, ca, x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     async with https_wincc(tmp_path, cert) as sim:

@@ -38,10 +38,16 @@ PER_SESSION = GENERATED // SESSIONS  # each session subscribes its own 500 tags:
 CONNECTION_S = 30  # a session reconnects this often
 FAULT_EVERY_S, FAULT_FOR_S = 60, 10
 FAULTS: list[dict[str, Any]] = [
-    {"mode": "down"}, {"mode": "slow", "latency_ms": 8000}, {"mode": "status", "status": 503, "retry_after": 2},
-    {"mode": "reset"}, {"mode": "restart"}, {"mode": "malformed"}, {"mode": "status", "status": 500},
+    {"mode": "down"},
+    {"mode": "slow", "latency_ms": 8000},
+    {"mode": "status", "status": 503, "retry_after": 2},
+    {"mode": "reset"},
+    {"mode": "restart"},
+    {"mode": "malformed"},
+    {"mode": "status", "status": 500},
     {"mode": "partial", "tags": [f"System1.Gen.G000.Tag{i:06d}" for i in range(0, 1000, 7)]},
-    {"mode": "unauthorized"}, {"mode": "expire_sessions"},
+    {"mode": "unauthorized"},
+    {"mode": "expire_sessions"},
 ]
 SESSION_TIMEOUT_S = 60
 WRITE_TAGS = [f"System1.Soak.W{i:02d}" for i in range(SESSIONS)]
@@ -78,8 +84,9 @@ class Soak:
                 await client.connect()
                 ns = await client.get_namespace_index(NS_URI)
                 sub = await client.create_subscription(1000, self)
-                await sub.subscribe_data_change([client.get_node(ua.NodeId(n, ns)) for n in mine],
-                                                sampling_interval=1000)
+                await sub.subscribe_data_change(
+                    [client.get_node(ua.NodeId(n, ns)) for n in mine], sampling_interval=1000
+                )
                 write_node = ua.NodeId(WRITE_TAGS[k], ns)
                 until = min(self.deadline, time.monotonic() + CONNECTION_S * rng.uniform(0.7, 1.3))
                 while time.monotonic() < until:
@@ -87,9 +94,17 @@ class Soak:
                     await client.read_values(nodes)
                     self.reads += 1
                     value = next(self.values)
-                    (code,) = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[ua.WriteValue(
-                        NodeId=write_node, AttributeId=ua.AttributeIds.Value,
-                        Value=ua.DataValue(ua.Variant(value, ua.VariantType.Int32)))]))
+                    (code,) = await client.uaclient.write(
+                        ua.WriteParameters(
+                            NodesToWrite=[
+                                ua.WriteValue(
+                                    NodeId=write_node,
+                                    AttributeId=ua.AttributeIds.Value,
+                                    Value=ua.DataValue(ua.Variant(value, ua.VariantType.Int32)),
+                                )
+                            ]
+                        )
+                    )
                     self.answers[(WRITE_TAGS[k], value)] = code.value
                     await asyncio.sleep(rng.uniform(0.5, 1.5))  # load pacing, not a wait for a condition
             except Exception as exc:  # counted, then the session starts over, as an operator's client would
@@ -144,32 +159,48 @@ class Soak:
         while time.monotonic() < self.deadline:
             try:
                 r = Resources.of(self.stack)
-                self.samples.append({"t": time.monotonic() - self.started, "rss": r.rss, "tasks": r.tasks,
-                                     "sockets": r.sockets,
-                                     "lag": metric(self.stack, "wincc_bridge_event_loop_lag_seconds")})
+                self.samples.append(
+                    {
+                        "t": time.monotonic() - self.started,
+                        "rss": r.rss,
+                        "tasks": r.tasks,
+                        "sockets": r.sockets,
+                        "lag": metric(self.stack, "wincc_bridge_event_loop_lag_seconds"),
+                    }
+                )
             except (httpx.HTTPError, AssertionError, OSError) as exc:
                 self.errors[f"health {type(exc).__name__}"] += 1
             await asyncio.sleep(5)
 
     def report(self) -> dict[str, Any]:
         warm = [s for s in self.samples if s["t"] >= 60] or self.samples
-        slope = statistics.linear_regression([s["t"] for s in warm], [s["rss"] for s in warm]).slope \
-            if len(warm) > 2 else 0.0
+        slope = (
+            statistics.linear_regression([s["t"] for s in warm], [s["rss"] for s in warm]).slope
+            if len(warm) > 2
+            else 0.0
+        )
         good = {k for k, c in self.answers.items() if c == ua.StatusCodes.Good}
-        unknown = {k for k, c in self.answers.items() if c in (ua.StatusCodes.BadTimeout,
-                                                                 ua.StatusCodes.BadCommunicationError)}
+        unknown = {
+            k for k, c in self.answers.items() if c in (ua.StatusCodes.BadTimeout, ua.StatusCodes.BadCommunicationError)
+        }
         logged = set(self.log)
         lags = sorted(s["lag"] for s in self.samples)
         return {
             "minutes": round((time.monotonic() - self.started) / 60, 1),
-            "sessions": SESSIONS, "tags": GENERATED, "monitored_items": SESSIONS * PER_SESSION,
+            "sessions": SESSIONS,
+            "tags": GENERATED,
+            "monitored_items": SESSIONS * PER_SESSION,
             "faults": self.faults,
-            "writes": len(self.answers), "writes_good": len(good),
-            "writes_lost": len(good - logged), "writes_doubled": sum(1 for n in self.log.values() if n > 1),
+            "writes": len(self.answers),
+            "writes_good": len(good),
+            "writes_lost": len(good - logged),
+            "writes_doubled": sum(1 for n in self.log.values() if n > 1),
             "writes_applied_not_good": len(logged - good),
             "writes_applied_with_definite_bad": len(logged - good - unknown),
-            "reads": self.reads, "notifications": self.notifications,
-            "errors": dict(self.errors), "first_errors": self.first_error,
+            "reads": self.reads,
+            "notifications": self.notifications,
+            "errors": dict(self.errors),
+            "first_errors": self.first_error,
             "rss_mib_first": round(self.samples[0]["rss"] / 2**20, 1) if self.samples else None,
             "rss_mib_last": round(self.samples[-1]["rss"] / 2**20, 1) if self.samples else None,
             "rss_slope_mib_per_hour": round(slope * 3600 / 2**20, 1),
@@ -188,14 +219,20 @@ def _add_write_tags(sim_base: str) -> None:
 async def test_soak(bridge_stack, tmp_path_factory) -> None:  # noqa: F811
     minutes = float(os.environ.get("SOAK_MINUTES", "10"))
     stack = bridge_stack(
-        "dp", sim_args=("--tags", str(GENERATED), "--change-rate", "0.05", "--auth", "token"), sim_setup=_add_write_tags,
-        config={"wincc": {"auth": {"mode": "token", "username": "opcua", "password_env": "WINCC_PASSWORD"},
-                          "timeouts": {"connect_s": 2, "read_s": 5, "write_s": 5},
-                          "retry": {"attempts": 2, "backoff_s": 0.2, "max_backoff_s": 2}},
-                "sync": {"interval_ms": 1000, "poll_groups_ms": [1000, 5000], "idle_interval_ms": 5000,
-                         "max_backoff_s": 2},
-                # a client that loses its connection leaves its session and 500 monitored items for this long
-                "opcua": {"max_session_timeout_s": SESSION_TIMEOUT_S}})
+        "dp",
+        sim_args=("--tags", str(GENERATED), "--change-rate", "0.05", "--auth", "token"),
+        sim_setup=_add_write_tags,
+        config={
+            "wincc": {
+                "auth": {"mode": "token", "username": "opcua", "password_env": "WINCC_PASSWORD"},
+                "timeouts": {"connect_s": 2, "read_s": 5, "write_s": 5},
+                "retry": {"attempts": 2, "backoff_s": 0.2, "max_backoff_s": 2},
+            },
+            "sync": {"interval_ms": 1000, "poll_groups_ms": [1000, 5000], "idle_interval_ms": 5000, "max_backoff_s": 2},
+            # a client that loses its connection leaves its session and 500 monitored items for this long
+            "opcua": {"max_session_timeout_s": SESSION_TIMEOUT_S},
+        },
+    )
     soak = Soak(stack, minutes)
     async with httpx.AsyncClient(base_url=stack.sim_base, timeout=10) as http:
         workers = [asyncio.create_task(soak.session(k)) for k in range(SESSIONS)]
@@ -219,8 +256,12 @@ async def test_soak(bridge_stack, tmp_path_factory) -> None:  # noqa: F811
         after = await wait_until(settled, timeout=SESSION_TIMEOUT_S * 2, interval=2, what="sessions expired")
     except AssertionError:
         after = Resources.of(stack)
-    report["after_sessions_expired"] = {"waited_s": round(time.monotonic() - settle_started), "tasks": after.tasks,
-                                        "sockets": after.sockets, "rss_mib": round(after.rss / 2**20, 1)}
+    report["after_sessions_expired"] = {
+        "waited_s": round(time.monotonic() - settle_started),
+        "tasks": after.tasks,
+        "sockets": after.sockets,
+        "rss_mib": round(after.rss / 2**20, 1),
+    }
     path = Path(os.environ.get("SOAK_REPORT") or tmp_path_factory.mktemp("soak") / "soak-report.json")
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     print("\nsoak:", json.dumps(report, indent=2))

@@ -90,8 +90,9 @@ async def test_fault_marks_affected_tags_and_recovers(stacks, dialect, case, spe
         set_fault(stack, _spec(stack, spec))
         try:
             bad = await watch.status(a, code, t0, timeout=BAD_WITHIN_S + 10)
-            assert bad.at - t0 <= BAD_WITHIN_S, f"{case}: {a} went {ua.StatusCode(code).name} after " \
-                                                 f"{bad.at - t0:.2f} s (bound {BAD_WITHIN_S} s)"
+            assert bad.at - t0 <= BAD_WITHIN_S, (
+                f"{case}: {a} went {ua.StatusCode(code).name} after {bad.at - t0:.2f} s (bound {BAD_WITHIN_S} s)"
+            )
             assert bad.value == 7  # the last value is kept with the Bad status
             if only_a:
                 # two more cycles answered with B in them: B never left Good
@@ -123,8 +124,7 @@ async def test_token_expiry_mid_run_relogs_in_without_a_bad_value(stacks):
         logins = requests_served(stack, "POST /api/auth/login")
         t0 = time.monotonic()
         set_fault(stack, {"mode": "expire_sessions"})
-        wait_until_sync(lambda: requests_served(stack, "POST /api/auth/login") > logins, timeout=5,
-                        what="a new login")
+        wait_until_sync(lambda: requests_served(stack, "POST /api/auth/login") > logins, timeout=5, what="a new login")
         served = requests_served(stack, read_key(stack))
         wait_until_sync(lambda: requests_served(stack, read_key(stack)) >= served + 3, timeout=5)
         for name in (A, B):
@@ -142,8 +142,10 @@ async def test_restart_with_tags_added_and_removed(stacks, dialect):
     try:
         watch, _ = await subscribe(client, stack, [A])
         t0 = time.monotonic()
-        stack.sim_control("/_sim/restart", {"add": [{"name": new, "type": "int32", "value": 11}],
-                                            "remove": ["System1.Rel.Gone"], "down_s": 1})
+        stack.sim_control(
+            "/_sim/restart",
+            {"add": [{"name": new, "type": "int32", "value": 11}], "remove": ["System1.Rel.Gone"], "down_s": 1},
+        )
         bad = await watch.status(a, BCE, t0, timeout=BAD_WITHIN_S + 10)
         assert bad.at - t0 <= BAD_WITHIN_S
         await watch.good(a)
@@ -173,13 +175,15 @@ def late_stacks(bridge_stack):  # noqa: F811
 
     def get(dialect: str):
         if dialect not in made:
+
             def down_after_setup(sim_base: str) -> None:
                 add_rel_tags(sim_base)
                 httpx.post(sim_base + "/_sim/faults", json={"mode": "down"}, timeout=10).raise_for_status()
 
             config = fault_config(dialect, on_failure="uncertain")
-            made[dialect] = bridge_stack(dialect, config=config, sim_args=sim_args(dialect),
-                                         sim_setup=down_after_setup, wait_ready=False)
+            made[dialect] = bridge_stack(
+                dialect, config=config, sim_args=sim_args(dialect), sim_setup=down_after_setup, wait_ready=False
+            )
         return made[dialect]
 
     return get
@@ -215,6 +219,7 @@ async def test_on_failure_uncertain_keeps_the_last_value_as_uncertain(late_stack
     clear_faults(stack)
     client = await connect(stack)
     try:
+
         async def node_served():  # (when run alone, the tags arrive with the first browse)
             return await client.get_node(await node_id(client, stack, A)).read_data_value(raise_on_bad_status=False)
 
@@ -224,8 +229,9 @@ async def test_on_failure_uncertain_keeps_the_last_value_as_uncertain(late_stack
         set_fault(stack, {"mode": "down"})
         try:
             for name in (A, B):
-                note = await watch.status(tag_name(stack, name), S.UncertainLastUsableValue, t0,
-                                          timeout=BAD_WITHIN_S + 10)
+                note = await watch.status(
+                    tag_name(stack, name), S.UncertainLastUsableValue, t0, timeout=BAD_WITHIN_S + 10
+                )
                 assert note.at - t0 <= BAD_WITHIN_S
                 assert note.value == 7
             assert all(n.code in (S.Good, S.UncertainLastUsableValue) for n in watch.since(tag_name(stack, A), t0))
@@ -242,9 +248,14 @@ async def _is_good(dv_coro) -> bool:
 
 # ---- 100 fault cycles: nothing left behind ----------------------------------------------------------------------
 LEAK_FAULTS: list[dict[str, Any]] = [
-    {"mode": "down"}, {"mode": "status", "status": 500}, {"mode": "reset"}, {"mode": "malformed"},
-    {"mode": "partial", "tags": ["@A"]}, {"mode": "status", "status": 503, "retry_after": 0},
-    {"mode": "unauthorized"}, {"mode": "malformed_item", "tags": ["@A"]},
+    {"mode": "down"},
+    {"mode": "status", "status": 500},
+    {"mode": "reset"},
+    {"mode": "malformed"},
+    {"mode": "partial", "tags": ["@A"]},
+    {"mode": "status", "status": 503, "retry_after": 0},
+    {"mode": "unauthorized"},
+    {"mode": "malformed_item", "tags": ["@A"]},
 ]
 CYCLES = 100
 # Bounds for "back where it started": a few tasks in flight at the moment of measuring (a poll, a publish), the
@@ -257,14 +268,22 @@ async def _cycle(stack, http: httpx.AsyncClient, watch: Watch, spec: dict[str, A
     t0 = time.monotonic()
     (await http.post("/_sim/faults", json=_spec(stack, spec))).raise_for_status()
     try:
-        await wait_until(lambda: any(n.code != S.Good for n in watch.since(a, t0)), timeout=BAD_WITHIN_S + 10,
-                         interval=0.02, what=f"{spec} seen")
+        await wait_until(
+            lambda: any(n.code != S.Good for n in watch.since(a, t0)),
+            timeout=BAD_WITHIN_S + 10,
+            interval=0.02,
+            what=f"{spec} seen",
+        )
     finally:
         # taken before the fault is lifted: the recovery may reach this loop before the DELETE's own answer does
         t1 = time.monotonic()
         (await http.delete("/_sim/faults")).raise_for_status()
-    await wait_until(lambda: any(n.code == S.Good for n in watch.since(a, t1)), timeout=10, interval=0.02,
-                     what=f"recovery from {spec}")
+    await wait_until(
+        lambda: any(n.code == S.Good for n in watch.since(a, t1)),
+        timeout=10,
+        interval=0.02,
+        what=f"recovery from {spec}",
+    )
 
 
 async def _leak_run(stack) -> tuple[Resources, Resources]:
@@ -281,15 +300,19 @@ async def _leak_run(stack) -> tuple[Resources, Resources]:
 
             def settled() -> Resources | None:
                 now = Resources.of(stack)
-                ok = (now.tasks <= before.tasks + TASKS_BOUND and now.rss <= before.rss + RSS_BOUND
-                      and now.sockets <= before.sockets + SOCKETS_BOUND)
+                ok = (
+                    now.tasks <= before.tasks + TASKS_BOUND
+                    and now.rss <= before.rss + RSS_BOUND
+                    and now.sockets <= before.sockets + SOCKETS_BOUND
+                )
                 return now if ok else None
 
             try:
                 after = wait_until_sync(settled, timeout=10, interval=0.2)
             except AssertionError:
-                raise AssertionError(f"{stack.dialect}: after {CYCLES} fault cycles {Resources.of(stack)}; "
-                                     f"before {before}") from None
+                raise AssertionError(
+                    f"{stack.dialect}: after {CYCLES} fault cycles {Resources.of(stack)}; before {before}"
+                ) from None
             await _endpoint_serves(client)
             return before, after
     finally:

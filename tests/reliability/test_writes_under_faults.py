@@ -57,8 +57,15 @@ def stacks(bridge_stack):  # noqa: F811
 
 
 def _write(nid: ua.NodeId, value: int) -> ua.WriteParameters:
-    return ua.WriteParameters(NodesToWrite=[ua.WriteValue(
-        NodeId=nid, AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(ua.Variant(value, ua.VariantType.Int32)))])
+    return ua.WriteParameters(
+        NodesToWrite=[
+            ua.WriteValue(
+                NodeId=nid,
+                AttributeId=ua.AttributeIds.Value,
+                Value=ua.DataValue(ua.Variant(value, ua.VariantType.Int32)),
+            )
+        ]
+    )
 
 
 async def _write_one(client: Client, nid: ua.NodeId, value: int) -> int:
@@ -171,8 +178,14 @@ def _definite_faults(stack) -> list[dict[str, Any]]:
         {"mode": "forbidden"},
         {"mode": "unauthorized"},
         {"mode": "partial", "tags": w[:3]},  # item errors (restservice; dp's single PUT has none)
-        {"mode": "write_errors", "tags": {w[3]: {"errorCode": 2, "errorDescription": "type mismatch"} if rs
-                                          else {"status": 400, "error": "type mismatch: simulated"}}},
+        {
+            "mode": "write_errors",
+            "tags": {
+                w[3]: {"errorCode": 2, "errorDescription": "type mismatch"}
+                if rs
+                else {"status": 400, "error": "type mismatch: simulated"}
+            },
+        },
     ]
 
 
@@ -219,8 +232,10 @@ class Outcome:
 
     def __str__(self) -> str:
         names = {ua.StatusCode(c).name: len(v) for c, v in self.answered.items()}
-        return f"{self.count} writes, answers {names}, {self.toggled} faults set, {len(set(self.log) - self.of(S.Good))}" \
-               " applied though not answered Good (outcome unknown)"
+        return (
+            f"{self.count} writes, answers {names}, {self.toggled} faults set, {len(set(self.log) - self.of(S.Good))}"
+            " applied though not answered Good (outcome unknown)"
+        )
 
 
 # answers that say "not known whether WinCC applied it": the REST call timed out or was cut off mid-answer
@@ -267,8 +282,14 @@ async def test_1000_concurrent_writes_under_faults_log_equals_good_answers(stack
     out.check()
     # with these faults a write can only be Good or definitely refused, unless the machine is so loaded that the
     # REST call outlives wincc.timeouts.write_s (BadTimeout: outcome unknown, see Outcome.check)
-    assert set(out.answered) - {S.BadTimeout} <= {S.Good, S.Bad, S.BadCommunicationError, S.BadUserAccessDenied,
-                                                  S.BadTypeMismatch, S.BadNotWritable}
+    assert set(out.answered) - {S.BadTimeout} <= {
+        S.Good,
+        S.Bad,
+        S.BadCommunicationError,
+        S.BadUserAccessDenied,
+        S.BadTypeMismatch,
+        S.BadNotWritable,
+    }
     assert len(out.of(S.Good)) > 100 and out.count - len(out.of(S.Good)) > 100  # both kinds happened
     # refused before WinCC applied anything, so never in the log, even though BadCommunicationError
     assert not (set(out.log) & (out.of(S.BadCommunicationError) - out.of(S.BadTimeout)))
@@ -288,8 +309,12 @@ async def test_writes_cut_off_mid_answer_are_never_good_and_never_doubled(stacks
 async def test_acknowledge_during_outage_fails_and_is_never_replayed():
     sim = Simulator(SimulatorOptions(port=0, dialect="dp"))
     await sim.start()
-    config = WinCCConfig(url=sim.url, dialect="dp", timeouts={"connect_s": 1, "read_s": 1, "write_s": 1},
-                         retry={"attempts": 2, "backoff_s": 0.01, "max_backoff_s": 0.05})
+    config = WinCCConfig(
+        url=sim.url,
+        dialect="dp",
+        timeouts={"connect_s": 1, "read_s": 1, "write_s": 1},
+        retry={"attempts": 2, "backoff_s": 0.01, "max_backoff_s": 0.05},
+    )
     client = DpClient(config)
     try:
         sim.plant.forced_alarms["1001"] = True

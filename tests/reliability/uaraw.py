@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from asyncua import Client
-
-from asyncua import ua
+from asyncua import Client, ua
 from asyncua.common.connection import SecureConnection, TransportLimits
 from asyncua.common.utils import Buffer
 from asyncua.crypto.security_policies import SecurityPolicyNone
 from asyncua.ua.ua_binary import (
-    header_from_binary, nodeid_from_binary, struct_from_binary, struct_to_binary, uatcp_to_binary,
+    header_from_binary,
+    nodeid_from_binary,
+    struct_from_binary,
+    struct_to_binary,
+    uatcp_to_binary,
 )
 
 from tests.integration.conftest import Stack
@@ -32,9 +34,17 @@ __all__ = ["Frame", "RawUa", "Reader", "hello", "metric", "port_of", "rss_bytes"
 
 
 def hello(url: str = "", recv: int = 65535, send: int = 65535, max_message: int = 0, max_chunks: int = 0) -> bytes:
-    return uatcp_to_binary(ua.MessageType.Hello, ua.Hello(ProtocolVersion=0, ReceiveBufferSize=recv,
-                                                         SendBufferSize=send, MaxMessageSize=max_message,
-                                                         MaxChunkCount=max_chunks, EndpointUrl=url))
+    return uatcp_to_binary(
+        ua.MessageType.Hello,
+        ua.Hello(
+            ProtocolVersion=0,
+            ReceiveBufferSize=recv,
+            SendBufferSize=send,
+            MaxMessageSize=max_message,
+            MaxChunkCount=max_chunks,
+            EndpointUrl=url,
+        ),
+    )
 
 
 def header(kind: bytes, size: int, chunk: bytes = b"F") -> bytes:

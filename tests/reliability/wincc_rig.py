@@ -48,9 +48,16 @@ def fault_config(dialect: str, **sync: Any) -> dict[str, Any]:
     }
     if dialect == "dp":  # the dp dialect logs in for a token: token expiry and re-login are part of the matrix
         wincc["auth"] = {"mode": "token", "username": "opcua", "password_env": "WINCC_PASSWORD"}
-    return {"wincc": wincc,
-            "sync": {"interval_ms": 200, "poll_groups_ms": [200, 1000], "idle_interval_ms": 1000,
-                     "max_backoff_s": 0.1, **sync}}
+    return {
+        "wincc": wincc,
+        "sync": {
+            "interval_ms": 200,
+            "poll_groups_ms": [200, 1000],
+            "idle_interval_ms": 1000,
+            "max_backoff_s": 0.1,
+            **sync,
+        },
+    }
 
 
 def sim_args(dialect: str) -> tuple[str, ...]:
@@ -63,8 +70,9 @@ def add_rel_tags(sim_base: str) -> None:
 
 
 def start_fault_stack(bridge_stack: Callable[..., Stack], dialect: str, **kwargs: Any) -> Stack:
-    return bridge_stack(dialect, config=fault_config(dialect), sim_args=sim_args(dialect), sim_setup=add_rel_tags,
-                        **kwargs)
+    return bridge_stack(
+        dialect, config=fault_config(dialect), sim_args=sim_args(dialect), sim_setup=add_rel_tags, **kwargs
+    )
 
 
 def stack_per_dialect(bridge_stack: Callable[..., Stack]) -> Callable[[str], Stack]:

@@ -46,8 +46,17 @@ def tag(name: str, data_type: DataType = DataType.double, folder: tuple[str, ...
 PLANT = [
     Folder(("Plant",)),
     Folder(("Plant", "Tank1")),
-    tag("Plant.Tank1.Level", DataType.float, ("Plant", "Tank1"), unit="m", low=0, high=10,
-        description="Tank 1 level", writable=True, archived=True),
+    tag(
+        "Plant.Tank1.Level",
+        DataType.float,
+        ("Plant", "Tank1"),
+        unit="m",
+        low=0,
+        high=10,
+        description="Tank 1 level",
+        writable=True,
+        archived=True,
+    ),
     tag("Plant.Tank1.Running", DataType.bool, ("Plant", "Tank1")),
     tag("Plant.Tank1.Count", DataType.int16, ("Plant", "Tank1"), high=100, writable=True),
     tag("Plant.Tank1.Name", DataType.string, ("Plant", "Tank1"), unit="m"),  # not numeric: no AnalogItemType
@@ -64,10 +73,19 @@ async def read(server: Server, node_id: ua.NodeId, attr: ua.AttributeIds) -> ua.
     return (await server.iserver.isession.read(params))[0]
 
 
-async def refs(server: Server, node_id: ua.NodeId, direction: ua.BrowseDirection = ua.BrowseDirection.Forward,
-               ref_type: int = ua.ObjectIds.HierarchicalReferences) -> list[ua.ReferenceDescription]:
-    desc = ua.BrowseDescription(NodeId=node_id, BrowseDirection=direction, ReferenceTypeId=ua.NodeId(ref_type),
-                                IncludeSubtypes=True, ResultMask=0x3F)
+async def refs(
+    server: Server,
+    node_id: ua.NodeId,
+    direction: ua.BrowseDirection = ua.BrowseDirection.Forward,
+    ref_type: int = ua.ObjectIds.HierarchicalReferences,
+) -> list[ua.ReferenceDescription]:
+    desc = ua.BrowseDescription(
+        NodeId=node_id,
+        BrowseDirection=direction,
+        ReferenceTypeId=ua.NodeId(ref_type),
+        IncludeSubtypes=True,
+        ResultMask=0x3F,
+    )
     result = (await server.iserver.isession.browse(ua.BrowseParameters(NodesToBrowse=[desc])))[0]
     result.StatusCode.check()
     return result.References
@@ -96,11 +114,16 @@ async def test_folders_and_tags_follow_the_wincc_hierarchy(server: Server, space
     assert tank == ua.NodeId("Plant/Tank1", d.folder_ns)
     children = await refs(server, tank)
     assert [r.NodeId.Identifier for r in children] == [
-        "Plant.Tank1.Level", "Plant.Tank1.Running", "Plant.Tank1.Count", "Plant.Tank1.Name"]
+        "Plant.Tank1.Level",
+        "Plant.Tank1.Running",
+        "Plant.Tank1.Count",
+        "Plant.Tank1.Name",
+    ]
     assert {r.ReferenceTypeId for r in children} == {ORGANIZES}
     assert [r.DisplayName.Text for r in children] == ["Level", "Running", "Count", "Name"]
-    assert [r.BrowseName for r in children] == [ua.QualifiedName(n, d.tag_ns) for n in
-                                                ("Level", "Running", "Count", "Name")]
+    assert [r.BrowseName for r in children] == [
+        ua.QualifiedName(n, d.tag_ns) for n in ("Level", "Running", "Count", "Name")
+    ]
     # each child points back at its folder (asyncua's view service sees both directions)
     level = d.node_id("Plant.Tank1.Level")
     up = await refs(server, level, ua.BrowseDirection.Inverse)
@@ -147,12 +170,24 @@ async def test_display_name_is_the_last_segment() -> None:
 
 
 # ---- attributes -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("data_type,variant", [
-    (DataType.bool, VT.Boolean), (DataType.int8, VT.SByte), (DataType.int16, VT.Int16), (DataType.int32, VT.Int32),
-    (DataType.int64, VT.Int64), (DataType.uint8, VT.Byte), (DataType.uint16, VT.UInt16),
-    (DataType.uint32, VT.UInt32), (DataType.uint64, VT.UInt64), (DataType.float, VT.Float),
-    (DataType.double, VT.Double), (DataType.string, VT.String), (DataType.datetime, VT.DateTime),
-])
+@pytest.mark.parametrize(
+    "data_type,variant",
+    [
+        (DataType.bool, VT.Boolean),
+        (DataType.int8, VT.SByte),
+        (DataType.int16, VT.Int16),
+        (DataType.int32, VT.Int32),
+        (DataType.int64, VT.Int64),
+        (DataType.uint8, VT.Byte),
+        (DataType.uint16, VT.UInt16),
+        (DataType.uint32, VT.UInt32),
+        (DataType.uint64, VT.UInt64),
+        (DataType.float, VT.Float),
+        (DataType.double, VT.Double),
+        (DataType.string, VT.String),
+        (DataType.datetime, VT.DateTime),
+    ],
+)
 async def test_exact_data_types(server: Server, space: AddressSpace, data_type: DataType, variant: VT) -> None:
     await space.build([tag("T", data_type)])
     dv = await read(server, space.directory.node_id("T"), A.DataType)
@@ -161,7 +196,8 @@ async def test_exact_data_types(server: Server, space: AddressSpace, data_type: 
 
 
 async def test_initial_value_waits_for_data_and_only_accepts_the_right_type(
-        server: Server, space: AddressSpace) -> None:
+    server: Server, space: AddressSpace
+) -> None:
     await space.build(PLANT)
     level = space.directory.node_id("Plant.Tank1.Level")
     dv = await read(server, level, A.Value)
@@ -243,8 +279,11 @@ async def test_attributes_match_what_asyncua_add_variable_creates(server: Server
     await space.build([sample])
     ours = space.directory.node_id(sample.name)
     theirs_node = await server.nodes.objects.add_variable(
-        ua.NodeId("asyncua-made", space.directory.bridge_ns), ua.QualifiedName("Level", space.directory.tag_ns),
-        0.0, VT.Float)
+        ua.NodeId("asyncua-made", space.directory.bridge_ns),
+        ua.QualifiedName("Level", space.directory.tag_ns),
+        0.0,
+        VT.Float,
+    )
     theirs = theirs_node.nodeid
     aspace = server.iserver.aspace
     assert set(aspace[ours].attributes) == set(aspace[theirs].attributes)
@@ -261,16 +300,20 @@ async def test_attributes_match_what_asyncua_add_variable_creates(server: Server
         assert mine.Value.VariantType == ref.Value.VariantType, attr
         assert mine.Value.Value == ref.Value.Value, attr
     assert (await read(server, ours, A.NodeId)).Value == ua.Variant(ours, VT.NodeId)
+
     # references: same shape (parent inverse + HasTypeDefinition); the bridge organizes tags in folders with
     # Organizes (FolderType semantics) where add_variable always uses HasComponent
     def shape(node_id: ua.NodeId) -> list[tuple[bool, int]]:
         return sorted((r.IsForward, r.NodeClass) for r in aspace[node_id].references)
+
     assert shape(ours) == shape(theirs)
     typedef = [r for r in aspace[ours].references if r.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasTypeDefinition)]
-    ref_typedef = [r for r in aspace[theirs].references
-                   if r.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasTypeDefinition)]
+    ref_typedef = [
+        r for r in aspace[theirs].references if r.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasTypeDefinition)
+    ]
     assert [(r.NodeId, r.BrowseName, r.NodeClass) for r in typedef] == [
-        (r.NodeId, r.BrowseName, r.NodeClass) for r in ref_typedef]
+        (r.NodeId, r.BrowseName, r.NodeClass) for r in ref_typedef
+    ]
 
 
 # ---- subscriptions ----------------------------------------------------------------------------------------------
@@ -331,8 +374,9 @@ async def test_update_adds_removes_and_keeps_node_ids(server: Server, space: Add
         await sub.delete()
 
 
-async def test_update_without_changes_emits_nothing(server: Server, space: AddressSpace,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_update_without_changes_emits_nothing(
+    server: Server, space: AddressSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await space.build(PLANT)
     emitted: list[Any] = []
 
@@ -355,13 +399,15 @@ async def test_removed_tag_tells_its_monitored_items_and_can_come_back(server: S
         handle = await sub.subscribe_data_change(server.get_node(d.node_id("Loose")))
         await wait_until(lambda: got.values, what="initial notification")
         await space.update([i for i in PLANT if not (isinstance(i, TagInfo) and i.name == "Loose")])
-        await wait_until(lambda: any(s.value == ua.StatusCodes.BadNodeIdUnknown for _, _, s in got.values),
-                         what="BadNodeIdUnknown")
+        await wait_until(
+            lambda: any(s.value == ua.StatusCodes.BadNodeIdUnknown for _, _, s in got.values), what="BadNodeIdUnknown"
+        )
         await sub.unsubscribe(handle)  # asyncua must not look the deleted node up again
         added, _ = await space.update(PLANT)
         assert added == ["Loose"]
-        assert (await read(server, d.node_id("Loose"), A.Value)).StatusCode.value == \
-            ua.StatusCodes.BadWaitingForInitialData
+        assert (
+            await read(server, d.node_id("Loose"), A.Value)
+        ).StatusCode.value == ua.StatusCodes.BadWaitingForInitialData
     finally:
         await sub.delete()
 
@@ -378,28 +424,48 @@ async def test_changed_tag_is_replaced_in_place(server: Server, space: AddressSp
         await sub.subscribe_data_change(server.get_node(level))
         await wait_until(lambda: got.values, what="initial notification")
         # unit, limits and description change: same node, value kept, properties updated
-        changed = [tag("Plant.Tank1.Level", DataType.float, ("Plant", "Tank1"), unit="mm", low=0, high=10000,
-                       description="in mm", writable=True, archived=True) if isinstance(i, TagInfo)
-                   and i.name == "Plant.Tank1.Level" else i for i in PLANT]
+        changed = [
+            tag(
+                "Plant.Tank1.Level",
+                DataType.float,
+                ("Plant", "Tank1"),
+                unit="mm",
+                low=0,
+                high=10000,
+                description="in mm",
+                writable=True,
+                archived=True,
+            )
+            if isinstance(i, TagInfo) and i.name == "Plant.Tank1.Level"
+            else i
+            for i in PLANT
+        ]
         assert await space.update(changed) == ([], [])
         assert space.last_changed == ["Plant.Tank1.Level"]
         assert (await read(server, level, A.Value)).Value.Value == 2.0
         assert (await read(server, level, A.Description)).Value.Value.Text == "in mm"
-        props = {(await p.read_browse_name()).Name: await p.read_value()
-                 for p in await server.get_node(level).get_properties()}
+        props = {
+            (await p.read_browse_name()).Name: await p.read_value()
+            for p in await server.get_node(level).get_properties()
+        }
         assert props["EURange"] == ua.Range(Low=0.0, High=10000.0)
         assert props["EngineeringUnits"].DisplayName.Text == "mm"
         assert d.get("Plant.Tank1.Level").unit == "mm"
         # type change: the old value is meaningless, subscribers see BadWaitingForInitialData again
-        retyped = [tag("Plant.Tank1.Level", DataType.string, ("Plant", "Tank1")) if isinstance(i, TagInfo)
-                   and i.name == "Plant.Tank1.Level" else i for i in changed]
+        retyped = [
+            tag("Plant.Tank1.Level", DataType.string, ("Plant", "Tank1"))
+            if isinstance(i, TagInfo) and i.name == "Plant.Tank1.Level"
+            else i
+            for i in changed
+        ]
         await space.update(retyped)
         assert (await read(server, level, A.DataType)).Value.Value == ua.NodeId(VT.String.value)
         assert await server.get_node(level).read_type_definition() == ua.NodeId(ua.ObjectIds.BaseDataVariableType)
         assert await server.get_node(level).get_properties() == []
         assert aspace.get(property_node_id("Plant.Tank1.Level", "EURange", d.bridge_ns)) is None
-        await wait_until(lambda: got.values[-1][2].value == ua.StatusCodes.BadWaitingForInitialData,
-                         what="reset notification")
+        await wait_until(
+            lambda: got.values[-1][2].value == ua.StatusCodes.BadWaitingForInitialData, what="reset notification"
+        )
         # still exactly one reference from the folder, with the new type definition
         from_folder = [r for r in await refs(server, d.folder_node_id(("Plant", "Tank1"))) if r.NodeId == level]
         assert [r.TypeDefinition for r in from_folder] == [ua.NodeId(ua.ObjectIds.BaseDataVariableType)]
@@ -433,13 +499,16 @@ async def test_update_on_an_empty_start_builds_everything(server: Server, space:
     assert await refs(server, space.root_node_id) == []
     added, removed = await space.update(PLANT)
     assert sorted(added) == sorted(t.name for t in PLANT if isinstance(t, TagInfo)) and removed == []
-    assert (await read(server, space.directory.node_id("Plant.Tank1.Level"), A.DataType)).Value.Value == \
-        ua.NodeId(VT.Float.value)
+    assert (await read(server, space.directory.node_id("Plant.Tank1.Level"), A.DataType)).Value.Value == ua.NodeId(
+        VT.Float.value
+    )
 
 
 async def test_many_tags_in_one_folder(server: Server, space: AddressSpace) -> None:
-    items = [tag(f"Big.T{i:05d}", DataType.int32 if i % 2 else DataType.float, ("Big",),
-                 unit="bar" if i % 3 == 0 else None) for i in range(12_000)]
+    items = [
+        tag(f"Big.T{i:05d}", DataType.int32 if i % 2 else DataType.float, ("Big",), unit="bar" if i % 3 == 0 else None)
+        for i in range(12_000)
+    ]
     await space.build(items)
     children = await refs(server, space.directory.folder_node_id(("Big",)))
     assert len(children) == 12_000
@@ -473,8 +542,9 @@ async def test_changing_many_tags_of_one_folder_is_linear(server: Server, space:
     counted = folder.references = _CountingRefs(folder.references)
     before = list.__len__(counted)
     # every tag changes in place (a unit: now AnalogItemType), and ten move out of the folder
-    changed = [tag(t.name, DataType.float, ("Big",) if i >= 10 else ("Elsewhere",), unit="bar")
-               for i, t in enumerate(items)]
+    changed = [
+        tag(t.name, DataType.float, ("Big",) if i >= 10 else ("Elsewhere",), unit="bar") for i, t in enumerate(items)
+    ]
     await space.update(changed)
     assert space.last_changed == [t.name for t in changed]
     # linear: a few visits per reference of the folder (one pass to index it, one to drop the moved tags, one
@@ -484,5 +554,6 @@ async def test_changing_many_tags_of_one_folder_is_linear(server: Server, space:
     children = await refs(server, d.folder_node_id(("Big",)))
     assert [r.NodeId for r in children] == [d.node_id(t.name) for t in items[10:]]
     assert {r.TypeDefinition for r in children} == {ua.NodeId(ua.ObjectIds.AnalogItemType)}
-    assert [r.NodeId for r in await refs(server, d.folder_node_id(("Elsewhere",)))] == \
-        [d.node_id(t.name) for t in items[:10]]
+    assert [r.NodeId for r in await refs(server, d.folder_node_id(("Elsewhere",)))] == [
+        d.node_id(t.name) for t in items[:10]
+    ]

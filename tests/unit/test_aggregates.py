@@ -32,12 +32,24 @@ def t(s: float) -> datetime:
 
 
 # a bound before the range, values at 0, 10, 20, 30 (the one at 20 bad), a bound after
-SAMPLES = [Sample(t(-10), 0.0, True), Sample(t(0), 10.0, True), Sample(t(10), 20.0, True),
-           Sample(t(20), 999.0, False), Sample(t(30), 40.0, True), Sample(t(50), 60.0, True)]
+SAMPLES = [
+    Sample(t(-10), 0.0, True),
+    Sample(t(0), 10.0, True),
+    Sample(t(10), 20.0, True),
+    Sample(t(20), 999.0, False),
+    Sample(t(30), 40.0, True),
+    Sample(t(50), 60.0, True),
+]
 
 
-def one(agg: int, start: float = 0, end: float = 40, interval_ms: float = 0, samples=SAMPLES,
-        settings: AggregateSettings | None = None) -> ua.DataValue:
+def one(
+    agg: int,
+    start: float = 0,
+    end: float = 40,
+    interval_ms: float = 0,
+    samples=SAMPLES,
+    settings: AggregateSettings | None = None,
+) -> ua.DataValue:
     (dv,) = compute(agg, samples, t(start), t(end), interval_ms, settings)
     return dv
 
@@ -128,8 +140,16 @@ def test_interpolative_at_interval_starts() -> None:
     # 15, 20 and 25 interpolate across the Bad value at 20: Uncertain (5.4.3.4)
     assert [severity(dv) for dv in dvs] == [GOOD, GOOD, GOOD, UNCERTAIN, UNCERTAIN, UNCERTAIN, GOOD, GOOD]
     # Raw where a value sits on the start, Interpolated elsewhere, never Partial (Table 15)
-    assert [bits(dv) for dv in dvs] == [RAW, INTERPOLATED, RAW, INTERPOLATED, INTERPOLATED, INTERPOLATED, RAW,
-                                        INTERPOLATED]
+    assert [bits(dv) for dv in dvs] == [
+        RAW,
+        INTERPOLATED,
+        RAW,
+        INTERPOLATED,
+        INTERPOLATED,
+        INTERPOLATED,
+        RAW,
+        INTERPOLATED,
+    ]
 
 
 def test_interpolative_before_and_after_the_data() -> None:
@@ -187,11 +207,17 @@ def test_aggregate_configuration() -> None:
     samples = [Sample(t(0), 10.0, True), Sample(t(10), 30.0, False, uncertain=True), Sample(t(20), 50.0, True)]
     as_bad = one(O.AggregateFunction_Average, 0, 20, samples=samples)
     assert as_bad.Value.Value == 10.0 and severity(as_bad) == UNCERTAIN
-    used = one(O.AggregateFunction_Average, 0, 20, samples=samples,
-               settings=AggregateSettings(treat_uncertain_as_bad=False))
+    used = one(
+        O.AggregateFunction_Average, 0, 20, samples=samples, settings=AggregateSettings(treat_uncertain_as_bad=False)
+    )
     assert used.Value.Value == 20.0 and severity(used) == UNCERTAIN
-    clean = one(O.AggregateFunction_Average, 0, 20, samples=[samples[0], samples[2]],
-                settings=AggregateSettings(treat_uncertain_as_bad=False))
+    clean = one(
+        O.AggregateFunction_Average,
+        0,
+        20,
+        samples=[samples[0], samples[2]],
+        settings=AggregateSettings(treat_uncertain_as_bad=False),
+    )
     assert severity(clean) == GOOD
 
 

@@ -21,16 +21,30 @@ COND = ua.NodeId("1042", 5)
 
 def record(priority: int = 800, active: bool = True) -> EventRecord:
     book = AlarmBook()
-    (change,) = book.reconcile([Alarm("1042", "Tank 1 level high", AlarmState.came if active else AlarmState.went,
-                                      False, T0, "System1.Tank1.Level", "Alarm", priority)])
+    (change,) = book.reconcile(
+        [
+            Alarm(
+                "1042",
+                "Tank 1 level high",
+                AlarmState.came if active else AlarmState.went,
+                False,
+                T0,
+                "System1.Tank1.Level",
+                "Alarm",
+                priority,
+            )
+        ]
+    )
     source = Source(ua.NodeId("System1.Tank1.Level", 2), "System1.Tank1.Level", (ua.NodeId(O.Server),), True)
     return condition_record(change.condition, COND, source, now=T0 + timedelta(seconds=1))
 
 
 def field(path: str, type_id: int = O.BaseEventType) -> ua.SimpleAttributeOperand:
-    return ua.SimpleAttributeOperand(TypeDefinitionId=ua.NodeId(type_id),
-                                     BrowsePath=[ua.QualifiedName(p, 0) for p in path.split("/")],
-                                     AttributeId=ua.AttributeIds.Value)
+    return ua.SimpleAttributeOperand(
+        TypeDefinitionId=ua.NodeId(type_id),
+        BrowsePath=[ua.QualifiedName(p, 0) for p in path.split("/")],
+        AttributeId=ua.AttributeIds.Value,
+    )
 
 
 def lit(value: object, vt: ua.VariantType | None = None) -> ua.LiteralOperand:
@@ -47,11 +61,20 @@ def where(*elements: ua.ContentFilterElement) -> ua.ContentFilter:
 
 def test_select_fields_condition_id_and_unknowns() -> None:
     r = record()
-    condition_id = ua.SimpleAttributeOperand(TypeDefinitionId=ua.NodeId(O.ConditionType),
-                                             AttributeId=ua.AttributeIds.NodeId)
-    out = select(r, [field("Severity"), field("AckedState/Id"), field("Message"), condition_id, field("NoSuchField"),
-                     ua.SimpleAttributeOperand(TypeDefinitionId=ua.NodeId(O.BaseEventType),
-                                               AttributeId=ua.AttributeIds.NodeId)])
+    condition_id = ua.SimpleAttributeOperand(
+        TypeDefinitionId=ua.NodeId(O.ConditionType), AttributeId=ua.AttributeIds.NodeId
+    )
+    out = select(
+        r,
+        [
+            field("Severity"),
+            field("AckedState/Id"),
+            field("Message"),
+            condition_id,
+            field("NoSuchField"),
+            ua.SimpleAttributeOperand(TypeDefinitionId=ua.NodeId(O.BaseEventType), AttributeId=ua.AttributeIds.NodeId),
+        ],
+    )
     assert out[0] == ua.Variant(800, ua.VariantType.UInt16)
     assert out[1].Value is False and out[2].Value.Text == "Tank 1 level high"
     assert out[3] == ua.Variant(COND, ua.VariantType.NodeId)
@@ -62,21 +85,34 @@ def test_empty_where_matches() -> None:
     assert matches(record(), None) and matches(record(), ua.ContentFilter())
 
 
-@pytest.mark.parametrize(("op", "literal", "expected"), [
-    (F.Equals, 800, True), (F.Equals, 801, False),
-    (F.GreaterThan, 799, True), (F.GreaterThan, 800, False),
-    (F.GreaterThanOrEqual, 800, True), (F.GreaterThanOrEqual, 801, False),
-    (F.LessThan, 801, True), (F.LessThan, 800, False),
-    (F.LessThanOrEqual, 800, True), (F.LessThanOrEqual, 799, False),
-])
+@pytest.mark.parametrize(
+    ("op", "literal", "expected"),
+    [
+        (F.Equals, 800, True),
+        (F.Equals, 801, False),
+        (F.GreaterThan, 799, True),
+        (F.GreaterThan, 800, False),
+        (F.GreaterThanOrEqual, 800, True),
+        (F.GreaterThanOrEqual, 801, False),
+        (F.LessThan, 801, True),
+        (F.LessThan, 800, False),
+        (F.LessThanOrEqual, 800, True),
+        (F.LessThanOrEqual, 799, False),
+    ],
+)
 def test_comparisons(op: ua.FilterOperator, literal: int, expected: bool) -> None:
     assert matches(record(), where(el(op, field("Severity"), lit(literal, ua.VariantType.UInt16)))) is expected
 
 
 def test_of_type_matches_supertypes_only() -> None:
     r = record()
-    for type_id, expected in ((O.AlarmConditionType, True), (O.ConditionType, True), (O.BaseEventType, True),
-                              (O.AuditEventType, False), (O.OffNormalAlarmType, False)):
+    for type_id, expected in (
+        (O.AlarmConditionType, True),
+        (O.ConditionType, True),
+        (O.BaseEventType, True),
+        (O.AuditEventType, False),
+        (O.OffNormalAlarmType, False),
+    ):
         assert matches(r, where(el(F.OfType, lit(ua.NodeId(type_id))))) is expected
     marker = refresh_record(O.RefreshStartEventType)
     assert matches(marker, where(el(F.OfType, lit(ua.NodeId(O.SystemEventType)))))

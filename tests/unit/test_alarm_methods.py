@@ -31,22 +31,34 @@ TAG = TagInfo("System1.Tank1.Level", DataType.float, ("System1", "Tank1"))
 
 async def rig(dialect: str):
     server, directory = await server_with_tags([TAG])
-    client = open_client(WinCCConfig.model_validate({"url": BASE, "dialect": dialect,
-                                                     "retry": {"attempts": 3, "backoff_s": 0}}))
+    client = open_client(
+        WinCCConfig.model_validate({"url": BASE, "dialect": dialect, "retry": {"attempts": 3, "backoff_s": 0}})
+    )
     await client.__aenter__()
-    alarms = AlarmService(server, directory, client, AlarmsConfig(), await server.register_namespace("urn:t/alarms"),
-                          ua.NodeId("WinCC", directory.bridge_ns))
-    await alarms.reconcile([Alarm("1042", "Tank 1 level high", AlarmState.came, False, datetime.now(UTC),
-                                  TAG.name, "Alarm", 800)])
+    alarms = AlarmService(
+        server,
+        directory,
+        client,
+        AlarmsConfig(),
+        await server.register_namespace("urn:t/alarms"),
+        ua.NodeId("WinCC", directory.bridge_ns),
+    )
+    await alarms.reconcile(
+        [Alarm("1042", "Tank 1 level high", AlarmState.came, False, datetime.now(UTC), TAG.name, "Alarm", 800)]
+    )
     return server, client, alarms, ConditionMethods(alarms, timeout_s=0.5)
 
 
 def ack(alarms: AlarmService, event_id: bytes | None = None) -> ua.CallMethodRequest:
     cond = alarms.book.get("1042")
     return ua.CallMethodRequest(
-        ObjectId=alarms.condition_id("1042"), MethodId=ua.NodeId(O.AcknowledgeableConditionType_Acknowledge),
-        InputArguments=[ua.Variant(event_id or cond.event_id, ua.VariantType.ByteString),
-                        ua.Variant(ua.LocalizedText("why"), ua.VariantType.LocalizedText)])
+        ObjectId=alarms.condition_id("1042"),
+        MethodId=ua.NodeId(O.AcknowledgeableConditionType_Acknowledge),
+        InputArguments=[
+            ua.Variant(event_id or cond.event_id, ua.VariantType.ByteString),
+            ua.Variant(ua.LocalizedText("why"), ua.VariantType.LocalizedText),
+        ],
+    )
 
 
 SESSION = types.SimpleNamespace(user=BridgeUser.named("op", Role.operator), session_id=ua.NodeId(1))
@@ -82,27 +94,47 @@ async def test_acknowledge_answers_dp(caplog) -> None:
             assert json.loads(route.calls[-1].request.content) == {"comment": "why", "user": "op"}
             again = await methods.call(SESSION, ack(alarms))
             stale = await methods.call(SESSION, ack(alarms, b"\x01" * 16))
-            assert (again.StatusCode.value, stale.StatusCode.value) == (S.BadConditionBranchAlreadyAcked,
-                                                                        S.BadEventIdUnknown)
+            assert (again.StatusCode.value, stale.StatusCode.value) == (
+                S.BadConditionBranchAlreadyAcked,
+                S.BadEventIdUnknown,
+            )
             assert route.call_count == len(FAILURES) + 1
-            bad_args = await methods.call(SESSION, ua.CallMethodRequest(
-                ObjectId=alarms.condition_id("1042"), MethodId=ua.NodeId(O.AcknowledgeableConditionType_Acknowledge),
-                InputArguments=[ua.Variant("text"), ua.Variant(ua.LocalizedText("x"))]))
+            bad_args = await methods.call(
+                SESSION,
+                ua.CallMethodRequest(
+                    ObjectId=alarms.condition_id("1042"),
+                    MethodId=ua.NodeId(O.AcknowledgeableConditionType_Acknowledge),
+                    InputArguments=[ua.Variant("text"), ua.Variant(ua.LocalizedText("x"))],
+                ),
+            )
             assert bad_args.StatusCode.value == S.BadInvalidArgument
-            not_condition = await methods.call(SESSION, ua.CallMethodRequest(
-                ObjectId=ua.NodeId(O.Server), MethodId=ua.NodeId(O.AcknowledgeableConditionType_Acknowledge),
-                InputArguments=ack(alarms).InputArguments))
+            not_condition = await methods.call(
+                SESSION,
+                ua.CallMethodRequest(
+                    ObjectId=ua.NodeId(O.Server),
+                    MethodId=ua.NodeId(O.AcknowledgeableConditionType_Acknowledge),
+                    InputArguments=ack(alarms).InputArguments,
+                ),
+            )
             assert not_condition.StatusCode.value == S.BadMethodInvalid
 
             # an alarm id with "#" in it (Unified names alarms <name>#<instance>), through its own method node
             await alarms.reconcile([Alarm("Tank:High#7", "high", AlarmState.came, False, datetime.now(UTC), TAG.name)])
             cond = alarms.book.get("Tank:High#7")
             own = mock.post("/api/alert/Tank%3AHigh%237/acknowledge").mock(
-                return_value=httpx.Response(200, json={"id": "Tank:High#7", "acknowledged": True}))
-            result = await methods.call(SESSION, ua.CallMethodRequest(
-                ObjectId=alarms.condition_id("Tank:High#7"), MethodId=ua.NodeId("Tank:High#7#Acknowledge", alarms.ns),
-                InputArguments=[ua.Variant(cond.event_id, ua.VariantType.ByteString),
-                                ua.Variant(ua.LocalizedText("hash"), ua.VariantType.LocalizedText)]))
+                return_value=httpx.Response(200, json={"id": "Tank:High#7", "acknowledged": True})
+            )
+            result = await methods.call(
+                SESSION,
+                ua.CallMethodRequest(
+                    ObjectId=alarms.condition_id("Tank:High#7"),
+                    MethodId=ua.NodeId("Tank:High#7#Acknowledge", alarms.ns),
+                    InputArguments=[
+                        ua.Variant(cond.event_id, ua.VariantType.ByteString),
+                        ua.Variant(ua.LocalizedText("hash"), ua.VariantType.LocalizedText),
+                    ],
+                ),
+            )
             assert result.StatusCode.is_good() and own.call_count == 1 and cond.acked
     finally:
         await client.aclose()
@@ -129,11 +161,18 @@ async def test_condition_follows_its_tag_through_a_re_browse() -> None:
     server, directory = await server_with_tags([])
     aspace = AddressSpace(server, directory)
     await aspace.build([TAG])
-    alarms = AlarmService(server, directory, None, AlarmsConfig(),  # type: ignore[arg-type]
-                          await server.register_namespace("urn:t/alarms"), aspace.root_node_id)
+    alarms = AlarmService(
+        server,
+        directory,
+        None,
+        AlarmsConfig(),  # type: ignore[arg-type]
+        await server.register_namespace("urn:t/alarms"),
+        aspace.root_node_id,
+    )
     try:
-        await alarms.reconcile([Alarm("1042", "Tank 1 level high", AlarmState.came, False, datetime.now(UTC),
-                                      TAG.name, "Alarm", 800)])
+        await alarms.reconcile(
+            [Alarm("1042", "Tank 1 level high", AlarmState.came, False, datetime.now(UTC), TAG.name, "Alarm", 800)]
+        )
         tag_node = server.iserver.aspace[directory.node_id(TAG.name)]
 
         def has_condition(node: object) -> bool:

@@ -13,17 +13,36 @@ from bridge.wincc.models import Alarm, AlarmState
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
-def alarm(state: str = "came", acked: bool = False, t: int = 0, alarm_id: str = "1042", priority: int = 500,
-          tag: str | None = "System1.Tank1.Level") -> Alarm:
-    return Alarm(id=alarm_id, text="Tank 1 level high", state=AlarmState(state), acknowledged=acked,
-                 timestamp=T0 + timedelta(seconds=t), tag=tag, alarm_class="Alarm", priority=priority)
+def alarm(
+    state: str = "came",
+    acked: bool = False,
+    t: int = 0,
+    alarm_id: str = "1042",
+    priority: int = 500,
+    tag: str | None = "System1.Tank1.Level",
+) -> Alarm:
+    return Alarm(
+        id=alarm_id,
+        text="Tank 1 level high",
+        state=AlarmState(state),
+        acknowledged=acked,
+        timestamp=T0 + timedelta(seconds=t),
+        tag=tag,
+        alarm_class="Alarm",
+        priority=priority,
+    )
 
 
 def test_came_went_acked_then_forgotten() -> None:
     book = AlarmBook()
     (c,) = book.reconcile([alarm()])
     assert (c.reason, c.condition.active, c.condition.acked, c.condition.retain, c.forget) == (
-        Reason.came, True, False, True, False)
+        Reason.came,
+        True,
+        False,
+        True,
+        False,
+    )
     first_id = c.condition.event_id
     assert book.reconcile([alarm()]) == []  # nothing changed, nothing sent
     (w,) = book.reconcile([alarm("went", t=5)])
@@ -41,7 +60,12 @@ def test_acked_while_active_then_went_is_last_event() -> None:
     assert (a.reason, a.condition.retain, a.forget) == (Reason.acked, True, False)
     (g,) = book.reconcile([])  # WinCC lists active-or-unacked alarms: gone = went and acknowledged
     assert (g.reason, g.condition.active, g.condition.acked, g.condition.retain, g.forget) == (
-        Reason.gone, False, True, False, True)
+        Reason.gone,
+        False,
+        True,
+        False,
+        True,
+    )
     assert book.get("1042") is None
 
 

@@ -12,8 +12,19 @@ NAMES = tuple(f"T{i}" for i in range(5))
 
 
 def _body(changed: int | None = None) -> bytes:
-    return orjson.dumps({"Tags": [{"Name": n, "Value": i + (100 if i == changed else 0), "Quality": 192,
-                                   "Timestamp": "2026-01-01T00:00:00Z"} for i, n in enumerate(NAMES)]})
+    return orjson.dumps(
+        {
+            "Tags": [
+                {
+                    "Name": n,
+                    "Value": i + (100 if i == changed else 0),
+                    "Quality": 192,
+                    "Timestamp": "2026-01-01T00:00:00Z",
+                }
+                for i, n in enumerate(NAMES)
+            ]
+        }
+    )
 
 
 def test_an_equal_body_is_not_split_or_parsed(monkeypatch) -> None:
@@ -31,8 +42,9 @@ def test_an_equal_body_is_not_split_or_parsed(monkeypatch) -> None:
     parsed.clear()
     splits: list[bytes] = []
     real_split = parse.item_bytes
-    monkeypatch.setattr(parse, "item_bytes", lambda content, expected=None: splits.append(content) or
-                        real_split(content, expected))
+    monkeypatch.setattr(
+        parse, "item_bytes", lambda content, expected=None: splits.append(content) or real_split(content, expected)
+    )
     again = memo.replay(NAMES, bytes(bytearray(first)), item)  # equal bytes, another object
     assert again is not None and all(again[n] is out[n] for n in NAMES)
     assert parsed == [] and splits == []

@@ -9,8 +9,8 @@ import pytest_asyncio
 from asyncua import Server, ua
 
 from bridge.opcua.model.address_space import AddressSpace
-from bridge.opcua.services.browse import BrowseService
 from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.services.browse import BrowseService
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -47,22 +47,38 @@ async def model() -> Model:
     return Model(server, space)
 
 
-def desc(node_id: ua.NodeId, direction: ua.BrowseDirection = FORWARD, ref_type: ua.NodeId = HIERARCHICAL,
-         subtypes: bool = True, class_mask: int = 0, result_mask: int = 0x3F) -> ua.BrowseDescription:
-    return ua.BrowseDescription(NodeId=node_id, BrowseDirection=direction, ReferenceTypeId=ref_type,
-                                IncludeSubtypes=subtypes, NodeClassMask=class_mask, ResultMask=result_mask)
+def desc(
+    node_id: ua.NodeId,
+    direction: ua.BrowseDirection = FORWARD,
+    ref_type: ua.NodeId = HIERARCHICAL,
+    subtypes: bool = True,
+    class_mask: int = 0,
+    result_mask: int = 0x3F,
+) -> ua.BrowseDescription:
+    return ua.BrowseDescription(
+        NodeId=node_id,
+        BrowseDirection=direction,
+        ReferenceTypeId=ref_type,
+        IncludeSubtypes=subtypes,
+        NodeClassMask=class_mask,
+        ResultMask=result_mask,
+    )
 
 
-async def browse(svc: BrowseService, session: Any, *descs: ua.BrowseDescription,
-                 max_refs: int = 0) -> list[ua.BrowseResult]:
-    return await svc.browse(session, ua.BrowseParameters(NodesToBrowse=list(descs),
-                                                         RequestedMaxReferencesPerNode=max_refs))
+async def browse(
+    svc: BrowseService, session: Any, *descs: ua.BrowseDescription, max_refs: int = 0
+) -> list[ua.BrowseResult]:
+    return await svc.browse(
+        session, ua.BrowseParameters(NodesToBrowse=list(descs), RequestedMaxReferencesPerNode=max_refs)
+    )
 
 
-async def browse_next(svc: BrowseService, session: Any, *points: bytes | None,
-                      release: bool = False) -> list[ua.BrowseResult]:
-    return await svc.browse_next(session, ua.BrowseNextParameters(ReleaseContinuationPoints=release,
-                                                                  ContinuationPoints=list(points)))
+async def browse_next(
+    svc: BrowseService, session: Any, *points: bytes | None, release: bool = False
+) -> list[ua.BrowseResult]:
+    return await svc.browse_next(
+        session, ua.BrowseNextParameters(ReleaseContinuationPoints=release, ContinuationPoints=list(points))
+    )
 
 
 async def browse_all(svc: BrowseService, session: Any, node_id: ua.NodeId, max_refs: int) -> tuple[list[Any], int]:
@@ -146,8 +162,7 @@ async def test_used_released_or_foreign_points_are_invalid(model: Model) -> None
     released = await browse_next(svc, alice, nxt.ContinuationPoint, release=True)
     assert released[0].StatusCode.is_good() and released[0].References == []
     assert svc.continuation_points(alice) == 0
-    assert (await browse_next(svc, alice, nxt.ContinuationPoint))[0].StatusCode.value == \
-        SC.BadContinuationPointInvalid
+    assert (await browse_next(svc, alice, nxt.ContinuationPoint))[0].StatusCode.value == SC.BadContinuationPointInvalid
     assert (await browse_next(svc, alice, b"made-up", None))[0].StatusCode.value == SC.BadContinuationPointInvalid
 
 
@@ -196,16 +211,19 @@ async def test_direction_reference_type_and_node_class_filters(model: Model) -> 
     everything = (await browse(svc, session, desc(small_a, BOTH, ref_type=ua.NodeId())))[0].References
     types = {r.ReferenceTypeId.Identifier for r in everything}
     assert types == {ua.ObjectIds.Organizes, ua.ObjectIds.HasTypeDefinition, ua.ObjectIds.HasProperty}
-    props = (await browse(svc, session, desc(small_a, ref_type=ua.NodeId(ua.ObjectIds.HasProperty),
-                                             subtypes=False)))[0].References
+    props = (await browse(svc, session, desc(small_a, ref_type=ua.NodeId(ua.ObjectIds.HasProperty), subtypes=False)))[
+        0
+    ].References
     assert sorted(r.BrowseName.Name for r in props) == ["EURange", "EngineeringUnits"]
     # HierarchicalReferences without subtypes matches nothing: the references are Organizes/HasProperty
     assert (await browse(svc, session, desc(model.small, subtypes=False)))[0].References == []
-    objects_only = (await browse(svc, session, desc(model.space.root_node_id,
-                                                    class_mask=ua.NodeClass.Object)))[0].References
+    objects_only = (await browse(svc, session, desc(model.space.root_node_id, class_mask=ua.NodeClass.Object)))[
+        0
+    ].References
     assert {r.NodeId for r in objects_only} == {model.big, model.small}
-    variables = (await browse(svc, session, desc(model.space.root_node_id,
-                                                 class_mask=ua.NodeClass.Variable)))[0].References
+    variables = (await browse(svc, session, desc(model.space.root_node_id, class_mask=ua.NodeClass.Variable)))[
+        0
+    ].References
     assert variables == []
 
 
@@ -226,8 +244,9 @@ async def test_bad_nodes_get_their_status_and_the_rest_still_answers(model: Mode
     svc = BrowseService(model.server)
     unknown = ua.NodeId("nope", model.space.directory.tag_ns)
     not_a_ref_type = model.small
-    results = await browse(svc, FakeSession(), desc(unknown), desc(model.small, ref_type=not_a_ref_type),
-                           desc(model.small))
+    results = await browse(
+        svc, FakeSession(), desc(unknown), desc(model.small, ref_type=not_a_ref_type), desc(model.small)
+    )
     assert [r.StatusCode.value for r in results] == [SC.BadNodeIdUnknown, SC.BadReferenceTypeIdInvalid, SC.Good]
     assert len(results[2].References) == 2
 

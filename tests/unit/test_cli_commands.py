@@ -36,8 +36,9 @@ def test_every_config_command_takes_file_and_config_option(tmp_path: Path, comma
     for form in ([str(f)], ["--config", str(f)], [str(f), "--config", str(f)]):
         done = _cli(command, *form)
         assert done.returncode == 2, (form, done.stderr)
-        assert done.stderr.strip() == ("config error: line 4: sync.batch_size: "
-                                       "Input should be greater than or equal to 1")
+        assert done.stderr.strip() == (
+            "config error: line 4: sync.batch_size: Input should be greater than or equal to 1"
+        )
     missing = _cli(command)
     assert missing.returncode == 2 and f"{command} FILE (or --config FILE)" in missing.stderr
     other = tmp_path / "other.yaml"
@@ -55,15 +56,23 @@ def test_simulate_help_gives_every_option_a_help_text_and_its_default() -> None:
         assert "default" in action.help, f"{action.option_strings[0]} does not say its default"
     done = _cli("simulate", "--help")
     assert done.returncode == 0
-    for shown in ("(default: 8700)", "(default: 127.0.0.1)", "(default: opcua)", "(default: 900)", "(default: 1)",
-                  "(default: 2)"):
+    for shown in (
+        "(default: 8700)",
+        "(default: 127.0.0.1)",
+        "(default: opcua)",
+        "(default: 900)",
+        "(default: 1)",
+        "(default: 2)",
+    ):
         assert shown in " ".join(done.stdout.split()), shown
 
 
 def test_browse_prints_tags_under_their_own_folder() -> None:
     # WinCC lists every folder first, then the tags; the tree must still put each tag under its own folder
     items = [
-        Folder(("S",)), Folder(("S", "Tank1")), Folder(("S", "Hall 2")),
+        Folder(("S",)),
+        Folder(("S", "Tank1")),
+        Folder(("S", "Hall 2")),
         TagInfo("S.Tank1.Level", DataType.float, ("S", "Tank1"), "Level", unit="m", archived=True),
         TagInfo("S.Top", DataType.bool, ("S",), "Top", writable=True),
         TagInfo("S.Hall 2.T", DataType.float, ("S", "Hall 2"), "T"),
@@ -116,5 +125,6 @@ def test_simulate_on_a_taken_port_is_one_line_exit_2() -> None:
         port = busy.getsockname()[1]
         done = _cli("simulate", "--port", str(port))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == (f"WinCC simulator port {port} on 127.0.0.1 is already in use; "
-                                   "choose another port with --port N")
+    assert done.stderr.strip() == (
+        f"WinCC simulator port {port} on 127.0.0.1 is already in use; choose another port with --port N"
+    )

@@ -32,15 +32,17 @@ def test_wrong_type_names_key() -> None:
 
 def test_missing_env_password() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config("wincc:\n  auth: {mode: basic, username: u, password_env: NO_SUCH_VAR_FOR_TEST}\n"
-                     "  url: http://a:1\n")
+        parse_config(
+            "wincc:\n  auth: {mode: basic, username: u, password_env: NO_SUCH_VAR_FOR_TEST}\n  url: http://a:1\n"
+        )
     assert "NO_SUCH_VAR_FOR_TEST" in str(err.value) and err.value.key == "wincc.auth"
 
 
 def test_unreadable_password_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config(f"wincc:\n  auth: {{mode: basic, username: u, password_file: {tmp_path / 'missing'}}}\n"
-                     "  url: http://a:1\n")
+        parse_config(
+            f"wincc:\n  auth: {{mode: basic, username: u, password_file: {tmp_path / 'missing'}}}\n  url: http://a:1\n"
+        )
     assert "password_file" in str(err.value)
 
 
@@ -81,7 +83,9 @@ def test_password_hash_roundtrip() -> None:
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge", *args], input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_cli_help_lists_commands() -> None:
@@ -111,8 +115,10 @@ def test_required_value_missing_names_key_and_line() -> None:
 def test_duplicate_user_names_refused() -> None:
     h = hash_password("x")
     with pytest.raises(ConfigError) as err:
-        parse_config(f"opcua:\n  users:\n    - {{name: op, password_hash: '{h}'}}\n"
-                     f"    - {{name: op, password_hash: '{h}', role: admin}}\n" + URL)
+        parse_config(
+            f"opcua:\n  users:\n    - {{name: op, password_hash: '{h}'}}\n"
+            f"    - {{name: op, password_hash: '{h}', role: admin}}\n" + URL
+        )
     assert err.value.key == "opcua.users" and err.value.line == 2
     assert "unique: op" in str(err.value) and h not in str(err.value)
 
@@ -130,17 +136,19 @@ CLI_CASES = [
     ("missing-value", "wincc:\n  acknowledge: {method: POST}\n  url: http://a:1\n", "wincc.acknowledge.path", 2),
     ("missing-url", "wincc:\n  dialect: dp\n", "wincc.url", 1),
     ("missing-wincc", "sync: {interval_ms: 1000}\n", "wincc", 1),
-    ("duplicate-user", "opcua:\n  users:\n    - {name: op, password_hash: HASH}\n"
-     "    - {name: op, password_hash: HASH}\n" + URL, "opcua.users", 2),
+    (
+        "duplicate-user",
+        "opcua:\n  users:\n    - {name: op, password_hash: HASH}\n    - {name: op, password_hash: HASH}\n" + URL,
+        "opcua.users",
+        2,
+    ),
     ("deprecated-policy", "opcua:\n  security_policies: [Basic256]\n" + URL, "opcua.security_policies", 2),
-    ("unknown-policy", "opcua:\n  security_policies: [Basic256Sha512_Sign]\n" + URL, "opcua.security_policies",
-     2),
+    ("unknown-policy", "opcua:\n  security_policies: [Basic256Sha512_Sign]\n" + URL, "opcua.security_policies", 2),
 ]
 
 
 @pytest.mark.parametrize(("yaml_text", "key", "line"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_cli_check_config_bad_value_exits_2_with_one_line(tmp_path: Path, yaml_text: str, key: str,
-                                                          line: int) -> None:
+def test_cli_check_config_bad_value_exits_2_with_one_line(tmp_path: Path, yaml_text: str, key: str, line: int) -> None:
     f = tmp_path / "bad.yaml"
     text = yaml_text.replace("CLI_CFG_FILE", str(tmp_path / "no-such-dir" / "pw.txt"))
     f.write_text(text.replace("HASH", f"'{hash_password('x')}'"))
@@ -195,8 +203,10 @@ def test_example_configs_validate(name: str, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_every_error_is_listed_in_file_order() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config("wincc:\n  url: http://a:1\n  dialekt: dp\nopcua:\n  endpiont: x\nsync:\n  interval_ms: fast\n"
-                     "health: {lisen: x}\n")
+        parse_config(
+            "wincc:\n  url: http://a:1\n  dialekt: dp\nopcua:\n  endpiont: x\nsync:\n  interval_ms: fast\n"
+            "health: {lisen: x}\n"
+        )
     lines = [e.one_line for e in err.value.all]
     assert [e.key for e in err.value.all] == ["wincc.dialekt", "opcua.endpiont", "sync.interval_ms", "health.lisen"]
     assert [e.line for e in err.value.all] == [3, 5, 7, 8]
@@ -241,8 +251,10 @@ def test_without_secrets_check_is_a_warning_naming_the_variable(monkeypatch: pyt
 
 def test_placeholder_hashes_are_flagged_for_run() -> None:
     placeholder = "scrypt$16384$8$1$REPLACEwithREALsalt0000==$REPLACEwithREALhash000000000000000000000000="
-    cfg = parse_config(f"opcua:\n  users:\n    - {{name: mes, password_hash: '{placeholder}'}}\n"
-                       f"    - {{name: ok, password_hash: '{hash_password('x')}'}}\n" + URL)
+    cfg = parse_config(
+        f"opcua:\n  users:\n    - {{name: mes, password_hash: '{placeholder}'}}\n"
+        f"    - {{name: ok, password_hash: '{hash_password('x')}'}}\n" + URL
+    )
     (warning,) = cfg.warnings
     assert warning.refuse_serving and warning.key == "opcua.users[0].password_hash" and warning.line == 3
     assert "'mes'" in str(warning) and "hash-password" in str(warning)
@@ -254,13 +266,19 @@ def test_example_configs_pass_check_config_without_secrets(name: str) -> None:
     placeholder hashes are warnings; `run` refuses the placeholders (before it would need the secret)."""
     path = Path(__file__).resolve().parents[2] / "config" / name
     env = {k: v for k, v in os.environ.items() if k != "WINCC_PASSWORD"}
-    done = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(path)], capture_output=True,
-                          text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "check-config", str(path)], capture_output=True, text=True, timeout=60, env=env
+    )
     assert done.returncode == 0, done.stderr
     assert "WARNING" in done.stderr and "WINCC_PASSWORD" in done.stderr and "placeholder" in done.stderr
     assert "wincc:" in done.stdout
-    refused = subprocess.run([sys.executable, "-m", "bridge", "run", str(path)], capture_output=True, text=True,
-                             timeout=60, env={**env, "WINCC_PASSWORD": "x"})
+    refused = subprocess.run(
+        [sys.executable, "-m", "bridge", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "WINCC_PASSWORD": "x"},
+    )
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 2, refused.stderr

@@ -20,18 +20,23 @@ def directory() -> TagDirectory:
 
 
 def config(**kw: object) -> SyncConfig:
-    return SyncConfig.model_validate({"interval_ms": 200, "poll_groups_ms": [200, 1000, 5000],
-                                      "idle_interval_ms": 10_000, "read_recent_s": 30, **kw})
+    return SyncConfig.model_validate(
+        {"interval_ms": 200, "poll_groups_ms": [200, 1000, 5000], "idle_interval_ms": 10_000, "read_recent_s": 30, **kw}
+    )
 
 
-def create(demand: Demand, sid: int, items: list[tuple[str, float, int]], attribute: int = ua.AttributeIds.Value
-           ) -> list[ua.MonitoredItemCreateResult]:
+def create(
+    demand: Demand, sid: int, items: list[tuple[str, float, int]], attribute: int = ua.AttributeIds.Value
+) -> list[ua.MonitoredItemCreateResult]:
     """items: (tag name, requested sampling interval, monitored item id)."""
-    requests = [ua.MonitoredItemCreateRequest(
-        ItemToMonitor=ua.ReadValueId(NodeId=ua.NodeId(name, 2), AttributeId=attribute),
-        RequestedParameters=ua.MonitoringParameters(SamplingInterval=ms)) for name, ms, _ in items]
-    results = [ua.MonitoredItemCreateResult(MonitoredItemId=mid, RevisedSamplingInterval=ms)
-               for _, ms, mid in items]
+    requests = [
+        ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=ua.NodeId(name, 2), AttributeId=attribute),
+            RequestedParameters=ua.MonitoringParameters(SamplingInterval=ms),
+        )
+        for name, ms, _ in items
+    ]
+    results = [ua.MonitoredItemCreateResult(MonitoredItemId=mid, RevisedSamplingInterval=ms) for _, ms, mid in items]
     demand.items_created(ua.CreateMonitoredItemsParameters(SubscriptionId=sid, ItemsToCreate=requests), results)
     return results
 
@@ -67,16 +72,27 @@ def test_only_good_value_items_of_tags_count() -> None:
     demand = Demand(directory(), config(), on_change=lambda: changes.append(1))
     create(demand, 1, [("A.x", 200, 1)], attribute=ua.AttributeIds.DisplayName)  # not the Value
     server_status = ua.MonitoredItemCreateRequest(
-        ItemToMonitor=ua.ReadValueId(NodeId=ua.NodeId(ua.ObjectIds.Server_ServerStatus), AttributeId=ua.AttributeIds.Value),
-        RequestedParameters=ua.MonitoringParameters(SamplingInterval=200))
-    demand.items_created(ua.CreateMonitoredItemsParameters(SubscriptionId=1, ItemsToCreate=[server_status]),
-                         [ua.MonitoredItemCreateResult(MonitoredItemId=2)])  # not a tag
+        ItemToMonitor=ua.ReadValueId(
+            NodeId=ua.NodeId(ua.ObjectIds.Server_ServerStatus), AttributeId=ua.AttributeIds.Value
+        ),
+        RequestedParameters=ua.MonitoringParameters(SamplingInterval=200),
+    )
+    demand.items_created(
+        ua.CreateMonitoredItemsParameters(SubscriptionId=1, ItemsToCreate=[server_status]),
+        [ua.MonitoredItemCreateResult(MonitoredItemId=2)],
+    )  # not a tag
     refused = ua.MonitoredItemCreateRequest(
         ItemToMonitor=ua.ReadValueId(NodeId=ua.NodeId("A.y", 2), AttributeId=ua.AttributeIds.Value),
-        RequestedParameters=ua.MonitoringParameters(SamplingInterval=200))
-    demand.items_created(ua.CreateMonitoredItemsParameters(SubscriptionId=1, ItemsToCreate=[refused]),
-                         [ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadTooManyMonitoredItems),
-                                                       MonitoredItemId=3)])  # asyncua refused it
+        RequestedParameters=ua.MonitoringParameters(SamplingInterval=200),
+    )
+    demand.items_created(
+        ua.CreateMonitoredItemsParameters(SubscriptionId=1, ItemsToCreate=[refused]),
+        [
+            ua.MonitoredItemCreateResult(
+                StatusCode=ua.StatusCode(ua.StatusCodes.BadTooManyMonitoredItems), MonitoredItemId=3
+            )
+        ],
+    )  # asyncua refused it
     assert demand.monitored_count == 0 and changes == []
     assert demand.groups(NAMES) == {10_000: NAMES}
     create(demand, 1, [("A.y", 200, 4)])
@@ -86,10 +102,17 @@ def test_only_good_value_items_of_tags_count() -> None:
 def test_modify_changes_the_group() -> None:
     demand = Demand(directory(), config())
     create(demand, 1, [("A.x", 200, 1)])
-    modify = ua.ModifyMonitoredItemsParameters(SubscriptionId=1, ItemsToModify=[
-        ua.MonitoredItemModifyRequest(MonitoredItemId=1, RequestedParameters=ua.MonitoringParameters(SamplingInterval=4000)),
-        ua.MonitoredItemModifyRequest(MonitoredItemId=99, RequestedParameters=ua.MonitoringParameters(SamplingInterval=200)),
-    ])
+    modify = ua.ModifyMonitoredItemsParameters(
+        SubscriptionId=1,
+        ItemsToModify=[
+            ua.MonitoredItemModifyRequest(
+                MonitoredItemId=1, RequestedParameters=ua.MonitoringParameters(SamplingInterval=4000)
+            ),
+            ua.MonitoredItemModifyRequest(
+                MonitoredItemId=99, RequestedParameters=ua.MonitoringParameters(SamplingInterval=200)
+            ),
+        ],
+    )
     results = [ua.MonitoredItemModifyResult(RevisedSamplingInterval=4000), ua.MonitoredItemModifyResult()]
     demand.items_modified(modify, results)
     assert results[0].RevisedSamplingInterval == 5000.0

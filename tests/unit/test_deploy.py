@@ -146,8 +146,9 @@ def test_statefulset_runs_the_bridge_as_the_images_user_with_probes_pki_and_reso
     assert "pki" in claims and mounts["pki"] == "/pki"
     # config from a ConfigMap key that exists, password from a Secret key that exists
     (config_volume,) = [v for v in spec["volumes"] if "configMap" in v]
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap"
-                      and d["metadata"]["name"] == config_volume["configMap"]["name"])
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config_volume["configMap"]["name"]
+    )
     (item,) = config_volume["configMap"]["items"]
     config = yaml.safe_load(config_map["data"][item["key"]])
     assert mounts[config_volume["name"]] + "/" + item["path"] in container["args"]
@@ -173,8 +174,9 @@ def test_kubernetes_redundant_pair_names_each_other() -> None:
 
 # ---- every config under deploy/ passes check-config ------------------------------------------------------------
 def _configs() -> list[tuple[str, str]]:
-    found = [(str(p.relative_to(DEPLOY)), p.read_text(encoding="utf-8"))
-             for p in sorted((DEPLOY / "config").glob("*.yaml"))]
+    found = [
+        (str(p.relative_to(DEPLOY)), p.read_text(encoding="utf-8")) for p in sorted((DEPLOY / "config").glob("*.yaml"))
+    ]
     for doc in _all_docs():
         if doc["kind"] == "ConfigMap":
             found += [(f"{doc['metadata']['name']}/{key}", text) for key, text in sorted(doc["data"].items())]
@@ -186,8 +188,9 @@ def test_config_passes_check_config(name: str, text: str, tmp_path: Path) -> Non
     path = tmp_path / "bridge.yaml"
     path.write_text(text, encoding="utf-8")
     env = {**os.environ, "WINCC_PASSWORD": "deploy-Pw-5e1c"}
-    run = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(path)], capture_output=True, text=True,
-                         env=env, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "bridge", "check-config", str(path)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     effective = yaml.safe_load(run.stdout)
     assert effective["opcua"]["pki_dir"] == "/pki"

@@ -106,8 +106,9 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_every_copy_source_exists_and_is_in_the_build_context(steps) -> None:
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
     copies = [shlex.split(args) for k, args in steps if k in ("COPY", "ADD")]
     assert copies
     for words in copies:
@@ -144,8 +145,9 @@ def _resolve(path: PurePosixPath, links: dict[PurePosixPath, PurePosixPath]) -> 
     raise AssertionError(f"symlink loop at {path}")
 
 
-@pytest.mark.parametrize("default", [OpcUaConfig().pki_dir, WinCCConfig.model_fields["browse_snapshot"].default],
-                         ids=["pki", "snapshot"])
+@pytest.mark.parametrize(
+    "default", [OpcUaConfig().pki_dir, WinCCConfig.model_fields["browse_snapshot"].default], ids=["pki", "snapshot"]
+)
 def test_default_paths_land_in_writable_volumes(steps, default: Path | None) -> None:
     assert default is not None and not default.is_absolute()
     workdir = PurePosixPath(last(steps, "WORKDIR"))

@@ -50,12 +50,15 @@ def _series() -> dict[str, list[ArchiveValue]]:
     }
 
 
-TAGS = [TagInfo(n, DataType.int32 if n == "A.Dup" else DataType.double, ("A",), n[2:], archived=True)
-        for n in _series()]
-TAGS += [TagInfo("A.Broken", DataType.double, ("A",), "Broken", archived=True),
-         TagInfo("A.Live", DataType.double, ("A",), "Live"),
-         TagInfo("R.Dup", DataType.int32, ("R",), "Dup", archived=True),
-         TagInfo("R.Down", DataType.int32, ("R",), "Down", archived=True)]
+TAGS = [
+    TagInfo(n, DataType.int32 if n == "A.Dup" else DataType.double, ("A",), n[2:], archived=True) for n in _series()
+]
+TAGS += [
+    TagInfo("A.Broken", DataType.double, ("A",), "Broken", archived=True),
+    TagInfo("A.Live", DataType.double, ("A",), "Live"),
+    TagInfo("R.Dup", DataType.int32, ("R",), "Dup", archived=True),
+    TagInfo("R.Down", DataType.int32, ("R",), "Down", archived=True),
+]
 SERIES = _series()
 TIMES = {k: [v.timestamp for v in vs] for k, vs in SERIES.items()}
 
@@ -79,8 +82,12 @@ async def make_rig(stage, **config):
     server, d = stage
     archive = memory_archive()
     # no time budget here: answers that count pages must not depend on how busy the machine is
-    service = HistoryService(server, d, archive, HistoryConfig(**{"page_size": 1000, "max_continuation_points": 10,
-                                                                   "max_read_s": 600, **config}))
+    service = HistoryService(
+        server,
+        d,
+        archive,
+        HistoryConfig(**{"page_size": 1000, "max_continuation_points": 10, "max_read_s": 600, **config}),
+    )
     await service.setup()
     return server, d, archive, service
 
@@ -95,14 +102,17 @@ def reader(n: int = 1) -> SimpleNamespace:
 
 
 def raw(start, end, n=0, bounds=False) -> ua.ReadRawModifiedDetails:
-    return ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=n,
-                                     ReturnBounds=bounds)
+    return ua.ReadRawModifiedDetails(
+        IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=n, ReturnBounds=bounds
+    )
 
 
-def processed(start, end, interval_ms, aggregate, config: ua.AggregateConfiguration | None = None
-              ) -> ua.ReadProcessedDetails:
-    details = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=interval_ms,
-                                      AggregateType=[ua.NodeId(aggregate)])
+def processed(
+    start, end, interval_ms, aggregate, config: ua.AggregateConfiguration | None = None
+) -> ua.ReadProcessedDetails:
+    details = ua.ReadProcessedDetails(
+        StartTime=start, EndTime=end, ProcessingInterval=interval_ms, AggregateType=[ua.NodeId(aggregate)]
+    )
     if config is not None:
         details.AggregateConfiguration = config
     return details
@@ -110,8 +120,11 @@ def processed(start, end, interval_ms, aggregate, config: ua.AggregateConfigurat
 
 def params(details, names, d, cp=None) -> ua.HistoryReadParameters:
     return ua.HistoryReadParameters(
-        ReleaseContinuationPoints=False, HistoryReadDetails=details, TimestampsToReturn=ua.TimestampsToReturn.Both,
-        NodesToRead=[ua.HistoryReadValueId(NodeId=d.node_id(n), ContinuationPoint=cp) for n in names])
+        ReleaseContinuationPoints=False,
+        HistoryReadDetails=details,
+        TimestampsToReturn=ua.TimestampsToReturn.Both,
+        NodesToRead=[ua.HistoryReadValueId(NodeId=d.node_id(n), ContinuationPoint=cp) for n in names],
+    )
 
 
 async def read_one(service, d, name, details, session=None, cp=None) -> ua.HistoryReadResult:
@@ -271,8 +284,9 @@ async def test_processed_reverse_starts_at_start_time(rig) -> None:
     dvs = res.HistoryData.DataValues
     assert [dv.Value.Value for dv in dvs] == [140.5, 80.5, 25.5]
     assert [dv.SourceTimestamp for dv in dvs] == [s(170), s(110), s(50)]
-    counts = (await read_one(service, d, "A.Flow", processed(s(170), s(0), 60_000, O.AggregateFunction_Count))
-              ).HistoryData.DataValues
+    counts = (
+        await read_one(service, d, "A.Flow", processed(s(170), s(0), 60_000, O.AggregateFunction_Count))
+    ).HistoryData.DataValues
     assert [dv.Value.Value for dv in counts] == [60, 60, 50]
     assert [dv.StatusCode.value & 0x1F for dv in counts] == [CALCULATED, CALCULATED, CALCULATED | PARTIAL]
 
@@ -297,26 +311,35 @@ async def test_processed_pages_intervals_with_continuation_points(stage) -> None
 async def test_processed_honours_the_aggregate_configuration(rig) -> None:
     server, d, archive, service = rig
     # A.Mixed over [0, 10): 8 Good values (0..9 but 5 Bad and 7 Uncertain); Uncertain counts as Bad by default
-    default = (await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average))
-               ).HistoryData.DataValues[0]
+    default = (
+        await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average))
+    ).HistoryData.DataValues[0]
     assert default.StatusCode.value & 0xFFFF0000 == S.UncertainDataSubNormal
     assert default.Value.Value == pytest.approx((45 - 5 - 7) / 8)
-    own = ua.AggregateConfiguration(UseServerCapabilitiesDefaults=False, TreatUncertainAsBad=False,
-                                    PercentDataBad=100, PercentDataGood=90, UseSlopedExtrapolation=False)
-    mine = (await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
-            ).HistoryData.DataValues[0]
+    own = ua.AggregateConfiguration(
+        UseServerCapabilitiesDefaults=False,
+        TreatUncertainAsBad=False,
+        PercentDataBad=100,
+        PercentDataGood=90,
+        UseSlopedExtrapolation=False,
+    )
+    mine = (
+        await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
+    ).HistoryData.DataValues[0]
     # the Uncertain 7 is used; 9 of 10 usable reaches PercentDataGood=90, but an Uncertain value was used
     assert mine.Value.Value == pytest.approx((45 - 5) / 9)
     assert mine.StatusCode.value & 0xFFFF0000 == S.UncertainDataSubNormal
     own.TreatUncertainAsBad = True
     own.PercentDataGood = 80
-    good = (await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
-            ).HistoryData.DataValues[0]
+    good = (
+        await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
+    ).HistoryData.DataValues[0]
     assert good.StatusCode.value & 0xFFFF0000 == S.Good  # 8 of 10 usable >= 80 %
     # the server defaults are ignored unless asked for: the same details with UseServerCapabilitiesDefaults
     own.UseServerCapabilitiesDefaults = True
-    again = (await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
-             ).HistoryData.DataValues[0]
+    again = (
+        await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
+    ).HistoryData.DataValues[0]
     assert again.StatusCode.value == default.StatusCode.value
     own.UseServerCapabilitiesDefaults, own.PercentDataGood = False, 150
     rejected = await read_one(service, d, "A.Mixed", processed(s(0), s(10), 0, O.AggregateFunction_Average, own))
@@ -327,14 +350,16 @@ async def test_processed_invalid_requests(rig) -> None:
     server, d, archive, service = rig
     same = await read_one(service, d, "A.Flow", processed(s(5), s(5), 0, O.AggregateFunction_Average))
     assert same.StatusCode.value == S.BadInvalidArgument  # Part 13 5.4.2.2 Table 12
-    unknown = await read_one(service, d, "A.Flow", processed(s(0), s(5), 0,
-                                                             O.AggregateFunction_StandardDeviationSample))
+    unknown = await read_one(
+        service, d, "A.Flow", processed(s(0), s(5), 0, O.AggregateFunction_StandardDeviationSample)
+    )
     assert unknown.StatusCode.value == S.BadAggregateNotSupported
 
 
 async def test_server_advertises_its_aggregate_defaults(stage) -> None:
-    server, d, archive, service = await make_rig(stage, max_continuation_points=7,
-                                                 aggregates={"percent_data_good": 80, "treat_uncertain_as_bad": False})
+    server, d, archive, service = await make_rig(
+        stage, max_continuation_points=7, aggregates={"percent_data_good": 80, "treat_uncertain_as_bad": False}
+    )
     expected = {
         O.DefaultHAConfiguration_AggregateConfiguration_TreatUncertainAsBad: False,
         O.DefaultHAConfiguration_AggregateConfiguration_PercentDataBad: 100,
@@ -372,19 +397,22 @@ async def test_node_errors_are_per_node(rig) -> None:
     assert denied.StatusCode.value == S.BadUserAccessDenied
 
 
-@pytest.mark.parametrize("details", [
-    raw(T0, s(4000)),
-    processed(T0, s(4000), 60_000, O.AggregateFunction_TimeAverage),
-    ua.ReadAtTimeDetails(ReqTimes=[s(1), s(3000)], UseSimpleBounds=True),
-], ids=["raw", "processed", "at-time"])
+@pytest.mark.parametrize(
+    "details",
+    [
+        raw(T0, s(4000)),
+        processed(T0, s(4000), 60_000, O.AggregateFunction_TimeAverage),
+        ua.ReadAtTimeDetails(ReqTimes=[s(1), s(3000)], UseSimpleBounds=True),
+    ],
+    ids=["raw", "processed", "at-time"],
+)
 async def test_one_node_failing_midway_leaves_the_others(rig, details) -> None:
     server, d, archive, service = rig
     # A.Flaky answers its first page, then the connection breaks
     if isinstance(details, ua.ReadProcessedDetails):
         details = dataclasses.replace(details, AggregateType=details.AggregateType * 4)  # one per node
     results = await service.read(reader(), params(details, ["A.Flow", "A.Flaky", "A.Broken", "A.C0"], d))
-    assert [r.StatusCode.value for r in results] == [S.Good, S.BadCommunicationError, S.BadCommunicationError,
-                                                     S.Good]
+    assert [r.StatusCode.value for r in results] == [S.Good, S.BadCommunicationError, S.BadCommunicationError, S.Good]
     assert results[0].HistoryData.DataValues and results[3].HistoryData.DataValues
     assert results[1].HistoryData.DataValues == []
 
@@ -417,9 +445,10 @@ def rest_archive(values: list[tuple[datetime, int]]):
         q = dict(request.url.params)
         requests.append(q)
         lo, hi, limit = parse_ts(q["start"]), parse_ts(q["end"]), int(q["limit"])
-        sel = [(t, v) for t, v in values if lo <= t <= hi][:min(limit, REST_CAP)]
-        return httpx.Response(200, json={"name": "R", "values": [
-            {"value": v, "quality": 192, "timestamp": format_ts(t)} for t, v in sel]})
+        sel = [(t, v) for t, v in values if lo <= t <= hi][: min(limit, REST_CAP)]
+        return httpx.Response(
+            200, json={"name": "R", "values": [{"value": v, "quality": 192, "timestamp": format_ts(t)} for t, v in sel]}
+        )
 
     return handler, requests
 

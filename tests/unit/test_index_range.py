@@ -40,10 +40,14 @@ def test_arrays_strings_and_bytes_are_cut() -> None:
 
 
 @settings(max_examples=200)
-@given(value=st.one_of(st.floats(), st.lists(st.integers(), max_size=20), st.text(max_size=20)),
-       text=st.text(max_size=12))
+@given(
+    value=st.one_of(st.floats(), st.lists(st.integers(), max_size=20), st.text(max_size=20)), text=st.text(max_size=12)
+)
 def test_any_range_on_any_value_answers_a_value_or_a_bad_status(value: object, text: str) -> None:
-    vt = ua.VariantType.Double if isinstance(value, float) else (
-        ua.VariantType.String if isinstance(value, str) else ua.VariantType.Int64)
+    vt = (
+        ua.VariantType.Double
+        if isinstance(value, float)
+        else (ua.VariantType.String if isinstance(value, str) else ua.VariantType.Int64)
+    )
     out = apply_index_range(dv(value, vt), text)
     assert out.StatusCode.is_good() or out.StatusCode.value in (S.BadIndexRangeInvalid, S.BadIndexRangeNoData)

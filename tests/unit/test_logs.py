@@ -140,8 +140,15 @@ def test_configure_logging_filters_by_level(capsys: pytest.CaptureFixture[str]) 
 
 
 def _fault_record(code_name: str) -> logging.LogRecord:
-    return logging.LogRecord("asyncua.server.uaprocessor", logging.ERROR, __file__, 1,
-                             "sending service fault response: %s (%s)", ("some doc", code_name), None)
+    return logging.LogRecord(
+        "asyncua.server.uaprocessor",
+        logging.ERROR,
+        __file__,
+        1,
+        "sending service fault response: %s (%s)",
+        ("some doc", code_name),
+        None,
+    )
 
 
 @pytest.mark.parametrize("keep_as_debug", [False, True])
@@ -151,16 +158,27 @@ def test_client_faults_are_not_server_errors(keep_as_debug: bool) -> None:
     from bridge.runtime.logs import ClientFaultFilter
 
     f = ClientFaultFilter(keep_as_debug=keep_as_debug)
-    for client_mistake in ("BadUserAccessDenied", "BadCertificateUriInvalid", "BadIdentityTokenRejected",
-                           "BadSessionIdInvalid"):
+    for client_mistake in (
+        "BadUserAccessDenied",
+        "BadCertificateUriInvalid",
+        "BadIdentityTokenRejected",
+        "BadSessionIdInvalid",
+    ):
         record = _fault_record(client_mistake)
         assert f.filter(record) is keep_as_debug and record.levelno == logging.DEBUG
     internal = _fault_record("BadInternalError")
     assert f.filter(internal) and internal.levelno == logging.ERROR
     other = logging.LogRecord("asyncua.server.uaprocessor", logging.ERROR, __file__, 1, "other %s", ("x",), None)
     assert f.filter(other) and other.levelno == logging.ERROR
-    token = logging.LogRecord("asyncua.server.internal_session", logging.ERROR, __file__, 1,
-                              "Rejected active session UserIdentityToken not supported", (), None)
+    token = logging.LogRecord(
+        "asyncua.server.internal_session",
+        logging.ERROR,
+        __file__,
+        1,
+        "Rejected active session UserIdentityToken not supported",
+        (),
+        None,
+    )
     assert f.filter(token) and token.levelname == "WARNING"  # the one line about that refusal: kept, as WARNING
 
 
@@ -170,10 +188,12 @@ def test_configure_logging_installs_the_fault_filter_once(capsys: pytest.Capture
     try:
         for _ in range(2):
             configure_logging("info", "human")
-        logging.getLogger("asyncua.server.uaprocessor").error("sending service fault response: %s (%s)", "d",
-                                                              "BadUserAccessDenied")
-        logging.getLogger("asyncua.server.uaprocessor").error("sending service fault response: %s (%s)", "d",
-                                                              "BadInternalError")
+        logging.getLogger("asyncua.server.uaprocessor").error(
+            "sending service fault response: %s (%s)", "d", "BadUserAccessDenied"
+        )
+        logging.getLogger("asyncua.server.uaprocessor").error(
+            "sending service fault response: %s (%s)", "d", "BadInternalError"
+        )
         err = capsys.readouterr().err
         assert "BadUserAccessDenied" not in err and "BadInternalError" in err
         assert len(logging.getLogger("asyncua.server.uaprocessor").filters) == 1
@@ -194,8 +214,9 @@ def test_taken_port_traceback_from_asyncua_is_dropped() -> None:
             raise exc
         except BaseException:
             info = sys.exc_info()
-        return logging.LogRecord("asyncua.server.server", logging.ERROR, __file__, 1, "%s error starting server",
-                                 ("server",), info)
+        return logging.LogRecord(
+            "asyncua.server.server", logging.ERROR, __file__, 1, "%s error starting server", ("server",), info
+        )
 
     f = ClientFaultFilter()
     assert not f.filter(record(OSError(errno.EADDRINUSE, "address already in use")))
@@ -211,7 +232,10 @@ def test_the_asyncua_log_formats_the_fault_filter_matches_are_still_there() -> N
     from bridge.runtime import logs
 
     server = Path(asyncua.__file__).parent / "server"
-    for module, text in ((logs._FAULT_LOGGER, logs._FAULT_MESSAGE), (logs._SESSION_LOGGER, logs._TOKEN_REFUSED),
-                         (logs._START_LOGGER, "%s error starting server")):
+    for module, text in (
+        (logs._FAULT_LOGGER, logs._FAULT_MESSAGE),
+        (logs._SESSION_LOGGER, logs._TOKEN_REFUSED),
+        (logs._START_LOGGER, "%s error starting server"),
+    ):
         source = (server / f"{module.rsplit('.', 1)[1]}.py").read_text(encoding="utf-8")
         assert f'"{text}"' in source, f"{module} no longer logs {text!r}"

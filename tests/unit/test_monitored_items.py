@@ -9,8 +9,8 @@ import pytest
 from asyncua import Server, ua
 from asyncua.ua.uaprotocol_auto import DataChangeFilter
 
-from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 from bridge.wincc.models import DataType, TagInfo
 from tests.helpers import OtherTask
 from tests.unit.ua_rig import server_with_tags
@@ -53,27 +53,41 @@ def request(node_id: ua.NodeId, flt: object = None, handle: int = 7) -> ua.Monit
     assert parameters.Filter is not None
     return ua.MonitoredItemCreateRequest(
         ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
-        MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=parameters,
+        MonitoringMode=ua.MonitoringMode.Reporting,
+        RequestedParameters=parameters,
     )
 
 
-def deadband(kind: ua.DeadbandType, value: float,
-             trigger: ua.DataChangeTrigger = ua.DataChangeTrigger.StatusValue) -> DataChangeFilter:
+def deadband(
+    kind: ua.DeadbandType, value: float, trigger: ua.DataChangeTrigger = ua.DataChangeTrigger.StatusValue
+) -> DataChangeFilter:
     """As the binary decoder makes it from a client's request: the generated class, not ua.DataChangeFilter."""
     return DataChangeFilter(Trigger=trigger, DeadbandType=kind, DeadbandValue=value)
 
 
-async def publish(server: Server, node_id: ua.NodeId, value: object, vt: ua.VariantType,
-                  status: int = S.Good, ts: datetime | None = None) -> None:
+async def publish(
+    server: Server,
+    node_id: ua.NodeId,
+    value: object,
+    vt: ua.VariantType,
+    status: int = S.Good,
+    ts: datetime | None = None,
+) -> None:
     stamp = ts or datetime.now(UTC)
-    await server.write_attribute_value(node_id, ua.DataValue(ua.Variant(value, vt), StatusCode=ua.StatusCode(status),
-                                                             SourceTimestamp=stamp, ServerTimestamp=stamp))
+    await server.write_attribute_value(
+        node_id,
+        ua.DataValue(
+            ua.Variant(value, vt), StatusCode=ua.StatusCode(status), SourceTimestamp=stamp, ServerTimestamp=stamp
+        ),
+    )
 
 
-async def create(service: BridgeMonitoredItemService, req: ua.MonitoredItemCreateRequest
-                 ) -> ua.MonitoredItemCreateResult:
-    (result,) = await service.create_monitored_items(ua.CreateMonitoredItemsParameters(SubscriptionId=1,
-                                                                                      ItemsToCreate=[req]))
+async def create(
+    service: BridgeMonitoredItemService, req: ua.MonitoredItemCreateRequest
+) -> ua.MonitoredItemCreateResult:
+    (result,) = await service.create_monitored_items(
+        ua.CreateMonitoredItemsParameters(SubscriptionId=1, ItemsToCreate=[req])
+    )
     return result
 
 
@@ -106,10 +120,12 @@ async def test_triggers(rig) -> None:
     count = directory.node_id("P.Count")
     t0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
     await publish(server, count, 1, ua.VariantType.Int32, ts=t0)
-    status_only = await create(service, request(count, deadband(ua.DeadbandType.None_, 0,
-                                                                ua.DataChangeTrigger.Status), 1))
-    with_ts = await create(service, request(count, deadband(ua.DeadbandType.None_, 0,
-                                                            ua.DataChangeTrigger.StatusValueTimestamp), 2))
+    status_only = await create(
+        service, request(count, deadband(ua.DeadbandType.None_, 0, ua.DataChangeTrigger.Status), 1)
+    )
+    with_ts = await create(
+        service, request(count, deadband(ua.DeadbandType.None_, 0, ua.DataChangeTrigger.StatusValueTimestamp), 2)
+    )
     plain = await create(service, request(count, None, 3))
     await publish(server, count, 1, ua.VariantType.Int32, ts=t0.replace(second=1))  # timestamp only
     await publish(server, count, 2, ua.VariantType.Int32, ts=t0.replace(second=1))  # value
@@ -119,13 +135,16 @@ async def test_triggers(rig) -> None:
     assert per_item == {status_only.MonitoredItemId: 1, with_ts.MonitoredItemId: 3, plain.MonitoredItemId: 2}
 
 
-@pytest.mark.parametrize(("name", "flt", "code"), [
-    ("P.Count", deadband(ua.DeadbandType.Percent, 5.0), S.BadDeadbandFilterInvalid),  # no EURange
-    ("P.Level", deadband(ua.DeadbandType.Percent, 150.0), S.BadDeadbandFilterInvalid),  # outside 0..100
-    ("P.Level", deadband(ua.DeadbandType.Absolute, -1.0), S.BadDeadbandFilterInvalid),
-    ("P.Text", deadband(ua.DeadbandType.Absolute, 1.0), S.BadFilterNotAllowed),  # not a number
-    ("P.Level", ua.AggregateFilter(), S.BadMonitoredItemFilterUnsupported),
-])
+@pytest.mark.parametrize(
+    ("name", "flt", "code"),
+    [
+        ("P.Count", deadband(ua.DeadbandType.Percent, 5.0), S.BadDeadbandFilterInvalid),  # no EURange
+        ("P.Level", deadband(ua.DeadbandType.Percent, 150.0), S.BadDeadbandFilterInvalid),  # outside 0..100
+        ("P.Level", deadband(ua.DeadbandType.Absolute, -1.0), S.BadDeadbandFilterInvalid),
+        ("P.Text", deadband(ua.DeadbandType.Absolute, 1.0), S.BadFilterNotAllowed),  # not a number
+        ("P.Level", ua.AggregateFilter(), S.BadMonitoredItemFilterUnsupported),
+    ],
+)
 async def test_filters_that_cannot_apply_are_refused(rig, name: str, flt: object, code: int) -> None:
     server, directory, service, sub = rig
     result = await create(service, request(directory.node_id(name), flt))
@@ -148,13 +167,27 @@ async def test_modify_finds_the_item_and_refuses_unknown_ids(rig) -> None:
     level = directory.node_id("P.Level")
     await publish(server, level, 0.0, ua.VariantType.Double)
     item = await create(service, request(level))
-    modify = ua.ModifyMonitoredItemsParameters(SubscriptionId=1, ItemsToModify=[
-        ua.MonitoredItemModifyRequest(MonitoredItemId=item.MonitoredItemId, RequestedParameters=ua.MonitoringParameters(
-            ClientHandle=99, SamplingInterval=500, QueueSize=5000, Filter=deadband(ua.DeadbandType.Absolute, 5.0))),
-        ua.MonitoredItemModifyRequest(MonitoredItemId=424242, RequestedParameters=ua.MonitoringParameters()),
-        ua.MonitoredItemModifyRequest(MonitoredItemId=item.MonitoredItemId, RequestedParameters=ua.MonitoringParameters(
-            ClientHandle=99, Filter=deadband(ua.DeadbandType.Percent, 101.0))),
-    ])
+    modify = ua.ModifyMonitoredItemsParameters(
+        SubscriptionId=1,
+        ItemsToModify=[
+            ua.MonitoredItemModifyRequest(
+                MonitoredItemId=item.MonitoredItemId,
+                RequestedParameters=ua.MonitoringParameters(
+                    ClientHandle=99,
+                    SamplingInterval=500,
+                    QueueSize=5000,
+                    Filter=deadband(ua.DeadbandType.Absolute, 5.0),
+                ),
+            ),
+            ua.MonitoredItemModifyRequest(MonitoredItemId=424242, RequestedParameters=ua.MonitoringParameters()),
+            ua.MonitoredItemModifyRequest(
+                MonitoredItemId=item.MonitoredItemId,
+                RequestedParameters=ua.MonitoringParameters(
+                    ClientHandle=99, Filter=deadband(ua.DeadbandType.Percent, 101.0)
+                ),
+            ),
+        ],
+    )
     good, unknown, refused = service.modify_monitored_items(modify)
     assert good.StatusCode.is_good() and good.RevisedQueueSize == 100  # capped by the subscription
     assert unknown.StatusCode.value == S.BadMonitoredItemIdInvalid
@@ -170,8 +203,9 @@ async def test_delete_is_linear_and_releases_the_node_callbacks(rig) -> None:
     server, directory, service, sub = rig
     level = directory.node_id("P.Level")
     requests = [request(level, handle=i) for i in range(2000)]
-    results = await service.create_monitored_items(ua.CreateMonitoredItemsParameters(SubscriptionId=1,
-                                                                                    ItemsToCreate=requests))
+    results = await service.create_monitored_items(
+        ua.CreateMonitoredItemsParameters(SubscriptionId=1, ItemsToCreate=requests)
+    )
     attr = server.iserver.aspace.get(level).attributes[ua.AttributeIds.Value]
     assert len(attr.datachange_callbacks) == 2000
 
@@ -199,13 +233,20 @@ async def test_a_big_create_request_lets_other_sessions_in_between() -> None:
         pass
 
     sub = await session.create_subscription(
-        ua.CreateSubscriptionParameters(RequestedPublishingInterval=100, RequestedLifetimeCount=100,
-                                        RequestedMaxKeepAliveCount=10, PublishingEnabled=True), publish)
+        ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=100,
+            RequestedLifetimeCount=100,
+            RequestedMaxKeepAliveCount=10,
+            PublishingEnabled=True,
+        ),
+        publish,
+    )
     names = [t.name for t in TAGS]
     requests = [request(directory.node_id(names[i % len(names)]), handle=i) for i in range(1200)]
     async with OtherTask() as other:  # another session's work, waiting for turns
         results = await session.create_monitored_items(
-            ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=requests))
+            ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=requests)
+        )
     assert len(results) == 1200 and all(r.StatusCode.is_good() for r in results)
     ids = [r.MonitoredItemId for r in results]
     assert ids == sorted(ids) and len(set(ids)) == 1200  # in request order
@@ -213,5 +254,6 @@ async def test_a_big_create_request_lets_other_sessions_in_between() -> None:
     service = server.iserver.subscription_service.subscriptions[sub.SubscriptionId].monitored_item_srv
     assert [service._monitored_items[i].client_handle for i in ids] == list(range(1200))
     empty = await session.create_monitored_items(
-        ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=[]))
+        ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=[])
+    )
     assert empty == []

@@ -23,13 +23,23 @@ URI = "urn:wincc-opcua-bridge:tags"
 ITEMS: list[Folder | TagInfo] = [
     Folder(("Plant", "Tank1")),  # listed before its parent
     Folder(("Plant",)),
-    TagInfo("Plant.Tank1.Level", DataType.float, ("Plant", "Tank1"), unit="m³/h", low=0, high=10.5,
-            description="Füllstand <Tank 1> & \"mehr\"", writable=True, archived=True),
+    TagInfo(
+        "Plant.Tank1.Level",
+        DataType.float,
+        ("Plant", "Tank1"),
+        unit="m³/h",
+        low=0,
+        high=10.5,
+        description='Füllstand <Tank 1> & "mehr"',
+        writable=True,
+        archived=True,
+    ),
     TagInfo("Plant.Tank1.Count", DataType.int16, ("Plant", "Tank1"), high=100),
     TagInfo("Plant.Tank1.Alarm", DataType.bool, ("Plant", "Tank1")),
     TagInfo("Other.Tag;with=odd\tchars\r\nand\x01control", DataType.string, ("Other",), unit="Stk"),
-    TagInfo("Tank1_Level", DataType.double, ("PLC1", "Tank1"), unit="foo", archive="Arch1", archive_tag="T1L",
-            archived=True),
+    TagInfo(
+        "Tank1_Level", DataType.double, ("PLC1", "Tank1"), unit="foo", archive="Arch1", archive_tag="T1L", archived=True
+    ),
     TagInfo("Loose", DataType.datetime, display_name="Shown name"),
     Folder(("Empty",)),
     Folder(("Plant",)),  # WinCC listed it twice
@@ -76,9 +86,14 @@ def test_file_is_nodeset2_with_every_node_and_reference(tmp_path: Path) -> None:
         for target in targets:
             assert target in nodes or target.startswith("i="), (n.get("NodeId"), target)
     level = nodes["ns=1;s=Plant.Tank1.Level"]
-    assert (level.get("DataType"), level.get("AccessLevel"), level.get("UserAccessLevel"),
-            level.get("Historizing"), level.get("BrowseName"), level.get("ParentNodeId")) == \
-        ("Float", "7", "7", "true", "1:Level", "ns=2;s=Plant/Tank1")
+    assert (
+        level.get("DataType"),
+        level.get("AccessLevel"),
+        level.get("UserAccessLevel"),
+        level.get("Historizing"),
+        level.get("BrowseName"),
+        level.get("ParentNodeId"),
+    ) == ("Float", "7", "7", "true", "1:Level", "ns=2;s=Plant/Tank1")
     assert level.find("n:DisplayName", NS).text == "Level"
     eu = nodes["ns=3;s=Plant.Tank1.Level#EngineeringUnits"]
     assert eu.get("BrowseName") == "EngineeringUnits" and eu.get("DataType") == "EUInformation"
@@ -109,9 +124,15 @@ async def test_asyncua_imports_the_file_and_agrees_with_the_address_space(tmp_pa
     await space.build(ITEMS)
     assert (await imported.get_namespace_array())[-3:] == (await built.get_namespace_array())[-3:]
     # Historizing is checked in the XML test: asyncua's importer parses it but never applies it
-    attrs = [ua.AttributeIds.BrowseName, ua.AttributeIds.DisplayName, ua.AttributeIds.DataType,
-             ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel, ua.AttributeIds.ValueRank,
-             ua.AttributeIds.Description]
+    attrs = [
+        ua.AttributeIds.BrowseName,
+        ua.AttributeIds.DisplayName,
+        ua.AttributeIds.DataType,
+        ua.AttributeIds.AccessLevel,
+        ua.AttributeIds.UserAccessLevel,
+        ua.AttributeIds.ValueRank,
+        ua.AttributeIds.Description,
+    ]
     tags = [i for i in ITEMS if isinstance(i, TagInfo)]
     for t in tags:
         ours = built.get_node(space.directory.node_id(t.name))
@@ -123,8 +144,7 @@ async def test_asyncua_imports_the_file_and_agrees_with_the_address_space(tmp_pa
             assert xml_safe(mine) == other, (t.name, attr, mine, other)
         assert await ours.read_type_definition() == await theirs.read_type_definition()
         mine_props = {(await p.read_browse_name()).Name: await p.read_value() for p in await ours.get_properties()}
-        their_props = {(await p.read_browse_name()).Name: await p.read_value()
-                       for p in await theirs.get_properties()}
+        their_props = {(await p.read_browse_name()).Name: await p.read_value() for p in await theirs.get_properties()}
         assert mine_props == their_props, t.name
         assert (await theirs.get_parent()).nodeid == (await ours.get_parent()).nodeid, t.name
     folder = imported.get_node(ua.NodeId("Plant/Tank1", ns[1]))
@@ -148,12 +168,15 @@ def test_not_a_nodeset_is_a_value_error(tmp_path: Path) -> None:
         read_nodeset(tmp_path / "missing.xml")
 
 
-@pytest.mark.parametrize("record", [
-    "{broken json",
-    '{"v":1,"data_type":"float"}',  # no name
-    '{"v":1,"name":"x","data_type":"quaternion"}',
-    '{"v":1,"name":"x","data_type":"float","low":"ten"}',
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        "{broken json",
+        '{"v":1,"data_type":"float"}',  # no name
+        '{"v":1,"name":"x","data_type":"quaternion"}',
+        '{"v":1,"name":"x","data_type":"float","low":"ten"}',
+    ],
+)
 def test_broken_records_are_value_errors(tmp_path: Path, record: str) -> None:
     path = tmp_path / "m.xml"
     write_nodeset([TagInfo("x", DataType.float)], path, URI)
@@ -167,18 +190,28 @@ def test_broken_records_are_value_errors(tmp_path: Path, record: str) -> None:
 
 names = st.text(min_size=1, max_size=30)
 segments = st.lists(st.text(min_size=1, max_size=8), max_size=3).map(tuple)
-limits = st.one_of(st.none(), st.integers(-(2**40), 2**40),
-                   st.floats(allow_nan=False, allow_infinity=True, width=64))
+limits = st.one_of(st.none(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=True, width=64))
 tags = st.builds(
-    TagInfo, name=names, data_type=st.sampled_from(list(DataType)), folder=segments,
-    display_name=st.text(max_size=10), unit=st.one_of(st.none(), st.text(max_size=6)),
-    description=st.one_of(st.none(), st.text(max_size=20)), low=limits, high=limits, writable=st.booleans(),
-    archived=st.booleans(), archive=st.one_of(st.none(), st.text(max_size=5)),
+    TagInfo,
+    name=names,
+    data_type=st.sampled_from(list(DataType)),
+    folder=segments,
+    display_name=st.text(max_size=10),
+    unit=st.one_of(st.none(), st.text(max_size=6)),
+    description=st.one_of(st.none(), st.text(max_size=20)),
+    low=limits,
+    high=limits,
+    writable=st.booleans(),
+    archived=st.booleans(),
+    archive=st.one_of(st.none(), st.text(max_size=5)),
     archive_tag=st.one_of(st.none(), st.text(max_size=5)),
 )
 models = st.lists(st.one_of(tags, segments.filter(bool).map(Folder)), max_size=12).map(
-    lambda items: [i for n, i in enumerate(items)
-                   if not isinstance(i, TagInfo) or i.name not in {j.name for j in items[:n] if isinstance(j, TagInfo)}]
+    lambda items: [
+        i
+        for n, i in enumerate(items)
+        if not isinstance(i, TagInfo) or i.name not in {j.name for j in items[:n] if isinstance(j, TagInfo)}
+    ]
 )
 
 
@@ -214,8 +247,10 @@ async def test_a_snapshot_builds_the_same_address_space_as_the_browse(tmp_path: 
                 shape[(ns.index(node_id.NamespaceIndex), node_id.Identifier)] = (
                     attrs[ua.AttributeIds.NodeClass].value.Value.Value,
                     attrs[ua.AttributeIds.DisplayName].value.Value.Value,
-                    sorted((r.ReferenceTypeId.Identifier, r.IsForward, str(r.NodeId.Identifier))
-                           for r in aspace[node_id].references),
+                    sorted(
+                        (r.ReferenceTypeId.Identifier, r.IsForward, str(r.NodeId.Identifier))
+                        for r in aspace[node_id].references
+                    ),
                 )
         return shape
 
@@ -233,7 +268,8 @@ def test_write_nodeset_counts_every_node_in_the_file(tmp_path: Path) -> None:
     from bridge.wincc.models import DataType, Folder, TagInfo
 
     items = [
-        Folder(("A",)), Folder(("A", "B")),
+        Folder(("A",)),
+        Folder(("A", "B")),
         TagInfo("A.B.Level", DataType.float, ("A", "B"), "Level", unit="m", low=0, high=10),  # + EURange, EU
         TagInfo("A.B.Count", DataType.int16, ("A", "B"), "Count", low=0, high=5),  # + EURange
         TagInfo("A.Flag", DataType.bool, ("A",), "Flag"),

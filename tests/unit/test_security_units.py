@@ -18,21 +18,24 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.config import OpcUaConfig, Role
-from bridge.opcua.services.calls import may_call
-from bridge.opcua.security.certificates import ensure_certificate, generate_certificate, thumbprint
-from bridge.opcua.security.policies import BridgeRuleset, endpoint_urls
 from bridge.opcua.security import user_manager as user_manager_module
+from bridge.opcua.security.certificates import ensure_certificate, generate_certificate, thumbprint
+from bridge.opcua.security.passwords import hash_password
+from bridge.opcua.security.policies import BridgeRuleset, endpoint_urls
 from bridge.opcua.security.trust import TrustList, certificate_problem
 from bridge.opcua.security.user_manager import BridgeUserManager, FailedLogins
 from bridge.opcua.security.users import BridgeUser, login_from, may_write, role_of
-from bridge.opcua.security.passwords import hash_password
+from bridge.opcua.services.calls import may_call
 
 PW = "op-secret-91"
 
 
 def manager(anonymous: str = "none", limit: int = 3) -> BridgeUserManager:
-    cfg = OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}],
-                      anonymous=anonymous, failed_login_limit=limit)
+    cfg = OpcUaConfig(
+        users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}],
+        anonymous=anonymous,
+        failed_login_limit=limit,
+    )
     return BridgeUserManager(cfg)
 
 
@@ -64,12 +67,17 @@ class Clock:
 
 def test_failed_logins_lock_one_address_not_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    m = BridgeUserManager(OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}],
-                                      failed_login_limit=3), clock=clock)
+    m = BridgeUserManager(
+        OpcUaConfig(
+            users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}], failed_login_limit=3
+        ),
+        clock=clock,
+    )
     scrypts: list[str] = []
     real_verify = user_manager_module.verify_password
-    monkeypatch.setattr(user_manager_module, "verify_password",
-                        lambda pw, stored: scrypts.append(stored) or real_verify(pw, stored))
+    monkeypatch.setattr(
+        user_manager_module, "verify_password", lambda pw, stored: scrypts.append(stored) or real_verify(pw, stored)
+    )
     with login_from("10.0.0.66"):
         for _ in range(3):
             assert m.get_user(None, "op", "bad") is None
@@ -88,8 +96,12 @@ def test_failed_logins_lock_one_address_not_the_user(monkeypatch: pytest.MonkeyP
 
 def test_rotating_names_locks_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    m = BridgeUserManager(OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}],
-                                      failed_login_limit=2), clock=clock)
+    m = BridgeUserManager(
+        OpcUaConfig(
+            users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"}], failed_login_limit=2
+        ),
+        clock=clock,
+    )
     scrypts: list[str] = []
     monkeypatch.setattr(user_manager_module, "verify_password", lambda pw, stored: scrypts.append(stored) or False)
     with login_from("10.0.0.66"):
@@ -119,9 +131,13 @@ def test_failure_table_is_bounded() -> None:
 
 
 def test_write_rules_travel_with_the_user() -> None:
-    cfg = OpcUaConfig(users=[{"name": "op", "password_hash": hash_password(PW), "role": "operator"},
-                             {"name": "lim", "password_hash": hash_password(PW), "role": "operator"}],
-                      write_rules={"lim": ["System1.Tank1.*"]})
+    cfg = OpcUaConfig(
+        users=[
+            {"name": "op", "password_hash": hash_password(PW), "role": "operator"},
+            {"name": "lim", "password_hash": hash_password(PW), "role": "operator"},
+        ],
+        write_rules={"lim": ["System1.Tank1.*"]},
+    )
     m = BridgeUserManager(cfg)
     op, lim = m.get_user(None, "op", PW), m.get_user(None, "lim", PW)
     assert may_write(op, "System1.Pump1.SpeedSetpoint") and may_write(lim, "System1.Tank1.InletValve")
@@ -180,7 +196,8 @@ def test_unknown_client_cert_rejected_then_trusted_by_moving_the_file(tmp_path: 
     rejected.rename(tmp_path / "trusted" / rejected.name)
     asyncio.run(trust(cert, app))  # no exception: trusted now
     assert x509.load_der_x509_certificate((tmp_path / "trusted" / rejected.name).read_bytes()).public_bytes(
-        serialization.Encoding.DER) == cert.public_bytes(serialization.Encoding.DER)
+        serialization.Encoding.DER
+    ) == cert.public_bytes(serialization.Encoding.DER)
 
 
 APP = ua.ApplicationDescription(ApplicationUri="urn:uaexpert", ApplicationType=ua.ApplicationType.Client)
@@ -200,11 +217,13 @@ def _refusal(trust: TrustList, cert: x509.Certificate, app: ua.ApplicationDescri
     return None
 
 
-def test_directly_trusted_certificate_must_be_in_its_validity_period(tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_directly_trusted_certificate_must_be_in_its_validity_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     now = datetime.now(UTC)
-    expired, _ = generate_certificate("urn:uaexpert", [], "Old", client=True, not_before=now - timedelta(days=30),
-                                      days=10)
+    expired, _ = generate_certificate(
+        "urn:uaexpert", [], "Old", client=True, not_before=now - timedelta(days=30), days=10
+    )
     future, _ = generate_certificate("urn:uaexpert", [], "Early", client=True, not_before=now + timedelta(days=1))
     good, _ = generate_certificate("urn:uaexpert", [], "Good", client=True)
     caplog.set_level(logging.WARNING)
@@ -227,13 +246,29 @@ def test_application_uri_must_match_the_certificate(tmp_path: Path) -> None:
 
 def test_client_certificate_key_usage(tmp_path: Path) -> None:
     server_only, _ = generate_certificate("urn:uaexpert", [], "S", extended_usage=[ExtendedKeyUsageOID.SERVER_AUTH])
-    sign_only, _ = generate_certificate("urn:uaexpert", [], "K", client=True, key_usage=x509.KeyUsage(
-        digital_signature=False, content_commitment=False, key_encipherment=True, data_encipherment=True,
-        key_agreement=False, key_cert_sign=True, crl_sign=False, encipher_only=False, decipher_only=False))
+    sign_only, _ = generate_certificate(
+        "urn:uaexpert",
+        [],
+        "K",
+        client=True,
+        key_usage=x509.KeyUsage(
+            digital_signature=False,
+            content_commitment=False,
+            key_encipherment=True,
+            data_encipherment=True,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+    )
     no_eku, _ = generate_certificate("urn:uaexpert", [], "N", extended_usage=[])
     for cert in (server_only, sign_only):
-        assert _refusal(_trusted_list(tmp_path / thumbprint(cert), cert), cert) == \
-            ua.StatusCodes.BadCertificateUseNotAllowed
+        assert (
+            _refusal(_trusted_list(tmp_path / thumbprint(cert), cert), cert)
+            == ua.StatusCodes.BadCertificateUseNotAllowed
+        )
     assert certificate_problem(no_eku, APP) is None  # no ExtendedKeyUsage: every use allowed (X.509)
 
 
@@ -248,13 +283,17 @@ def test_rejected_file_name_needs_no_shell_quoting(tmp_path: Path) -> None:
     assert re.fullmatch(r"[A-Za-z0-9._-]+", rejected.name)
 
 
-@pytest.mark.parametrize(("auto_accept", "uri", "expected"), [
-    (True, "urn:wrong", "refused (BadCertificateUriInvalid)"),
-    (True, "urn:uaexpert", "accepted (auto_accept_client_certs)"),
-    (False, "urn:uaexpert", "is not trusted: saved as"),  # saved to rejected/
-])
-def test_one_log_line_per_certificate_decision(tmp_path: Path, caplog: pytest.LogCaptureFixture, auto_accept: bool,
-                                               uri: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("auto_accept", "uri", "expected"),
+    [
+        (True, "urn:wrong", "refused (BadCertificateUriInvalid)"),
+        (True, "urn:uaexpert", "accepted (auto_accept_client_certs)"),
+        (False, "urn:uaexpert", "is not trusted: saved as"),  # saved to rejected/
+    ],
+)
+def test_one_log_line_per_certificate_decision(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, auto_accept: bool, uri: str, expected: str
+) -> None:
     trust = TrustList(tmp_path, auto_accept=auto_accept)
     cert, _ = generate_certificate("urn:uaexpert", ["localhost"], "UaExpert", client=True)
     caplog.set_level(logging.INFO, logger="bridge.opcua.security.trust")

@@ -39,19 +39,33 @@ def _tag(name: str) -> TagInfo:
 
 
 async def _fake(root: str) -> AsyncIterator[Folder | TagInfo]:
-    tree = [Folder(("P",)), Folder(("P", "A")), _tag("P.A.x"), _tag("P.A.y"), Folder(("P", "B")), _tag("P.B.z"),
-            Folder(("P", "Empty"))]
+    tree = [
+        Folder(("P",)),
+        Folder(("P", "A")),
+        _tag("P.A.x"),
+        _tag("P.A.y"),
+        Folder(("P", "B")),
+        _tag("P.B.z"),
+        Folder(("P", "Empty")),
+    ]
     for item in tree:
         inside = item.path if isinstance(item, Folder) else tuple(item.name.split("."))
-        if not root or inside[:len(root.split("."))] == tuple(root.split(".")):
+        if not root or inside[: len(root.split("."))] == tuple(root.split(".")):
             yield item
 
 
 async def test_overlapping_roots_give_each_item_once_in_browse_order() -> None:
     config = WinCCConfig(browse_roots=["P", "P.A"])
     items = [i async for i in select_browse(config, _fake)]
-    assert items == [Folder(("P",)), Folder(("P", "A")), _tag("P.A.x"), _tag("P.A.y"), Folder(("P", "B")),
-                     _tag("P.B.z"), Folder(("P", "Empty"))]
+    assert items == [
+        Folder(("P",)),
+        Folder(("P", "A")),
+        _tag("P.A.x"),
+        _tag("P.A.y"),
+        Folder(("P", "B")),
+        _tag("P.B.z"),
+        Folder(("P", "Empty")),
+    ]
 
 
 async def test_selection_drops_tags_and_the_folders_left_empty() -> None:
@@ -84,8 +98,11 @@ async def test_both_dialects_browse_several_roots_with_patterns(sim: Simulator) 
     chosen = await _browse(sim, browse_roots=roots, include=include, exclude=exclude)
     tags = [t for t in chosen if isinstance(t, TagInfo)]
     selection = TagSelection(tuple(include), tuple(exclude))
-    expected = [t for t in all_tags if selection.selects(t.name)
-                and (not roots or any(t.name.startswith(r + ".") for r in roots))]
+    expected = [
+        t
+        for t in all_tags
+        if selection.selects(t.name) and (not roots or any(t.name.startswith(r + ".") for r in roots))
+    ]
     assert expected and sorted(t.name for t in tags) == sorted(t.name for t in expected)
     assert len(tags) < len(all_tags) - 1000
     # folders: exactly those holding a chosen tag (and their parents), each before anything inside it

@@ -37,5 +37,11 @@ def test_generated_alarms_and_acknowledgements_with_user_and_comment() -> None:
     assert plant.acknowledge("G2", "operator", "again") == 409
     assert plant.acknowledge("nope") == 404
     assert plant.alarm_log[-1] | {"timestamp": None} == plant.alarm_log[-1] | {
-        "id": "G2", "state": "came", "acknowledged": True, "user": "operator", "comment": "seen", "timestamp": None}
+        "id": "G2",
+        "state": "came",
+        "acknowledged": True,
+        "user": "operator",
+        "comment": "seen",
+        "timestamp": None,
+    }
     assert plant.add_alarms(1) == ["G4"]

@@ -13,8 +13,8 @@ import pytest
 from bridge.config import ConfigError, WinCCConfig, parse_config
 from bridge.simulator import Simulator, SimulatorOptions
 from bridge.sources import QualifiedClient, SourceRouter, _snapshot_path, qualify, source_of
-from bridge.wincc.client import PushingClient
 from bridge.wincc import open_client
+from bridge.wincc.client import PushingClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Folder, TagError, TagErrorKind, TagInfo, TagValue
 from tests.helpers import wait_until
@@ -28,8 +28,15 @@ async def stations() -> AsyncIterator[tuple[Simulator, Simulator, SourceRouter]]
     await south.start()
     clients = []
     for name, sim in (("north", north), ("south", south)):
-        cfg = WinCCConfig.model_validate({"url": sim.url, "dialect": sim.options.dialect, "name": name,
-                                          "timeouts": {"connect_s": 1, "read_s": 2}, "retry": {"attempts": 1}})
+        cfg = WinCCConfig.model_validate(
+            {
+                "url": sim.url,
+                "dialect": sim.options.dialect,
+                "name": name,
+                "timeouts": {"connect_s": 1, "read_s": 2},
+                "retry": {"attempts": 1},
+            }
+        )
         clients.append(QualifiedClient(name, open_client(cfg)))
     router = SourceRouter(clients)
     try:
@@ -66,8 +73,10 @@ async def test_reads_and_writes_go_to_the_tags_station(stations) -> None:
     assert all(again[n] is first[n] for n in steady)
 
     results = await router.write({"south/Tank1_LevelSetpoint": 6.5, "north/System1.Counters.Batch": 7})
-    assert {n: r.ok for n, r in results.items()} == {"south/Tank1_LevelSetpoint": True,
-                                                      "north/System1.Counters.Batch": True}
+    assert {n: r.ok for n, r in results.items()} == {
+        "south/Tank1_LevelSetpoint": True,
+        "north/System1.Counters.Batch": True,
+    }
     assert results["south/Tank1_LevelSetpoint"].name == "south/Tank1_LevelSetpoint"
     assert south.plant.by_rs["Tank1_LevelSetpoint"].value == pytest.approx(6.5)
     assert north.plant.tags["System1.Counters.Batch"].value == 7
@@ -127,10 +136,12 @@ sources:
     assert (north.name, north.url, north.timeouts.read_s, north.include) == ("north", "http://n:1", 3, ["A.*"])
     assert (south.dialect, south.timeouts.read_s, south.timeouts.write_s) == ("restservice", 3, 4)
     assert parse_config("wincc: {url: 'http://x:1'}").stations()[0].url == "http://x:1"
-    for text, message in (("sources: [{url: 'http://x:1'}]", "needs a name"),
-                          ("sources: [{name: a/b}]", "no '/'"),
-                          ("sources: [{name: a}, {name: a}]", "unique: a"),
-                          ("wincc: {name: a}", "only for the entries of sources")):
+    for text, message in (
+        ("sources: [{url: 'http://x:1'}]", "needs a name"),
+        ("sources: [{name: a/b}]", "no '/'"),
+        ("sources: [{name: a}, {name: a}]", "unique: a"),
+        ("wincc: {name: a}", "only for the entries of sources"),
+    ):
         with pytest.raises(ConfigError, match=message):
             parse_config(text)
 
@@ -148,8 +159,9 @@ async def test_a_pushing_station_pushes_in_qualified_names() -> None:
     await sim.start()
     cfg = WinCCConfig.model_validate({"url": sim.url, "dialect": "unified", "name": "hmi"})
     client = qualify("hmi", open_client(cfg))
-    assert isinstance(client, PushingClient) and not isinstance(qualify("dp", open_client(WinCCConfig())),
-                                                                  PushingClient)
+    assert isinstance(client, PushingClient) and not isinstance(
+        qualify("dp", open_client(WinCCConfig())), PushingClient
+    )
     got: list[dict[str, object]] = []
 
     async def on_values(values: dict[str, TagValue | TagError]) -> None:

@@ -75,7 +75,8 @@ async def test_down_marks_bad_keeps_value_then_recovers(rig) -> None:
     await clock.run_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 3.0)
     wincc.down = True
     bad = await clock.run_until(
-        lambda: (d := dv(server, directory, "Plant.A.Level")).StatusCode.value == S.BadCommunicationError and d)
+        lambda: (d := dv(server, directory, "Plant.A.Level")).StatusCode.value == S.BadCommunicationError and d
+    )
     assert bad.Value.Value == 3.0  # last value kept
     assert not engine.connected
     wincc.down = False
@@ -87,8 +88,7 @@ async def test_one_tag_error_leaves_the_others_good(rig) -> None:
     server, directory, wincc, engine, clock = rig
     wincc.missing.add("Plant.A.Run")
     wincc.set("Plant.A.Level", 2.0)
-    await clock.run_until(
-        lambda: dv(server, directory, "Plant.A.Run").StatusCode.value == S.BadConfigurationError)
+    await clock.run_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.value == S.BadConfigurationError)
     await clock.run_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 2.0)
     assert dv(server, directory, "Plant.A.Level").StatusCode.is_good()
 
@@ -96,8 +96,13 @@ async def test_one_tag_error_leaves_the_others_good(rig) -> None:
 async def test_note_written_shows_value_at_once(rig) -> None:
     server, directory, wincc, engine, clock = rig
     await engine.stop()  # slow polling, so only note_written can change the value within the test
-    slow = SyncEngine(server, directory, wincc, SyncConfig(interval_ms=60_000, poll_groups_ms=[60_000],
-                                                           idle_interval_ms=60_000), clock=clock)
+    slow = SyncEngine(
+        server,
+        directory,
+        wincc,
+        SyncConfig(interval_ms=60_000, poll_groups_ms=[60_000], idle_interval_ms=60_000),
+        clock=clock,
+    )
     await slow.start()
     try:
         await clock.run_until(lambda: slow.metrics()["poll_cycles_total"] >= 1)
@@ -112,8 +117,7 @@ async def test_note_written_shows_value_at_once(rig) -> None:
 async def test_a_persistent_tag_error_is_published_once(rig) -> None:
     server, directory, wincc, engine, clock = rig
     wincc.missing.add("Plant.A.Run")
-    await clock.run_until(
-        lambda: dv(server, directory, "Plant.A.Run").StatusCode.value == S.BadConfigurationError)
+    await clock.run_until(lambda: dv(server, directory, "Plant.A.Run").StatusCode.value == S.BadConfigurationError)
     written = engine.metrics()["values_updated_total"]
     reads = wincc.reads
     await clock.run_until(lambda: wincc.reads >= reads + 5)
@@ -152,7 +156,8 @@ async def test_a_value_nobody_can_use_is_a_type_mismatch(rig) -> None:
     await clock.run_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 4.0)
     wincc.set("Plant.A.Level", {"unexpected": "object"})
     bad = await clock.run_until(
-        lambda: (d := dv(server, directory, "Plant.A.Level")).StatusCode.value == S.BadTypeMismatch and d)
+        lambda: (d := dv(server, directory, "Plant.A.Level")).StatusCode.value == S.BadTypeMismatch and d
+    )
     assert bad.Value.Value == 4.0  # the last usable value stays
 
 
@@ -179,13 +184,21 @@ async def test_a_read_overdue_by_its_timeout_marks_the_tags_before_the_client_gi
         wincc.set("Plant.A.Level", 2.5)
         await wait_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 2.5, timeout=5)
         wincc.answer.clear()  # WinCC stops answering, without an error: only the timeout can tell
-        await wait_until(lambda: dv(server, directory, "Plant.A.Level").StatusCode.value == S.BadCommunicationError,
-                         timeout=5, what="overdue tags marked")
+        await wait_until(
+            lambda: dv(server, directory, "Plant.A.Level").StatusCode.value == S.BadCommunicationError,
+            timeout=5,
+            what="overdue tags marked",
+        )
         assert dv(server, directory, "Plant.A.Level").Value.Value == 2.5  # the last value, kept
         assert engine.metrics()["overdue_reads_total"] >= 1
         wincc.set("Plant.A.Level", 3.5)
         wincc.answer.set()  # the late answer applies
-        await wait_until(lambda: dv(server, directory, "Plant.A.Level").StatusCode.is_good()
-                         and dv(server, directory, "Plant.A.Level").Value.Value == 3.5, timeout=5)
+        await wait_until(
+            lambda: (
+                dv(server, directory, "Plant.A.Level").StatusCode.is_good()
+                and dv(server, directory, "Plant.A.Level").Value.Value == 3.5
+            ),
+            timeout=5,
+        )
     finally:
         await engine.stop()

@@ -254,7 +254,7 @@ async def test_write_status_mapping_and_quoting() -> None:
         )
         async with open_client(cfg()) as client:
             names = ["ok", "tm", "oor", "inv", "ro", "nf", "to", "ce", "five", "badbody", odd]
-            out = await client.write({n: 50 for n in names})
+            out = await client.write(dict.fromkeys(names, 50))
         assert json.loads(ok.calls[0].request.content) == {"value": 50}
         assert quoted.call_count == 1
     assert out["ok"].ok and out["ok"].value == 50
@@ -415,16 +415,31 @@ async def test_unchanged_items_come_back_as_the_same_object() -> None:
     """The sync engine skips a tag by identity: an item WinCC repeats exactly must return the same TagValue, and
     any change (value, its JSON type, quality, timestamp, an error in between) a new one."""
     answers = [
-        [{"Name": "a", "Value": 1, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 192, "Timestamp": TS}],
-        [{"Name": "a", "Value": 1, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 192, "Timestamp": TS}],
-        [{"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": TS}],
-        [{"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS, "Error": "driver down"},
-         {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": "2026-11-24T10:15:31.000Z"}],
-        [{"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS}, {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": "2026-11-24T10:15:31.000Z"}],
+        [
+            {"Name": "a", "Value": 1, "Quality": 192, "Timestamp": TS},
+            {"Name": "b", "Value": 2.5, "Quality": 192, "Timestamp": TS},
+        ],
+        [
+            {"Name": "a", "Value": 1, "Quality": 192, "Timestamp": TS},
+            {"Name": "b", "Value": 2.5, "Quality": 192, "Timestamp": TS},
+        ],
+        [
+            {"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS},
+            {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": TS},
+        ],
+        [
+            {"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS, "Error": "driver down"},
+            {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": "2026-11-24T10:15:31.000Z"},
+        ],
+        [
+            {"Name": "a", "Value": True, "Quality": 192, "Timestamp": TS},
+            {"Name": "b", "Value": 2.5, "Quality": 72, "Timestamp": "2026-11-24T10:15:31.000Z"},
+        ],
     ]
     with respx.mock(base_url=BASE) as mock:
         mock.post("/WinCC/REST/Tags/ReadMultiple").mock(
-            side_effect=[httpx.Response(200, json={"Tags": a}) for a in answers])
+            side_effect=[httpx.Response(200, json={"Tags": a}) for a in answers]
+        )
         async with open_client(cfg()) as client:
             r = [await client.read(["a", "b"]) for _ in answers]
     assert r[1]["a"] is r[0]["a"] and r[1]["b"] is r[0]["b"]
@@ -471,13 +486,18 @@ async def test_read_one_endpoint() -> None:
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
         many = mock.post("/WinCC/REST/Tags/ReadMultiple").mock(side_effect=read_ok)
         one = mock.get(url=f"{BASE}/api/dp/System1.Tank%201%2FLevel%3A%C3%A4").mock(
-            return_value=httpx.Response(200, json={"name": odd, "value": 4.5, "quality": 0x48, "timestamp": TS}))
+            return_value=httpx.Response(200, json={"name": odd, "value": 4.5, "quality": 0x48, "timestamp": TS})
+        )
         mock.get("/api/dp/gone").mock(return_value=httpx.Response(404, json={"error": "not found"}))
         mock.get("/api/dp/err").mock(return_value=httpx.Response(200, json={"name": "err", "error": "driver down"}))
-        mock.get("/api/dp/code").mock(return_value=httpx.Response(
-            200, json={"name": "code", "value": 1, "quality": 192, "timestamp": TS, "errorCode": 3}))
-        mock.get("/api/dp/badq").mock(return_value=httpx.Response(
-            200, json={"name": "badq", "value": 1, "quality": "splendid", "timestamp": TS}))
+        mock.get("/api/dp/code").mock(
+            return_value=httpx.Response(
+                200, json={"name": "code", "value": 1, "quality": 192, "timestamp": TS, "errorCode": 3}
+            )
+        )
+        mock.get("/api/dp/badq").mock(
+            return_value=httpx.Response(200, json={"name": "badq", "value": 1, "quality": "splendid", "timestamp": TS})
+        )
         mock.get("/api/dp/down").mock(return_value=httpx.Response(503))
         async with open_client(cfg()) as client:
             out = {n: (await client.read([n]))[n] for n in (odd, "gone", "err", "code", "badq")}
@@ -496,12 +516,19 @@ async def test_read_one_endpoint() -> None:
 
 async def test_read_one_keeps_identity() -> None:
     item = {"name": "a", "value": 1, "quality": 192, "timestamp": TS}
-    answers = [item, dict(item), dict(item, error="driver down"), dict(item), dict(item, value=True),
-               dict(item, value=True)]
+    answers = [
+        item,
+        dict(item),
+        dict(item, error="driver down"),
+        dict(item),
+        dict(item, value=True),
+        dict(item, value=True),
+    ]
     with respx.mock(base_url=BASE) as mock:
         route = mock.get("/api/dp/a").mock(side_effect=[httpx.Response(200, json=a) for a in answers])
-        mock.get("/api/dp/b").mock(side_effect=[httpx.Response(200, json=item), httpx.Response(404),
-                                                httpx.Response(200, json=item)])
+        mock.get("/api/dp/b").mock(
+            side_effect=[httpx.Response(200, json=item), httpx.Response(404), httpx.Response(200, json=item)]
+        )
         async with open_client(cfg()) as client:
             r = [(await client.read(["a"]))["a"] for _ in answers]
             b = [(await client.read(["b"]))["b"] for _ in range(3)]
@@ -531,7 +558,8 @@ async def test_read_item_error_keys() -> None:
     ]
     with respx.mock(base_url=BASE) as mock:
         mock.post("/WinCC/REST/Tags/ReadMultiple").mock(
-            side_effect=[httpx.Response(200, json={"Tags": first}), httpx.Response(200, json={"Tags": second})])
+            side_effect=[httpx.Response(200, json={"Tags": first}), httpx.Response(200, json={"Tags": second})]
+        )
         async with open_client(cfg()) as client:
             r1 = await client.read(list("abcdefg"))
             r2 = await client.read(list("abcdefg"))
@@ -602,7 +630,8 @@ async def test_memo_gives_up_on_anything_unexpected() -> None:
         tags_body([item("b", "x"), item("a", 1.0)]),  # another order
         tags_body([item("a", 1.0)]),  # an item missing
         tags_body([item("a", 1.0), item("b", "x"), item("zz", 9)]),  # an extra item
-        '{"Tags": [{"Name": "a", "Value": NaN, "Quality": 192, "Timestamp": "%s"}, %s]}' % (TS, json.dumps(item("b", "x"))),
+        '{"Tags": [{"Name": "a", "Value": NaN, "Quality": 192, "Timestamp": "%s"}, %s]}'
+        % (TS, json.dumps(item("b", "x"))),
     ]
     # the NaN answer keeps the byte split: only its changed item is parsed (by the standard library)
     full_parses = [2, 2, 2, 2, 1]

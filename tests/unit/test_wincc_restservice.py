@@ -56,8 +56,15 @@ def test_protocol_and_dialect() -> None:
 async def test_browse_folders_variables_archives(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     variables = [
-        {"name": "Tank1_Level", "dataType": 9, "group": "Tank1", "connection": "PLC1", "unit": "m", "lowLimit": 0,
-         "highLimit": 10},
+        {
+            "name": "Tank1_Level",
+            "dataType": 9,
+            "group": "Tank1",
+            "connection": "PLC1",
+            "unit": "m",
+            "lowLimit": 0,
+            "highLimit": 10,
+        },
         {"name": "Pump_On", "dataType": 1, "connection": "PLC1"},
         {"name": "Weird", "dataType": 99, "connection": "PLC2", "group": "G"},
         {"name": "Internal", "dataType": 11},
@@ -71,7 +78,9 @@ async def test_browse_folders_variables_archives(caplog: pytest.LogCaptureFixtur
         return httpx.Response(200, json={"variables": variables[start : start + 2], "continuationPoint": nxt})
 
     with respx.mock(base_url=BASE) as mock:
-        mock.get("/tagManagement/Connections").mock(return_value=httpx.Response(200, json={"connections": [{"name": "PLC1"}]}))
+        mock.get("/tagManagement/Connections").mock(
+            return_value=httpx.Response(200, json={"connections": [{"name": "PLC1"}]})
+        )
         mock.get("/tagManagement/Groups").mock(
             return_value=httpx.Response(200, json=[{"name": "Tank1", "connection": "PLC1"}])
         )
@@ -169,8 +178,15 @@ async def test_read_partial_and_total_failure() -> None:
 
 
 async def test_write_20_tags_is_one_put() -> None:
-    codes = {0: None, 1: WriteError.not_found, 2: WriteError.type_mismatch, 3: WriteError.out_of_range,
-             4: WriteError.not_writable, 7: WriteError.forbidden, 9: WriteError.other}
+    codes = {
+        0: None,
+        1: WriteError.not_found,
+        2: WriteError.type_mismatch,
+        3: WriteError.out_of_range,
+        4: WriteError.not_writable,
+        7: WriteError.forbidden,
+        9: WriteError.other,
+    }
 
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -376,10 +392,25 @@ async def test_browse_without_groups_endpoint() -> None:
 @pytest.mark.parametrize("path", ["read one", "read many"])
 async def test_unchanged_values_come_back_as_the_same_object(path: str) -> None:
     """Both read paths keep the identity rule the sync engine relies on: a repeated item is the same TagValue."""
-    item = {"variableName": "a", "value": 3, "dataType": 6, "timestamp": "2026-11-24T10:15:30.250Z",
-            "qualityCode": 192, "errorCode": 0, "errorDescription": ""}
-    answers = [item, dict(item), dict(item, errorCode=1), dict(item), dict(item, value=4),
-               dict(item, value=4, error="driver down"), dict(item, value=4), dict(item, value=4, errorCode="0")]
+    item = {
+        "variableName": "a",
+        "value": 3,
+        "dataType": 6,
+        "timestamp": "2026-11-24T10:15:30.250Z",
+        "qualityCode": 192,
+        "errorCode": 0,
+        "errorDescription": "",
+    }
+    answers = [
+        item,
+        dict(item),
+        dict(item, errorCode=1),
+        dict(item),
+        dict(item, value=4),
+        dict(item, value=4, error="driver down"),
+        dict(item, value=4),
+        dict(item, value=4, errorCode="0"),
+    ]
     with respx.mock(base_url=BASE) as mock:
         if path == "read one":
             mock.get("/tagManagement/Value/a").mock(side_effect=[httpx.Response(200, json=a) for a in answers])
@@ -403,20 +434,34 @@ async def test_unchanged_values_come_back_as_the_same_object(path: str) -> None:
 
 async def test_read_one_endpoint_and_not_found_both_ways() -> None:
     odd = "Tank 1/Level:ä"
-    ok = {"variableName": odd, "value": 2.5, "dataType": 9, "timestamp": TS, "qualityCode": 72, "errorCode": 0,
-          "errorDescription": ""}
+    ok = {
+        "variableName": odd,
+        "value": 2.5,
+        "dataType": 9,
+        "timestamp": TS,
+        "qualityCode": 72,
+        "errorCode": 0,
+        "errorDescription": "",
+    }
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
         many = mock.post("/tagManagement/Values").mock(side_effect=values_ok)
         one = mock.get(url=f"{BASE}/tagManagement/Value/Tank%201%2FLevel%3A%C3%A4").mock(
-            return_value=httpx.Response(200, json=ok))
-        mock.get("/tagManagement/Value/code1").mock(return_value=httpx.Response(
-            200, json={"variableName": "code1", "value": None, "errorCode": 1, "errorDescription": "unknown variable"}))
+            return_value=httpx.Response(200, json=ok)
+        )
+        mock.get("/tagManagement/Value/code1").mock(
+            return_value=httpx.Response(
+                200,
+                json={"variableName": "code1", "value": None, "errorCode": 1, "errorDescription": "unknown variable"},
+            )
+        )
         mock.get("/tagManagement/Value/http404").mock(return_value=httpx.Response(404))
         mock.get("/tagManagement/Value/code5").mock(return_value=httpx.Response(200, json={"errorcode": 5}))
-        mock.get("/tagManagement/Value/text").mock(return_value=httpx.Response(
-            200, json={"value": 1, "timestamp": TS, "errorCode": 0, "error": "driver down"}))
-        mock.get("/tagManagement/Value/badts").mock(return_value=httpx.Response(
-            200, json={"value": 1, "timestamp": "noon", "errorCode": 0}))
+        mock.get("/tagManagement/Value/text").mock(
+            return_value=httpx.Response(200, json={"value": 1, "timestamp": TS, "errorCode": 0, "error": "driver down"})
+        )
+        mock.get("/tagManagement/Value/badts").mock(
+            return_value=httpx.Response(200, json={"value": 1, "timestamp": "noon", "errorCode": 0})
+        )
         mock.get("/tagManagement/Value/down").mock(return_value=httpx.Response(503))
         async with open_client(cfg()) as client:
             out = {n: (await client.read([n]))[n] for n in (odd, "code1", "http404", "code5", "text", "badts")}
@@ -453,12 +498,25 @@ async def test_write_one_endpoint_and_mapping() -> None:
         "h400": httpx.Response(400),
         "h500": httpx.Response(500),
     }
-    expect = {"ok": None, "ok2": None, "c1": WriteError.not_found, "c2": WriteError.type_mismatch,
-              "c3": WriteError.out_of_range, "c4": WriteError.not_writable, "c7": WriteError.forbidden,
-              "c9": WriteError.other, "text": WriteError.other, "badcode": WriteError.unreachable,
-              "nocode": WriteError.unreachable, "notjson": WriteError.unreachable, "h404": WriteError.not_found,
-              "h403": WriteError.forbidden, "h400": WriteError.invalid, "h500": WriteError.unreachable,
-              "slow": WriteError.timeout}
+    expect = {
+        "ok": None,
+        "ok2": None,
+        "c1": WriteError.not_found,
+        "c2": WriteError.type_mismatch,
+        "c3": WriteError.out_of_range,
+        "c4": WriteError.not_writable,
+        "c7": WriteError.forbidden,
+        "c9": WriteError.other,
+        "text": WriteError.other,
+        "badcode": WriteError.unreachable,
+        "nocode": WriteError.unreachable,
+        "notjson": WriteError.unreachable,
+        "h404": WriteError.not_found,
+        "h403": WriteError.forbidden,
+        "h400": WriteError.invalid,
+        "h500": WriteError.unreachable,
+        "slow": WriteError.timeout,
+    }
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
         many = mock.put("/tagManagement/Values").mock(return_value=httpx.Response(200, json=[]))
         routes = {n: mock.put(f"/tagManagement/Value/{n}").mock(return_value=r) for n, r in answers.items()}
@@ -477,8 +535,11 @@ async def test_write_one_endpoint_and_mapping() -> None:
 
 
 async def test_write_many_item_error_text() -> None:
-    answer = [{"variableName": "a", "errorCode": 0}, {"variableName": "b", "errorCode": 0, "error": "locked"},
-              {"variableName": "c", "errorcode": True}]
+    answer = [
+        {"variableName": "a", "errorCode": 0},
+        {"variableName": "b", "errorCode": 0, "error": "locked"},
+        {"variableName": "c", "errorcode": True},
+    ]
     with respx.mock(base_url=BASE) as mock:
         mock.put("/tagManagement/Values").mock(return_value=httpx.Response(200, json=answer))
         async with open_client(cfg()) as client:
@@ -504,7 +565,8 @@ async def test_read_item_error_keys() -> None:
     ]
     with respx.mock(base_url=BASE) as mock:
         mock.post("/tagManagement/Values").mock(
-            side_effect=[httpx.Response(200, json=first), httpx.Response(200, json=second)])
+            side_effect=[httpx.Response(200, json=first), httpx.Response(200, json=second)]
+        )
         async with open_client(cfg()) as client:
             r1 = await client.read(list("abcde"))
             r2 = await client.read(list("abcde"))
@@ -515,8 +577,20 @@ async def test_read_item_error_keys() -> None:
 
 
 async def test_read_wrong_types_in_items() -> None:
-    names = ["n0", "n1", "n2", "str_code", "bool_code", "float_code", "ts_num", "ts_text", "ts_none", "q_bad", "good",
-             "list_code"]
+    names = [
+        "n0",
+        "n1",
+        "n2",
+        "str_code",
+        "bool_code",
+        "float_code",
+        "ts_num",
+        "ts_text",
+        "ts_none",
+        "q_bad",
+        "good",
+        "list_code",
+    ]
     ok = {"value": 1, "timestamp": TS, "qualityCode": 192, "errorCode": 0}
     answer = [
         "junk",  # not an object: the tag in its position (n0) gets the error
@@ -545,8 +619,15 @@ async def test_read_wrong_types_in_items() -> None:
 
 async def test_memo_replays_bare_array_answers_and_parses_only_changes() -> None:
     def var(name: str, value: object) -> dict:
-        return {"variableName": name, "value": value, "dataType": 6, "timestamp": "2026-11-24T10:15:30.250Z",
-                "qualityCode": 192, "errorCode": 0, "errorDescription": ""}
+        return {
+            "variableName": name,
+            "value": value,
+            "dataType": 6,
+            "timestamp": "2026-11-24T10:15:30.250Z",
+            "qualityCode": 192,
+            "errorCode": 0,
+            "errorDescription": "",
+        }
 
     bodies = [[var("a", 1), var("b", 2)], [var("a", 1), var("b", 2)], [var("a", 1), var("b", 5)]]
     with respx.mock(base_url=BASE) as mock:

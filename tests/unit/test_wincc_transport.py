@@ -341,6 +341,7 @@ async def test_requests_per_second_paces(monkeypatch: pytest.MonkeyPatch) -> Non
 
 # ---- TLS against a real local TLS socket (no respx): what the operator is told when the certificate is refused
 
+
 @dataclass
 class TlsSite:
     """A site CA, and a TLS server on 127.0.0.1 answering every request with an empty alarm list."""
@@ -358,26 +359,50 @@ def _tls_pki(tmp: Path, san: x509.GeneralName, expired: bool = False) -> tuple[P
     now = datetime.now(UTC)
     until = now - timedelta(hours=1) if expired else now + timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_tls_name("Site CA (test)")).issuer_name(_tls_name("Site CA (test)"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_tls_name("Site CA (test)"))
+        .issuer_name(_tls_name("Site CA (test)"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_tls_name("wincc")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=2)).not_valid_after(until)
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_tls_name("wincc"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=2))
+        .not_valid_after(until)
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert_path, key_path)
     return ca_path, server
@@ -387,8 +412,10 @@ async def _answer_alarms(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     try:
         await reader.readuntil(b"\r\n\r\n")
         body = b'{"alerts": []}'
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         await writer.drain()
     except (OSError, asyncio.IncompleteReadError):
         pass  # the client gave up, e.g. after refusing the certificate
@@ -409,8 +436,9 @@ async def _plain_http_refuses(reader: asyncio.StreamReader, writer: asyncio.Stre
 
 
 @asynccontextmanager
-async def tls_site(tmp: Path, san: x509.GeneralName | None = None, tls: bool = True,
-                   expired: bool = False) -> AsyncIterator[TlsSite]:
+async def tls_site(
+    tmp: Path, san: x509.GeneralName | None = None, tls: bool = True, expired: bool = False
+) -> AsyncIterator[TlsSite]:
     ca, context = _tls_pki(tmp, san or x509.IPAddress(ipaddress.ip_address("127.0.0.1")), expired)
     if tls:
         server = await asyncio.start_server(_answer_alarms, "127.0.0.1", 0, ssl=context)
@@ -424,8 +452,14 @@ async def tls_site(tmp: Path, san: x509.GeneralName | None = None, tls: bool = T
 
 
 def _tls_cfg(monkeypatch: pytest.MonkeyPatch, site: TlsSite, **tls: object) -> WinCCConfig:
-    return cfg(monkeypatch, "basic", url=f"https://127.0.0.1:{site.port}", tls=tls,
-               retry={"attempts": 1, "backoff_s": 0}, timeouts={"connect_s": 5, "read_s": 5, "write_s": 5})
+    return cfg(
+        monkeypatch,
+        "basic",
+        url=f"https://127.0.0.1:{site.port}",
+        tls=tls,
+        retry={"attempts": 1, "backoff_s": 0},
+        timeouts={"connect_s": 5, "read_s": 5, "write_s": 5},
+    )
 
 
 def _no_secret(exc: BaseException) -> None:
@@ -450,8 +484,10 @@ async def test_untrusted_certificate_is_named_as_such(monkeypatch: pytest.Monkey
 
 
 async def test_certificate_for_another_host_is_named_as_such(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    async with (tls_site(tmp_path, san=x509.DNSName("wincc.example")) as site,
-                open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client):
+    async with (
+        tls_site(tmp_path, san=x509.DNSName("wincc.example")) as site,
+        open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client,
+    ):
         with pytest.raises(WinCCUnreachable) as info:
             await client.active_alarms()
     assert "TLS certificate does not match the host (" in info.value.reason and "127.0.0.1" in info.value.reason
@@ -460,8 +496,10 @@ async def test_certificate_for_another_host_is_named_as_such(monkeypatch: pytest
 
 
 async def test_expired_certificate_is_refused_as_expired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    async with (tls_site(tmp_path, expired=True) as site,
-                open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client):
+    async with (
+        tls_site(tmp_path, expired=True) as site,
+        open_client(_tls_cfg(monkeypatch, site, ca_file=str(site.ca))) as client,
+    ):
         with pytest.raises(WinCCUnreachable) as info:
             await client.active_alarms()
     assert info.value.reason == "GET /api/alerts/active: TLS certificate refused (certificate has expired)"
@@ -517,11 +555,13 @@ async def test_retry_after_http_date_is_honoured_and_capped(monkeypatch: pytest.
     far = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
     past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
     with respx.mock(base_url=BASE) as mock:
-        route = mock.get("/api/alerts/active").mock(side_effect=[
-            httpx.Response(429, headers={"Retry-After": far}),
-            httpx.Response(503, headers={"Retry-After": past}),
-            httpx.Response(200, json={"alerts": []}),
-        ])
+        route = mock.get("/api/alerts/active").mock(
+            side_effect=[
+                httpx.Response(429, headers={"Retry-After": far}),
+                httpx.Response(503, headers={"Retry-After": past}),
+                httpx.Response(200, json={"alerts": []}),
+            ]
+        )
         async with DpClient(config, Transport(config, sleep=sleeps)) as client:
             assert await client.active_alarms() == []
     assert route.call_count == 3
@@ -559,8 +599,14 @@ async def test_write_overtakes_queued_reads_and_cap_holds(monkeypatch: pytest.Mo
             await wait_until(lambda: transport.limiter.waiting == 5, what="the write queued behind them")
             gate.set()
             results = await asyncio.gather(*reads, write)
-    assert order == ["GET /api/dp/r0", "PUT /api/dp/w", "GET /api/dp/r1", "GET /api/dp/r2", "GET /api/dp/r3",
-                     "GET /api/dp/r4"]
+    assert order == [
+        "GET /api/dp/r0",
+        "PUT /api/dp/w",
+        "GET /api/dp/r1",
+        "GET /api/dp/r2",
+        "GET /api/dp/r3",
+        "GET /api/dp/r4",
+    ]
     assert peak == 1
     assert results[-1]["w"].ok and all(isinstance(r[f"r{i}"], TagValue) for i, r in enumerate(results[:5]))
     assert transport.limiter.free == 1 and transport.limiter.waiting == 0

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from asyncua import Server
 
 from bridge.opcua.model.address_space import AddressSpace
-from bridge.opcua.services.session import BridgeInternalServer
 from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.services.session import BridgeInternalServer
 from bridge.wincc.models import TagInfo
 
 

@@ -37,18 +37,22 @@ def subscription_of(server: Server, subscription_id: int) -> Any | None:
     return subscriptions(server).get(subscription_id)
 
 
-def event_items(server: Server, notifiers: Iterable[ua.NodeId] | None, subscription_id: int | None = None,
-                mid: int | None = None) -> list[EventItem]:
+def event_items(
+    server: Server, notifiers: Iterable[ua.NodeId] | None, subscription_id: int | None = None, mid: int | None = None
+) -> list[EventItem]:
     """Event items on any of `notifiers` (None: on any node), of one subscription and/or one item if given.
     Disabled items and items whose filter is not an EventFilter are left out."""
     subs = subscriptions(server)
-    chosen = [subs[subscription_id]] if subscription_id is not None and subscription_id in subs else \
-        ([] if subscription_id is not None else list(subs.values()))
+    chosen = (
+        [subs[subscription_id]]
+        if subscription_id is not None and subscription_id in subs
+        else ([] if subscription_id is not None else list(subs.values()))
+    )
     wanted = list(notifiers) if notifiers is not None else None
     out: list[EventItem] = []
     for sub in chosen:
         by_node, items = event_items_of(sub)
-        for node in (wanted if wanted is not None else list(by_node)):
+        for node in wanted if wanted is not None else list(by_node):
             for item_id in by_node.get(node, ()):
                 if mid is not None and item_id != mid:
                     continue
@@ -68,8 +72,13 @@ def has_event_item(server: Server, subscription_id: int, mid: int) -> bool:
     return item is not None and isinstance(item.filter, ua.EventFilter)
 
 
-async def deliver_event(items: Sequence[EventItem], select: Callable[..., list[ua.Variant]],
-                        matches: Callable[..., bool], record: Any, unbounded: bool = False) -> int:
+async def deliver_event(
+    items: Sequence[EventItem],
+    select: Callable[..., list[ua.Variant]],
+    matches: Callable[..., bool],
+    record: Any,
+    unbounded: bool = False,
+) -> int:
     """Queue `record` for every item whose where clause it passes; return how many items got it."""
     sent = 0
     for item in items:

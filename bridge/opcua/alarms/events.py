@@ -29,14 +29,29 @@ F = ua.FilterOperator
 
 # each event type the bridge emits, with its supertypes up to BaseEventType (OfType matches any of them)
 TYPE_CHAIN: dict[int, frozenset[int]] = {
-    O.AlarmConditionType: frozenset({O.AlarmConditionType, O.AcknowledgeableConditionType, O.ConditionType,
-                                     O.BaseEventType}),
+    O.AlarmConditionType: frozenset(
+        {O.AlarmConditionType, O.AcknowledgeableConditionType, O.ConditionType, O.BaseEventType}
+    ),
     O.RefreshStartEventType: frozenset({O.RefreshStartEventType, O.SystemEventType, O.BaseEventType}),
     O.RefreshEndEventType: frozenset({O.RefreshEndEventType, O.SystemEventType, O.BaseEventType}),
-    O.AuditConditionAcknowledgeEventType: frozenset({O.AuditConditionAcknowledgeEventType, O.AuditConditionEventType,
-                                                     O.AuditUpdateMethodEventType, O.AuditEventType, O.BaseEventType}),
-    O.AuditConditionCommentEventType: frozenset({O.AuditConditionCommentEventType, O.AuditConditionEventType,
-                                                 O.AuditUpdateMethodEventType, O.AuditEventType, O.BaseEventType}),
+    O.AuditConditionAcknowledgeEventType: frozenset(
+        {
+            O.AuditConditionAcknowledgeEventType,
+            O.AuditConditionEventType,
+            O.AuditUpdateMethodEventType,
+            O.AuditEventType,
+            O.BaseEventType,
+        }
+    ),
+    O.AuditConditionCommentEventType: frozenset(
+        {
+            O.AuditConditionCommentEventType,
+            O.AuditConditionEventType,
+            O.AuditUpdateMethodEventType,
+            O.AuditEventType,
+            O.BaseEventType,
+        }
+    ),
 }
 _CONDITION_TYPES = frozenset({O.ConditionType, O.AcknowledgeableConditionType, O.AlarmConditionType})
 _NULL = ua.Variant()
@@ -81,8 +96,7 @@ def _compiled(clauses: Sequence[ua.SimpleAttributeOperand]) -> list[str | None]:
     hit = _COMPILED.get(key)
     if hit is not None and hit[0] is clauses:
         return hit[1]
-    paths = [_path(op) if op.BrowsePath and op.AttributeId in (ua.AttributeIds.Value, 0) else None
-             for op in clauses]
+    paths = [_path(op) if op.BrowsePath and op.AttributeId in (ua.AttributeIds.Value, 0) else None for op in clauses]
     if len(_COMPILED) >= _COMPILED_MAX:
         _COMPILED.clear()
     _COMPILED[key] = (clauses, paths)
@@ -93,8 +107,10 @@ def select(record: EventRecord, clauses: Sequence[ua.SimpleAttributeOperand]) ->
     """One value per clause. The clause list is compiled to field paths once (a ConditionRefresh of thousands of
     conditions, or a stream of events, asks the same clauses again and again)."""
     fields = record.fields
-    return [fields.get(path, _NULL) if path is not None else _field(record, op)
-            for path, op in zip(_compiled(clauses), clauses, strict=True)]
+    return [
+        fields.get(path, _NULL) if path is not None else _field(record, op)
+        for path, op in zip(_compiled(clauses), clauses, strict=True)
+    ]
 
 
 # ---- where clause -------------------------------------------------------------------------------------------------
@@ -180,7 +196,7 @@ def _like(text: Any, pattern: Any) -> bool:
             if end < 0:
                 out += re.escape(c)
             else:
-                body = pattern[i + 1:end]
+                body = pattern[i + 1 : end]
                 out += "[" + ("^" + re.escape(body[1:]) if body.startswith("^") else re.escape(body)) + "]"
                 i = end
         else:

@@ -58,8 +58,9 @@ def _always(_record: EventRecord, _where: object) -> bool:
 
 
 def _result(code: int, inputs: int = 0, arg_results: list[ua.StatusCode] | None = None) -> ua.CallMethodResult:
-    return ua.CallMethodResult(StatusCode=ua.StatusCode(code),
-                               InputArgumentResults=arg_results or [ua.StatusCode() for _ in range(inputs)])
+    return ua.CallMethodResult(
+        StatusCode=ua.StatusCode(code), InputArgumentResults=arg_results or [ua.StatusCode() for _ in range(inputs)]
+    )
 
 
 class ConditionMethods:
@@ -111,8 +112,15 @@ class ConditionMethods:
         text = (comment.Text if isinstance(comment, ua.LocalizedText) else comment) or ""
         user = session.user.label if isinstance(session.user, BridgeUser) else "unknown"
         alarm_id = self._alarm_of(request.ObjectId) or str(request.ObjectId)
-        await self._done("acknowledge" if method == _ACK else "comment", user, request, alarm_id,
-                         text if isinstance(text, str) else "", event_id, S.BadUserAccessDenied)
+        await self._done(
+            "acknowledge" if method == _ACK else "comment",
+            user,
+            request,
+            alarm_id,
+            text if isinstance(text, str) else "",
+            event_id,
+            S.BadUserAccessDenied,
+        )
 
     # ---- ConditionRefresh --------------------------------------------------------------------------------------
     async def _refresh(self, session: Any, args: list[Any], per_item: bool) -> ua.CallMethodResult:
@@ -149,15 +157,18 @@ class ConditionMethods:
         return _result(S.Good, want)
 
     # ---- Acknowledge / AddComment ------------------------------------------------------------------------------
-    async def _ack_or_comment(self, session: Any, request: ua.CallMethodRequest, args: list[Any],
-                              acknowledge: bool) -> ua.CallMethodResult:
+    async def _ack_or_comment(
+        self, session: Any, request: ua.CallMethodRequest, args: list[Any], acknowledge: bool
+    ) -> ua.CallMethodResult:
         if len(args) < 2:
             return _result(S.BadArgumentsMissing)
         if len(args) > 2:
             return _result(S.BadTooManyArguments)
         event_id, comment = (a.Value if isinstance(a, ua.Variant) else a for a in args)
-        bad = [ua.StatusCode(S.Good if ok else S.BadTypeMismatch) for ok in (
-            isinstance(event_id, bytes), isinstance(comment, (ua.LocalizedText, str)) or comment is None)]
+        bad = [
+            ua.StatusCode(S.Good if ok else S.BadTypeMismatch)
+            for ok in (isinstance(event_id, bytes), isinstance(comment, (ua.LocalizedText, str)) or comment is None)
+        ]
         if not all(b.is_good() for b in bad):
             return _result(S.BadInvalidArgument, arg_results=bad)
         text = (comment.Text if isinstance(comment, ua.LocalizedText) else comment) or ""
@@ -170,12 +181,14 @@ class ConditionMethods:
             code = S.BadNodeIdUnknown if request.ObjectId not in alarms.server.iserver.aspace else S.BadMethodInvalid
             if alarm_id is not None:
                 code = S.BadEventIdUnknown  # a condition that was forgotten: its events are stale
-            return await self._done(what, user, request, alarm_id or str(request.ObjectId), text, bytes(event_id),
-                                    code)
+            return await self._done(what, user, request, alarm_id or str(request.ObjectId), text, bytes(event_id), code)
         lock = self._locks.setdefault(cond.alarm_id, asyncio.Lock())
         async with lock:
-            code = await (self._acknowledge(cond, bytes(event_id), text, user) if acknowledge
-                          else self._comment(cond, bytes(event_id), text, user))
+            code = await (
+                self._acknowledge(cond, bytes(event_id), text, user)
+                if acknowledge
+                else self._comment(cond, bytes(event_id), text, user)
+            )
         if not lock.locked():
             self._locks.pop(cond.alarm_id, None)
         return await self._done(what, user, request, cond.alarm_id, text, bytes(event_id), code)
@@ -221,8 +234,16 @@ class ConditionMethods:
         await alarms.apply([alarms.book.commented(cond, comment, user)])
         return S.Good
 
-    async def _done(self, what: str, user: str, request: ua.CallMethodRequest, alarm_id: str, comment: str,
-                    event_id: bytes, code: int) -> ua.CallMethodResult:
+    async def _done(
+        self,
+        what: str,
+        user: str,
+        request: ua.CallMethodRequest,
+        alarm_id: str,
+        comment: str,
+        event_id: bytes,
+        code: int,
+    ) -> ua.CallMethodResult:
         status = ua.StatusCode(code)
         audit_log.info("%s user=%s alarm=%r comment=%r result=%s", what, user, alarm_id, comment, status.name)
         if what == "acknowledge":
@@ -232,12 +253,22 @@ class ConditionMethods:
             method = "Acknowledge" if acknowledge else "AddComment"
             await self._audit.emit(
                 O.AuditConditionAcknowledgeEventType if acknowledge else O.AuditConditionCommentEventType,
-                user=user, status=status.is_good(), source_node=request.ObjectId, source_name=f"Method/{method}",
-                message=f"{method} {alarm_id}: {status.name}", severity=100 if status.is_good() else 500,
+                user=user,
+                status=status.is_good(),
+                source_node=request.ObjectId,
+                source_name=f"Method/{method}",
+                message=f"{method} {alarm_id}: {status.name}",
+                severity=100 if status.is_good() else 500,
                 ConditionEventId=ua.Variant(event_id, ua.VariantType.ByteString),
                 Comment=ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText),
                 MethodId=ua.Variant(request.MethodId, ua.VariantType.NodeId),
-                InputArguments=ua.Variant([ua.Variant(event_id, ua.VariantType.ByteString),
-                                           ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText)],
-                                          ua.VariantType.Variant, is_array=True))
+                InputArguments=ua.Variant(
+                    [
+                        ua.Variant(event_id, ua.VariantType.ByteString),
+                        ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText),
+                    ],
+                    ua.VariantType.Variant,
+                    is_array=True,
+                ),
+            )
         return _result(code, 2)

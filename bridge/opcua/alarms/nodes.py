@@ -65,19 +65,34 @@ class _Child:
 
 _P, _C2, _CV = O.PropertyType, O.TwoStateVariableType, O.ConditionVariableType
 CHILDREN: tuple[_Child, ...] = (
-    _Child("EventId", O.ByteString, _P), _Child("EventType", O.NodeId, _P), _Child("SourceNode", O.NodeId, _P),
-    _Child("SourceName", O.String, _P), _Child("Time", O.UtcTime, _P), _Child("ReceiveTime", O.UtcTime, _P),
-    _Child("Message", O.LocalizedText, _P), _Child("Severity", O.UInt16, _P),
-    _Child("ConditionClassId", O.NodeId, _P), _Child("ConditionClassName", O.LocalizedText, _P),
-    _Child("ConditionName", O.String, _P), _Child("BranchId", O.NodeId, _P), _Child("Retain", O.Boolean, _P),
-    _Child("EnabledState", O.LocalizedText, _C2), _Child("EnabledState/Id", O.Boolean, _P, "EnabledState"),
-    _Child("Quality", O.StatusCode, _CV), _Child("Quality/SourceTimestamp", O.UtcTime, _P, "Quality"),
-    _Child("LastSeverity", O.UInt16, _CV), _Child("LastSeverity/SourceTimestamp", O.UtcTime, _P, "LastSeverity"),
-    _Child("Comment", O.LocalizedText, _CV), _Child("Comment/SourceTimestamp", O.UtcTime, _P, "Comment"),
+    _Child("EventId", O.ByteString, _P),
+    _Child("EventType", O.NodeId, _P),
+    _Child("SourceNode", O.NodeId, _P),
+    _Child("SourceName", O.String, _P),
+    _Child("Time", O.UtcTime, _P),
+    _Child("ReceiveTime", O.UtcTime, _P),
+    _Child("Message", O.LocalizedText, _P),
+    _Child("Severity", O.UInt16, _P),
+    _Child("ConditionClassId", O.NodeId, _P),
+    _Child("ConditionClassName", O.LocalizedText, _P),
+    _Child("ConditionName", O.String, _P),
+    _Child("BranchId", O.NodeId, _P),
+    _Child("Retain", O.Boolean, _P),
+    _Child("EnabledState", O.LocalizedText, _C2),
+    _Child("EnabledState/Id", O.Boolean, _P, "EnabledState"),
+    _Child("Quality", O.StatusCode, _CV),
+    _Child("Quality/SourceTimestamp", O.UtcTime, _P, "Quality"),
+    _Child("LastSeverity", O.UInt16, _CV),
+    _Child("LastSeverity/SourceTimestamp", O.UtcTime, _P, "LastSeverity"),
+    _Child("Comment", O.LocalizedText, _CV),
+    _Child("Comment/SourceTimestamp", O.UtcTime, _P, "Comment"),
     _Child("ClientUserId", O.String, _P),
-    _Child("AckedState", O.LocalizedText, _C2), _Child("AckedState/Id", O.Boolean, _P, "AckedState"),
-    _Child("ActiveState", O.LocalizedText, _C2), _Child("ActiveState/Id", O.Boolean, _P, "ActiveState"),
-    _Child("InputNode", O.NodeId, _P), _Child("SuppressedOrShelved", O.Boolean, _P),
+    _Child("AckedState", O.LocalizedText, _C2),
+    _Child("AckedState/Id", O.Boolean, _P, "AckedState"),
+    _Child("ActiveState", O.LocalizedText, _C2),
+    _Child("ActiveState/Id", O.Boolean, _P, "ActiveState"),
+    _Child("InputNode", O.NodeId, _P),
+    _Child("SuppressedOrShelved", O.Boolean, _P),
     _Child("WinCCAlarmId", O.String, _P),
 )
 METHODS = ("Acknowledge", "AddComment")
@@ -86,10 +101,14 @@ _SHARED_METHODS = (O.ConditionType_Enable, O.ConditionType_Disable)
 CHILD_SUFFIXES = frozenset([c.path for c in CHILDREN] + [p for m in METHODS for p in (m, m + "/InputArguments")])
 _INPUT_ARGUMENTS, _INPUT_ARGUMENTS_TEXT = ua.QualifiedName("InputArguments", 0), ua.LocalizedText("InputArguments")
 _INPUTS = {
-    "Acknowledge": [("EventId", O.ByteString, "the EventId of the event being acknowledged"),
-                    ("Comment", O.LocalizedText, "operator's comment, sent to WinCC")],
-    "AddComment": [("EventId", O.ByteString, "the EventId of the event being commented"),
-                   ("Comment", O.LocalizedText, "the comment")],
+    "Acknowledge": [
+        ("EventId", O.ByteString, "the EventId of the event being acknowledged"),
+        ("Comment", O.LocalizedText, "operator's comment, sent to WinCC"),
+    ],
+    "AddComment": [
+        ("EventId", O.ByteString, "the EventId of the event being commented"),
+        ("Comment", O.LocalizedText, "the comment"),
+    ],
 }
 
 
@@ -110,11 +129,24 @@ def _dv(value: Any, vt: ua.VariantType) -> ua.DataValue:
     return ua.DataValue(ua.Variant(value, vt))
 
 
-def _ref(ref_type: int, forward: bool, node_id: ua.NodeId, bname: ua.QualifiedName, dname: ua.LocalizedText,
-         node_class: ua.NodeClass, type_def: ua.NodeId | None = None) -> ua.ReferenceDescription:
-    return ua.ReferenceDescription(ReferenceTypeId=_nid(ref_type), IsForward=forward, NodeId=node_id,
-                                   BrowseName=bname, DisplayName=dname, NodeClass=node_class,
-                                   TypeDefinition=type_def or ua.NodeId())
+def _ref(
+    ref_type: int,
+    forward: bool,
+    node_id: ua.NodeId,
+    bname: ua.QualifiedName,
+    dname: ua.LocalizedText,
+    node_class: ua.NodeClass,
+    type_def: ua.NodeId | None = None,
+) -> ua.ReferenceDescription:
+    return ua.ReferenceDescription(
+        ReferenceTypeId=_nid(ref_type),
+        IsForward=forward,
+        NodeId=node_id,
+        BrowseName=bname,
+        DisplayName=dname,
+        NodeClass=node_class,
+        TypeDefinition=type_def or ua.NodeId(),
+    )
 
 
 class ConditionNodes:
@@ -159,8 +191,13 @@ class ConditionNodes:
             node = self._aspace[_nid(type_id)]
             a = node.attributes
             ref = self._type_refs[type_id] = _ref(
-                O.HasTypeDefinition, True, _nid(type_id), a[_A.BrowseName].value.Value.Value,
-                a[_A.DisplayName].value.Value.Value, a[_A.NodeClass].value.Value.Value)
+                O.HasTypeDefinition,
+                True,
+                _nid(type_id),
+                a[_A.BrowseName].value.Value.Value,
+                a[_A.DisplayName].value.Value.Value,
+                a[_A.NodeClass].value.Value.Value,
+            )
         return ref
 
     def _child_attrs(self, child: _Child) -> dict[Any, AttributeValue]:
@@ -201,8 +238,16 @@ class ConditionNodes:
                 _A.Executable: _attr(_dv(True, _VT.Boolean)),
                 _A.UserExecutable: _attr(_dv(True, _VT.Boolean)),
             }
-            args = [ua.Argument(Name=n, DataType=_nid(t), ValueRank=ua.ValueRank.Scalar, ArrayDimensions=[],
-                                Description=ua.LocalizedText(d)) for n, t, d in _INPUTS[name]]
+            args = [
+                ua.Argument(
+                    Name=n,
+                    DataType=_nid(t),
+                    ValueRank=ua.ValueRank.Scalar,
+                    ArrayDimensions=[],
+                    Description=ua.LocalizedText(d),
+                )
+                for n, t, d in _INPUTS[name]
+            ]
             self._shared[key + "#in"] = {
                 **self._child_attrs(_Child("InputArguments", O.Argument, _P)),
                 _A.Value: _attr(ua.DataValue(ua.Variant(args, _VT.ExtensionObject, is_array=True))),
@@ -218,9 +263,19 @@ class ConditionNodes:
             attrs = self._child_attrs(child)
             bname, dname = attrs[_A.BrowseName].value.Value.Value, attrs[_A.DisplayName].value.Value.Value
             is_property = child.type_def == _P
-            plan.append((child.path, child.parent, attrs, is_property, bname, dname,
-                         _nid(O.HasProperty if is_property else O.HasComponent), _nid(child.type_def),
-                         self._type_ref(child.type_def)))
+            plan.append(
+                (
+                    child.path,
+                    child.parent,
+                    attrs,
+                    is_property,
+                    bname,
+                    dname,
+                    _nid(O.HasProperty if is_property else O.HasComponent),
+                    _nid(child.type_def),
+                    self._type_ref(child.type_def),
+                )
+            )
         return plan
 
     def add(self, alarm_id: str, name: str, source: ua.NodeId) -> ua.NodeId:
@@ -232,18 +287,29 @@ class ConditionNodes:
             self._plan = self._build_plan()
         bname, dname = ua.QualifiedName(name, self.ns), ua.LocalizedText(name)
         node = NodeData(cond_id)
-        node.attributes = {**self._object_attrs,
-                           _A.BrowseName: _attr(_dv(bname, _VT.QualifiedName)),
-                           _A.DisplayName: _attr(_dv(dname, _VT.LocalizedText))}
+        node.attributes = {
+            **self._object_attrs,
+            _A.BrowseName: _attr(_dv(bname, _VT.QualifiedName)),
+            _A.DisplayName: _attr(_dv(dname, _VT.LocalizedText)),
+        }
         refs = node.references
         src = self._aspace.get(source)
         condition_type = _nid(O.AlarmConditionType)
         if src is not None:
             a = src.attributes
-            refs.append(_ref(O.HasCondition, False, source, a[_A.BrowseName].value.Value.Value,
-                             a[_A.DisplayName].value.Value.Value, a[_A.NodeClass].value.Value.Value))
-            src.references.append(_ref(O.HasCondition, True, cond_id, bname, dname, ua.NodeClass.Object,
-                                       condition_type))
+            refs.append(
+                _ref(
+                    O.HasCondition,
+                    False,
+                    source,
+                    a[_A.BrowseName].value.Value.Value,
+                    a[_A.DisplayName].value.Value.Value,
+                    a[_A.NodeClass].value.Value.Value,
+                )
+            )
+            src.references.append(
+                _ref(O.HasCondition, True, cond_id, bname, dname, ua.NodeClass.Object, condition_type)
+            )
         refs.append(self._type_ref(O.AlarmConditionType))
         up = {"": _ref(O.HasComponent, False, cond_id, bname, dname, ua.NodeClass.Object, condition_type)}
         up_property = {"": _ref(O.HasProperty, False, cond_id, bname, dname, ua.NodeClass.Object, condition_type)}
@@ -253,9 +319,17 @@ class ConditionNodes:
             kid = NodeData(ua.NodeId(prefix + path, ns))
             kid.attributes = attrs
             kid.references = [(up_property if is_property else up)[parent], type_ref]
-            kids[parent].references.append(ua.ReferenceDescription(
-                ReferenceTypeId=link, IsForward=True, NodeId=kid.nodeid, BrowseName=c_bname, DisplayName=c_dname,
-                NodeClass=variable, TypeDefinition=type_def))
+            kids[parent].references.append(
+                ua.ReferenceDescription(
+                    ReferenceTypeId=link,
+                    IsForward=True,
+                    NodeId=kid.nodeid,
+                    BrowseName=c_bname,
+                    DisplayName=c_dname,
+                    NodeClass=variable,
+                    TypeDefinition=type_def,
+                )
+            )
             if not is_property:
                 up[path] = _ref(O.HasComponent, False, kid.nodeid, c_bname, c_dname, variable, type_def)
                 up_property[path] = _ref(O.HasProperty, False, kid.nodeid, c_bname, c_dname, variable, type_def)
@@ -266,10 +340,14 @@ class ConditionNodes:
             inputs = NodeData(child_id(alarm_id, method + "/InputArguments", self.ns))
             inputs.attributes = self._shared["()" + method + "#in"]
             m_bname, m_dname = m.attributes[_A.BrowseName].value.Value.Value, ua.LocalizedText(method)
-            m.references = [up[""], _ref(O.HasProperty, True, inputs.nodeid, _INPUT_ARGUMENTS,
-                                         _INPUT_ARGUMENTS_TEXT, variable, _nid(_P))]
-            inputs.references = [_ref(O.HasProperty, False, m.nodeid, m_bname, m_dname, ua.NodeClass.Method),
-                                 self._type_ref(_P)]
+            m.references = [
+                up[""],
+                _ref(O.HasProperty, True, inputs.nodeid, _INPUT_ARGUMENTS, _INPUT_ARGUMENTS_TEXT, variable, _nid(_P)),
+            ]
+            inputs.references = [
+                _ref(O.HasProperty, False, m.nodeid, m_bname, m_dname, ua.NodeClass.Method),
+                self._type_ref(_P),
+            ]
             refs.append(_ref(O.HasComponent, True, m.nodeid, m_bname, m_dname, ua.NodeClass.Method))
             kids[method] = m
             kids[method + "/InputArguments"] = inputs
@@ -285,9 +363,16 @@ class ConditionNodes:
                 shared = self._aspace.get(_nid(ident))
                 if shared is not None:
                     a = shared.attributes
-                    self._method_refs.append(_ref(
-                        O.HasComponent, True, shared.nodeid, a[_A.BrowseName].value.Value.Value,
-                        a[_A.DisplayName].value.Value.Value, ua.NodeClass.Method))
+                    self._method_refs.append(
+                        _ref(
+                            O.HasComponent,
+                            True,
+                            shared.nodeid,
+                            a[_A.BrowseName].value.Value.Value,
+                            a[_A.DisplayName].value.Value.Value,
+                            ua.NodeClass.Method,
+                        )
+                    )
         return self._method_refs
 
     def remove(self, alarm_id: str, source: ua.NodeId) -> None:
@@ -301,8 +386,9 @@ class ConditionNodes:
         del self._aspace[cond_id]
         src = self._aspace.get(source)
         if src is not None:
-            src.references[:] = [r for r in src.references
-                                 if not (r.NodeId == cond_id and r.ReferenceTypeId == _nid(O.HasCondition))]
+            src.references[:] = [
+                r for r in src.references if not (r.NodeId == cond_id and r.ReferenceTypeId == _nid(O.HasCondition))
+            ]
 
     def attach(self, alarm_id: str, old_source: ua.NodeId, source: ua.NodeId) -> None:
         """Hang an existing condition under `source` (HasCondition both ways), e.g. after its tag was rebuilt."""
@@ -312,19 +398,37 @@ class ConditionNodes:
         has_condition = _nid(O.HasCondition)
         old = self._aspace.get(old_source)
         if old is not None and old_source != source:
-            old.references[:] = [r for r in old.references
-                                 if not (r.NodeId == cond.nodeid and r.ReferenceTypeId == has_condition)]
+            old.references[:] = [
+                r for r in old.references if not (r.NodeId == cond.nodeid and r.ReferenceTypeId == has_condition)
+            ]
         cond.references[:] = [r for r in cond.references if r.ReferenceTypeId != has_condition]
         src = self._aspace.get(source)
         if src is None:
             return
         a, c = src.attributes, cond.attributes
-        cond.references.insert(0, _ref(O.HasCondition, False, source, a[_A.BrowseName].value.Value.Value,
-                                       a[_A.DisplayName].value.Value.Value, a[_A.NodeClass].value.Value.Value))
+        cond.references.insert(
+            0,
+            _ref(
+                O.HasCondition,
+                False,
+                source,
+                a[_A.BrowseName].value.Value.Value,
+                a[_A.DisplayName].value.Value.Value,
+                a[_A.NodeClass].value.Value.Value,
+            ),
+        )
         if not any(r.NodeId == cond.nodeid and r.ReferenceTypeId == has_condition for r in src.references):
-            src.references.append(_ref(O.HasCondition, True, cond.nodeid, c[_A.BrowseName].value.Value.Value,
-                                       c[_A.DisplayName].value.Value.Value, ua.NodeClass.Object,
-                                       _nid(O.AlarmConditionType)))
+            src.references.append(
+                _ref(
+                    O.HasCondition,
+                    True,
+                    cond.nodeid,
+                    c[_A.BrowseName].value.Value.Value,
+                    c[_A.DisplayName].value.Value.Value,
+                    ua.NodeClass.Object,
+                    _nid(O.AlarmConditionType),
+                )
+            )
 
     def forget_links(self) -> None:
         """After a model change the notifier references are checked again (link() skips what is still there)."""
@@ -355,11 +459,27 @@ class ConditionNodes:
             # after a model change a side may still have its reference (scanning is only done then: a folder
             # may have thousands of references)
             if not (self._recheck and _has_ref(na, ref_type, b, True)):
-                na.references.append(_ref(ref_type, True, b, ab[_A.BrowseName].value.Value.Value,
-                                          ab[_A.DisplayName].value.Value.Value, ab[_A.NodeClass].value.Value.Value))
+                na.references.append(
+                    _ref(
+                        ref_type,
+                        True,
+                        b,
+                        ab[_A.BrowseName].value.Value.Value,
+                        ab[_A.DisplayName].value.Value.Value,
+                        ab[_A.NodeClass].value.Value.Value,
+                    )
+                )
             if not (self._recheck and _has_ref(nb, ref_type, a, False)):
-                nb.references.append(_ref(ref_type, False, a, aa[_A.BrowseName].value.Value.Value,
-                                          aa[_A.DisplayName].value.Value.Value, aa[_A.NodeClass].value.Value.Value))
+                nb.references.append(
+                    _ref(
+                        ref_type,
+                        False,
+                        a,
+                        aa[_A.BrowseName].value.Value.Value,
+                        aa[_A.DisplayName].value.Value.Value,
+                        aa[_A.NodeClass].value.Value.Value,
+                    )
+                )
 
     def make_notifier(self, node_id: ua.NodeId) -> None:
         node = self._aspace.get(node_id)

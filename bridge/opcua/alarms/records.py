@@ -29,10 +29,14 @@ _NULL = ua.Variant()
 _ENABLED = ua.Variant(ua.LocalizedText("Enabled"), _VT.LocalizedText)
 _TRUE = ua.Variant(True, _VT.Boolean)
 _FALSE = ua.Variant(False, _VT.Boolean)
-_ACTIVE = {True: ua.Variant(ua.LocalizedText("Active"), _VT.LocalizedText),
-           False: ua.Variant(ua.LocalizedText("Inactive"), _VT.LocalizedText)}
-_ACKED = {True: ua.Variant(ua.LocalizedText("Acknowledged"), _VT.LocalizedText),
-          False: ua.Variant(ua.LocalizedText("Unacknowledged"), _VT.LocalizedText)}
+_ACTIVE = {
+    True: ua.Variant(ua.LocalizedText("Active"), _VT.LocalizedText),
+    False: ua.Variant(ua.LocalizedText("Inactive"), _VT.LocalizedText),
+}
+_ACKED = {
+    True: ua.Variant(ua.LocalizedText("Acknowledged"), _VT.LocalizedText),
+    False: ua.Variant(ua.LocalizedText("Unacknowledged"), _VT.LocalizedText),
+}
 _EVENT_TYPE = ua.Variant(ua.NodeId(O.AlarmConditionType), _VT.NodeId)
 
 
@@ -65,9 +69,9 @@ def _time(t: datetime | None) -> ua.Variant:
     return ua.Variant(t, _VT.DateTime) if t is not None else _NULL
 
 
-
-def condition_record(cond: Condition, condition_id: ua.NodeId, source: Source,
-                     now: datetime | None = None) -> EventRecord:
+def condition_record(
+    cond: Condition, condition_id: ua.NodeId, source: Source, now: datetime | None = None
+) -> EventRecord:
     """The condition's current state as an event (EventId: the one the state machine stamped last)."""
     now = now or datetime.now(UTC)
     source_node = ua.Variant(source.node_id, _VT.NodeId)
@@ -105,8 +109,17 @@ def condition_record(cond: Condition, condition_id: ua.NodeId, source: Source,
     return EventRecord(O.AlarmConditionType, fields, condition_id)
 
 
-def history_record(alarm_id: str, text: str, alarm_class: str, priority: int, active: bool, acked: bool,
-                   time: datetime, condition_id: ua.NodeId, source: Source) -> EventRecord:
+def history_record(
+    alarm_id: str,
+    text: str,
+    alarm_class: str,
+    priority: int,
+    active: bool,
+    acked: bool,
+    time: datetime,
+    condition_id: ua.NodeId,
+    source: Source,
+) -> EventRecord:
     """One entry of WinCC's alarm log as the event it was (a fresh EventId: WinCC's log has none)."""
     cond = Condition(alarm_id, None, text, alarm_class, severity(priority), active, acked, time)
     cond.event_id = new_event_id()
@@ -118,13 +131,16 @@ def refresh_record(event_type: int, now: datetime | None = None) -> EventRecord:
     """RefreshStartEvent / RefreshEndEvent, from the Server object (Part 9, 5.11)."""
     now = now or datetime.now(UTC)
     name = "RefreshStartEvent" if event_type == O.RefreshStartEventType else "RefreshEndEvent"
-    return EventRecord(event_type, {
-        "EventId": ua.Variant(new_event_id(), _VT.ByteString),
-        "EventType": ua.Variant(ua.NodeId(event_type), _VT.NodeId),
-        "SourceNode": ua.Variant(ua.NodeId(O.Server), _VT.NodeId),
-        "SourceName": ua.Variant("Server", _VT.String),
-        "Time": _time(now),
-        "ReceiveTime": _time(now),
-        "Message": ua.Variant(ua.LocalizedText(name), _VT.LocalizedText),
-        "Severity": ua.Variant(1, _VT.UInt16),
-    })
+    return EventRecord(
+        event_type,
+        {
+            "EventId": ua.Variant(new_event_id(), _VT.ByteString),
+            "EventType": ua.Variant(ua.NodeId(event_type), _VT.NodeId),
+            "SourceNode": ua.Variant(ua.NodeId(O.Server), _VT.NodeId),
+            "SourceName": ua.Variant("Server", _VT.String),
+            "Time": _time(now),
+            "ReceiveTime": _time(now),
+            "Message": ua.Variant(ua.LocalizedText(name), _VT.LocalizedText),
+            "Severity": ua.Variant(1, _VT.UInt16),
+        },
+    )

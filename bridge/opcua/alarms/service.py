@@ -46,9 +46,16 @@ _YIELD_EVERY = 100  # changes applied between two turns of the event loop (a new
 class AlarmService:
     """Owns the conditions of one bridge. `start()` once the address space is built, `stop()` at shutdown."""
 
-    def __init__(self, server: Server, directory: TagDirectory, client: WinCCClient, config: AlarmsConfig,
-                 alarms_ns: int, root_node_id: ua.NodeId,
-                 feeds: Sequence[tuple[str, WinCCClient]] | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        directory: TagDirectory,
+        client: WinCCClient,
+        config: AlarmsConfig,
+        alarms_ns: int,
+        root_node_id: ua.NodeId,
+        feeds: Sequence[tuple[str, WinCCClient]] | None = None,
+    ) -> None:
         """`client` acknowledges (any station's alarm); `feeds` are (alarm id prefix, client) per WinCC station,
         each polled on its own so one station down marks only its own conditions (default: `client` alone)."""
         self.server = server
@@ -100,9 +107,11 @@ class AlarmService:
             node = aspace.get(node_id)
             if node is None:
                 continue
-            todo.extend(r.NodeId for r in node.references
-                        if r.IsForward and r.NodeId.NamespaceIndex == folder_ns
-                        and r.ReferenceTypeId == ua.NodeId(O.Organizes))
+            todo.extend(
+                r.NodeId
+                for r in node.references
+                if r.IsForward and r.NodeId.NamespaceIndex == folder_ns and r.ReferenceTypeId == ua.NodeId(O.Organizes)
+            )
 
     def model_changed(self) -> None:
         """Tags were added, removed or rebuilt by a re-browse: every folder is a notifier again, and each condition
@@ -119,8 +128,9 @@ class AlarmService:
             self.nodes.attach(alarm_id, old.node_id, source.node_id)
             record = self.records.get(alarm_id)
             if record is not None:
-                self.records[alarm_id] = condition_record(cond, self.condition_id(alarm_id), source,
-                                                          record.value("ReceiveTime"))
+                self.records[alarm_id] = condition_record(
+                    cond, self.condition_id(alarm_id), source, record.value("ReceiveTime")
+                )
         self.nodes.links_checked()
 
     # ---- polling --------------------------------------------------------------------------------------------------
@@ -143,8 +153,7 @@ class AlarmService:
             if isinstance(answer, WinCCError):
                 self.poll_errors += 1
                 if self.connected is not False:
-                    log.warning("alarm poll failed, conditions keep their state with BadCommunicationError: %s",
-                                answer)
+                    log.warning("alarm poll failed, conditions keep their state with BadCommunicationError: %s", answer)
                 self.connected = False
                 await self.apply(self.book.unreachable(prefix=prefix))
                 continue
@@ -192,8 +201,14 @@ class AlarmService:
                 self.nodes.add(cond.alarm_id, condition_name(cond.alarm_class, cond.alarm_id), source.node_id)
             record = condition_record(cond, self.condition_id(cond.alarm_id), source, now)
             self.records[cond.alarm_id] = record
-            log.debug("alarm %s: %s (active=%s acked=%s retain=%s)", cond.alarm_id, change.reason, cond.active,
-                      cond.acked, cond.retain)
+            log.debug(
+                "alarm %s: %s (active=%s acked=%s retain=%s)",
+                cond.alarm_id,
+                change.reason,
+                cond.active,
+                cond.acked,
+                cond.retain,
+            )
             await self.emit(record, source.chain)
             if change.forget:
                 self.nodes.remove(cond.alarm_id, source.node_id)
@@ -204,8 +219,14 @@ class AlarmService:
         # thousands of new conditions are long-lived objects: out of the collector's full passes (gc_policy.py)
         freeze_long_lived("alarm conditions", built)
 
-    async def emit(self, record: EventRecord, chain: Sequence[ua.NodeId], subscription_id: int | None = None,
-                   mid: int | None = None, unbounded: bool = False) -> int:
+    async def emit(
+        self,
+        record: EventRecord,
+        chain: Sequence[ua.NodeId],
+        subscription_id: int | None = None,
+        mid: int | None = None,
+        unbounded: bool = False,
+    ) -> int:
         items = event_items(self.server, chain, subscription_id, mid)
         if not items:
             return 0
@@ -216,6 +237,11 @@ class AlarmService:
     # ---- health ---------------------------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
         active, unacked = self.book.counts()
-        return {"alarms_active": active, "alarms_unacknowledged": unacked, "alarm_conditions": len(self.records),
-                "alarm_poll_errors_total": self.poll_errors, "alarm_polls_total": self.polls,
-                "alarm_events_sent_total": self.events_sent}
+        return {
+            "alarms_active": active,
+            "alarms_unacknowledged": unacked,
+            "alarm_conditions": len(self.records),
+            "alarm_poll_errors_total": self.poll_errors,
+            "alarm_polls_total": self.polls,
+            "alarm_events_sent_total": self.events_sent,
+        }

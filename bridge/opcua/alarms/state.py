@@ -144,8 +144,18 @@ class AlarmBook:
         if cond is None:
             if not active and alarm.acknowledged:
                 return None  # a finished cycle (restservice state 4): nothing to show
-            cond = Condition(alarm.id, alarm.tag, alarm.text, alarm.alarm_class, severity(alarm.priority),
-                             active, alarm.acknowledged, alarm.timestamp, alarm.value, quality_time=now)
+            cond = Condition(
+                alarm.id,
+                alarm.tag,
+                alarm.text,
+                alarm.alarm_class,
+                severity(alarm.priority),
+                active,
+                alarm.acknowledged,
+                alarm.timestamp,
+                alarm.value,
+                quality_time=now,
+            )
             self.conditions[alarm.id] = cond
             return self._emit(cond, Reason.came if active else Reason.went)
         if not cond.good:

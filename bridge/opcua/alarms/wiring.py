@@ -20,10 +20,18 @@ __all__ = ["install"]
 O = ua.ObjectIds
 
 
-async def install(server: Server, directory: TagDirectory, client: WinCCClient, config: BridgeConfig,
-                  root: ua.NodeId, history: Any, calls: Any, handlers: Any,
-                  feeds: Sequence[tuple[str, WinCCClient]] | None = None,
-                  audit: AuditEvents | None = None) -> tuple[AlarmService, ConditionMethods]:
+async def install(
+    server: Server,
+    directory: TagDirectory,
+    client: WinCCClient,
+    config: BridgeConfig,
+    root: ua.NodeId,
+    history: Any,
+    calls: Any,
+    handlers: Any,
+    feeds: Sequence[tuple[str, WinCCClient]] | None = None,
+    audit: AuditEvents | None = None,
+) -> tuple[AlarmService, ConditionMethods]:
     """Conditions, their methods (a route of the Call service) and HistoryReadEvent (the history service's event
     reader); the Server object becomes an event notifier with history. Call `start()` on the service to poll."""
     ns = await server.register_namespace(config.opcua.namespace_uri + "/alarms")
@@ -36,8 +44,9 @@ async def install(server: Server, directory: TagDirectory, client: WinCCClient, 
     handlers.on_close.append(events.release)
     aspace = server.iserver.aspace
     notifier = ua.EventNotifier.SubscribeToEvents.mask | ua.EventNotifier.HistoryRead.mask
-    await server.write_attribute_value(ua.NodeId(O.Server), ua.DataValue(ua.Variant(notifier, ua.VariantType.Byte)),
-                                       ua.AttributeIds.EventNotifier)
+    await server.write_attribute_value(
+        ua.NodeId(O.Server), ua.DataValue(ua.Variant(notifier, ua.VariantType.Byte)), ua.AttributeIds.EventNotifier
+    )
     capability = ua.NodeId(O.HistoryServerCapabilities_AccessHistoryEventsCapability)
     if capability in aspace:
         await server.write_attribute_value(capability, ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))

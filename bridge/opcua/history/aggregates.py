@@ -135,8 +135,9 @@ def _time_weighted(total: bool) -> Aggregate:
         if seconds <= 0:
             return _no_data(stamp)
         points = [(ta, va)] + [(p.ts, p.value) for p in line.between(ta, t1)] + [(t1, vb)]
-        area = math.fsum((a + b) / 2 * (tb - tx).total_seconds()
-                         for (tx, a), (tb, b) in zip(points, points[1:], strict=False))
+        area = math.fsum(
+            (a + b) / 2 * (tb - tx).total_seconds() for (tx, a), (tb, b) in zip(points, points[1:], strict=False)
+        )
         return _dv(area if total else area / seconds, stamp, bits, UNCERTAIN if uncertain else S.Good)
 
     return agg
@@ -329,8 +330,14 @@ class IntervalEngine:
         self._pending.clear()
 
 
-def compute(aggregate_id: int, samples: Iterable[Sample], start: datetime, end: datetime, interval_ms: float,
-            settings: AggregateSettings | None = None) -> list[ua.DataValue]:
+def compute(
+    aggregate_id: int,
+    samples: Iterable[Sample],
+    start: datetime,
+    end: datetime,
+    interval_ms: float,
+    settings: AggregateSettings | None = None,
+) -> list[ua.DataValue]:
     """One DataValue per interval, in request order. `samples`: raw values sorted by time, including the ones
     around the range that serve as bounds."""
     plan = IntervalPlan(start, end, interval_ms)
@@ -387,7 +394,7 @@ class AtTimeEngine:
         while self._j < len(times) and times[self._j] < s.ts:
             self._pending.append(self._probe(self._j))
             self._j += 1
-        for p in self._pending[self._unmatched:]:
+        for p in self._pending[self._unmatched :]:
             p.after = s
         self._unmatched = len(self._pending)
         usable = self._cfg.usable(s)
@@ -469,8 +476,9 @@ class AtTimeEngine:
         return _dv(value, p.t, INTERPOLATED, UNCERTAIN if uncertain else S.Good)
 
 
-def at_times(samples: Iterable[Sample], times: Sequence[datetime], simple: bool = True,
-             settings: AggregateSettings | None = None) -> list[ua.DataValue]:
+def at_times(
+    samples: Iterable[Sample], times: Sequence[datetime], simple: bool = True, settings: AggregateSettings | None = None
+) -> list[ua.DataValue]:
     """ReadAtTime over sorted samples; one DataValue per requested time, in request order."""
     engine = AtTimeEngine(times, simple, settings or AggregateSettings())
     engine.feed_all(samples)

@@ -21,7 +21,6 @@ from typing import Any
 from asyncua import ua
 
 from bridge.opcua._asyncua import Buffer, from_binary, struct_to_binary
-
 from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc
 from bridge.wincc.models import ArchiveValue, DataType
@@ -33,10 +32,17 @@ _HISTORY_DATA = ua.NodeId(ua.ObjectIds.HistoryData_Encoding_DefaultBinary)
 _MASK = 0x01 | 0x02 | 0x04 | 0x08  # Value, StatusCode, SourceTimestamp, ServerTimestamp (asyncua always sends all 4)
 _FILETIME_1970 = 116_444_736_000_000_000  # 100 ns ticks from 1601 to 1970
 _FORMATS = {
-    ua.VariantType.Boolean: "?", ua.VariantType.SByte: "b", ua.VariantType.Byte: "B",
-    ua.VariantType.Int16: "h", ua.VariantType.UInt16: "H", ua.VariantType.Int32: "i",
-    ua.VariantType.UInt32: "I", ua.VariantType.Int64: "q", ua.VariantType.UInt64: "Q",
-    ua.VariantType.Float: "f", ua.VariantType.Double: "d",
+    ua.VariantType.Boolean: "?",
+    ua.VariantType.SByte: "b",
+    ua.VariantType.Byte: "B",
+    ua.VariantType.Int16: "h",
+    ua.VariantType.UInt16: "H",
+    ua.VariantType.Int32: "i",
+    ua.VariantType.UInt32: "I",
+    ua.VariantType.Int64: "q",
+    ua.VariantType.UInt64: "Q",
+    ua.VariantType.Float: "f",
+    ua.VariantType.Double: "d",
 }
 # mask, variant type, value, status code, source timestamp, server timestamp
 _PACKERS = {vt: struct.Struct(f"<BB{fmt}Iqq").pack for vt, fmt in _FORMATS.items()}
@@ -95,8 +101,10 @@ def encode_history_data(data_type: DataType, values: Sequence[ArchiveValue | ua.
     return EncodedHistoryData(b"".join(parts), len(values))
 
 
-def raw_result(code: int, data_type: DataType, values: Sequence[ArchiveValue | ua.DataValue],
-               cp: bytes | None = None) -> ua.HistoryReadResult:
+def raw_result(
+    code: int, data_type: DataType, values: Sequence[ArchiveValue | ua.DataValue], cp: bytes | None = None
+) -> ua.HistoryReadResult:
     """A raw HistoryRead result for one node, its values encoded here."""
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
-                                HistoryData=encode_history_data(data_type, values))
+    return ua.HistoryReadResult(
+        StatusCode=ua.StatusCode(code), ContinuationPoint=cp, HistoryData=encode_history_data(data_type, values)
+    )

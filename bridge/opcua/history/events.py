@@ -54,10 +54,12 @@ def _utc(t: datetime | None) -> datetime | None:
     return None if t <= _MIN_TIME else t
 
 
-def _answer(code: int, events: list[ua.HistoryEventFieldList] | None = None,
-            cp: bytes | None = None) -> ua.HistoryReadResult:
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
-                                HistoryData=ua.HistoryEvent(Events=events or []))
+def _answer(
+    code: int, events: list[ua.HistoryEventFieldList] | None = None, cp: bytes | None = None
+) -> ua.HistoryReadResult:
+    return ua.HistoryReadResult(
+        StatusCode=ua.StatusCode(code), ContinuationPoint=cp, HistoryData=ua.HistoryEvent(Events=events or [])
+    )
 
 
 @dataclass
@@ -68,8 +70,15 @@ class _Rest:
 class EventHistory:
     """The `event_reader` of the history service. `source_of(tag name or None)` places a log entry."""
 
-    def __init__(self, directory: TagDirectory, client: WinCCClient, config: HistoryConfig, root: ua.NodeId,
-                 alarms_ns: int, source_of: Callable[[str | None], Source]) -> None:
+    def __init__(
+        self,
+        directory: TagDirectory,
+        client: WinCCClient,
+        config: HistoryConfig,
+        root: ua.NodeId,
+        alarms_ns: int,
+        source_of: Callable[[str | None], Source],
+    ) -> None:
         self._directory = directory
         self._client = client
         self._config = config
@@ -109,12 +118,15 @@ class EventHistory:
         if tag is not None:
             return lambda t: t is not None and t.name == tag.name
         if node_id.NamespaceIndex == self._directory.folder_ns and node_id in aspace:
-            return lambda t: t is not None and any(
-                self._directory.folder_node_id(t.folder[:d]) == node_id for d in range(1, len(t.folder) + 1))
+            return lambda t: (
+                t is not None
+                and any(self._directory.folder_node_id(t.folder[:d]) == node_id for d in range(1, len(t.folder) + 1))
+            )
         return None
 
-    async def _one(self, session: Any, node: ua.HistoryReadValueId, details: ua.ReadEventDetails,
-                   points: OrderedDict[bytes, _Rest]) -> ua.HistoryReadResult:
+    async def _one(
+        self, session: Any, node: ua.HistoryReadValueId, details: ua.ReadEventDetails, points: OrderedDict[bytes, _Rest]
+    ) -> ua.HistoryReadResult:
         aspace = session.aspace
         if role_of(session.user) is None:
             return _answer(S.BadUserAccessDenied)
@@ -160,9 +172,17 @@ class EventHistory:
 
     def _record(self, alarm: Alarm) -> EventRecord:
         source = self._source_of(alarm.tag)
-        return history_record(alarm.id, alarm.text, alarm.alarm_class, alarm.priority,
-                              alarm.state is AlarmState.came, alarm.acknowledged, alarm.timestamp,
-                              ua.NodeId(alarm.id, self._ns, ua.NodeIdType.String), source)
+        return history_record(
+            alarm.id,
+            alarm.text,
+            alarm.alarm_class,
+            alarm.priority,
+            alarm.state is AlarmState.came,
+            alarm.acknowledged,
+            alarm.timestamp,
+            ua.NodeId(alarm.id, self._ns, ua.NodeIdType.String),
+            source,
+        )
 
     async def _log(self, lo: datetime, hi: datetime) -> Any:
         """Every log entry in [lo, hi], oldest first, page by page (asking again from the last timestamp)."""

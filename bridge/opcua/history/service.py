@@ -54,7 +54,6 @@ from asyncua import Server, ua
 
 from bridge.config import HistoryConfig
 from bridge.opcua._asyncua import InternalSession, address_space
-from bridge.opcua.history.budget import TooMuchWork, Work, current_work, out_of_budget
 from bridge.opcua.history.aggregates import (
     AGGREGATES,
     AggregateSettings,
@@ -64,6 +63,7 @@ from bridge.opcua.history.aggregates import (
     Sample,
     Slot,
 )
+from bridge.opcua.history.budget import TooMuchWork, Work, current_work, out_of_budget
 from bridge.opcua.history.encode import data_value, raw_result
 from bridge.opcua.history.pages import PageStream
 from bridge.opcua.model.status import quality_to_status
@@ -89,8 +89,19 @@ _MAX_WINDOW = timedelta(days=3650)
 _LATEST = datetime(9999, 11, 1, tzinfo=UTC)  # later times are clamped: t + the longest bound reach stays valid
 _FUTURE_SLACK = timedelta(days=1)  # a reverse read starts at most this far past the bridge clock (clock skew)
 _ALL = sys.maxsize  # skip count meaning "every value at that timestamp"
-_NUMERIC = {DataType.bool, DataType.int8, DataType.int16, DataType.int32, DataType.int64, DataType.uint8,
-            DataType.uint16, DataType.uint32, DataType.uint64, DataType.float, DataType.double}
+_NUMERIC = {
+    DataType.bool,
+    DataType.int8,
+    DataType.int16,
+    DataType.int32,
+    DataType.int64,
+    DataType.uint8,
+    DataType.uint16,
+    DataType.uint32,
+    DataType.uint64,
+    DataType.float,
+    DataType.double,
+}
 
 # ReadEvent requests (and releasing their continuation points) go whole to the event reader (history/events.py)
 EventReader = Callable[[InternalSession, ua.HistoryReadParameters], Awaitable[list[ua.HistoryReadResult]]]
@@ -104,8 +115,9 @@ def _utc(t: datetime | None) -> datetime | None:
 
 
 def _result(code: int, values: list[ua.DataValue] | None = None, cp: bytes | None = None) -> ua.HistoryReadResult:
-    return ua.HistoryReadResult(StatusCode=ua.StatusCode(code), ContinuationPoint=cp,
-                                HistoryData=ua.HistoryData(DataValues=values or []))
+    return ua.HistoryReadResult(
+        StatusCode=ua.StatusCode(code), ContinuationPoint=cp, HistoryData=ua.HistoryData(DataValues=values or [])
+    )
 
 
 def _not_found(t: datetime) -> ua.DataValue:
@@ -174,8 +186,9 @@ class HistoryService:
         self._gate = asyncio.Semaphore(config.max_concurrency)
         self._cursors: dict[Any, OrderedDict[bytes, _Cursor]] = {}
         a = config.aggregates
-        self._defaults = AggregateSettings(a.treat_uncertain_as_bad, a.percent_data_bad, a.percent_data_good,
-                                           a.use_sloped_extrapolation)
+        self._defaults = AggregateSettings(
+            a.treat_uncertain_as_bad, a.percent_data_bad, a.percent_data_good, a.use_sloped_extrapolation
+        )
         self.event_reader: EventReader | None = None
 
     # ---- capabilities -------------------------------------------------------------------------------------
@@ -196,25 +209,33 @@ class HistoryService:
             O.HistoryServerCapabilities_ServerTimestampSupported: False,  # ServerTimestamp = SourceTimestamp
             O.DefaultHAConfiguration_Stepped: False,  # values are interpolated with sloped lines
             O.DefaultHAConfiguration_AggregateConfiguration_TreatUncertainAsBad: self._defaults.treat_uncertain_as_bad,
-            O.DefaultHAConfiguration_AggregateConfiguration_UseSlopedExtrapolation:
-                self._defaults.use_sloped_extrapolation,
+            O.DefaultHAConfiguration_AggregateConfiguration_UseSlopedExtrapolation: self._defaults.use_sloped_extrapolation,
         }
         for ident, value in caps.items():
             await self._set(ident, ua.Variant(value, ua.VariantType.Boolean))
         numbers = {
             O.HistoryServerCapabilities_MaxReturnDataValues: (self._config.max_values_per_read, ua.VariantType.UInt32),
             O.HistoryServerCapabilities_MaxReturnEventValues: (0, ua.VariantType.UInt32),
-            O.Server_ServerCapabilities_MaxHistoryContinuationPoints:
-                (min(self._config.max_continuation_points, 0xFFFF), ua.VariantType.UInt16),
-            O.DefaultHAConfiguration_AggregateConfiguration_PercentDataBad:
-                (self._defaults.percent_data_bad, ua.VariantType.Byte),
-            O.DefaultHAConfiguration_AggregateConfiguration_PercentDataGood:
-                (self._defaults.percent_data_good, ua.VariantType.Byte),
+            O.Server_ServerCapabilities_MaxHistoryContinuationPoints: (
+                min(self._config.max_continuation_points, 0xFFFF),
+                ua.VariantType.UInt16,
+            ),
+            O.DefaultHAConfiguration_AggregateConfiguration_PercentDataBad: (
+                self._defaults.percent_data_bad,
+                ua.VariantType.Byte,
+            ),
+            O.DefaultHAConfiguration_AggregateConfiguration_PercentDataGood: (
+                self._defaults.percent_data_good,
+                ua.VariantType.Byte,
+            ),
         }
         for ident, (number, vt) in numbers.items():
             await self._set(ident, ua.Variant(number, vt))
-        for folder in (O.HistoryServerCapabilities_AggregateFunctions, O.Server_ServerCapabilities_AggregateFunctions,
-                       O.DefaultHAConfiguration_AggregateFunctions):
+        for folder in (
+            O.HistoryServerCapabilities_AggregateFunctions,
+            O.Server_ServerCapabilities_AggregateFunctions,
+            O.DefaultHAConfiguration_AggregateFunctions,
+        ):
             if ua.NodeId(folder) not in address_space(self._server):
                 continue
             node = self._server.get_node(ua.NodeId(folder))
@@ -287,8 +308,12 @@ class HistoryService:
                     log.warning("archive read of %s failed: %s", tag.name, exc)
                     return _result(S.BadCommunicationError)
                 except TooMuchWork:
-                    log.warning("history read of %s refused: more than %d archive requests or %.0f s for one answer",
-                                tag.name, self._new_work(0).hard, 2 * self._config.max_read_s)
+                    log.warning(
+                        "history read of %s refused: more than %d archive requests or %.0f s for one answer",
+                        tag.name,
+                        self._new_work(0).hard,
+                        2 * self._config.max_read_s,
+                    )
                     return _result(S.BadTooManyOperations)
                 except Exception:  # a bug must cost this node its answer, not the whole request
                     log.exception("history read of %s failed", tag.name)
@@ -301,8 +326,7 @@ class HistoryService:
         # past the budget a read still finishes the window it is in: a reverse window that turns out too dense
         # is read again narrower, each attempt up to max_values_per_read / page_size + 1 requests; three allowed
         window = cfg.max_values_per_read // cfg.page_size + 2
-        return Work(cfg.max_requests_per_read, 2 * cfg.max_requests_per_read + 3 * window, cfg.max_read_s,
-                           deadline)
+        return Work(cfg.max_requests_per_read, 2 * cfg.max_requests_per_read + 3 * window, cfg.max_read_s, deadline)
 
     # ---- values -------------------------------------------------------------------------------------------
     def _dv(self, tag: TagInfo, v: ArchiveValue) -> ua.DataValue:
@@ -318,8 +342,9 @@ class HistoryService:
         severity = code >> 30  # 0 Good, 1 Uncertain, 2 (3) Bad
         return Sample(v.timestamp, value, severity == 0, severity == 1, code)
 
-    async def _pages(self, tag: TagInfo, lo: datetime, hi: datetime, resumable: bool = False
-                     ) -> AsyncIterator[list[ArchiveValue]]:
+    async def _pages(
+        self, tag: TagInfo, lo: datetime, hi: datetime, resumable: bool = False
+    ) -> AsyncIterator[list[ArchiveValue]]:
         """The archive over [lo, hi], page by page; each REST request is paid from the budget of the call that
         asks for it (looked up per request: a forward read's stream outlives its call). A `resumable` read is only
         counted, never refused: it stops at its own checks and goes on with the next call."""
@@ -335,9 +360,9 @@ class HistoryService:
                 yield page
                 pay()  # asking for the next page is the next request
 
-    async def _scan_back(self, tag: TagInfo, t: datetime, inclusive: bool,
-                         usable: Callable[[ArchiveValue], bool] | None = None
-                         ) -> tuple[ArchiveValue | None, ArchiveValue | None, ArchiveValue | None]:
+    async def _scan_back(
+        self, tag: TagInfo, t: datetime, inclusive: bool, usable: Callable[[ArchiveValue], bool] | None = None
+    ) -> tuple[ArchiveValue | None, ArchiveValue | None, ArchiveValue | None]:
         """The last value before t (or at it, if inclusive) and, with `usable`, the last two usable ones, looking
         back in non-overlapping windows of growing reach."""
         last = u1 = u2 = None
@@ -363,9 +388,9 @@ class HistoryService:
             hi, hi_in = lo, False
         return last, u1, u2
 
-    async def _scan_forward(self, tag: TagInfo, t: datetime, inclusive: bool,
-                            usable: Callable[[ArchiveValue], bool] | None = None
-                            ) -> tuple[ArchiveValue | None, ArchiveValue | None]:
+    async def _scan_forward(
+        self, tag: TagInfo, t: datetime, inclusive: bool, usable: Callable[[ArchiveValue], bool] | None = None
+    ) -> tuple[ArchiveValue | None, ArchiveValue | None]:
         """The first value after t (or at it, if inclusive) and, with `usable`, the first usable one."""
         first = None
         lo, lo_in = t, inclusive
@@ -399,8 +424,9 @@ class HistoryService:
             return _RawCursor(tag, start, None, False, min(n, cap), n, bounds, start, 0)
         return _RawCursor(tag, start, end, start > end, min(n or cap, cap), None, bounds, start, 0)
 
-    async def _raw(self, session: InternalSession, tag: TagInfo, d: ua.ReadRawModifiedDetails,
-                   cp: bytes | None) -> ua.HistoryReadResult:
+    async def _raw(
+        self, session: InternalSession, tag: TagInfo, d: ua.ReadRawModifiedDetails, cp: bytes | None
+    ) -> ua.HistoryReadResult:
         if d.IsReadModified:
             return _result(S.BadHistoryOperationUnsupported)
         # archived values as they come (encoded in one go at the end, see encode.py) and bound DataValues
@@ -423,8 +449,9 @@ class HistoryService:
             if cursor.bounds:
                 values = await self._start_bound(cursor)
         limit = cursor.per_call if cursor.remaining is None else min(cursor.per_call, cursor.remaining)
-        more = await (self._raw_reverse(cursor, values, limit) if cursor.reverse
-                      else self._raw_forward(cursor, values, limit))
+        more = await (
+            self._raw_reverse(cursor, values, limit) if cursor.reverse else self._raw_forward(cursor, values, limit)
+        )
         if cursor.remaining is not None:
             cursor.remaining -= len(values)
             more = more and cursor.remaining > 0
@@ -536,8 +563,9 @@ class HistoryService:
                 c.at, c.skip = hi, _ALL
                 return True
 
-    async def _window(self, tag: TagInfo, lo: datetime, hi: datetime, hi_in: bool, budget: int,
-                      exclude: datetime | None) -> _Window:
+    async def _window(
+        self, tag: TagInfo, lo: datetime, hi: datetime, hi_in: bool, budget: int, exclude: datetime | None
+    ) -> _Window:
         kept: deque[ArchiveValue] = deque(maxlen=budget)
         seen = 0
         first_at: datetime | None = None
@@ -561,11 +589,21 @@ class HistoryService:
             return self._defaults
         if not (0 <= cfg.PercentDataBad <= 100 and 0 <= cfg.PercentDataGood <= 100):
             return None
-        return AggregateSettings(bool(cfg.TreatUncertainAsBad), int(cfg.PercentDataBad), int(cfg.PercentDataGood),
-                                 bool(cfg.UseSlopedExtrapolation))
+        return AggregateSettings(
+            bool(cfg.TreatUncertainAsBad),
+            int(cfg.PercentDataBad),
+            int(cfg.PercentDataGood),
+            bool(cfg.UseSlopedExtrapolation),
+        )
 
-    async def _processed(self, session: InternalSession, tag: TagInfo, d: ua.ReadProcessedDetails,
-                         aggregate: ua.NodeId | None, cp: bytes | None) -> ua.HistoryReadResult:
+    async def _processed(
+        self,
+        session: InternalSession,
+        tag: TagInfo,
+        d: ua.ReadProcessedDetails,
+        aggregate: ua.NodeId | None,
+        cp: bytes | None,
+    ) -> ua.HistoryReadResult:
         if cp:
             cursor = self._take(session, cp)
             if not isinstance(cursor, _ProcessedCursor) or cursor.tag.name != tag.name:
@@ -589,16 +627,18 @@ class HistoryService:
         if out_of_budget():  # the request's time went to its other nodes: nothing done here yet, come back
             return _result(S.Good, [], self._store(session, cursor))
         count = min(self._config.max_values_per_read, plan.count - cursor.next)
-        values = await self._aggregate(tag, cursor.aggregate, plan.slots(cursor.next, count), cursor.settings,
-                                       may_stop=not plan.reverse)
+        values = await self._aggregate(
+            tag, cursor.aggregate, plan.slots(cursor.next, count), cursor.settings, may_stop=not plan.reverse
+        )
         if plan.reverse:
             values.reverse()  # computed oldest first; the request wants them from StartTime backwards
         cursor.next += len(values)
         more = cursor.next < plan.count
         return _result(S.Good, values, self._store(session, cursor) if more else None)
 
-    async def _aggregate(self, tag: TagInfo, aggregate: int, slots: list[Slot], settings: AggregateSettings,
-                         may_stop: bool = False) -> list[ua.DataValue]:
+    async def _aggregate(
+        self, tag: TagInfo, aggregate: int, slots: list[Slot], settings: AggregateSettings, may_stop: bool = False
+    ) -> list[ua.DataValue]:
         """Stream the archive over `slots` (time order) through the aggregate engine: the values before the first
         interval that serve as its bounds, every value inside, the first ones after the last. With `may_stop`,
         running out of work budget answers the first intervals finished so far (at least one)."""

@@ -70,8 +70,15 @@ from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.wincc.models import Folder, TagInfo
 
 __all__ = [
-    "ENGINEERING_UNITS", "EU_RANGE", "ROOT_NAME", "AddressSpace", "access_level", "display_segment", "is_analog",
-    "property_node_id", "tag_eu_range",
+    "ENGINEERING_UNITS",
+    "EU_RANGE",
+    "ROOT_NAME",
+    "AddressSpace",
+    "access_level",
+    "display_segment",
+    "is_analog",
+    "property_node_id",
+    "tag_eu_range",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,8 +140,13 @@ class AddressSpace:
         new = [t for t in tags.values() if t.name not in self.directory]
         count = await self._add_tags(new, started)
         elapsed = time.monotonic() - started
-        log.info("address space built: %d tags, %d folders in %.2f s (%.0f tags/s)", count, len(self._folders) - 1,
-                 elapsed, count / elapsed if elapsed > 0 else 0.0)
+        log.info(
+            "address space built: %d tags, %d folders in %.2f s (%.0f tags/s)",
+            count,
+            len(self._folders) - 1,
+            elapsed,
+            count / elapsed if elapsed > 0 else 0.0,
+        )
 
     async def _update(self, items: Sequence[Folder | TagInfo]) -> tuple[list[str], list[str]]:
         started = time.monotonic()
@@ -158,17 +170,19 @@ class AddressSpace:
                 old = current[tag.name]
                 assert old is not None
                 await self._replace_tag(old, tag, moved_from)
-                verb = (ua.ModelChangeStructureVerbMask.DataTypeChanged.value if old.data_type != tag.data_type
-                        else ua.ModelChangeStructureVerbMask.ReferenceAdded.value
-                        | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value)
+                verb = (
+                    ua.ModelChangeStructureVerbMask.DataTypeChanged.value
+                    if old.data_type != tag.data_type
+                    else ua.ModelChangeStructureVerbMask.ReferenceAdded.value
+                    | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value
+                )
                 changes.append((self.directory.node_id(tag.name), typedef_of(tag), verb))
         finally:
             self._forward_at.clear()
             for path, gone_ids in moved_from.items():
                 folder = self._folders.get(path)
                 if folder is not None:
-                    folder.references[:] = [r for r in folder.references
-                                            if not (r.IsForward and r.NodeId in gone_ids)]
+                    folder.references[:] = [r for r in folder.references if not (r.IsForward and r.NodeId in gone_ids)]
         self.directory.add(changed)
         self.last_changed = [t.name for t in changed]
 
@@ -188,9 +202,15 @@ class AddressSpace:
 
         if changes:
             await self._emit_model_change(changes)
-            log.info("address space updated in %.2f s: %d tags added, %d removed, %d changed, folders +%d -%d",
-                     time.monotonic() - started, len(added), len(removed), len(changed),
-                     len(set(self._folders) - before), len(gone))
+            log.info(
+                "address space updated in %.2f s: %d tags added, %d removed, %d changed, folders +%d -%d",
+                time.monotonic() - started,
+                len(added),
+                len(removed),
+                len(changed),
+                len(set(self._folders) - before),
+                len(gone),
+            )
         return [t.name for t in added], removed
 
     # ---- items -> folders and tags ------------------------------------------------------------------------------
@@ -213,9 +233,12 @@ class AddressSpace:
         if nameless:
             log.warning("WinCC listed %d tag(s) without a name; skipped", nameless)
         if duplicates:
-            log.warning("WinCC listed %d tag name(s) more than once, keeping the first of each: %s%s",
-                        len(duplicates), ", ".join(repr(n) for n in duplicates[:5]),
-                        " ..." if len(duplicates) > 5 else "")
+            log.warning(
+                "WinCC listed %d tag name(s) more than once, keeping the first of each: %s%s",
+                len(duplicates),
+                ", ".join(repr(n) for n in duplicates[:5]),
+                " ..." if len(duplicates) > 5 else "",
+            )
         return list(folders), tags
 
     # ---- folders ---------------------------------------------------------------------------------------------------
@@ -227,9 +250,13 @@ class AddressSpace:
             self._folders[()] = existing
             return
         name = ua.QualifiedName(ROOT_NAME, self.directory.bridge_ns)
-        node = self._factory.object_node(self.root_node_id, name, ua.LocalizedText(ROOT_NAME),
-                                 ua.LocalizedText("WinCC tags served by the bridge"),
-                                 ua.EventNotifier.SubscribeToEvents.mask)
+        node = self._factory.object_node(
+            self.root_node_id,
+            name,
+            ua.LocalizedText(ROOT_NAME),
+            ua.LocalizedText("WinCC tags served by the bridge"),
+            ua.EventNotifier.SubscribeToEvents.mask,
+        )
         objects = self._aspace[_OBJECTS_FOLDER]
         node.references.append(self._factory.reference(ORGANIZES, False, objects))
         node.references.append(self._factory.typedef_ref(FOLDER_TYPE))
@@ -248,8 +275,9 @@ class AddressSpace:
             self._folders[path] = existing
             return existing
         name = path[-1]
-        node = self._factory.object_node(node_id, ua.QualifiedName(name, self.directory.tag_ns), ua.LocalizedText(name),
-                                 ua.LocalizedText(), 0)
+        node = self._factory.object_node(
+            node_id, ua.QualifiedName(name, self.directory.tag_ns), ua.LocalizedText(name), ua.LocalizedText(), 0
+        )
         node.references.append(self._inverse_ref(path[:-1], parent))
         node.references.append(self._factory.typedef_ref(FOLDER_TYPE))
         self._aspace[node_id] = node
@@ -301,12 +329,13 @@ class AddressSpace:
             if gc_was_enabled:
                 gc.enable()
 
-    async def _add_chunks(self, tags: Sequence[TagInfo], aspace_nodes: dict[ua.NodeId, NodeData], started: float,
-                          last_log: float) -> int:
+    async def _add_chunks(
+        self, tags: Sequence[TagInfo], aspace_nodes: dict[ua.NodeId, NodeData], started: float, last_log: float
+    ) -> int:
         total = len(tags)
         done = 0
         for start in range(0, total, _YIELD_EVERY):
-            chunk = tags[start:start + _YIELD_EVERY]
+            chunk = tags[start : start + _YIELD_EVERY]
             by_parent: dict[tuple[str, ...], list[ua.ReferenceDescription]] = {}
             for tag in chunk:
                 built = self._make_tag(tag)
@@ -342,8 +371,9 @@ class AddressSpace:
                 if ref.IsForward and ref.ReferenceTypeId == HAS_PROPERTY:
                     await self._drop_node(ref.NodeId)
             await self._drop_node(node_id)
-            parent = next((r.NodeId for r in node.references
-                           if not r.IsForward and r.ReferenceTypeId == ORGANIZES), None)
+            parent = next(
+                (r.NodeId for r in node.references if not r.IsForward and r.ReferenceTypeId == ORGANIZES), None
+            )
             path = self._folder_path_of(tag.folder, parent)
             if path is not None:
                 by_parent.setdefault(path, set()).add(node_id)
@@ -367,8 +397,9 @@ class AddressSpace:
             for handle, callback in list(attr.datachange_callbacks.items()):
                 # the client's monitored item sees the node go away; then asyncua forgets the handle, so a later
                 # DeleteMonitoredItems does not look the node up again
-                await self._call(callback, handle, ua.DataValue(StatusCode=_BAD_NODE_UNKNOWN,
-                                                                ServerTimestamp=datetime.now(UTC)))
+                await self._call(
+                    callback, handle, ua.DataValue(StatusCode=_BAD_NODE_UNKNOWN, ServerTimestamp=datetime.now(UTC))
+                )
                 self._aspace.delete_datachange_callback(handle)
         del self._aspace[node_id]
 
@@ -381,8 +412,7 @@ class AddressSpace:
         except Exception:  # one broken subscriber must not stop the model update
             log.exception("datachange callback failed")
 
-    async def _replace_tag(self, old: TagInfo, new: TagInfo,
-                           moved_from: dict[tuple[str, ...], set[ua.NodeId]]) -> None:
+    async def _replace_tag(self, old: TagInfo, new: TagInfo, moved_from: dict[tuple[str, ...], set[ua.NodeId]]) -> None:
         """Same NodeId, new attributes, references and properties; monitored items stay attached. A tag that
         changes folder is added to `moved_from` (its old folder's reference goes in one pass per folder)."""
         node_id = self.directory.node_id(new.name)
@@ -458,8 +488,10 @@ class AddressSpace:
         root ("references below changed") instead of every node: Part 3 lets a server report a common parent, and
         an event with 100,000 entries helps no client."""
         if len(changes) > _CHANGE_LIMIT:
-            verb = (ua.ModelChangeStructureVerbMask.ReferenceAdded.value
-                    | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value)
+            verb = (
+                ua.ModelChangeStructureVerbMask.ReferenceAdded.value
+                | ua.ModelChangeStructureVerbMask.ReferenceDeleted.value
+            )
             changes = [(self.root_node_id, FOLDER_TYPE, verb)]
         structures = [ua.ModelChangeStructureDataType(Affected=a, AffectedType=t, Verb=v) for a, t, v in changes]
         try:

@@ -48,8 +48,9 @@ class BridgeStatus:
         (`<source>/`, see bridge/sources.py)."""
         types_ns = await server.get_namespace_index(TYPES_URI)
         status_type = ua.NodeId(_STATUS_TYPE_ID, types_ns)
-        await server.get_node(parent).add_object(ua.NodeId(f"{prefix}BridgeStatus", ns),
-                                                 ua.QualifiedName("BridgeStatus", ns), objecttype=status_type)
+        await server.get_node(parent).add_object(
+            ua.NodeId(f"{prefix}BridgeStatus", ns), ua.QualifiedName("BridgeStatus", ns), objecttype=status_type
+        )
         node_ids: dict[str, ua.NodeId] = {}
         now = datetime.now(UTC)
         for name, (vt, default) in _FIELDS.items():

@@ -84,8 +84,10 @@ class NodeCounts:
         return self.root + self.folders + self.tags + self.properties
 
     def __str__(self) -> str:
-        return (f"{self.total} nodes ({self.root} root, {self.folders} folders, {self.tags} tags, "
-                f"{self.properties} properties)")
+        return (
+            f"{self.total} nodes ({self.root} root, {self.folders} folders, {self.tags} tags, "
+            f"{self.properties} properties)"
+        )
 
 
 def _text(value: str) -> str:
@@ -117,9 +119,18 @@ def _folder_id(path: tuple[str, ...]) -> str:
 
 def _tag_record(tag: TagInfo) -> dict[str, Any]:
     return {
-        "v": _FORMAT, "name": tag.name, "data_type": tag.data_type.value, "folder": list(tag.folder),
-        "display_name": tag.display_name, "unit": tag.unit, "description": tag.description, "low": tag.low,
-        "high": tag.high, "writable": tag.writable, "archived": tag.archived, "archive": tag.archive,
+        "v": _FORMAT,
+        "name": tag.name,
+        "data_type": tag.data_type.value,
+        "folder": list(tag.folder),
+        "display_name": tag.display_name,
+        "unit": tag.unit,
+        "description": tag.description,
+        "low": tag.low,
+        "high": tag.high,
+        "writable": tag.writable,
+        "archived": tag.archived,
+        "archive": tag.archive,
         "archive_tag": tag.archive_tag,
     }
 
@@ -156,11 +167,14 @@ def _range_xml(rng: ua.Range) -> str:
 
 def _eu_xml(eu: ua.EUInformation) -> str:
     def localized(tag: str, lt: ua.LocalizedText) -> str:
-        return (f"            <uax:{tag}>\n              <uax:Text>{_text(lt.Text or '')}</uax:Text>\n"
-                f"            </uax:{tag}>\n")
+        return (
+            f"            <uax:{tag}>\n              <uax:Text>{_text(lt.Text or '')}</uax:Text>\n"
+            f"            </uax:{tag}>\n"
+        )
 
-    namespace = (f"            <uax:NamespaceUri>{_text(eu.NamespaceUri)}</uax:NamespaceUri>\n"
-                 if eu.NamespaceUri else "")
+    namespace = (
+        f"            <uax:NamespaceUri>{_text(eu.NamespaceUri)}</uax:NamespaceUri>\n" if eu.NamespaceUri else ""
+    )
     return (
         "\n      <uax:ExtensionObject>\n"
         f"        <uax:TypeId>\n          <uax:Identifier>{_EU_XML}</uax:Identifier>\n        </uax:TypeId>\n"
@@ -203,24 +217,32 @@ def _tag_xml(tag: TagInfo, index: int) -> str:
     if tag.description:
         out.append(f"    <Description>{_text(tag.description)}</Description>\n")
     out.append("    <References>\n")
-    out.append(f'      <Reference ReferenceType="HasTypeDefinition">'
-               f"{_ANALOG_ITEM_TYPE if analog else _BASE_DATA_VARIABLE_TYPE}</Reference>\n")
+    out.append(
+        f'      <Reference ReferenceType="HasTypeDefinition">'
+        f"{_ANALOG_ITEM_TYPE if analog else _BASE_DATA_VARIABLE_TYPE}</Reference>\n"
+    )
     out.append(f'      <Reference ReferenceType="Organizes" IsForward="false">{parent}</Reference>\n')
     if analog:
-        out.append(f'      <Reference ReferenceType="HasProperty">ns={_BRIDGE_NS};s={_attr(tag.name)}#{EU_RANGE}'
-                   "</Reference>\n")
+        out.append(
+            f'      <Reference ReferenceType="HasProperty">ns={_BRIDGE_NS};s={_attr(tag.name)}#{EU_RANGE}</Reference>\n'
+        )
         if unit:
-            out.append(f'      <Reference ReferenceType="HasProperty">ns={_BRIDGE_NS};s={_attr(tag.name)}'
-                       f"#{ENGINEERING_UNITS}</Reference>\n")
+            out.append(
+                f'      <Reference ReferenceType="HasProperty">ns={_BRIDGE_NS};s={_attr(tag.name)}'
+                f"#{ENGINEERING_UNITS}</Reference>\n"
+            )
     out.append("    </References>\n")
-    out.append(f"    <Extensions><Extension><wb:Tag>{_text(_json({**_tag_record(tag), 'at': index}))}</wb:Tag>"
-               "</Extension></Extensions>\n")
+    out.append(
+        f"    <Extensions><Extension><wb:Tag>{_text(_json({**_tag_record(tag), 'at': index}))}</wb:Tag>"
+        "</Extension></Extensions>\n"
+    )
     out.append("  </UAVariable>\n")
     if analog:
         out.append(_property_xml(tag_id, tag.name, EU_RANGE, "Range", _range_xml(tag_eu_range(tag))))
         if unit:
-            out.append(_property_xml(tag_id, tag.name, ENGINEERING_UNITS, "EUInformation",
-                                     _eu_xml(eu_information(unit))))
+            out.append(
+                _property_xml(tag_id, tag.name, ENGINEERING_UNITS, "EUInformation", _eu_xml(eu_information(unit)))
+            )
     return "".join(out)
 
 
@@ -257,8 +279,10 @@ def _nodes(items: Sequence[Folder | TagInfo], counts: NodeCounts) -> Iterator[st
 
 def _write(out: IO[str], items: Sequence[Folder | TagInfo], namespace_uri: str) -> NodeCounts:
     out.write('<?xml version="1.0" encoding="utf-8"?>\n')
-    out.write(f'<UANodeSet xmlns="{UA_NODESET_NS}" xmlns:uax="{UA_TYPES_NS}" xmlns:wb="{EXTENSION_NS}" '
-              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n')
+    out.write(
+        f'<UANodeSet xmlns="{UA_NODESET_NS}" xmlns:uax="{UA_TYPES_NS}" xmlns:wb="{EXTENSION_NS}" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+    )
     out.write("  <NamespaceUris>\n")
     for uri in (namespace_uri, namespace_uri + "/folders", namespace_uri + "/bridge"):
         out.write(f"    <Uri>{_text(uri)}</Uri>\n")

@@ -29,8 +29,12 @@ O = ua.ObjectIds
 DIST = "wincc-opcua-bridge"
 PRODUCT_URI = "urn:wincc-opcua-bridge"
 MANUFACTURER = "wincc-opcua-bridge project"
-_SUPPORT = {"none": ua.RedundancySupport.None_, "cold": ua.RedundancySupport.Cold,
-            "warm": ua.RedundancySupport.Warm, "hot": ua.RedundancySupport.Hot}
+_SUPPORT = {
+    "none": ua.RedundancySupport.None_,
+    "cold": ua.RedundancySupport.Cold,
+    "warm": ua.RedundancySupport.Warm,
+    "hot": ua.RedundancySupport.Hot,
+}
 
 
 def package_version() -> str:
@@ -72,6 +76,6 @@ async def set_redundancy(server: Server, config: RedundancyConfig, own_uri: str)
     old_type = await obj.read_type_definition()
     if old_type is not None and old_type != ua.NodeId(O.NonTransparentRedundancyType):
         await obj.delete_reference(old_type, ua.NodeId(O.HasTypeDefinition), forward=True, bidirectional=False)
-        await obj.add_reference(ua.NodeId(O.NonTransparentRedundancyType), ua.NodeId(O.HasTypeDefinition),
-                                forward=True, bidirectional=False)
-
+        await obj.add_reference(
+            ua.NodeId(O.NonTransparentRedundancyType), ua.NodeId(O.HasTypeDefinition), forward=True, bidirectional=False
+        )

@@ -155,8 +155,12 @@ def eu_information(text: str) -> ua.EUInformation:
     """The EUInformation for a WinCC unit text: UNECE code where known, else UnitId -1 and the text itself."""
     found = lookup_unit(text)
     if found is None:
-        return ua.EUInformation(NamespaceUri=UNECE_NAMESPACE, UnitId=-1, DisplayName=ua.LocalizedText(text),
-                                Description=ua.LocalizedText(text))
+        return ua.EUInformation(
+            NamespaceUri=UNECE_NAMESPACE,
+            UnitId=-1,
+            DisplayName=ua.LocalizedText(text),
+            Description=ua.LocalizedText(text),
+        )
     code, symbol, description = found
     return ua.EUInformation(
         NamespaceUri=UNECE_NAMESPACE,

@@ -65,16 +65,30 @@ def generate_certificate(
     replace the usual ones (tests use them to make certificates a server must refuse)."""
     key = cert_gen.generate_private_key()
     if extended_usage is None:
-        extended_usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH,
-                                                                           ExtendedKeyUsageOID.CLIENT_AUTH]
+        extended_usage = (
+            [ExtendedKeyUsageOID.CLIENT_AUTH]
+            if client
+            else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
     if key_usage is None:
         key_usage = x509.KeyUsage(
-            digital_signature=True, content_commitment=True, key_encipherment=True, data_encipherment=True,
-            key_agreement=False, key_cert_sign=True, crl_sign=False, encipher_only=False, decipher_only=False,
+            digital_signature=True,
+            content_commitment=True,
+            key_encipherment=True,
+            data_encipherment=True,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
         )
     start = not_before or datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wincc-opcua-bridge")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wincc-opcua-bridge"),
+        ]
+    )
     serial = x509.random_serial_number()
     builder = (
         x509.CertificateBuilder()
@@ -116,8 +130,9 @@ def ensure_certificate(pki_dir: Path, app_uri: str, hosts: list[str], common_nam
         cert = x509.load_der_x509_certificate(cert_path.read_bytes())
         if _matches(cert, app_uri, hosts):
             return OwnCertificate(cert_path, key_path, cert)
-        log.warning("server certificate %s does not match ApplicationUri/host names any more: making a new one",
-                    cert_path)
+        log.warning(
+            "server certificate %s does not match ApplicationUri/host names any more: making a new one", cert_path
+        )
     cert, key_pem = generate_certificate(app_uri, hosts, common_name)
     key_path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(key_path.parent, 0o700)

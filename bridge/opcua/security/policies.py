@@ -90,11 +90,14 @@ async def apply_security(server: Server, config: OpcUaConfig) -> None:
     await server.set_application_uri(config.application_uri)
     policies = [_POLICY[p] for p in config.security_policies]
     if "None" in config.security_policies:
-        log.warning("security policy None is enabled: traffic (and passwords, unless encrypted by the token "
-                    "policy) may cross the network in clear text; list it only for demos and tests")
+        log.warning(
+            "security policy None is enabled: traffic (and passwords, unless encrypted by the token "
+            "policy) may cross the network in clear text; list it only for demos and tests"
+        )
     if any(p != "None" for p in config.security_policies) or config.users:
         own = ensure_certificate(
-            config.pki_dir, config.application_uri,
+            config.pki_dir,
+            config.application_uri,
             default_hosts(config.public_hostname or urlsplit(public_url).hostname, bind.hostname or ""),
             config.server_name,
         )

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from asyncua import ua
-from asyncua.crypto.truststore import TrustStore
 from asyncua.common.utils import ServiceError
+from asyncua.crypto.truststore import TrustStore
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -68,8 +68,9 @@ class TrustList:
 
     async def is_trusted(self, cert: x509.Certificate) -> bool:
         trusted = self._trusted()
-        if any(t.public_bytes(serialization.Encoding.DER) == cert.public_bytes(serialization.Encoding.DER)
-               for t in trusted):
+        if any(
+            t.public_bytes(serialization.Encoding.DER) == cert.public_bytes(serialization.Encoding.DER) for t in trusted
+        ):
             return await self._not_revoked(cert)
         cas = [t for t in trusted if t.subject == cert.issuer and t.subject != cert.subject]
         if not cas:
@@ -102,25 +103,40 @@ class TrustList:
             path = self._reject(cert)
             log.warning(
                 "client certificate of %s (thumbprint %s) is not trusted: saved as %s; move it to %s to trust it",
-                app_description.ApplicationUri, thumbprint(cert), path, self.pki_dir / "trusted",
+                app_description.ApplicationUri,
+                thumbprint(cert),
+                path,
+                self.pki_dir / "trusted",
             )
             raise ServiceError(S.BadCertificateUntrusted)
         problem = certificate_problem(cert, app_description)
         if problem is not None:
             code, why = problem
-            log.warning("client certificate of %s (thumbprint %s) refused (%s): %s", app_description.ApplicationUri,
-                        thumbprint(cert), ua.StatusCode(code).name, why)
+            log.warning(
+                "client certificate of %s (thumbprint %s) refused (%s): %s",
+                app_description.ApplicationUri,
+                thumbprint(cert),
+                ua.StatusCode(code).name,
+                why,
+            )
             raise ServiceError(code)
         if self.auto_accept:
-            log.info("client certificate of %s (thumbprint %s) accepted (auto_accept_client_certs)",
-                     app_description.ApplicationUri, thumbprint(cert))
+            log.info(
+                "client certificate of %s (thumbprint %s) accepted (auto_accept_client_certs)",
+                app_description.ApplicationUri,
+                thumbprint(cert),
+            )
         else:
-            log.debug("client certificate of %s (thumbprint %s) accepted (trusted)", app_description.ApplicationUri,
-                      thumbprint(cert))
+            log.debug(
+                "client certificate of %s (thumbprint %s) accepted (trusted)",
+                app_description.ApplicationUri,
+                thumbprint(cert),
+            )
 
 
-def certificate_problem(cert: x509.Certificate, app: ua.ApplicationDescription,
-                        now: datetime | None = None) -> tuple[int, str] | None:
+def certificate_problem(
+    cert: x509.Certificate, app: ua.ApplicationDescription, now: datetime | None = None
+) -> tuple[int, str] | None:
     """Why a client's application certificate cannot be used, as (StatusCode, reason), or None if it can."""
     now = now or datetime.now(UTC)
     if now < cert.not_valid_before_utc:
@@ -134,7 +150,8 @@ def certificate_problem(cert: x509.Certificate, app: ua.ApplicationDescription,
         uris = []
     if app.ApplicationUri not in uris:
         return S.BadCertificateUriInvalid, (
-            f"the client says its ApplicationUri is {app.ApplicationUri!r}, the certificate names {uris or 'none'}")
+            f"the client says its ApplicationUri is {app.ApplicationUri!r}, the certificate names {uris or 'none'}"
+        )
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:

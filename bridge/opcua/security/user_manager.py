@@ -25,8 +25,8 @@ from typing import Any
 
 from bridge.config import OpcUaConfig, Role
 from bridge.opcua._asyncua import UserManager
-from bridge.opcua.security.users import BridgeUser, login_client
 from bridge.opcua.security.passwords import hash_password, verify_password
+from bridge.opcua.security.users import BridgeUser, login_client
 
 __all__ = ["BridgeUserManager", "FailedLogins"]
 
@@ -43,8 +43,9 @@ Key = str | tuple[str, str]
 class FailedLogins:
     """Failure times of the last window per key ((host, name) or host), bounded in keys and times per key."""
 
-    def __init__(self, window_s: float = _WINDOW_S, max_keys: int = _MAX_TRACKED,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, window_s: float = _WINDOW_S, max_keys: int = _MAX_TRACKED, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._window = window_s
         self._max_keys = max_keys
         self._clock = clock
@@ -119,8 +120,9 @@ class BridgeUserManager(UserManager):
         self._limit = config.failed_login_limit
         self._host_limit = config.failed_login_limit * _PER_HOST_FACTOR
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> BridgeUser | None:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> BridgeUser | None:
         if username is None:
             if self._anonymous is None:
                 log.warning("anonymous login refused (opcua.anonymous: none)")
@@ -135,8 +137,12 @@ class BridgeUserManager(UserManager):
         if not ok:
             self._failures.add((host, _key(username)), keep=self._limit)
             self._failures.add(host, keep=self._host_limit)
-            log.warning("failed login for user %s from %s (%s)", _shown(username), host,
-                        "unknown user" if user is None else "wrong password")
+            log.warning(
+                "failed login for user %s from %s (%s)",
+                _shown(username),
+                host,
+                "unknown user" if user is None else "wrong password",
+            )
             return None
         assert user is not None  # `ok` says so
         self._failures.clear((host, _key(username)))  # the address's count over all names stays: no reset by one login
@@ -144,11 +150,19 @@ class BridgeUserManager(UserManager):
         return BridgeUser.named(username, user.role, self._rules.get(username))
 
     def _locked(self, host: str, username: str) -> bool:
-        for key, limit, what in (((host, _key(username)), self._limit, f"user {_shown(username)} from {host}"),
-                                 (host, self._host_limit, f"every user from {host}")):
+        for key, limit, what in (
+            ((host, _key(username)), self._limit, f"user {_shown(username)} from {host}"),
+            (host, self._host_limit, f"every user from {host}"),
+        ):
             until = self._failures.locked_until(key, limit)
             if until is not None:
-                log.warning("login for user %s from %s refused: %d failed logins in the last minute lock %s "
-                            "for %.0f s more", _shown(username), host, limit, what, until - self._clock())
+                log.warning(
+                    "login for user %s from %s refused: %d failed logins in the last minute lock %s for %.0f s more",
+                    _shown(username),
+                    host,
+                    limit,
+                    what,
+                    until - self._clock(),
+                )
                 return True
         return False

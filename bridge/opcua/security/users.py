@@ -34,8 +34,12 @@ class BridgeUser(User):
 
     @classmethod
     def named(cls, name: str, access: Role, write_patterns: tuple[str, ...] | None = None) -> BridgeUser:
-        return cls(role=UserRole.Admin if access is Role.admin else UserRole.User, name=name, access=access,
-                   write_patterns=write_patterns)
+        return cls(
+            role=UserRole.Admin if access is Role.admin else UserRole.User,
+            name=name,
+            access=access,
+            write_patterns=write_patterns,
+        )
 
     @classmethod
     def anonymous(cls, access: Role | None) -> BridgeUser:

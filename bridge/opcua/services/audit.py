@@ -51,8 +51,18 @@ class AuditEvents:
                     template.data_types[name] = _ALIASES.get(vt, ua.VariantType.Variant)
         return template
 
-    async def emit(self, event_type: int | ua.NodeId, *, user: str, status: bool, source_node: ua.NodeId,
-                   source_name: str, message: str, severity: int = 100, **fields: Any) -> None:
+    async def emit(
+        self,
+        event_type: int | ua.NodeId,
+        *,
+        user: str,
+        status: bool,
+        source_node: ua.NodeId,
+        source_name: str,
+        message: str,
+        severity: int = 100,
+        **fields: Any,
+    ) -> None:
         """Emit one audit event on the Server object. A field value may be a `ua.Variant` to fix its type."""
         type_id = event_type if isinstance(event_type, ua.NodeId) else ua.NodeId(event_type)
         try:
@@ -78,14 +88,30 @@ class AuditEvents:
             setattr(event, name, value)
         await self._server.iserver.subscription_service.trigger_event(event)
 
-    async def write_update(self, *, user: str, node_id: ua.NodeId, attribute_id: int, index_range: str | None,
-                           old: ua.Variant | None, new: ua.Variant | None, status: ua.StatusCode, what: str) -> None:
+    async def write_update(
+        self,
+        *,
+        user: str,
+        node_id: ua.NodeId,
+        attribute_id: int,
+        index_range: str | None,
+        old: ua.Variant | None,
+        new: ua.Variant | None,
+        status: ua.StatusCode,
+        what: str,
+    ) -> None:
         """AuditWriteUpdateEventType for one attribute of one node; `what` names it for the Message."""
         null = ua.Variant(None)
         await self.emit(
-            O.AuditWriteUpdateEventType, user=user, status=status.is_good(), source_node=node_id,
-            source_name="Attribute/Write", message=f"write {what} by {user}: {status.name}",
+            O.AuditWriteUpdateEventType,
+            user=user,
+            status=status.is_good(),
+            source_node=node_id,
+            source_name="Attribute/Write",
+            message=f"write {what} by {user}: {status.name}",
             severity=100 if status.is_good() else 500,
             AttributeId=ua.Variant(int(attribute_id), ua.VariantType.UInt32),
-            IndexRange=index_range or None, OldValue=old or null, NewValue=new or null,
+            IndexRange=index_range or None,
+            OldValue=old or null,
+            NewValue=new or null,
         )

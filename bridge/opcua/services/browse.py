@@ -63,8 +63,9 @@ class _Pending:
 class BrowseService:
     """Browse/BrowseNext handlers for ServiceHandlers; one instance per server."""
 
-    def __init__(self, server: Server, *, max_references_per_node: int = 1000,
-                 max_continuation_points: int = 50) -> None:
+    def __init__(
+        self, server: Server, *, max_references_per_node: int = 1000, max_continuation_points: int = 50
+    ) -> None:
         if max_references_per_node < 1 or max_continuation_points < 1:
             raise ValueError("max_references_per_node and max_continuation_points must be at least 1")
         self._aspace: UaAddressSpace = address_space(server)
@@ -148,7 +149,8 @@ class BrowseService:
             types = self._with_subtypes(ref_type) if desc.IncludeSubtypes else frozenset((ref_type,))
         class_mask = desc.NodeClassMask or 0
         refs = [
-            r for r in node.references
+            r
+            for r in node.references
             if (direction == ua.BrowseDirection.Both or r.IsForward == (direction == ua.BrowseDirection.Forward))
             and (types is None or r.ReferenceTypeId in types)
             and (not class_mask or (class_mask & r.NodeClass))

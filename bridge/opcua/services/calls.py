@@ -65,8 +65,11 @@ class CallService:
 
     async def call(self, session: InternalSession, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         role = role_of(session.user)
-        allowed = [p for p in params if may_call(role, p.MethodId, self._bridge_ns)
-                   and not any(r.claims(p) for r in self.routes)]
+        allowed = [
+            p
+            for p in params
+            if may_call(role, p.MethodId, self._bridge_ns) and not any(r.claims(p) for r in self.routes)
+        ]
         results = iter(await InternalSession.call(session, allowed) if allowed else [])
         out: list[ua.CallMethodResult] = []
         for p in params:

@@ -118,11 +118,17 @@ class DiagnosticsPublisher:
         summary = _summary_value(self._counters, len(self._sessions), subscriptions.values())
         for name, value in summary.items():
             await self._write(getattr(O, _SUMMARY + name), value, ua.VariantType.UInt32)
-        await self._write(O.Server_ServerDiagnostics_ServerDiagnosticsSummary,
-                          ua.ServerDiagnosticsSummaryDataType(**summary), ua.VariantType.ExtensionObject)
+        await self._write(
+            O.Server_ServerDiagnostics_ServerDiagnosticsSummary,
+            ua.ServerDiagnosticsSummaryDataType(**summary),
+            ua.VariantType.ExtensionObject,
+        )
         array = [self._session_value(s, subscriptions) for s in list(self._sessions.values())]
-        await self._write(O.Server_ServerDiagnostics_SessionsDiagnosticsSummary_SessionDiagnosticsArray, array,
-                          ua.VariantType.ExtensionObject)
+        await self._write(
+            O.Server_ServerDiagnostics_SessionsDiagnosticsSummary_SessionDiagnosticsArray,
+            array,
+            ua.VariantType.ExtensionObject,
+        )
 
     def _session_value(self, session: Any, subscriptions: dict[int, Any]) -> ua.SessionDiagnosticsDataType:
         diag: SessionCounters = session.diagnostics

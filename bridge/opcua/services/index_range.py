@@ -42,7 +42,7 @@ def _cut(value: Any, dims: list[tuple[int, int]]) -> Any:
     first, last = dims[0]
     if first >= len(value):
         raise LookupError("past the end")
-    part = value[first:last + 1]
+    part = value[first : last + 1]
     if len(dims) == 1:
         return part
     if isinstance(part, (str, bytes, bytearray)):
@@ -63,5 +63,6 @@ def apply_index_range(dv: ua.DataValue, text: str) -> ua.DataValue:
     except LookupError:
         return ua.DataValue(StatusCode=ua.StatusCode(S.BadIndexRangeNoData))
     cut = ua.Variant(value, variant.VariantType, is_array=isinstance(value, list)) if variant is not None else None
-    return ua.DataValue(cut, StatusCode=dv.StatusCode, SourceTimestamp=dv.SourceTimestamp,
-                        ServerTimestamp=dv.ServerTimestamp)
+    return ua.DataValue(
+        cut, StatusCode=dv.StatusCode, SourceTimestamp=dv.SourceTimestamp, ServerTimestamp=dv.ServerTimestamp
+    )

@@ -20,12 +20,12 @@ from __future__ import annotations
 from asyncua import Server, ua
 
 from bridge.opcua._asyncua import InternalSession
+from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.security.users import may_write, role_of
 from bridge.opcua.services.calls import may_call
 from bridge.opcua.services.index_range import apply_index_range
 from bridge.opcua.services.session import request_context
 from bridge.opcua.sync.engine import SyncEngine
-from bridge.opcua.model.tags import TagDirectory
-from bridge.opcua.security.users import may_write, role_of
 from bridge.wincc.models import TagInfo
 
 __all__ = ["ReadService", "user_access_level"]
@@ -84,9 +84,13 @@ class ReadService:
     async def _refresh(self, params: ua.ReadParameters) -> None:
         """Read from WinCC the asked tags the cache cannot answer within MaxAge, waiting a bounded time."""
         max_age_s = max(0.0, float(params.MaxAge or 0)) / 1000
-        stale = [tag.name for rv in params.NodesToRead if rv.AttributeId == A.Value
-                 and (tag := self._directory.tag_for(rv.NodeId)) is not None
-                 and (max_age_s == 0 or self._sync.age_s(tag.name) > max_age_s)]
+        stale = [
+            tag.name
+            for rv in params.NodesToRead
+            if rv.AttributeId == A.Value
+            and (tag := self._directory.tag_for(rv.NodeId)) is not None
+            and (max_age_s == 0 or self._sync.age_s(tag.name) > max_age_s)
+        ]
         if not stale:
             return
         wait_s = self._max_age_wait_s

@@ -20,23 +20,42 @@ from typing import Any, Protocol
 from asyncua import ua
 
 from bridge.opcua._asyncua import (
-    InternalServer, InternalSession, install_browse_next, install_request_observer, is_timeout_close, new_session,
+    InternalServer,
+    InternalSession,
+    install_browse_next,
+    install_request_observer,
+    is_timeout_close,
+    new_session,
     replace_item_service,
 )
-from bridge.opcua.services.diagnostics import ServerCounters, SessionCounters, service_count_field
 from bridge.opcua.security.users import client_host, login_from
+from bridge.opcua.services.diagnostics import ServerCounters, SessionCounters, service_count_field
 from bridge.opcua.sync.monitored_items import BridgeMonitoredItemService
 
-__all__ = ["BridgeInternalServer", "BridgeSession", "RequestContext", "ServiceHandlers", "SubscriptionObserver",
-           "request_context"]
+__all__ = [
+    "BridgeInternalServer",
+    "BridgeSession",
+    "RequestContext",
+    "ServiceHandlers",
+    "SubscriptionObserver",
+    "request_context",
+]
 
 CREATE_CHUNK = 500  # monitored items created between two turns of the event loop
 _CLOSE_SESSION_REQUEST = ua.NodeId(ua.ObjectIds.CloseSessionRequest_Encoding_DefaultBinary)
-_SESSION_REQUESTS = {ua.NodeId(i) for i in (ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary,
-                                              ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)}
+_SESSION_REQUESTS = {
+    ua.NodeId(i)
+    for i in (
+        ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary,
+    )
+}
 # refusals that are about who the client is or what it may do (Part 5: SecurityRejectedRequestsCount)
-_SECURITY_CODES = {getattr(ua.StatusCodes, n) for n in dir(ua.StatusCodes)
-                   if n.startswith(("BadCertificate", "BadSecurity", "BadIdentity", "BadUserAccess"))}
+_SECURITY_CODES = {
+    getattr(ua.StatusCodes, n)
+    for n in dir(ua.StatusCodes)
+    if n.startswith(("BadCertificate", "BadSecurity", "BadIdentity", "BadUserAccess"))
+}
 
 
 @dataclass(frozen=True)
@@ -154,8 +173,10 @@ class BridgeSession(InternalSession):
         if self._handlers.browse_next is not None:
             return await self._handlers.browse_next(self, parameters)
         # asyncua raises NotImplementedError here, which the client sees as BadInternalError
-        return [ua.BrowseResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadContinuationPointInvalid))
-                for _ in parameters.ContinuationPoints]
+        return [
+            ua.BrowseResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadContinuationPointInvalid))
+            for _ in parameters.ContinuationPoints
+        ]
 
     async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         if self._handlers.call is not None:
@@ -188,9 +209,11 @@ class BridgeSession(InternalSession):
         for start in range(0, len(items), CREATE_CHUNK):
             if start:
                 await asyncio.sleep(0)
-            part = ua.CreateMonitoredItemsParameters(SubscriptionId=params.SubscriptionId,
-                                                     TimestampsToReturn=params.TimestampsToReturn,
-                                                     ItemsToCreate=items[start:start + CREATE_CHUNK])
+            part = ua.CreateMonitoredItemsParameters(
+                SubscriptionId=params.SubscriptionId,
+                TimestampsToReturn=params.TimestampsToReturn,
+                ItemsToCreate=items[start : start + CREATE_CHUNK],
+            )
             results += await super().create_monitored_items(part)
         if self._handlers.subscriptions is not None:
             self._handlers.subscriptions.items_created(params, results)
@@ -242,8 +265,9 @@ class BridgeInternalServer(InternalServer):
     def create_session(self, name: str, user: Any = None, external: bool = False) -> InternalSession:
         from asyncua.crypto.permission_rules import User, UserRole
 
-        session = new_session(BridgeSession, self, name,
-                              user if user is not None else User(role=UserRole.Anonymous), external)
+        session = new_session(
+            BridgeSession, self, name, user if user is not None else User(role=UserRole.Anonymous), external
+        )
         if external and isinstance(session, BridgeSession):
             self.live_sessions[session.session_id] = session
         return session

@@ -50,8 +50,8 @@ from bridge.opcua._asyncua import InternalSession, address_space, request_deadli
 from bridge.opcua.model.status import write_error_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import OutOfRange, to_wincc
-from bridge.opcua.services.audit import AuditEvents
 from bridge.opcua.security.users import BridgeUser, may_write, role_of
+from bridge.opcua.services.audit import AuditEvents
 from bridge.wincc.client import WinCCClient
 from bridge.wincc.models import TagInfo, WriteError, WriteResult
 
@@ -132,8 +132,10 @@ class WriteRouter:
         if wv.IndexRange:
             return _code(S.BadIndexRangeInvalid), None
         dv = wv.Value
-        if dv.SourceTimestamp is not None or dv.ServerTimestamp is not None or (
-            dv.StatusCode is not None and dv.StatusCode.value != 0
+        if (
+            dv.SourceTimestamp is not None
+            or dv.ServerTimestamp is not None
+            or (dv.StatusCode is not None and dv.StatusCode.value != 0)
         ):
             return _code(S.BadWriteNotSupported), None
         if not tag.writable:
@@ -263,32 +265,56 @@ class WriteRouter:
             logging.getLogger(__name__).exception("REST write failed")
             return {n: WriteResult(n, WriteError.unreachable, type(exc).__name__) for n in items}
 
-    async def _audit(self, user: object, tag: TagInfo, wv: ua.WriteValue, status: ua.StatusCode, sent: Any = None,
-                     reason: str = "") -> None:
+    async def _audit(
+        self, user: object, tag: TagInfo, wv: ua.WriteValue, status: ua.StatusCode, sent: Any = None, reason: str = ""
+    ) -> None:
         old = self._variant(wv.NodeId, wv.AttributeId)
         new = wv.Value.Value if wv.Value is not None else None
         attribute = "" if wv.AttributeId == _VALUE else f" attribute={_attribute_name(wv.AttributeId)}"
-        log.info("write user=%s tag=%r%s old=%s new=%s result=%s%s", _who(user), tag.name, attribute,
-                 _shown(_plain(old)), _shown(_plain(new)), status.name, f" ({reason})" if reason else "")
+        log.info(
+            "write user=%s tag=%r%s old=%s new=%s result=%s%s",
+            _who(user),
+            tag.name,
+            attribute,
+            _shown(_plain(old)),
+            _shown(_plain(new)),
+            status.name,
+            f" ({reason})" if reason else "",
+        )
         await self._event(user, wv, old, status, f"tag {tag.name}{attribute}")
 
-    async def _audit_other(self, user: object, wv: ua.WriteValue, status: ua.StatusCode,
-                           old: ua.Variant | None = None) -> None:
+    async def _audit_other(
+        self, user: object, wv: ua.WriteValue, status: ua.StatusCode, old: ua.Variant | None = None
+    ) -> None:
         if old is None and not status.is_good():
             old = self._variant(wv.NodeId, wv.AttributeId)
         new = wv.Value.Value if wv.Value is not None else None
         attribute = _attribute_name(wv.AttributeId)
-        log.info("write user=%s node=%s attribute=%s old=%s new=%s result=%s", _who(user), wv.NodeId.to_string(),
-                 attribute, _shown(_plain(old)), _shown(_plain(new)), status.name)
+        log.info(
+            "write user=%s node=%s attribute=%s old=%s new=%s result=%s",
+            _who(user),
+            wv.NodeId.to_string(),
+            attribute,
+            _shown(_plain(old)),
+            _shown(_plain(new)),
+            status.name,
+        )
         await self._event(user, wv, old, status, f"node {wv.NodeId.to_string()} attribute {attribute}")
 
-    async def _event(self, user: object, wv: ua.WriteValue, old: ua.Variant | None, status: ua.StatusCode,
-                     what: str) -> None:
+    async def _event(
+        self, user: object, wv: ua.WriteValue, old: ua.Variant | None, status: ua.StatusCode, what: str
+    ) -> None:
         if self._events is not None:
-            await self._events.write_update(user=_who(user), node_id=wv.NodeId, attribute_id=wv.AttributeId,
-                                            index_range=wv.IndexRange, old=old,
-                                            new=wv.Value.Value if wv.Value is not None else None,
-                                            status=status, what=what)
+            await self._events.write_update(
+                user=_who(user),
+                node_id=wv.NodeId,
+                attribute_id=wv.AttributeId,
+                index_range=wv.IndexRange,
+                old=old,
+                new=wv.Value.Value if wv.Value is not None else None,
+                status=status,
+                what=what,
+            )
 
 
 def _plain(variant: ua.Variant | None) -> Any:

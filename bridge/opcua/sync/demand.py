@@ -26,9 +26,14 @@ _VALUE = ua.AttributeIds.Value
 class Demand:
     """Tracks monitored items (server-wide: subscription ids are unique per server) and recent Reads."""
 
-    def __init__(self, directory: TagDirectory, config: SyncConfig, on_change: Callable[[], None] | None = None,
-                 publishing_interval: Callable[[int], float | None] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        directory: TagDirectory,
+        config: SyncConfig,
+        on_change: Callable[[], None] | None = None,
+        publishing_interval: Callable[[int], float | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._directory = directory
         self._monotonic = monotonic  # injectable: tests run on a virtual clock
         self._config = config

@@ -31,14 +31,14 @@ from asyncua import Server, ua
 
 from bridge.config import SyncConfig
 from bridge.opcua._asyncua import datachange_callbacks, node_table, store_value, subscriptions
-from bridge.runtime.backoff import Backoff
-from bridge.runtime.clock import SYSTEM_CLOCK, Clock
-from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.opcua.model.bridge_status import BridgeStatus
-from bridge.opcua.sync.demand import Demand
 from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, json_variant_type
+from bridge.opcua.sync.demand import Demand
+from bridge.runtime.backoff import Backoff
+from bridge.runtime.clock import SYSTEM_CLOCK, Clock
+from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
@@ -92,17 +92,29 @@ class SyncEngine:
         self._tags: dict[str, _Tag] = {}
         # tag -> WinCC's last answer for it; an answer that is this very object again changed nothing
         self._last: dict[str, TagValue | TagError] = {}
-        self.demand = Demand(directory, config, on_change=self._replan_soon,
-                             publishing_interval=self._publishing_interval, monotonic=clock.monotonic)
+        self.demand = Demand(
+            directory,
+            config,
+            on_change=self._replan_soon,
+            publishing_interval=self._publishing_interval,
+            monotonic=clock.monotonic,
+        )
         self._groups: dict[int, list[str]] = {}
         self._dirty = True
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._connected = False
         self._last_success: datetime | None = None
-        self._counters = {"poll_cycles_total": 0.0, "late_cycles_total": 0.0, "poll_errors_total": 0.0,
-                          "values_updated_total": 0.0, "rest_reads_total": 0.0, "rest_read_errors_total": 0.0,
-                          "pushed_values_total": 0.0, "overdue_reads_total": 0.0}
+        self._counters = {
+            "poll_cycles_total": 0.0,
+            "late_cycles_total": 0.0,
+            "poll_errors_total": 0.0,
+            "values_updated_total": 0.0,
+            "rest_reads_total": 0.0,
+            "rest_read_errors_total": 0.0,
+            "pushed_values_total": 0.0,
+            "overdue_reads_total": 0.0,
+        }
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
         self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
@@ -131,8 +143,11 @@ class SyncEngine:
         return max(self._cycle_ms.values(), default=0.0)
 
     def metrics(self) -> dict[str, float]:
-        return {**self._counters, "poll_cycle_ms": self.slowest_cycle_ms,
-                "monitored_items": float(self.demand.monitored_count)}
+        return {
+            **self._counters,
+            "poll_cycle_ms": self.slowest_cycle_ms,
+            "monitored_items": float(self.demand.monitored_count),
+        }
 
     def _may_log(self, kind: str, every_s: float = 60.0) -> bool:
         """At most one line of a kind a minute: a WinCC in trouble must not flood the log."""
@@ -184,8 +199,9 @@ class SyncEngine:
         """Seconds since WinCC last answered for this tag (inf if never; 0 while WinCC pushes its changes)."""
         if self._push is not None and name in self._push.covered:
             return 0.0
-        read_at = max(self._group_read_at.get(self._group_of.get(name, -1), -math.inf),
-                      self._read_now_at.get(name, -math.inf))
+        read_at = max(
+            self._group_read_at.get(self._group_of.get(name, -1), -math.inf), self._read_now_at.get(name, -math.inf)
+        )
         return self._clock.monotonic() - read_at
 
     async def read_now(self, names: Sequence[str], wait_s: float) -> None:
@@ -208,7 +224,7 @@ class SyncEngine:
         started = self._clock.monotonic()
         size = self._config.batch_size
         try:
-            batches = await asyncio.gather(*(self._read(names[i:i + size]) for i in range(0, len(names), size)))
+            batches = await asyncio.gather(*(self._read(names[i : i + size]) for i in range(0, len(names), size)))
             for batch, results, _error in batches:
                 self._counters["rest_reads_total"] += 1
                 if results is None:
@@ -231,7 +247,9 @@ class SyncEngine:
         for name in added:
             info = self._directory.get(name)
             if info is not None:
-                self._tags[name] = _Tag(name, self._directory.node_id(name), info.data_type, VARIANT_TYPES[info.data_type])
+                self._tags[name] = _Tag(
+                    name, self._directory.node_id(name), info.data_type, VARIANT_TYPES[info.data_type]
+                )
         # a re-browse may replace a tag's type in place: keep the record in step with the directory
         for name, tag in self._tags.items():
             info = self._directory.get(name)
@@ -299,8 +317,12 @@ class SyncEngine:
                 if elapsed > period:
                     self._counters["late_cycles_total"] += 1
                     if self._may_log("late"):
-                        log.warning("poll cycle of %d tags at %d ms took %.0f ms (late); the next starts at once",
-                                    len(names), interval_ms, elapsed * 1000)
+                        log.warning(
+                            "poll cycle of %d tags at %d ms took %.0f ms (late); the next starts at once",
+                            len(names),
+                            interval_ms,
+                            elapsed * 1000,
+                        )
             else:
                 self._cycle_ms.pop(interval_ms, None)
             if ok:
@@ -317,8 +339,9 @@ class SyncEngine:
         self._counters["pushed_values_total"] += len(results)
         await self._apply_batch(results, datetime.now(UTC))
 
-    async def _read(self, batch: list[str]) -> tuple[list[str], dict[str, TagValue | TagError] | None,
-                                                   WinCCError | None]:
+    async def _read(
+        self, batch: list[str]
+    ) -> tuple[list[str], dict[str, TagValue | TagError] | None, WinCCError | None]:
         try:
             return batch, await self._client.read(batch), None
         except WinCCError as exc:
@@ -329,7 +352,7 @@ class SyncEngine:
         and each is applied the moment it arrives: the first tags of a big group do not wait for the last batch,
         and no step holds the event loop for the whole group. True unless every batch failed."""
         size = self._config.batch_size
-        reads = [asyncio.ensure_future(self._read(names[i:i + size])) for i in range(0, len(names), size)]
+        reads = [asyncio.ensure_future(self._read(names[i : i + size])) for i in range(0, len(names), size)]
         answered, failed = 0, 0
         first_error: WinCCError | None = None
         try:
@@ -356,12 +379,12 @@ class SyncEngine:
             if self._connected:
                 log.warning("WinCC read failed, %d tags marked bad: %s", len(names), first_error)
             self._connected = False
-            await self._update_status(connected=False, state="down",
-                                      PollErrors=int(self._counters["poll_errors_total"]))
+            await self._update_status(
+                connected=False, state="down", PollErrors=int(self._counters["poll_errors_total"])
+            )
             return False
         if failed and self._may_log("partial"):
-            log.warning("%d of %d REST reads failed, their tags marked bad: %s", failed, failed + answered,
-                        first_error)
+            log.warning("%d of %d REST reads failed, their tags marked bad: %s", failed, failed + answered, first_error)
         if not self._connected and self._counters["poll_errors_total"]:
             log.info("WinCC reachable again")
         self._connected = True
@@ -376,7 +399,7 @@ class SyncEngine:
         the batches still out are marked failed there and then (once; see the module docstring), and their answers
         are still awaited."""
         progress = time.monotonic()
-        batches = {read: names[i * size:(i + 1) * size] for i, read in enumerate(reads)}
+        batches = {read: names[i * size : (i + 1) * size] for i, read in enumerate(reads)}
         pending: set[asyncio.Future[Any]] = set(reads)
         overdue = False
         while pending:
@@ -387,8 +410,11 @@ class SyncEngine:
                 overdue = True
                 self._counters["overdue_reads_total"] += len(pending)
                 if self._may_log("overdue"):
-                    log.warning("WinCC has not answered %d reads in %.1f s: their tags are marked bad until it does",
-                                len(pending), self._overdue_s)
+                    log.warning(
+                        "WinCC has not answered %d reads in %.1f s: their tags are marked bad until it does",
+                        len(pending),
+                        self._overdue_s,
+                    )
                 for read in pending:
                     await self._mark_failed(batches[read])
                 continue
@@ -426,8 +452,12 @@ class SyncEngine:
             else:
                 value, variant_type = result.value, as_sent
                 self._serve_as_sent(tag, as_sent, result.value)
-        if value == tag.value and status == tag.status and result.timestamp == tag.source_ts \
-                and type(value) is type(tag.value):
+        if (
+            value == tag.value
+            and status == tag.status
+            and result.timestamp == tag.source_ts
+            and type(value) is type(tag.value)
+        ):
             return
         tag.variant_type = variant_type
         await self._publish(tag, value, status, result.timestamp, now)
@@ -438,9 +468,13 @@ class SyncEngine:
         if tag.name in self._served_as_sent:
             return
         self._served_as_sent.add(tag.name)
-        log.warning("tag %s: WinCC declares it %s but sends %s values; serving them as %s (DataType BaseDataType)",
-                    tag.name, tag.data_type.value, type(sent).__name__,
-                    variant_type.name)
+        log.warning(
+            "tag %s: WinCC declares it %s but sends %s values; serving them as %s (DataType BaseDataType)",
+            tag.name,
+            tag.data_type.value,
+            type(sent).__name__,
+            variant_type.name,
+        )
         node = self._nodes.get(tag.node_id)
         attr = node.attributes.get(ua.AttributeIds.DataType) if node is not None else None
         if attr is not None:
@@ -464,8 +498,9 @@ class SyncEngine:
         if node is None:
             return
         variant = ua.Variant(value, tag.variant_type) if value is not None else ua.Variant(None, ua.VariantType.Null)
-        dv = ua.DataValue(variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now,
-                          ServerTimestamp=now)
+        dv = ua.DataValue(
+            variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now, ServerTimestamp=now
+        )
         attval = store_value(node, dv)
         self._counters["values_updated_total"] += 1
         for handle, callback in datachange_callbacks(attval):

@@ -36,11 +36,21 @@ __all__ = ["BridgeMonitoredItemService", "DataItem", "deadband_error", "no_filte
 S = ua.StatusCodes
 _IMMUTABLE = (bool, int, float, str, bytes, datetime, uuid.UUID, type(None))
 _NUMERIC_TYPES = {
-    ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32,
-    ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64, ua.VariantType.Float, ua.VariantType.Double,
+    ua.VariantType.SByte,
+    ua.VariantType.Byte,
+    ua.VariantType.Int16,
+    ua.VariantType.UInt16,
+    ua.VariantType.Int32,
+    ua.VariantType.UInt32,
+    ua.VariantType.Int64,
+    ua.VariantType.UInt64,
+    ua.VariantType.Float,
+    ua.VariantType.Double,
 }
 _NUMERIC_DATATYPES = {ua.NodeId(vt.value) for vt in _NUMERIC_TYPES} | {
-    ua.NodeId(ua.ObjectIds.Number), ua.NodeId(ua.ObjectIds.Integer), ua.NodeId(ua.ObjectIds.UInteger),
+    ua.NodeId(ua.ObjectIds.Number),
+    ua.NodeId(ua.ObjectIds.Integer),
+    ua.NodeId(ua.ObjectIds.UInteger),
 }
 _HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
 
@@ -51,11 +61,26 @@ _DEFAULT_ENCODING = ua.QualifiedName()
 class DataItem:
     """A data change monitored item: what asyncua's MonitoredItemData holds for one, in slots."""
 
-    __slots__ = ("callback_handle", "client_handle", "filter", "mode", "monitored_item_id", "queue_size",
-                 "read_value_id", "where_clause_evaluator")
+    __slots__ = (
+        "callback_handle",
+        "client_handle",
+        "filter",
+        "mode",
+        "monitored_item_id",
+        "queue_size",
+        "read_value_id",
+        "where_clause_evaluator",
+    )
 
-    def __init__(self, monitored_item_id: int, mode: ua.MonitoringMode, read_value_id: ua.ReadValueId,
-                 client_handle: int, queue_size: int, flt: Any) -> None:
+    def __init__(
+        self,
+        monitored_item_id: int,
+        mode: ua.MonitoringMode,
+        read_value_id: ua.ReadValueId,
+        client_handle: int,
+        queue_size: int,
+        flt: Any,
+    ) -> None:
         self.monitored_item_id = monitored_item_id
         self.mode = mode
         self.read_value_id = read_value_id
@@ -176,11 +201,13 @@ class BridgeMonitoredItemService(ItemServiceBase):
         if not result.StatusCode.is_good():
             return result
         mid = result.MonitoredItemId = self.next_item_id()
-        read_value_id = ua.ReadValueId(NodeId=node_id, AttributeId=what.AttributeId, IndexRange=what.IndexRange,
-                                       DataEncoding=_DEFAULT_ENCODING if not what.DataEncoding.Name
-                                       else what.DataEncoding)
-        item = DataItem(mid, params.MonitoringMode, read_value_id, requested.ClientHandle, result.RevisedQueueSize,
-                        flt)
+        read_value_id = ua.ReadValueId(
+            NodeId=node_id,
+            AttributeId=what.AttributeId,
+            IndexRange=what.IndexRange,
+            DataEncoding=_DEFAULT_ENCODING if not what.DataEncoding.Name else what.DataEncoding,
+        )
+        item = DataItem(mid, params.MonitoringMode, read_value_id, requested.ClientHandle, result.RevisedQueueSize, flt)
         item.callback_handle = handle
         self.items[mid] = item
         self.datachange_items[handle] = mid
@@ -243,14 +270,18 @@ class BridgeMonitoredItemService(ItemServiceBase):
         band = self._bands.get(mid)
         if band is not None:
             current, previous = _numbers(value.Value), _numbers(last.Value)
-            changed = _exceeds(current, previous, band) if current is not None and previous is not None \
+            changed = (
+                _exceeds(current, previous, band)
+                if current is not None and previous is not None
                 else value.Value != last.Value
+            )
         else:
             changed = value.Value != last.Value
         if changed:
             return True
         return trigger == ua.DataChangeTrigger.StatusValueTimestamp and (
-            value.SourceTimestamp != last.SourceTimestamp or value.SourcePicoseconds != last.SourcePicoseconds)
+            value.SourceTimestamp != last.SourceTimestamp or value.SourcePicoseconds != last.SourcePicoseconds
+        )
 
     async def datachange_callback(self, handle: int, value: ua.DataValue, error: ua.StatusCode | None = None) -> None:
         if error:

@@ -18,9 +18,9 @@ import time
 from asyncua import Server
 
 from bridge.opcua.model.address_space import AddressSpace
+from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.services.browse import BrowseService
 from bridge.opcua.services.session import BridgeInternalServer
-from bridge.opcua.model.tags import TagDirectory
 from bridge.wincc.models import DataType, Folder, TagInfo
 
 NAMESPACE = "urn:wincc-opcua-bridge:test-tags"
@@ -30,8 +30,17 @@ def model(tags: int) -> list[Folder | TagInfo]:
     items: list[Folder | TagInfo] = [Folder(("Big",)), Folder(("Small",))]
     items += [TagInfo(f"Big.T{i:05d}", DataType.int32, ("Big",)) for i in range(tags)]
     items += [
-        TagInfo("Small.Level", DataType.float, ("Small",), unit="m3/h", low=0, high=10, description="level",
-                writable=True, archived=True),
+        TagInfo(
+            "Small.Level",
+            DataType.float,
+            ("Small",),
+            unit="m3/h",
+            low=0,
+            high=10,
+            description="level",
+            writable=True,
+            archived=True,
+        ),
         TagInfo("Small.Running", DataType.bool, ("Small",)),
     ]
     return items
@@ -57,8 +66,12 @@ async def main(port: int, tags: int, max_refs: int, max_cps: int) -> None:
     iserver.handlers.browse_next = browse.browse_next
     iserver.handlers.on_close.append(browse.release)
     async with server:
-        print(json.dumps({"ready": True, "build_s": round(build_s, 3), "tag_ns": ns[0], "folder_ns": ns[1],
-                          "bridge_ns": ns[2]}), flush=True)
+        print(
+            json.dumps(
+                {"ready": True, "build_s": round(build_s, 3), "tag_ns": ns[0], "folder_ns": ns[1], "bridge_ns": ns[2]}
+            ),
+            flush=True,
+        )
         await stdin_closed()
 
 
