@@ -13,6 +13,8 @@ from bridge.wincc import open_client
 from bridge.wincc.models import DataType, Folder, TagInfo
 from bridge.wincc.selection import TagSelection, browse_roots, select_browse
 
+URL = "http://127.0.0.1:8700"  # wincc.url is required; nothing is sent to it here
+
 
 def test_globs_are_case_sensitive_and_star_spans_dots() -> None:
     s = TagSelection(include=("Plant.Area1.*",), exclude=("*.Debug*",))
@@ -26,11 +28,11 @@ def test_globs_are_case_sensitive_and_star_spans_dots() -> None:
 
 
 def test_roots_one_or_several() -> None:
-    assert browse_roots(WinCCConfig()) == [""]
-    assert browse_roots(WinCCConfig(browse_root="A")) == ["A"]
-    assert browse_roots(WinCCConfig(browse_roots=["A", "B"])) == ["A", "B"]
+    assert browse_roots(WinCCConfig(url=URL)) == [""]
+    assert browse_roots(WinCCConfig(url=URL, browse_root="A")) == ["A"]
+    assert browse_roots(WinCCConfig(url=URL, browse_roots=["A", "B"])) == ["A", "B"]
     with pytest.raises(ConfigError, match="wincc: give browse_root or browse_roots, not both"):
-        parse_config("wincc: {browse_root: A, browse_roots: [B]}")
+        parse_config("wincc: {url: 'http://127.0.0.1:8700', browse_root: A, browse_roots: [B]}")
 
 
 def _tag(name: str) -> TagInfo:
@@ -55,7 +57,7 @@ async def _fake(root: str) -> AsyncIterator[Folder | TagInfo]:
 
 
 async def test_overlapping_roots_give_each_item_once_in_browse_order() -> None:
-    config = WinCCConfig(browse_roots=["P", "P.A"])
+    config = WinCCConfig(url=URL, browse_roots=["P", "P.A"])
     items = [i async for i in select_browse(config, _fake)]
     assert items == [
         Folder(("P",)),
@@ -69,7 +71,7 @@ async def test_overlapping_roots_give_each_item_once_in_browse_order() -> None:
 
 
 async def test_selection_drops_tags_and_the_folders_left_empty() -> None:
-    config = WinCCConfig(exclude=["P.B.*", "*.y"])
+    config = WinCCConfig(url=URL, exclude=["P.B.*", "*.y"])
     items = [i async for i in select_browse(config, _fake)]
     assert items == [Folder(("P",)), Folder(("P", "A")), _tag("P.A.x")]
 

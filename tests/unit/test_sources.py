@@ -138,9 +138,9 @@ sources:
     assert parse_config("wincc: {url: 'http://x:1'}").stations()[0].url == "http://x:1"
     for text, message in (
         ("sources: [{url: 'http://x:1'}]", "needs a name"),
-        ("sources: [{name: a/b}]", "no '/'"),
-        ("sources: [{name: a}, {name: a}]", "unique: a"),
-        ("wincc: {name: a}", "only for the entries of sources"),
+        ("sources: [{name: a/b, url: 'http://x:1'}]", "no '/'"),
+        ("sources: [{name: a, url: 'http://x:1'}, {name: a, url: 'http://y:1'}]", "unique: a"),
+        ("wincc: {name: a, url: 'http://x:1'}", "only for the entries of sources"),
     ):
         with pytest.raises(ConfigError, match=message):
             parse_config(text)
@@ -160,7 +160,7 @@ async def test_a_pushing_station_pushes_in_qualified_names() -> None:
     cfg = WinCCConfig.model_validate({"url": sim.url, "dialect": "unified", "name": "hmi"})
     client = qualify("hmi", open_client(cfg))
     assert isinstance(client, PushingClient) and not isinstance(
-        qualify("dp", open_client(WinCCConfig())), PushingClient
+        qualify("dp", open_client(WinCCConfig(url="http://127.0.0.1:8700"))), PushingClient
     )
     got: list[dict[str, object]] = []
 
