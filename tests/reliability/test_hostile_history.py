@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asyncua import Client, ua
 
+from tests.helpers import wait_until
 from tests.integration.conftest import Stack, bridge_stack  # noqa: F401  (the fixture, for this module)
 from tests.reliability.uaraw import Reader
 
@@ -107,8 +108,7 @@ async def test_the_open_ended_raw_read_of_the_attack_costs_one_budget_per_answer
 async def test_three_sessions_times_four_nodes_stay_bounded_and_others_are_served(stack: Stack) -> None:
     reader, stop = Reader(stack), asyncio.Event()
     task = asyncio.create_task(reader.run(stop))
-    while reader.reads < 3:
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: reader.reads >= 3, timeout=30, what="the other client's first reads")
 
     async def attacker() -> list[ua.HistoryReadResult]:
         async with Client(stack.url_for("reader"), timeout=60, watchdog_intervall=WATCHDOG) as client:

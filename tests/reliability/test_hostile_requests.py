@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bridge.opcua.services.browse  # noqa: F401  (lets this process encode a BrowseDirection out of range)
+from tests.helpers import wait_until
 from tests.integration.conftest import Stack, bridge_stack  # noqa: F401  (the fixture, for this module)
 from tests.reliability.uaraw import metric, rss_bytes
 
@@ -417,9 +418,11 @@ async def test_two_hundred_sessions_opened_and_closed(stack: Stack) -> None:
 
     connections, before = metric(stack, "opcua_connections"), rss_bytes(stack.bridge.pid)
     await asyncio.gather(*(open_close(50) for _ in range(4)))
-    deadline = asyncio.get_running_loop().time() + 10
-    while metric(stack, "opcua_connections") > connections and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: metric(stack, "opcua_connections") <= connections,
+        timeout=10,
+        what="the 200 sessions' connections closed",
+    )
     assert metric(stack, "opcua_connections") == connections  # every one of the 200 is gone again
     print(f"MEASURED 200 sessions: RSS +{(rss_bytes(stack.bridge.pid) - before) / 1e6:.1f} MB")
     assert rss_bytes(stack.bridge.pid) - before < 30 * 1024 * 1024

@@ -125,8 +125,7 @@ async def test_two_gb_claims_cost_no_memory_and_no_stalls(stack: Stack) -> None:
     before = rss_bytes(stack.bridge.pid)
     reader, stop = Reader(stack), asyncio.Event()
     task = asyncio.create_task(reader.run(stop))
-    while reader.reads < 3:
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: reader.reads >= 3, timeout=30, what="the other client's first reads")
     # 16 connections x up to 8 MB each = the 140 MB of the attack run (the fix refuses each after its header;
     # what the kernel's socket buffers take in before the reset is all that gets in)
     accepted = await asyncio.to_thread(_flood_claims, port_of(stack), 8 * 1024 * 1024, 16)
@@ -244,8 +243,7 @@ async def test_500_connection_attempts_while_a_client_keeps_reading(stack: Stack
     before = rss_bytes(stack.bridge.pid)
     reader, stop = Reader(stack), asyncio.Event()
     task = asyncio.create_task(reader.run(stop))
-    while reader.reads < 3:
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: reader.reads >= 3, timeout=30, what="the other client's first reads")
 
     def attempts() -> None:
         payloads = [
@@ -265,9 +263,7 @@ async def test_500_connection_attempts_while_a_client_keeps_reading(stack: Stack
     await task
     assert reader.failures == []
     assert reader.slowest < 1.0, f"a read took {reader.slowest:.2f} s during the flood"
-    deadline = time.monotonic() + 10
-    while metric(stack, "opcua_connections") > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: metric(stack, "opcua_connections") == 0, timeout=10, what="every connection closed")
     assert metric(stack, "opcua_connections") == 0
     assert rss_bytes(stack.bridge.pid) - before < 20 * 1024 * 1024
 
@@ -327,8 +323,7 @@ async def test_a_client_that_never_reads_its_answers_costs_bounded_memory(stack:
     before = rss_bytes(stack.bridge.pid)
     reader, stop = Reader(stack), asyncio.Event()
     task = asyncio.create_task(reader.run(stop))
-    while reader.reads < 3:
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: reader.reads >= 3, timeout=30, what="the other client's first reads")
     sent = await asyncio.gather(*(asyncio.to_thread(_unread_get_endpoints, port_of(stack), 20_000) for _ in range(4)))
     grown = rss_bytes(stack.bridge.pid) - before
     stop.set()
