@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 
 from bridge.config import AuthConfig, WinCCConfig
+from bridge.wincc.dialect import write_failure
 from bridge.wincc.errors import (
     WinCCBadAnswer,
     WinCCError,
     WinCCNotFound,
     WinCCRejected,
-    WinCCTimeout,
     WinCCUnauthorized,
     WinCCUnreachable,
 )
@@ -393,14 +393,11 @@ class UnifiedClient:
         variables = {"input": [{"name": n, "value": to_wire(v)} for n, v in pairs]}
         try:
             answer = await self.call(WRITE_TAG_VALUES, variables, "writeTagValues", kind="write", retry=False)
-        except WinCCTimeout as exc:
-            return {n: WriteResult(n, WriteError.timeout, str(exc)) for n, _ in pairs}
-        except WinCCUnreachable as exc:
-            return {n: WriteResult(n, WriteError.unreachable, str(exc)) for n, _ in pairs}
-        except WinCCUnauthorized as exc:
-            return {n: WriteResult(n, WriteError.forbidden, str(exc)) for n, _ in pairs}
         except WinCCError as exc:
-            return {n: WriteResult(n, WriteError.other, str(exc)) for n, _ in pairs}
+            # no usable answer maps as for every dialect; a request GraphQL refused as a whole is plain Bad
+            failed = isinstance(exc, WinCCUnreachable | WinCCUnauthorized)
+            kind = write_failure(exc) if failed else WriteError.other
+            return {n: WriteResult(n, kind, str(exc)) for n, _ in pairs}
         results: dict[str, WriteResult] = {}
         listed = answer if isinstance(answer, list) else []
         for position, (name, value) in enumerate(pairs):
