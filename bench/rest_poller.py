@@ -1,10 +1,11 @@
-"""The bare REST poller: the bridge's batched reads with plain httpx, answers read and thrown away.
+"""The bare REST poller: the bridge's batched reads with a plain HTTP client, answers read and thrown away.
 
 `python -m bench.rest_poller --url SIM --tags-file F --seconds S [--batch-size 500] [--concurrency 4]`
 polls every tag of F once a second in ReadMultiple batches of `batch-size`, at most `concurrency` in flight (the
 bridge's defaults in bench/), on one keep-alive connection pool. It prints "start" when the window starts and one
 JSON line at the end. Its CPU (read from /proc by the harness) is what the HTTP part of polling costs in Python with
-httpx alone: the bridge's CPU minus this and the bare asyncua server's is what the bridge itself adds.
+the HTTP library alone (`--transport aiohttp`, the default: bare aiohttp, what the bridge's engine runs on; `httpx`:
+httpx's client): the bridge's CPU minus this and the bare asyncua server's is what the bridge itself adds.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from bench.naming import load_tags
@@ -22,13 +26,37 @@ from bench.naming import load_tags
 READ_MANY_PATH = "/WinCC/REST/Tags/ReadMultiple"  # the dp dialect's batched read (bridge/wincc/dp.py)
 
 
-async def poll(client: httpx.AsyncClient, batches: list[list[str]], limit: asyncio.Semaphore) -> int:
-    async def one(batch: list[str]) -> int:
+Post = Callable[[bytes], Awaitable[bytes]]
+
+
+async def poll(post: Post, batches: list[bytes], limit: asyncio.Semaphore) -> int:
+    async def one(body: bytes) -> int:
         async with limit:
-            response = await client.post(READ_MANY_PATH, json={"TagNames": batch})
-            return len(response.content)
+            return len(await post(body))
 
     return sum(await asyncio.gather(*(one(b) for b in batches)))
+
+
+@asynccontextmanager
+async def http_post(url: str, transport: str, concurrency: int) -> AsyncIterator[Post]:
+    headers = {"Content-Type": "application/json"}
+    if transport == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(url, connector=connector) as session:
+
+            async def post_aiohttp(body: bytes) -> bytes:
+                async with session.post(READ_MANY_PATH, data=body, headers=headers) as answer:
+                    return await answer.read()
+
+            yield post_aiohttp
+        return
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def post_httpx(body: bytes) -> bytes:
+            return (await client.post(READ_MANY_PATH, content=body, headers=headers)).content
+
+        yield post_httpx
 
 
 async def main() -> None:
@@ -42,18 +70,16 @@ async def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument(
         "--transport",
-        choices=["httpx", "aiohttp"],
-        default="httpx",
-        help="httpx's own (h11) or httpx-aiohttp's (aiohttp's C parser), same httpx API",
+        choices=["aiohttp", "httpx"],
+        default="aiohttp",
+        help="bare aiohttp (what the bridge's default engine runs on) or httpx's client (the bridge's fallback)",
     )
     args = ap.parse_args()
     names = [name for name, _ in load_tags(args.tags_file)]
-    batches = [names[i : i + args.batch_size] for i in range(0, len(names), args.batch_size)]
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    client_class = httpx.AsyncClient
-    if args.transport == "aiohttp":
-        from httpx_aiohttp import HttpxAiohttpClient as client_class  # type: ignore[no-redef]
-    async with client_class(base_url=args.url, limits=limits, timeout=30) as client:
+    batches = [
+        json.dumps({"TagNames": names[i : i + args.batch_size]}).encode() for i in range(0, len(names), args.batch_size)
+    ]
+    async with http_post(args.url, args.transport, args.concurrency) as client:
         limit = asyncio.Semaphore(args.concurrency)
         started = time.monotonic()
         counting_at = started + args.warmup

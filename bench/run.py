@@ -342,7 +342,7 @@ def scenario_sync(
     client: str = "asyncua",
     sync: dict[str, Any] | None = None,
     label: str = "",
-    http: str = "httpx",
+    http: str = "aiohttp",
     dialect: str = "dp",
 ) -> None:
     name = f"sync {n // 1000}k @{rate:.0%}/s{label}"
@@ -928,7 +928,7 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
     label = f" batch {args.batch_size}" if args.batch_size else ""
     if args.client == "node":
         label += " (node-opcua)"
-    if args.http != "httpx":
+    if args.http != "aiohttp":
         label += f" ({args.http})"
     if args.dialect != "dp":
         label += f" ({args.dialect})"
@@ -988,9 +988,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, help="sync.batch_size of the bridge and the bare poller (default 500)")
     ap.add_argument(
         "--http",
-        choices=["httpx", "aiohttp"],
-        default="httpx",
-        help="the bridge's and the bare poller's HTTP implementation (aiohttp: pip install httpx-aiohttp)",
+        choices=["aiohttp", "httpx"],
+        default="aiohttp",
+        help="the bridge's HTTP engine (WINCC_BRIDGE_HTTP) and the bare poller's client: aiohttp (default) or httpx",
     )
     ap.add_argument(
         "--dialect",

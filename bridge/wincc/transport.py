@@ -1,6 +1,8 @@
-"""HTTP to WinCC: one keep-alive httpx client, auth, concurrency cap, pacing, retries and error mapping.
+"""HTTP to WinCC: auth, concurrency cap, pacing, retries and error mapping over one keep-alive HTTP engine.
 
-Both dialects speak through `Transport`; they never see httpx exceptions, only `WinCCError` subclasses.
+Both dialects speak through `Transport`; they never see httpx exceptions, only `WinCCError` subclasses. Requests and
+answers are httpx's models and auth is an httpx.Auth flow, driven here; the bytes move through the engine of
+bridge/wincc/http_engine.py (aiohttp by default: why, and what it saves, is said there).
 Error messages are built from method, path (no query) and status only, so no credential or token can leak.
 """
 
@@ -30,7 +32,7 @@ from bridge.wincc.errors import (
     WinCCUnauthorized,
     WinCCUnreachable,
 )
-from bridge.wincc.http_client import new_http_client
+from bridge.wincc.http_engine import new_engine
 from bridge.wincc.limiter import Kind, PriorityLimiter
 from bridge.wincc.parse import dumps, loads
 
@@ -108,15 +110,15 @@ class Transport:
 
     `send` is three layers, each wrapping the one below the way httpx layers its own send:
     `_send_with_retry` (429 / 503 / 5xx and connection errors, Retry-After, backoff) -> `_send_once` (one request:
-    a slot of the concurrency cap, pacing, httpx errors mapped to WinCCError) -> httpx with the auth flow of
-    bridge/wincc/auth.py (login, and one re-login on a 401).
+    a slot of the concurrency cap, pacing, httpx errors mapped to WinCCError) -> `_send_with_auth` (the auth flow
+    of bridge/wincc/auth.py: login, and one re-login on a 401) -> the engine.
     """
 
     def __init__(
         self,
         config: WinCCConfig,
         *,
-        client: httpx.AsyncClient | None = None,
+        engine: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         on_secret: SecretSink | None = None,
         auth: httpx.Auth | None = None,
@@ -133,13 +135,14 @@ class Transport:
         }
         if auth is None:  # `auth` replaces the config's scheme (the unified dialect's session is a GraphQL mutation)
             auth = make_auth(config, self._secret_sink(on_secret), status_error)
-        if client is None:
-            client = self._new_client(config, auth)
-        elif auth is not None:
-            client.auth = auth
-        self._client = client
+        self._auth = auth
+        self._engine = engine if engine is not None else self._new_engine(config)
+        base = httpx.URL(config.url)
+        self._base = base
+        self._base_path = base.raw_path.partition(b"?")[0].rstrip(b"/")
+        self._urls: dict[str, httpx.URL] = {}
         # The path prefix of the base URL (restservice: /WinCCRestService), shown in messages.
-        self._prefix = httpx.URL(config.url).path.rstrip("/")
+        self._prefix = base.path.rstrip("/")
 
     @staticmethod
     def _secret_sink(on_secret: SecretSink | None) -> SecretSink:
@@ -149,24 +152,26 @@ class Transport:
 
         return tell
 
-    def _new_client(self, config: WinCCConfig, auth: httpx.Auth | None) -> httpx.AsyncClient:
+    @staticmethod
+    def _new_engine(config: WinCCConfig) -> httpx.AsyncBaseTransport:
         verify: bool | ssl.SSLContext = True
         if config.tls.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(config.tls.ca_file))
         if not config.tls.verify:
             log.warning("wincc.tls.verify is false: the WinCC server certificate is NOT checked")
             verify = False
-        n = config.max_concurrency
-        return new_http_client(
-            base_url=config.url,
-            auth=auth,
-            verify=verify,
-            timeout=self._timeouts["read"],
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-        )
+        return new_engine(verify=verify, max_connections=config.max_concurrency)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._engine.aclose()
+
+    def _url(self, path: str, params: dict[str, Any] | None) -> httpx.URL:
+        # `path` is already percent-encoded by the dialect (tag names in paths): joined raw, never re-encoded.
+        # The URL of a path is built once; the set of paths is bounded by the tag list.
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._base.copy_with(raw_path=self._base_path + httpx.URL(path).raw_path)
+        return url.copy_merge_params(params) if params else url
 
     @property
     def limiter(self) -> PriorityLimiter:
@@ -254,16 +259,43 @@ class Transport:
         content = dumps(json) if json is not None else None
         headers = _JSON_HEADERS if content is not None else None
         # Paced inside the slot, so the pacing order is the limiter's (writes first), not the order of arrival.
+        request = httpx.Request(
+            method,
+            self._url(path, clean),
+            content=content,
+            headers=headers,
+            extensions={"timeout": self._timeouts[kind].as_dict()},
+        )
         async with self._limiter.slot(kind):
             await self._pace()
             try:
-                return await self._client.request(
-                    method, path, params=clean, content=content, headers=headers, timeout=self._timeouts[kind]
-                )
+                return await self._send_with_auth(request)
             except httpx.TimeoutException as exc:
                 raise WinCCTimeout(f"{method} {shown}: no answer in time ({type(exc).__name__})") from None
             except httpx.HTTPError as exc:
                 raise WinCCUnreachable(f"{method} {shown}: {_failure(exc)}") from None
+
+    async def _send_with_auth(self, request: httpx.Request) -> httpx.Response:
+        """Drive the auth flow the way httpx's client does (its public Auth protocol): send what it yields, hand it
+        each answer, return the last. The engine answers fully read, so nothing is left open between steps."""
+        if self._auth is None:
+            return await self._exchange(request)
+        flow = self._auth.async_auth_flow(request)
+        try:
+            request = await flow.__anext__()
+            while True:
+                response = await self._exchange(request)
+                try:
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+        finally:
+            await flow.aclose()
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        response = await self._engine.handle_async_request(request)
+        await response.aread()  # a no-op for the aiohttp engine; httpx's own transport answers a stream
+        return response
 
     async def _pace(self) -> None:
         rps = self._config.requests_per_second

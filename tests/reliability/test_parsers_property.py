@@ -141,8 +141,7 @@ def _client(dialect: str, answer: Callable[[httpx.Request], httpx.Response]) -> 
     from bridge.wincc.transport import Transport
 
     config = _config(dialect)
-    http = httpx.AsyncClient(base_url=config.url, transport=httpx.MockTransport(answer))
-    transport = Transport(config, client=http)
+    transport = Transport(config, engine=httpx.MockTransport(answer))
     return DpClient(config, transport) if dialect == "dp" else RestServiceClient(config, transport)
 
 
