@@ -97,6 +97,7 @@ __all__ = [
     "BridgeProcessor",
     "ConcurrentServiceCalls",
     "request_deadline",
+    "OffLoopLogin",
 ]
 
 log = logging.getLogger(__name__)
@@ -997,9 +998,51 @@ class ConcurrentServiceCalls:
             self._transport.close()  # what asyncua's message loop does when processing says stop
 
 
-class BridgeProcessor(ConcurrentServiceCalls, ObservedProcessor):
+# ---- 15. Password checks beside the event loop ----------------------------------------------------------------------
+# Why: asyncua calls UserManager.get_user synchronously inside InternalSession.activate_session, itself called
+# without await by the processor, so a scrypt check (~60 ms of CPU) held the event loop: ten logins at once stalled
+# every other client for over a second. Before asyncua's ActivateSession branch runs, this processor peeks at the
+# request, decrypts the user name token as asyncua will, and enters the user manager's
+# `checked_off_loop(session_name, username, password)` (BridgeUserManager has one) around asyncua's own handling;
+# the manager checks the password on its threads and get_user takes that verdict. Everything else (the session
+# lookup, the client signature, the refusal codes) stays asyncua's. A request this cannot read is left to asyncua,
+# which answers it as before. Read against asyncua 2.1.0: UaProcessor._process_message(typeid, requesthdr, seqhdr,
+# body) with body a Buffer (copy() to peek); ActivateSessionParameters.UserIdentityToken; UaProcessor.session, else
+# InternalServer.lookup_external_session(AuthenticationToken) on a reconnect; InternalServer.decrypt_user_token(
+# isession, token) -> (username, password); InternalServer.user_manager; InternalSession.name.
+
+_ACTIVATE_SESSION_REQUEST = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
+
+
+class OffLoopLogin(UaProcessor):
+    async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        checked = getattr(self.iserver.user_manager, "checked_off_loop", None)
+        credentials = self._user_name_login(requesthdr, body) if typeid == _ACTIVATE_SESSION_REQUEST else None
+        if checked is None or credentials is None:
+            return await super()._process_message(typeid, requesthdr, seqhdr, body)
+        async with checked(*credentials):
+            return await super()._process_message(typeid, requesthdr, seqhdr, body)
+
+    def _user_name_login(self, requesthdr: Any, body: Any) -> tuple[Any, str, str] | None:
+        """(session name, user name, password) of an ActivateSession with a user name token, or None."""
+        try:
+            params = struct_from_binary(ua.ActivateSessionParameters, body.copy())
+            token = params.UserIdentityToken
+            if not isinstance(token, ua.UserNameIdentityToken) or token.UserName is None:
+                return None
+            session = self.session or self.iserver.lookup_external_session(requesthdr.AuthenticationToken)
+            if session is None:
+                return None
+            username, password = self.iserver.decrypt_user_token(session, token)
+        except Exception:  # whatever is wrong, asyncua's own branch finds it again and answers it
+            return None
+        return session.name, username, password or ""
+
+
+class BridgeProcessor(ConcurrentServiceCalls, ObservedProcessor, OffLoopLogin):
     """The processor the bridge installs (install_request_observer): BrowseNext (section 5), the request context
-    (section 8) and slow service calls beside a connection's other requests (section 14)."""
+    (section 8), slow service calls beside a connection's other requests (section 14) and password checks beside
+    the event loop (section 15)."""
 
 
 TOUCHPOINTS += [
@@ -1009,4 +1052,11 @@ TOUCHPOINTS += [
         for name in ("_closing", "_transport")
     ),
     InstanceAttribute("14 service calls beside the others", InternalServer, "max_session_timeout_ms"),
+    Touchpoint(
+        "15 password checks beside the loop", InternalServer, "decrypt_user_token", ("self", "isession", "token")
+    ),
+    Touchpoint("15 password checks beside the loop", InternalServer, "lookup_external_session", ("self", "auth_token")),
+    Touchpoint("15 password checks beside the loop", ua.ActivateSessionParameters, "UserIdentityToken"),
+    InstanceAttribute("15 password checks beside the loop", InternalServer, "user_manager"),
+    InstanceAttribute("15 password checks beside the loop", InternalSession, "name"),
 ]

@@ -14,16 +14,13 @@ import ipaddress
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.config import WinCCConfig
 from bridge.simulator import Simulator, SimulatorOptions
@@ -31,9 +28,12 @@ from bridge.wincc.client import open_client
 from bridge.wincc.errors import WinCCUnreachable
 from tests.helpers import wait_until
 from tests.integration.conftest import TEST_PASSWORDS, WRONG_PASSWORD, Stack, bridge_stack  # noqa: F401
+from tests.reliability.uaraw import Reader, metric
+from tests.tls_helpers import issue, key_pem, make_ca, pem
 
 S = ua.StatusCodes
 LIMIT = 3  # opcua.failed_login_limit here; the whole address locks after 3x as many failures over all names
+FLOOD = 20  # concurrent logins with the right password
 TLS_PW = "tls-Pw-31"  # the simulator's WinCC password (listed in TEST_SECRETS for test_simulator_tls.py)
 
 
@@ -110,6 +110,34 @@ async def test_a_100_kb_user_name_is_logged_cut_short(stack: Stack) -> None:
     assert any("refused" in ln for ln in lines)  # the lock-out holds for such a name too
 
 
+async def test_a_login_flood_does_not_hold_up_other_sessions(stack: Stack) -> None:
+    """20 logins at once cost ~20 scrypt checks (~60 ms of CPU each): run on the event loop they held every other
+    client up for over a second; beside it, the reader connected before keeps being answered promptly, and every
+    login gets its own right answer."""
+    await wait_until(lambda: metric(stack, "event_loop_lag_seconds") < 0.25, timeout=30, what="a calm loop first")
+    reader, stop = Reader(stack), asyncio.Event()
+    task = asyncio.create_task(reader.run(stop))
+    try:
+        await wait_until(lambda: reader.reads >= 3, timeout=30, what="the reader's first reads")
+        reader.slowest = 0.0  # its own login is not what is measured
+        with from_address("127.0.0.40"):
+            right = [login(stack, "operator", TEST_PASSWORDS["operator"]) for _ in range(FLOOD)]
+            wrong = [login(stack, "admin", WRONG_PASSWORD) for _ in range(LIMIT - 1)]  # under the lock-out limit
+            answers = await asyncio.gather(*right, *wrong)
+        lag = metric(stack, "event_loop_lag_seconds")
+    finally:
+        stop.set()
+        await task
+    print(
+        f"MEASURED {FLOOD + LIMIT - 1} logins at once: slowest other read {reader.slowest:.3f} s, loop lag {lag:.3f} s"
+    )
+    assert answers == [S.Good] * FLOOD + [S.BadUserAccessDenied] * (LIMIT - 1)
+    assert reader.failures == []
+    # ~20 x 60 ms = 1.2 s when the checks held the loop; the bound leaves a shared machine room for scheduling
+    assert reader.slowest < 0.6, f"a read took {reader.slowest:.2f} s while {FLOOD} logins were checked"
+    assert lag < 0.6, f"the event loop ran {lag:.2f} s late while {FLOOD} logins were checked"
+
+
 def test_the_private_key_is_0600_in_a_0700_folder(stack: Stack) -> None:
     pki = Path(stack.config["opcua"]["pki_dir"])
     keys = list(pki.rglob("*.pem"))
@@ -162,51 +190,18 @@ def test_no_secret_in_this_bridges_log(stack: Stack) -> None:
 
 
 # ---- WinCC over HTTPS: a certificate that does not match is refused -------------------------------------------------
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def _issue(
     ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, san: x509.GeneralName, days: tuple[int, int] = (-1, 1)
 ) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("wincc"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + timedelta(days=days[0]))
-        .not_valid_after(now + timedelta(days=days[1]))
-        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
+    key, cert = issue(ca_key, ca, san, days=days)
+    return pem(cert), key_pem(key)
 
 
 @pytest.fixture(scope="module")
 def site_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Site CA (test)"))
-        .issuer_name(_name("Site CA (test)"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    key, ca = make_ca()
     path = tmp_path_factory.mktemp("site-ca") / "ca.pem"
-    path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(pem(ca))
     return path, key, ca
 
 

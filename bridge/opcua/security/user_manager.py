@@ -10,23 +10,36 @@
   lock holds, logins from it are refused at once, without running scrypt (so a locked client cannot keep the
   event loop busy). The failure table is bounded: it holds only failures of the last minute, and at most
   `_MAX_TRACKED` keys (the oldest are forgotten first).
+- scrypt runs beside the event loop, not on it: asyncua calls get_user synchronously, so its processor first awaits
+  `checked_off_loop` (bridge/opcua/_asyncua.py), which runs the password check on `_CHECK_THREADS` threads of the
+  manager's own and hands the verdict to get_user through a context variable. One check costs ~60 ms of CPU and
+  16 MiB; ten logins at once used to stall every other client for over a second. At most `_MAX_WAITING` checks wait
+  or run at a time; a login beyond that is answered BadServerTooBusy and counts as no failure (threads and memory
+  stay bounded whatever arrives). Without a verdict (in-process callers), get_user checks on the spot as before.
 - Anonymous: admitted as a reader only when `opcua.anonymous: read`; otherwise refused (BadUserAccessDenied).
 - Certificate identity tokens are not offered (see security.py); a certificate alone never logs anybody in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
+
+from asyncua import ua
 
 from bridge.config import OpcUaConfig, Role
 from bridge.opcua._asyncua import UserManager
 from bridge.opcua.security.passwords import hash_password, verify_password
-from bridge.opcua.security.users import BridgeUser, login_client
+from bridge.opcua.security.users import BridgeUser, client_host, login_client
 
 __all__ = ["BridgeUserManager", "FailedLogins"]
 
@@ -36,6 +49,8 @@ _PER_HOST_FACTOR = 3
 _MAX_TRACKED = 10_000
 _UNKNOWN_HOST = "unknown address"
 _NAME_CHARS = 64
+_CHECK_THREADS = 2  # scrypt releases the GIL: two checks run while the loop serves everyone else
+_MAX_WAITING = 32  # password checks running or queued; ~1 s of work at ~60 ms each on two threads
 
 Key = str | tuple[str, str]
 
@@ -96,6 +111,23 @@ def _key(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else "#" + hashlib.blake2b(name.encode(errors="replace")).hexdigest()
 
 
+def _digest(password: str) -> bytes:
+    return hashlib.blake2b(password.encode(errors="surrogatepass"), digest_size=16).digest()
+
+
+@dataclass(frozen=True, repr=False)
+class _Verdict:
+    """A password check done off the loop, for the get_user call of the same ActivateSession (no secret kept)."""
+
+    username: str
+    password_digest: bytes
+    stored: str  # the hash checked against: a reload meanwhile makes the verdict void
+    matches: bool
+
+
+_verdict: ContextVar[_Verdict | None] = ContextVar("bridge_password_verdict", default=None)
+
+
 class BridgeUserManager(UserManager):
     def __init__(self, config: OpcUaConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._users = {u.name: u for u in config.users}
@@ -107,6 +139,8 @@ class BridgeUserManager(UserManager):
         self._clock = clock
         # compared against when the name is unknown, so both paths cost one scrypt
         self._dummy_hash = hash_password("no such user")
+        self._checks = ThreadPoolExecutor(max_workers=_CHECK_THREADS, thread_name_prefix="password-check")
+        self._waiting = 0
 
     def __repr__(self) -> str:
         return f"BridgeUserManager(users={sorted(self._users)}, anonymous={self._anonymous})"
@@ -132,8 +166,17 @@ class BridgeUserManager(UserManager):
         if self._locked(host, username):
             return None
         user = self._users.get(username)
-        stored = user.password_hash.get_secret_value() if user is not None else self._dummy_hash
-        ok = verify_password(password or "", stored) and user is not None
+        stored = self._stored_hash(username)
+        verdict = _verdict.get()
+        if (
+            verdict is not None
+            and (verdict.username, verdict.stored) == (username, stored)
+            and (verdict.password_digest == _digest(password or ""))
+        ):
+            matches = verdict.matches
+        else:  # no check made off the loop for exactly this login (in-process callers): check here
+            matches = verify_password(password or "", stored)
+        ok = matches and user is not None
         if not ok:
             self._failures.add((host, _key(username)), keep=self._limit)
             self._failures.add(host, keep=self._host_limit)
@@ -148,6 +191,44 @@ class BridgeUserManager(UserManager):
         self._failures.clear((host, _key(username)))  # the address's count over all names stays: no reset by one login
         log.info("user %r logged in as %s from %s", username, user.role.value, host)
         return BridgeUser.named(username, user.role, self._rules.get(username))
+
+    @asynccontextmanager
+    async def checked_off_loop(self, peer: object, username: str, password: str) -> AsyncIterator[None]:
+        """Check `password` on the manager's threads; get_user calls made inside this context use the verdict
+        instead of running scrypt on the event loop. `peer` is the session's name (the client's peername)."""
+        host = client_host(peer)
+        if self._is_locked(host, username):
+            yield  # get_user refuses (and logs) without any check
+            return
+        if self._waiting >= _MAX_WAITING:
+            log.warning(
+                "login for user %s from %s refused: %d password checks are waiting already",
+                _shown(username),
+                host,
+                self._waiting,
+            )
+            raise ua.UaStatusCodeError(ua.StatusCodes.BadServerTooBusy)
+        stored = self._stored_hash(username)
+        self._waiting += 1
+        try:
+            matches = await asyncio.get_running_loop().run_in_executor(self._checks, verify_password, password, stored)
+        finally:
+            self._waiting -= 1
+        token = _verdict.set(_Verdict(username, _digest(password), stored, matches))
+        try:
+            yield
+        finally:
+            _verdict.reset(token)
+
+    def _stored_hash(self, username: str) -> str:
+        user = self._users.get(username)
+        return user.password_hash.get_secret_value() if user is not None else self._dummy_hash
+
+    def _is_locked(self, host: str, username: str) -> bool:
+        return any(
+            self._failures.locked_until(key, limit) is not None
+            for key, limit in (((host, _key(username)), self._limit), (host, self._host_limit))
+        )
 
     def _locked(self, host: str, username: str) -> bool:
         for key, limit, what in (
