@@ -12,16 +12,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.config import WinCCConfig
 from bridge.simulator import Simulator, SimulatorOptions
@@ -29,6 +25,7 @@ from bridge.wincc.client import open_client
 from bridge.wincc.errors import WinCCUnreachable
 from bridge.wincc.models import TagValue
 from tests.helpers import free_port, wait_until_sync
+from tests.tls_helpers import issue, make_ca, pem, write_server_files
 
 PW = "tls-Pw-31"
 NAMES = ["Tank1_Level", "Pump1_Speed"]
@@ -42,74 +39,16 @@ class Pki:
     other_ca: Path  # a CA that did not sign the server certificate
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _make_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     tmp = tmp_path_factory.mktemp("tls")
-    ca_key, ca = _make_ca("Site WinCC CA (test)")
-    _, other = _make_ca("Some other CA (test)")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    out = Pki(ca=tmp / "ca.pem", cert=tmp / "server.pem", key=tmp / "server.key", other_ca=tmp / "other-ca.pem")
-    out.ca.write_bytes(_pem(ca))
-    out.other_ca.write_bytes(_pem(other))
-    out.cert.write_bytes(_pem(cert))
-    out.key.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    ca_key, ca = make_ca("Site WinCC CA (test)")
+    _, other = make_ca("Some other CA (test)")
+    key, cert = issue(ca_key, ca, x509.IPAddress(ipaddress.ip_address("127.0.0.1")), cn="127.0.0.1")
+    cert_path, key_path = write_server_files(tmp, key, cert)
+    out = Pki(ca=tmp / "ca.pem", cert=cert_path, key=key_path, other_ca=tmp / "other-ca.pem")
+    out.ca.write_bytes(pem(ca))
+    out.other_ca.write_bytes(pem(other))
     return out
 
 

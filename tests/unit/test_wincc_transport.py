@@ -19,9 +19,6 @@ import httpx
 import pytest
 import respx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.config import WinCCConfig
 from bridge.runtime.logs import RedactingFilter
@@ -40,6 +37,7 @@ from bridge.wincc.errors import (
 from bridge.wincc.models import TagValue
 from bridge.wincc.transport import PriorityLimiter, Transport, _retry_after
 from tests.helpers import wait_until
+from tests.tls_helpers import issue, make_ca, pem, write_server_files
 
 BASE = "http://wincc.test:8700"
 PASSWORD = "s3cret-PassW0rd"
@@ -350,61 +348,14 @@ class TlsSite:
     port: int
 
 
-def _tls_name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def _tls_pki(tmp: Path, san: x509.GeneralName, expired: bool = False) -> tuple[Path, ssl.SSLContext]:
     """A CA file and a server context whose certificate (issued by that CA) names only `san`."""
-    now = datetime.now(UTC)
-    until = now - timedelta(hours=1) if expired else now + timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_tls_name("Site CA (test)"))
-        .issuer_name(_tls_name("Site CA (test)"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_tls_name("wincc"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=2))
-        .not_valid_after(until)
-        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    ca_key, ca = make_ca()
+    key, cert = issue(ca_key, ca, san, days=(-2, -1 / 24 if expired else 1))
+    ca_path = tmp / "ca.pem"
+    ca_path.write_bytes(pem(ca))
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_path, key_path)
+    server.load_cert_chain(*write_server_files(tmp, key, cert))
     return ca_path, server
 
 
