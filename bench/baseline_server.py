@@ -1,9 +1,9 @@
 """The ceiling: a bare asyncua server with the same tags and folders as the bridge, values written from memory.
 
-Run as a separate process: `python -m bench.baseline_server --port P --tags-file F --change-rate R`. Prints one JSON line
-`{"ready": true, "build_s": ...}` when it serves, then changes R*N values per second (spread over 10 ticks a second)
-until killed. Names and folders are the ones the simulator serves (browsed once by bench.naming), so clients subscribe to
-the same NodeIds in both cases.
+Run as a separate process: `python -m bench.baseline_server --port P --tags-file F --change-rate R`. Prints one JSON
+line `{"ready": true, "build_s": ...}` when it serves, then changes R*N values per second (spread over 10 ticks a
+second) until killed. Names and folders are the ones the simulator serves (browsed once by bench.naming), so clients
+subscribe to the same NodeIds in both cases.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class LoopLag:
             "gc_pause_max_seconds": self.gc_pause_max_s,
             "gc_pause_seconds_total": self.gc_pauses_total_s,
             "event_loop_ticks_total": float(self.ticks),
-            **{f"event_loop_lag_over_{ms}ms_total": float(n) for ms, n in zip(LAG_BOUNDS_MS, self.over)},
+            **{f"event_loop_lag_over_{ms}ms_total": float(n) for ms, n in zip(LAG_BOUNDS_MS, self.over, strict=True)},
         }
 
     def observe(self, lag: float) -> None:

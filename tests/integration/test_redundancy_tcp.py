@@ -40,7 +40,7 @@ async def test_each_member_names_the_set_and_its_service_level(pair) -> None:
             uris = await redundancy.get_child("0:ServerUriArray")
             assert await uris.read_value() == [own, partner]
             level = client.get_node(ua.NodeId(O.Server_ServiceLevel))
-            assert await wait_until(lambda: _healthy(level), timeout=10, what=f"{own} healthy")
+            assert await wait_until(lambda level=level: _healthy(level), timeout=10, what=f"{own} healthy")
         finally:
             await client.disconnect()
 

@@ -36,8 +36,8 @@ def test_read_write_subscribe(stack, node_client) -> None:
                 {"op": "write", "nodeId": nsid("System1.Tank1.Level", stack), "dataType": "Float", "value": 1},
                 {"op": "write", "nodeId": nsid("System1.Tank1.LevelSetpoint", stack), "dataType": "Float", "value": 99},
                 {"op": "read", "nodeId": nsid("System1.Counters.Int16Value", stack)},
-                # 300 ms lies between the poll groups 200 and 1000 (tests/integration/conftest.py): the bridge revises it to
-                # the group that really polls the tag; asyncua alone would answer the publishing interval (100 ms)
+                # 300 ms lies between the poll groups 200 and 1000 (tests/integration/conftest.py): the bridge revises
+                # it to the group that really polls the tag; asyncua alone would answer the publishing interval (100 ms)
                 {
                     "op": "subscribe",
                     "nodeId": nsid("System1.Tank1.Level", stack),

@@ -67,7 +67,8 @@ async def history_read(
         TimestampsToReturn=ua.TimestampsToReturn.Source,
         ReleaseContinuationPoints=False,  # asyncua's default is True
         NodesToRead=[
-            ua.HistoryReadValueId(NodeId=n, ContinuationPoint=cp) for n, cp in zip(nodes, cps or [None] * len(nodes))
+            ua.HistoryReadValueId(NodeId=n, ContinuationPoint=cp)
+            for n, cp in zip(nodes, cps or [None] * len(nodes), strict=True)
         ],
     )
     return await client.uaclient.history_read(params)
@@ -202,7 +203,9 @@ async def test_a_forward_walk_over_a_dense_archive_stays_within_budget_per_answe
         details = raw(end - timedelta(hours=3), end, 0)
         seen: list[datetime] = []
         cp: bytes | None = None
-        for answers in range(1, 100):
+        answers = 0
+        for _ in range(99):
+            answers += 1
             before = archive_requests(stack)
             (res,) = await history_read(client, details, [node], [cp])
             assert archive_requests(stack) - before <= MOST

@@ -152,7 +152,7 @@ async def test_random_reads(client: Client, ns: int, items: list[tuple[Any, int,
         ua.ReadParameters(NodesToRead=nodes, TimestampsToReturn=ua.TimestampsToReturn.Both)
     )
     assert len(results) == len(nodes)
-    for rv, dv in zip(nodes, results):
+    for rv, dv in zip(nodes, results, strict=True):
         code = dv.StatusCode.value
         assert code not in NEVER, (rv, dv)
         is_tag = rv.NodeId.NamespaceIndex == ns and rv.NodeId.Identifier in SCALARS
@@ -187,7 +187,7 @@ async def test_random_writes(stack: Stack, client: Client, ns: int, items: list[
     results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=nodes))
     assert len(results) == len(nodes)
     good = 0
-    for wv, status in zip(nodes, results):
+    for wv, status in zip(nodes, results, strict=True):
         assert status.value not in NEVER, (wv, status)
         is_tag = wv.NodeId.NamespaceIndex == ns and wv.NodeId.Identifier in WRITABLE + SCALARS
         if oversized(wv.Value.Value):
@@ -234,7 +234,7 @@ async def test_random_browses(client: Client, ns: int, items: list[tuple[Any, in
     params = ua.BrowseParameters(NodesToBrowse=descs, RequestedMaxReferencesPerNode=max_refs)
     results = await client.uaclient.browse(params)
     assert len(results) == len(descs)
-    for desc, res in zip(descs, results):
+    for desc, res in zip(descs, results, strict=True):
         assert res.StatusCode.value not in NEVER, (desc, res.StatusCode)
         known = desc.NodeId.NamespaceIndex == ns and desc.NodeId.Identifier in SCALARS
         if known and desc.BrowseDirection.value not in (0, 1, 2):
@@ -277,7 +277,7 @@ async def test_random_history_reads(
     spent = stack.sim_stats()["requests"].get("GET /api/history/{name}", 0) - requests
     assert len(results) == len(nodes)
     assert spent <= len(nodes) * (2 * 20 + 3 * (10_000 // 1000 + 2)), f"{spent} archive requests"
-    for node, res in zip(nodes, results):
+    for node, res in zip(nodes, results, strict=True):
         assert res.StatusCode.value not in NEVER, (node, details, res.StatusCode)
         if node.NodeId.NamespaceIndex != ns or node.NodeId.Identifier not in SCALARS:
             assert not res.StatusCode.is_good()
@@ -307,7 +307,7 @@ async def test_random_calls(client: Client, ns: int, calls: list[tuple[Any, Any,
         assert fault.code not in NEVER
         return
     assert len(results) == len(requests)
-    for req, res in zip(requests, results):
+    for req, res in zip(requests, results, strict=True):
         assert res.StatusCode.value not in NEVER, (req, res.StatusCode)
         assert not res.StatusCode.is_good(), (req, res)  # no random call is a method with those arguments
 

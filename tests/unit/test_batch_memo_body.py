@@ -37,7 +37,7 @@ def test_an_equal_body_is_not_split_or_parsed(monkeypatch) -> None:
     memo = parse.BatchMemo("Name")
     first = _body()
     items = orjson.loads(first)["Tags"]
-    out = {n: item(n, raw) for n, raw in zip(NAMES, items)}
+    out = {n: item(n, raw) for n, raw in zip(NAMES, items, strict=True)}
     memo.learn(NAMES, first, items, out)
     parsed.clear()
     splits: list[bytes] = []

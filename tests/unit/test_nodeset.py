@@ -73,7 +73,7 @@ def test_file_is_nodeset2_with_every_node_and_reference(tmp_path: Path) -> None:
     path = tmp_path / "model.xml"
     write_nodeset(ITEMS, path, URI)
     root = ET.parse(path).getroot()
-    assert root.tag == "{%s}UANodeSet" % NS["n"]
+    assert root.tag == f"{{{NS['n']}}}UANodeSet"
     assert [u.text for u in root.findall("n:NamespaceUris/n:Uri", NS)] == [URI, URI + "/folders", URI + "/bridge"]
     aliases = {a.get("Alias"): a.text for a in root.findall("n:Aliases/n:Alias", NS)}
     assert aliases["Float"] == "i=10" and aliases["HasProperty"] == "i=46"

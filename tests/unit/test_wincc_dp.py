@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -453,7 +454,7 @@ async def test_unchanged_items_come_back_as_the_same_object() -> None:
 
 async def test_nan_body_still_parses() -> None:
     """orjson refuses NaN, which some servers send; the standard library's parser takes over for that body."""
-    body = '{"Tags": [{"Name": "a", "Value": NaN, "Quality": 192, "Timestamp": "%s"}]}' % TS
+    body = json.dumps({"Tags": [{"Name": "a", "Value": math.nan, "Quality": 192, "Timestamp": TS}]})  # NaN, bare
     with respx.mock(base_url=BASE) as mock:
         mock.post("/WinCC/REST/Tags/ReadMultiple").mock(return_value=httpx.Response(200, text=body))
         async with open_client(cfg()) as client:
@@ -630,8 +631,7 @@ async def test_memo_gives_up_on_anything_unexpected() -> None:
         tags_body([item("b", "x"), item("a", 1.0)]),  # another order
         tags_body([item("a", 1.0)]),  # an item missing
         tags_body([item("a", 1.0), item("b", "x"), item("zz", 9)]),  # an extra item
-        '{"Tags": [{"Name": "a", "Value": NaN, "Quality": 192, "Timestamp": "%s"}, %s]}'
-        % (TS, json.dumps(item("b", "x"))),
+        json.dumps({"Tags": [{"Name": "a", "Value": math.nan, "Quality": 192, "Timestamp": TS}, item("b", "x")]}),
     ]
     # the NaN answer keeps the byte split: only its changed item is parsed (by the standard library)
     full_parses = [2, 2, 2, 2, 1]

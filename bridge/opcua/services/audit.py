@@ -1,11 +1,11 @@
 """Audit events (Part 5, AuditEventType and subtypes) on the Server object, for clients that subscribe to them.
 
 One `AuditEvents` per server. `emit()` sends any audit event type: the fields every audit event has (time, user,
-Status, ServerId, ClientAuditEntryId from the request being served, SourceNode/SourceName, Message, Severity) plus the type's own fields by BrowseName; `write_update()`
-is AuditWriteUpdateEventType (i=2100) for one written attribute. Each event is a fresh copy of its type's template
-(built once per type, which also adds the Server's GeneratesEvent reference), so events emitted concurrently never
-share fields. A type's own fields whose DataType is BaseDataType (OldValue, NewValue, ...) keep the VariantType of
-the value given as a `ua.Variant`.
+Status, ServerId, ClientAuditEntryId from the request being served, SourceNode/SourceName, Message, Severity) plus
+the type's own fields by BrowseName; `write_update()` is AuditWriteUpdateEventType (i=2100) for one written
+attribute. Each event is a fresh copy of its type's template (built once per type, which also adds the Server's
+GeneratesEvent reference), so events emitted concurrently never share fields. A type's own fields whose DataType is
+BaseDataType (OldValue, NewValue, ...) keep the VariantType of the value given as a `ua.Variant`.
 
 For the alarms: `await audit.emit(ua.ObjectIds.AuditConditionAcknowledgeEventType, user=..., status=True,
 source_node=condition_id, source_name="Method/Acknowledge", message="...", EventId=..., Comment=...,
