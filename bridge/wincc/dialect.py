@@ -167,7 +167,8 @@ class DialectClient:
         self._t = transport if transport is not None else Transport(config, on_secret=on_secret)
         self._batch = batch_size
         self._answers = AnswerCache()
-        self._memo = BatchMemo(self.NAME_KEY)
+        # room for every batch of the current poll plan: each tag answered is in one batch (see BatchMemo)
+        self._memo = BatchMemo(self.NAME_KEY, budget=lambda: 2 * len(self._answers) + 4 * batch_size)
         self._logged_types: set[str] = set()  # tags whose unknown WinCC type was logged (once each)
 
     async def __aenter__(self) -> Self:

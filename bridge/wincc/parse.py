@@ -188,13 +188,21 @@ class BatchMemo:
     parse or names another tag) makes `replay` give up, and the dialect parses the whole answer as always, then
     `learn`s it for the next cycle. Batches not asked for in `keep_s` (the poll
     plan changed) are forgotten after at most twice that.
+
+    The batches change whenever the tags in demand do (clients subscribing and leaving): each change makes new
+    batches, and the old ones, a whole answer body each, used to stay for those 10-20 minutes (the soak's memory
+    growth). So the memo also holds at most `budget()` items over all batches, forgetting the least recently
+    used batches first; the dialect's budget is twice the tags it has answers for, room for every current batch.
     """
 
-    __slots__ = ("_keep_s", "_name_key", "_new", "_old", "_swap_at")
+    __slots__ = ("_budget", "_items", "_keep_s", "_name_key", "_new", "_old", "_swap_at")
 
-    def __init__(self, name_key: str, keep_s: float = 600.0) -> None:
+    def __init__(self, name_key: str, keep_s: float = 600.0, budget: Callable[[], int] | None = None) -> None:
         self._name_key = name_key  # the item field holding the tag name ("Name", "variableName")
         self._keep_s = keep_s
+        self._budget = budget
+        self._items = 0  # results held over both generations
+        # least recently used first in each generation: _put moves a batch to the end
         self._new: dict[tuple[str, ...], _Entry] = {}
         self._old: dict[tuple[str, ...], _Entry] = {}
         self._swap_at = time.monotonic() + keep_s
@@ -202,12 +210,31 @@ class BatchMemo:
     def _get(self, batch: tuple[str, ...]) -> _Entry | None:
         now = time.monotonic()
         if now >= self._swap_at:
+            self._items -= sum(len(entry[2]) for entry in self._old.values())
             self._old, self._new = self._new, {}
             self._swap_at = now + self._keep_s
         entry = self._new.get(batch)
         if entry is None:
             entry = self._old.pop(batch, None)
+            if entry is not None:
+                self._items -= len(entry[2])
         return entry
+
+    def _put(self, batch: tuple[str, ...], entry: _Entry) -> None:
+        held = self._new.pop(batch, None) or self._old.pop(batch, None)
+        if held is not None:
+            self._items -= len(held[2])
+        self._new[batch] = entry
+        self._items += len(entry[2])
+        if self._budget is None:
+            return
+        budget = self._budget()
+        for generation in (self._old, self._new):
+            while self._items > budget and generation:
+                oldest = next(iter(generation))
+                if oldest == batch:  # the one just stored: never forgotten at once
+                    return
+                self._items -= len(generation.pop(oldest)[2])
 
     def replay(
         self, batch: tuple[str, ...], content: bytes, parse_item: ItemParser
@@ -218,7 +245,7 @@ class BatchMemo:
             return None
         old_content, old_parts, results = entry
         if content == old_content:
-            self._new[batch] = entry
+            self._put(batch, entry)
             return dict(zip(batch, results, strict=True))
         parts = item_bytes(content, len(old_parts))
         if parts is None or len(parts) != len(old_parts):
@@ -236,7 +263,7 @@ class BatchMemo:
                 if type(raw) is not dict or raw.get(key) != name:
                     return None
                 results[i] = parse_item(name, raw)
-        self._new[batch] = (content, parts, results)
+        self._put(batch, (content, parts, results))
         return dict(zip(batch, results, strict=True))
 
     def learn(
@@ -251,7 +278,7 @@ class BatchMemo:
                 return
         parts = item_bytes(content)
         if parts is not None and len(parts) == len(batch):
-            self._new[batch] = (content, parts, [out[name] for name in batch])
+            self._put(batch, (content, parts, [out[name] for name in batch]))
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)

@@ -51,3 +51,36 @@ def test_an_equal_body_is_not_split_or_parsed(monkeypatch) -> None:
     changed = memo.replay(NAMES, _body(changed=2), item)
     assert changed is not None and parsed == ["T2"] and len(splits) == 1
     assert changed["T2"].value == 102 and all(changed[n] is out[n] for n in NAMES if n != "T2")
+
+
+def _learn(memo: parse.BatchMemo, names: tuple[str, ...]) -> None:
+    body = _body_of(names)
+    items = orjson.loads(body)["Tags"]
+    memo.learn(names, body, items, {n: TagValue(n, 1, 192, "t") for n in names})
+
+
+def test_batches_of_a_changed_poll_plan_are_forgotten_beyond_the_budget() -> None:
+    """Clients subscribing and leaving change the batches all the time; the old ones (a whole answer body each)
+    are forgotten, least recently used first, once the memo holds more items than its budget, never the batches
+    still asked for."""
+    current = [tuple(f"T{b}.{i}" for i in range(5)) for b in range(4)]  # 20 tags in 4 batches of 5
+    memo = parse.BatchMemo("Name", budget=lambda: 2 * 20)
+    for batch in current:
+        _learn(memo, batch)
+    for plan in range(200):  # each change of demand: a new batch, then the current ones asked again
+        _learn(memo, tuple(f"P{plan}.{i}" for i in range(5)))
+        for batch in current:
+            assert memo.replay(batch, _body_of(batch), lambda name, raw: TagValue(name, 2, 192, "t")) is not None
+        assert memo._items <= 2 * 20 and len(memo) <= 8
+    assert memo._items == 2 * 20  # the current 4 batches and the 4 most recent others
+
+
+def _body_of(names: tuple[str, ...]) -> bytes:
+    return orjson.dumps({"Tags": [{"Name": n, "Value": 1, "Quality": 192, "Timestamp": "t"} for n in names]})
+
+
+def test_without_a_budget_batches_stay_for_keep_s() -> None:
+    memo = parse.BatchMemo("Name")
+    for plan in range(50):
+        _learn(memo, tuple(f"P{plan}.{i}" for i in range(5)))
+    assert len(memo) == 50 and memo._items == 250
