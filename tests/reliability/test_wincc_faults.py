@@ -17,7 +17,7 @@ import httpx
 import pytest
 from asyncua import ua
 
-from tests.helpers import wait_until, wait_until_sync
+from tests.helpers import wait_until
 from tests.integration.conftest import bridge_stack  # noqa: F401  (the fixture)
 from tests.reliability.wincc_rig import (
     BAD_WITHIN_S,
@@ -97,7 +97,7 @@ async def test_fault_marks_affected_tags_and_recovers(stacks, dialect, case, spe
             if only_a:
                 # two more cycles answered with B in them: B never left Good
                 served = requests_served(stack, read_key(stack))
-                wait_until_sync(lambda: requests_served(stack, read_key(stack)) >= served + 2, timeout=5)
+                await wait_until(lambda: requests_served(stack, read_key(stack)) >= served + 2, timeout=5)
                 assert [n.code for n in watch.since(b, t0)] in ([], [S.Good]), f"{case}: {b} was affected"
             else:
                 other = await watch.status(b, code, t0, timeout=BAD_WITHIN_S + 10)
@@ -124,9 +124,9 @@ async def test_token_expiry_mid_run_relogs_in_without_a_bad_value(stacks):
         logins = requests_served(stack, "POST /api/auth/login")
         t0 = time.monotonic()
         set_fault(stack, {"mode": "expire_sessions"})
-        wait_until_sync(lambda: requests_served(stack, "POST /api/auth/login") > logins, timeout=5, what="a new login")
+        await wait_until(lambda: requests_served(stack, "POST /api/auth/login") > logins, timeout=5, what="a new login")
         served = requests_served(stack, read_key(stack))
-        wait_until_sync(lambda: requests_served(stack, read_key(stack)) >= served + 3, timeout=5)
+        await wait_until(lambda: requests_served(stack, read_key(stack)) >= served + 3, timeout=5)
         for name in (A, B):
             assert [n.code for n in watch.since(name, t0)] in ([], [S.Good]), watch.since(name, t0)
     finally:
@@ -308,7 +308,7 @@ async def _leak_run(stack) -> tuple[Resources, Resources]:
                 return now if ok else None
 
             try:
-                after = wait_until_sync(settled, timeout=10, interval=0.2)
+                after = await wait_until(settled, timeout=10, interval=0.2)
             except AssertionError:
                 raise AssertionError(
                     f"{stack.dialect}: after {CYCLES} fault cycles {Resources.of(stack)}; before {before}"
