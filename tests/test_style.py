@@ -29,7 +29,6 @@ LINT_PENDING = {  # what ruff check still finds after the whole-tree format and 
     "bridge/opcua/services/session.py",
     "bridge/opcua/sync/engine.py",
     "bridge/runtime/loop_lag.py",
-    "bridge/wincc/unified_wire.py",
     "tests/integration/test_redundancy_tcp.py",
     "tests/interop/test_node_opcua.py",
     "tests/reliability/test_hostile_history.py",
@@ -41,8 +40,6 @@ LINT_PENDING = {  # what ruff check still finds after the whole-tree format and 
 }
 SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     "bridge/opcua/history/service.py",
-    "bridge/simulator/unified.py",
-    "bridge/wincc/unified.py",
     "bridge/app.py",
     "bridge/config.py",
     # one section per asyncua touchpoint, and engineers are adding theirs: after the merge it becomes a package

@@ -10,12 +10,18 @@ where clause it passes.
   everything (alarms that went or were acknowledged meanwhile get their events) and Quality is Good again.
 - A poll whose answer was asked for before an Acknowledge or comment of ours completed is dropped (the next poll
   reconciles): it could still list the alarm unacknowledged and would look like a new occurrence.
+- A station whose WinCC pushes alarm changes (unified: `AlarmPushingClient`) is not polled while its push is live:
+  each notification is applied when it arrives (the first after a (re)subscribe is the whole active list and is
+  reconciled like a poll's answer). While the push is down the station is polled as above, at once and then every
+  `alarms.poll_ms`; a poll answer overtaken by a notification is dropped (the notification is newer).
 - The methods (Acknowledge, AddComment, ConditionRefresh/2, Enable/Disable) are in methods.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,7 +37,7 @@ from bridge.opcua.alarms.records import Source, condition_name, condition_record
 from bridge.opcua.alarms.state import AlarmBook, Change, Condition
 from bridge.opcua.model.tags import TagDirectory
 from bridge.runtime.gc_policy import freeze_long_lived
-from bridge.wincc.client import WinCCClient
+from bridge.wincc.client import AlarmNews, AlarmPush, AlarmPushingClient, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm
 
@@ -74,12 +80,21 @@ class AlarmService:
         self.polls = 0
         self.events_sent = 0
         self.connected: bool | None = None
+        self.pushes = 0  # notifications applied from a station that pushes
+        self._pushes: dict[str, AlarmPush] = {}  # station prefix -> its alarm push
+        self._pushed_seq: dict[str, int] = {}  # station prefix -> notifications applied (a poll answer checks it)
+        self._wake = asyncio.Event()  # a push went live or down: poll (or stop polling) now
         self._task: asyncio.Task[None] | None = None
         self._marked_tags = -1
 
     # ---- lifecycle ------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.mark_notifiers()
+        for prefix, client in self.feeds:
+            if isinstance(client, AlarmPushingClient):
+                push = client.open_alarm_push(functools.partial(self._pushed, prefix), self._wake.set)
+                self._pushes[prefix] = push
+                push.start()
         self._task = asyncio.create_task(self._run(), name="alarm-poll")
 
     async def stop(self) -> None:
@@ -87,6 +102,8 @@ class AlarmService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        pushes, self._pushes = list(self._pushes.values()), {}
+        await asyncio.gather(*(push.aclose() for push in pushes), return_exceptions=True)
 
     def mark_notifiers(self) -> None:
         """Make the WinCC root and every folder an event notifier, so a client may subscribe to any area (asyncua
@@ -143,13 +160,25 @@ class AlarmService:
             except Exception:  # a bug in one cycle must not end alarm polling for good
                 log.exception("alarm poll failed")
             elapsed = asyncio.get_running_loop().time() - started
-            await asyncio.sleep(max(0.0, period - elapsed))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, period - elapsed))
+            self._wake.clear()
+
+    def _polled_feeds(self) -> list[tuple[str, WinCCClient]]:
+        """The stations to poll: all but those whose push is live."""
+        return [(p, c) for p, c in self.feeds if not (p in self._pushes and self._pushes[p].live)]
 
     async def poll_once(self) -> None:
-        """One REST read of the active alarms per WinCC station (concurrently), each reconciled on its own."""
+        """One REST read of the active alarms per polled WinCC station (concurrently), each reconciled on its own."""
         generation = self.generation
-        answers = await asyncio.gather(*(client.active_alarms() for _, client in self.feeds), return_exceptions=True)
-        for (prefix, _), answer in zip(self.feeds, answers, strict=True):
+        feeds = self._polled_feeds()
+        if not feeds:
+            return
+        pushed = dict(self._pushed_seq)
+        answers = await asyncio.gather(*(client.active_alarms() for _, client in feeds), return_exceptions=True)
+        for (prefix, _), answer in zip(feeds, answers, strict=True):
+            if self._pushed_seq.get(prefix) != pushed.get(prefix):
+                continue  # the station's push delivered while this poll was on its way: the push is newer
             if isinstance(answer, WinCCError):
                 self.poll_errors += 1
                 if self.connected is not False:
@@ -170,6 +199,20 @@ class AlarmService:
 
     async def reconcile(self, alarms: Sequence[Alarm]) -> None:
         await self.apply(self.book.reconcile(alarms))
+
+    async def _pushed(self, prefix: str, news: AlarmNews) -> None:
+        """A notification of a station's alarm push, applied the moment it arrives."""
+        self._pushed_seq[prefix] = self._pushed_seq.get(prefix, 0) + 1
+        self.pushes += 1
+        if news.complete and self.connected is False:
+            log.info("alarm push is live: reconciling %d conditions", len(self.book))
+        self.connected = True
+        self.mark_notifiers()
+        if news.complete:
+            changes = self.book.reconcile(news.alarms, prefix=prefix)
+        else:
+            changes = self.book.update(news.alarms, news.gone)
+        await self.apply(changes)
 
     # ---- changes -> nodes and events ------------------------------------------------------------------------------
     def source_of(self, cond: Condition) -> Source:
@@ -243,5 +286,6 @@ class AlarmService:
             "alarm_conditions": len(self.records),
             "alarm_poll_errors_total": self.poll_errors,
             "alarm_polls_total": self.polls,
+            "alarm_pushes_total": self.pushes,
             "alarm_events_sent_total": self.events_sent,
         }
