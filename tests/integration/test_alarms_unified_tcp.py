@@ -5,17 +5,20 @@ reaches the client within seconds was pushed, not polled:
   sent while alarms come, are acknowledged and go;
 - Acknowledge goes to WinCC as acknowledgeAlarms and the pushed state agrees;
 - the socket drops: the alarms are polled (once at the drop, then every poll_ms), an alarm cleared meanwhile is
-  cleared by the first notification after the reconnect (the whole list, reconciled), then pushed again.
+  cleared by the first notification after the reconnect (the whole list, reconciled), then pushed again;
+- a unified station among `sources:` pushes its alarms with qualified ids; Acknowledge reaches that station.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 from asyncua import ua
 
 from tests.helpers import wait_until
+from tests.integration.conftest import start_simulator
 from tests.integration.test_alarms_tcp import Events, ack_args, call, event_filter, ns, session
 
 S = ua.StatusCodes
@@ -118,3 +121,52 @@ async def test_dropped_socket_polls_then_reconciles_and_pushes_again(stack) -> N
         )
         assert queries(stack) == polled
         await sub.delete()
+
+
+async def test_a_unified_station_among_sources_pushes_its_alarms_qualified(bridge_stack, tmp_path) -> None:
+    v7, v7_port, _ = start_simulator(tmp_path, "dp")
+    hmi, hmi_port, _ = start_simulator(tmp_path, "unified")
+    hmi_base = f"http://127.0.0.1:{hmi_port}"
+    try:
+        stack = bridge_stack(
+            "dp",
+            start_sim=False,
+            config={
+                "alarms": {"poll_ms": 60000},
+                "sources": [
+                    {"name": "v7", "url": f"http://127.0.0.1:{v7_port}"},
+                    {"name": "hmi", "url": hmi_base + "/graphql", "dialect": "unified"},
+                ],
+            },
+        )
+        async with session(stack, "operator") as op:
+            tag_ns = await ns(op)
+            events = Events()
+            sub = await op.create_subscription(PUBLISH_MS, events)
+            on_server = await sub.subscribe_events(ua.ObjectIds.Server, evfilter=event_filter())
+            await wait_until(
+                lambda: (
+                    httpx.get(hmi_base + "/_sim/stats", timeout=5).json()["requests"].get("WS subscribe activeAlarms")
+                ),
+                timeout=15,
+                what="the unified station's alarms subscribed",
+            )
+            httpx.post(hmi_base + "/_sim/alarms", json={"raise": "1001"}, timeout=5).raise_for_status()
+            came = (
+                await wait_until(
+                    lambda: events.of(on_server, WinCCAlarmId="hmi/" + ALARM_1001), timeout=3, what="pushed, qualified"
+                )
+            )[-1]
+            assert came["SourceNode"] == ua.NodeId("hmi/" + LEVEL, tag_ns)
+            ack = ua.NodeId(O.AcknowledgeableConditionType_Acknowledge)
+            assert (await call(op, came["ConditionId"], ack, *ack_args(came["EventId"], "hmi"))).is_good()
+            acked = httpx.get(hmi_base + "/_sim/stats", timeout=5).json()["acknowledged"]
+            assert [a["id"] for a in acked] == [ALARM_1001.removesuffix("#1")]
+            await wait_until(
+                lambda: events.of(on_server, WinCCAlarmId="hmi/" + ALARM_1001, **{"AckedState/Id": True}), timeout=3
+            )
+            await sub.delete()
+    finally:
+        for sim in (v7, hmi):
+            sim.terminate()
+            sim.wait(10)
