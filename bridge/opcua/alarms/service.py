@@ -13,7 +13,10 @@ where clause it passes.
 - A station whose WinCC pushes alarm changes (unified: `AlarmPushingClient`) is not polled while its push is live:
   each notification is applied when it arrives (the first after a (re)subscribe is the whole active list and is
   reconciled like a poll's answer). While the push is down the station is polled as above, at once and then every
-  `alarms.poll_ms`; a poll answer overtaken by a notification is dropped (the notification is newer).
+  `alarms.poll_ms`; a poll answer overtaken by a notification is dropped (the notification is newer). WinCC's
+  notification of an Acknowledge of ours can overtake its answer to it: a pushed change of an alarm with an
+  Acknowledge of ours in flight waits until ours is applied (`AcksInFlight`), so the condition keeps the UA user
+  and comment.
 - The methods (Acknowledge, AddComment, ConditionRefresh/2, Enable/Disable) are in methods.py.
 """
 
@@ -25,7 +28,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Server, ua
 
@@ -34,19 +37,66 @@ from bridge.opcua.alarms.delivery import deliver_event, event_items
 from bridge.opcua.alarms.events import EventRecord, matches, select
 from bridge.opcua.alarms.nodes import ConditionNodes
 from bridge.opcua.alarms.records import Source, condition_name, condition_record
-from bridge.opcua.alarms.state import AlarmBook, Change, Condition
+from bridge.opcua.alarms.state import AlarmBook, Change, Condition, Reason
 from bridge.opcua.model.tags import TagDirectory
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.wincc.client import AlarmNews, AlarmPush, AlarmPushingClient, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm
 
-__all__ = ["AlarmService"]
+__all__ = ["AcksInFlight", "AlarmService"]
 
 log = logging.getLogger(__name__)
 O = ua.ObjectIds
 SERVER = ua.NodeId(O.Server)
 _YIELD_EVERY = 100  # changes applied between two turns of the event loop (a new condition is ~35 nodes)
+_ACK_GRACE_S = 1.0  # after WinCC answered an acknowledge: how long a pushed change of that alarm waits for ours
+_ACK_WAIT_S = 60.0  # the bound on that wait whatever happens (an acknowledge is bounded by wincc.timeouts.write_s)
+
+
+class AcksInFlight:
+    """Alarms with an Acknowledge of ours sent to WinCC and not yet applied to the condition."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Event] = {}
+
+    def begin(self, alarm_id: str) -> asyncio.Event:
+        return self._pending.setdefault(alarm_id, asyncio.Event())
+
+    def end(self, alarm_id: str, event: asyncio.Event | None = None) -> None:
+        """Ours is applied (or failed, or its grace is over); `event`: only if it is still that acknowledge's."""
+        if event is not None and self._pending.get(alarm_id) is not event:
+            return
+        done = self._pending.pop(alarm_id, None)
+        if done is not None:
+            done.set()
+
+    async def wait(self, alarm_ids: Sequence[str]) -> None:
+        events = [self._pending[i] for i in alarm_ids if i in self._pending]
+        if events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), _ACK_WAIT_S)
+
+
+class _AcknowledgingClient:
+    """The client the condition methods acknowledge through: it notes each acknowledge in `AcksInFlight` until the
+    methods have applied it (the service ends it in `apply`), or it failed, or `_ACK_GRACE_S` after the answer."""
+
+    def __init__(self, inner: WinCCClient, acks: AcksInFlight) -> None:
+        self._inner = inner
+        self._acks = acks
+
+    async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
+        event = self._acks.begin(alarm_id)
+        try:
+            await self._inner.acknowledge(alarm_id, comment, user)
+        except BaseException:
+            self._acks.end(alarm_id, event)
+            raise
+        asyncio.get_running_loop().call_later(_ACK_GRACE_S, self._acks.end, alarm_id, event)
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the client's own
+        return getattr(self._inner, name)
 
 
 class AlarmService:
@@ -66,8 +116,10 @@ class AlarmService:
         each polled on its own so one station down marks only its own conditions (default: `client` alone)."""
         self.server = server
         self.directory = directory
-        self.client = client
         self.feeds = list(feeds) if feeds is not None else [("", client)]
+        self.acks = AcksInFlight()
+        pushing = any(isinstance(c, AlarmPushingClient) for _, c in self.feeds)
+        self.client = cast(WinCCClient, _AcknowledgingClient(client, self.acks)) if pushing else client
         self.config = config
         self.ns = alarms_ns
         self.root = root_node_id
@@ -208,6 +260,7 @@ class AlarmService:
             log.info("alarm push is live: reconciling %d conditions", len(self.book))
         self.connected = True
         self.mark_notifiers()
+        await self.acks.wait([a.id for a in news.alarms] + news.gone)
         if news.complete:
             changes = self.book.reconcile(news.alarms, prefix=prefix)
         else:
@@ -244,6 +297,8 @@ class AlarmService:
                 self.nodes.add(cond.alarm_id, condition_name(cond.alarm_class, cond.alarm_id), source.node_id)
             record = condition_record(cond, self.condition_id(cond.alarm_id), source, now)
             self.records[cond.alarm_id] = record
+            if change.reason is Reason.acked:
+                self.acks.end(cond.alarm_id)
             log.debug(
                 "alarm %s: %s (active=%s acked=%s retain=%s)",
                 cond.alarm_id,
