@@ -310,6 +310,7 @@ class AlarmPush(_Subscriber):
         self._sub_id: str | None = None
         self._first = True
         self._live = False
+        self._refused = False
 
     @property
     def live(self) -> bool:
@@ -343,10 +344,12 @@ class AlarmPush(_Subscriber):
             elif kind == "error":
                 # closing the socket here: the reconnect's backoff (not reset before a first notification) keeps a
                 # server that refuses the subscription from being asked again at once
-                log.warning(
+                log.log(
+                    logging.DEBUG if self._refused else logging.WARNING,
                     "WinCC Unified refused the activeAlarms subscription (%s); alarms are polled",
                     _error_text(message.get("payload")),
                 )
+                self._refused = True  # said once until a subscription delivers again
                 return
             elif kind == "complete":
                 self._set_live(False)
@@ -378,6 +381,7 @@ class AlarmPush(_Subscriber):
                 alarms.append(alarm)
         if complete:
             self._backoff.reset()
+            self._refused = False
         await self._on_alarms(AlarmNews(alarms, gone, complete))
         self._set_live(True)
 
