@@ -31,7 +31,7 @@ from bridge.config import WinCCConfig
 from bridge.opcua.model.address_space import display_segment
 from bridge.opcua.sync.demand import Demand
 from bridge.opcua.sync.engine import SyncEngine
-from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
+from bridge.wincc.client import AlarmNews, AlarmPush, AlarmPushingClient, PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteResult
 
@@ -163,6 +163,18 @@ class QualifiedPushingClient(QualifiedClient):
             await on_values({prefix + name: value for name, value in values.items()})
 
         return _QualifiedPush(self, self.inner.open_push(qualified, on_covered_changed))
+
+    def open_alarm_push(
+        self, on_alarms: Callable[[AlarmNews], Awaitable[None]], on_live_changed: Callable[[], None]
+    ) -> AlarmPush:
+        """The station's alarm push (unified) with qualified alarm ids and tags."""
+        prefix = self.prefix
+
+        async def qualified(news: AlarmNews) -> None:
+            alarms = [self._alarm(a) for a in news.alarms]
+            await on_alarms(AlarmNews(alarms, [prefix + i for i in news.gone], news.complete))
+
+        return cast(AlarmPushingClient, self.inner).open_alarm_push(qualified, on_live_changed)
 
 
 def qualify(name: str, inner: WinCCClient) -> QualifiedClient:

@@ -26,13 +26,10 @@ LINT_PENDING = {  # what ruff check still finds after the whole-tree format and 
     "bridge/opcua/history/service.py",
     "bridge/opcua/services/session.py",
     "bridge/opcua/sync/engine.py",
-    "bridge/wincc/unified_wire.py",
     "tests/unit/test_sync_engine.py",
 }
 SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     "bridge/opcua/history/service.py",
-    "bridge/simulator/unified.py",
-    "bridge/wincc/unified.py",
     "bridge/app.py",
     "bridge/config.py",
     # one section per asyncua touchpoint, and engineers are adding theirs: after the merge it becomes a package

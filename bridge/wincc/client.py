@@ -8,6 +8,7 @@ Every method raises only `WinCCError` subclasses for whole-request failures; per
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -16,7 +17,15 @@ from bridge.wincc.models import Alarm, ArchiveValue, Folder, TagError, TagInfo, 
 if TYPE_CHECKING:
     from bridge.config import WinCCConfig
 
-__all__ = ["PushingClient", "ValuePush", "WinCCClient", "open_client"]
+__all__ = [
+    "AlarmNews",
+    "AlarmPush",
+    "AlarmPushingClient",
+    "PushingClient",
+    "ValuePush",
+    "WinCCClient",
+    "open_client",
+]
 
 
 @runtime_checkable
@@ -90,6 +99,40 @@ class PushingClient(Protocol):
         on_values: Callable[[dict[str, TagValue | TagError]], Awaitable[None]],
         on_covered_changed: Callable[[], None],
     ) -> ValuePush: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmNews:
+    """What WinCC pushed about its active alarms. `complete`: `alarms` is the whole active list (the first
+    notification after a (re)subscribe), to be reconciled like a poll's answer; otherwise only these alarms changed
+    and `gone` names the ids that left the list (went and acknowledged)."""
+
+    alarms: list[Alarm]
+    gone: list[str]
+    complete: bool
+
+
+@runtime_checkable
+class AlarmPush(Protocol):
+    """Alarm changes pushed by WinCC (the unified dialect's `activeAlarms` subscription)."""
+
+    @property
+    def live(self) -> bool:
+        """The subscription delivers right now (its current set has arrived); while not, the caller polls."""
+        ...
+
+    def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class AlarmPushingClient(Protocol):
+    """A client whose WinCC pushes alarm changes (unified); the alarm service then polls only while it cannot."""
+
+    def open_alarm_push(
+        self, on_alarms: Callable[[AlarmNews], Awaitable[None]], on_live_changed: Callable[[], None]
+    ) -> AlarmPush: ...
 
 
 def open_client(

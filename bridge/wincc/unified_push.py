@@ -4,7 +4,8 @@
 one subscription per batch of names and tells, through `covered`, which tags it is delivering right now. A tag is
 covered from its first notification (ADDED, its current value) on a live socket until the socket drops or the
 tag is no longer wanted; everything not covered is polled by the sync engine. A dropped socket is reconnected with
-backoff and every batch is subscribed again. See docs/wincc-rest-api.md, section Unified.
+backoff and every batch is subscribed again. `AlarmPush` does the same for alarm changes with the `activeAlarms`
+subscription on a socket of its own. See docs/wincc-rest-api.md, section Unified.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from bridge.runtime.backoff import Backoff
-from bridge.wincc.models import TagError, TagErrorKind, TagValue
-from bridge.wincc.unified_wire import SUBSCRIBE_TAG_VALUES, parse_tag_item
+from bridge.wincc.client import AlarmNews
+from bridge.wincc.models import Alarm, TagError, TagErrorKind, TagValue
+from bridge.wincc.unified_wire import SUBSCRIBE_ACTIVE_ALARMS, SUBSCRIBE_TAG_VALUES, alarm_from_unified, parse_tag_item
 
 if TYPE_CHECKING:
     from bridge.config import WinCCConfig
     from bridge.wincc.unified import UnifiedClient
 
-__all__ = ["TagPush", "ws_url"]
+__all__ = ["AlarmPush", "TagPush", "ws_url"]
 
 log = logging.getLogger(__name__)
 
@@ -61,51 +63,26 @@ def _tls(config: WinCCConfig, url: str) -> ssl.SSLContext | None:
     return context
 
 
-class TagPush:
-    """Keeps the wanted tags subscribed; delivers each notification to `on_values`; calls `on_covered_changed`
-    whenever the set of pushed tags changes (so the poller can take tags on or off)."""
+class _Subscriber:
+    """One graphql-transport-ws WebSocket kept open: connect with the session token, `connection_init` / ack, then
+    `_serve` until the socket drops; reconnect with backoff. Subclasses say what they subscribe and handle."""
 
-    def __init__(
-        self,
-        client: UnifiedClient,
-        config: WinCCConfig,
-        on_values: OnValues,
-        on_covered_changed: Callable[[], None],
-        *,
-        batch_size: int = 1000,
-    ) -> None:
+    _what = "values"  # in log lines: what is polled while the socket is down
+
+    def __init__(self, client: UnifiedClient, config: WinCCConfig) -> None:
         self._client = client
         self._url = ws_url(config)
         self._tls = _tls(config, self._url)
-        self._on_values = on_values
-        self._on_covered_changed = on_covered_changed
-        self._batch_size = batch_size
         self._backoff = Backoff(base_s=max(config.retry.backoff_s or 0.5, 0.05), cap_s=config.retry.max_backoff_s)
-        self._wanted: set[str] = set()
-        self._batches: dict[str, list[str]] = {}  # subscription id -> its names
-        self._subscribed: dict[str, str] = {}  # name -> subscription id
-        self._covered: set[str] = set()
-        self._refused: set[str] = set()  # names a subscription error refused on this connection: polled instead
         self._ids = itertools.count(1)
-        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.reconnects = 0
         self.notifications = 0
 
-    @property
-    def covered(self) -> frozenset[str]:
-        return frozenset(self._covered)
-
-    def want(self, names: Iterable[str]) -> None:
-        wanted = set(names)
-        if wanted != self._wanted:
-            self._wanted = wanted
-            self._changed.set()
-
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="wincc-unified-push")
+            self._task = asyncio.create_task(self._run(), name=f"wincc-unified-push-{self._what}")
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -113,8 +90,8 @@ class TagPush:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    # -- connection -----------------------------------------------------------------------------------------
     async def _run(self) -> None:
+        what = self._what
         while True:
             try:
                 await self._connect_once()
@@ -122,34 +99,32 @@ class TagPush:
                 raise
             except websockets.exceptions.InvalidStatus as exc:
                 log.warning(
-                    "WinCC Unified WebSocket refused (HTTP %s); values are polled meanwhile", exc.response.status_code
+                    "WinCC Unified WebSocket refused (HTTP %s); %s are polled meanwhile", exc.response.status_code, what
                 )
             except websockets.exceptions.ConnectionClosed as exc:
                 if exc.rcvd is not None and exc.rcvd.code == _BAD_TOKEN:
                     self._client.invalidate_session()
                 log.warning(
-                    "WinCC Unified WebSocket closed (%s); values are polled until it is back",
+                    "WinCC Unified WebSocket closed (%s); %s are polled until it is back",
                     exc.rcvd.code if exc.rcvd else "no close frame",
+                    what,
                 )
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 log.warning(
-                    "WinCC Unified WebSocket failed (%s); values are polled until it is back", type(exc).__name__
+                    "WinCC Unified WebSocket failed (%s); %s are polled until it is back", type(exc).__name__, what
                 )
             except Exception:  # a bug must not end pushing for good
                 log.exception("WinCC Unified WebSocket: unexpected error")
             finally:
+                self.connected = False
                 self._lost()
             await asyncio.sleep(self._backoff.next())
 
     def _lost(self) -> None:
-        had = bool(self._covered)
-        self.connected = False
-        self._batches.clear()
-        self._subscribed.clear()
-        self._covered.clear()
-        self._refused.clear()
-        if had:
-            self._on_covered_changed()
+        raise NotImplementedError
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        raise NotImplementedError
 
     async def _connect_once(self) -> None:
         token = await self._client.ensure_session()
@@ -167,19 +142,67 @@ class TagPush:
             ack = orjson.loads(await asyncio.wait_for(ws.recv(), _ACK_TIMEOUT_S))
             if ack.get("type") != "connection_ack":
                 raise websockets.exceptions.InvalidMessage(f"expected connection_ack, got {ack.get('type')!r}")
-            if self.reconnects or not self.connected:
-                log.info("WinCC Unified WebSocket connected; monitored tags are pushed")
+            log.info("WinCC Unified WebSocket connected; %s are pushed", self._what)
             self.connected = True
-            self._backoff.reset()
-            self._changed.set()
-            reconcile = asyncio.create_task(self._keep_subscriptions(ws))
             try:
-                async for raw in ws:
-                    await self._handle(ws, orjson.loads(raw))
+                await self._serve(ws)
             finally:
-                reconcile.cancel()
-                await asyncio.gather(reconcile, return_exceptions=True)
                 self.reconnects += 1
+
+
+class TagPush(_Subscriber):
+    """Keeps the wanted tags subscribed; delivers each notification to `on_values`; calls `on_covered_changed`
+    whenever the set of pushed tags changes (so the poller can take tags on or off)."""
+
+    def __init__(
+        self,
+        client: UnifiedClient,
+        config: WinCCConfig,
+        on_values: OnValues,
+        on_covered_changed: Callable[[], None],
+        *,
+        batch_size: int = 1000,
+    ) -> None:
+        super().__init__(client, config)
+        self._on_values = on_values
+        self._on_covered_changed = on_covered_changed
+        self._batch_size = batch_size
+        self._wanted: set[str] = set()
+        self._batches: dict[str, list[str]] = {}  # subscription id -> its names
+        self._subscribed: dict[str, str] = {}  # name -> subscription id
+        self._covered: set[str] = set()
+        self._refused: set[str] = set()  # names a subscription error refused on this connection: polled instead
+        self._changed = asyncio.Event()
+
+    @property
+    def covered(self) -> frozenset[str]:
+        return frozenset(self._covered)
+
+    def want(self, names: Iterable[str]) -> None:
+        wanted = set(names)
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self._changed.set()
+
+    def _lost(self) -> None:
+        had = bool(self._covered)
+        self._batches.clear()
+        self._subscribed.clear()
+        self._covered.clear()
+        self._refused.clear()
+        if had:
+            self._on_covered_changed()
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._backoff.reset()
+        self._changed.set()
+        reconcile = asyncio.create_task(self._keep_subscriptions(ws))
+        try:
+            async for raw in ws:
+                await self._handle(ws, orjson.loads(raw))
+        finally:
+            reconcile.cancel()
+            await asyncio.gather(reconcile, return_exceptions=True)
 
     async def _keep_subscriptions(self, ws: ClientConnection) -> None:
         while True:
@@ -263,6 +286,104 @@ class TagPush:
             if names:
                 self._changed.set()  # the server ended it: subscribe again
                 self._on_covered_changed()
+
+
+class AlarmPush(_Subscriber):
+    """The `activeAlarms` subscription on its own socket. Its first notification after a (re)subscribe is the whole
+    active list (`AlarmNews.complete`: reconciled like a poll, so an alarm that went while the socket was down is
+    cleared and none is announced twice); every later one lists the alarms that changed, REMOVED ones as `gone`.
+    `live` from that first notification until the socket drops or the subscription ends: meanwhile the alarm
+    service polls `activeAlarms` instead."""
+
+    _what = "alarms"
+
+    def __init__(
+        self,
+        client: UnifiedClient,
+        config: WinCCConfig,
+        on_alarms: Callable[[AlarmNews], Awaitable[None]],
+        on_live_changed: Callable[[], None],
+    ) -> None:
+        super().__init__(client, config)
+        self._on_alarms = on_alarms
+        self._on_live_changed = on_live_changed
+        self._sub_id: str | None = None
+        self._first = True
+        self._live = False
+        self._refused = False
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def _set_live(self, live: bool) -> None:
+        if live != self._live:
+            self._live = live
+            self._on_live_changed()
+
+    def _lost(self) -> None:
+        self._sub_id = None
+        self._set_live(False)
+
+    async def _subscribe(self, ws: ClientConnection) -> None:
+        self._sub_id, self._first = str(next(self._ids)), True
+        message = {"id": self._sub_id, "type": "subscribe", "payload": {"query": SUBSCRIBE_ACTIVE_ALARMS}}
+        await ws.send(orjson.dumps(message).decode())
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        await self._subscribe(ws)
+        async for raw in ws:
+            message = orjson.loads(raw)
+            kind = message.get("type")
+            if kind == "ping":
+                await ws.send('{"type":"pong"}')
+            elif str(message.get("id")) != self._sub_id:
+                continue
+            elif kind == "next":
+                await self._next(message.get("payload"))
+            elif kind == "error":
+                # closing the socket here: the reconnect's backoff (not reset before a first notification) keeps a
+                # server that refuses the subscription from being asked again at once
+                log.log(
+                    logging.DEBUG if self._refused else logging.WARNING,
+                    "WinCC Unified refused the activeAlarms subscription (%s); alarms are polled",
+                    _error_text(message.get("payload")),
+                )
+                self._refused = True  # said once until a subscription delivers again
+                return
+            elif kind == "complete":
+                self._set_live(False)
+                await self._subscribe(ws)  # the server ended it: subscribe again, its first notification reconciles
+
+    async def _next(self, payload: Any) -> None:
+        data = payload.get("data") if isinstance(payload, dict) else None
+        raw = data.get("activeAlarms") if isinstance(data, dict) else None
+        entries = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else None
+        if entries is None:
+            log.warning("activeAlarms notification without data.activeAlarms: skipped")
+            return
+        complete, self._first = self._first, False
+        alarms: list[Alarm] = []
+        gone: list[str] = []
+        for entry in entries:
+            self.notifications += 1
+            try:
+                alarm = alarm_from_unified(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("activeAlarms notification: skipping an alarm: %s", exc)
+                continue
+            if alarm is None:
+                continue
+            reason = str(entry.get("notificationReason") or "").upper()
+            if reason.startswith("REMOVED") and not complete:
+                gone.append(alarm.id)
+            else:
+                alarms.append(alarm)
+        if complete:
+            self._backoff.reset()
+            self._refused = False
+        await self._on_alarms(AlarmNews(alarms, gone, complete))
+        self._set_live(True)
 
 
 def _error_text(payload: Any) -> str:

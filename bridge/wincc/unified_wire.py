@@ -19,6 +19,7 @@ __all__ = [
     "LOGGED_ALARMS",
     "LOGGED_TAG_VALUES",
     "LOGIN",
+    "SUBSCRIBE_ACTIVE_ALARMS",
     "SUBSCRIBE_TAG_VALUES",
     "TAG_VALUES",
     "WRITE_TAG_VALUES",
@@ -36,7 +37,10 @@ _ALARM = (
     "eventText origin area value"
 )
 
-LOGIN = f"mutation ($username: String!, $password: String!) {{ login(username: $username, password: $password) {_SESSION} }}"
+LOGIN = (
+    "mutation ($username: String!, $password: String!) "
+    f"{{ login(username: $username, password: $password) {_SESSION} }}"
+)
 EXTEND_SESSION = f"mutation {{ extendSession {_SESSION} }}"
 BROWSE = (
     "query ($nameFilters: [String], $objectTypeFilters: [ObjectTypesEnum]) "
@@ -57,6 +61,7 @@ LOGGED_TAG_VALUES = (
     "{ loggingTagName error { code description } values { value { value timestamp quality { quality } } } } }"
 )
 ACTIVE_ALARMS = f"query {{ activeAlarms {{ {_ALARM} }} }}"
+SUBSCRIBE_ACTIVE_ALARMS = f"subscription {{ activeAlarms {{ {_ALARM} notificationReason }} }}"
 ACKNOWLEDGE_ALARMS = (
     "mutation ($input: [AlarmIdentifierInput]!) { acknowledgeAlarms(input: $input) "
     "{ alarmName alarmInstanceID error { code description } } }"

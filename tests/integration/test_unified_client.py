@@ -10,7 +10,7 @@ import pytest
 
 from bridge.config import WinCCConfig
 from bridge.simulator import Simulator, SimulatorOptions
-from bridge.wincc.client import PushingClient, open_client
+from bridge.wincc.client import AlarmNews, AlarmPushingClient, PushingClient, open_client
 from bridge.wincc.errors import WinCCNotFound, WinCCRejected, WinCCUnauthorized, WinCCUnreachable
 from bridge.wincc.models import AlarmState, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteError
 from bridge.wincc.unified import UnifiedClient, tag_folder
@@ -289,3 +289,54 @@ async def test_session_is_extended_before_it_expires(monkeypatch):
         assert short.stats.requests["POST /graphql login"] == 1  # never expired, never logged in again
     finally:
         await short.stop()
+
+
+async def test_alarm_push_sends_the_active_list_then_changes_and_reconciles_after_a_dropped_socket(sim):
+    news: list[AlarmNews] = []
+    lives: list[bool] = []
+    plant = sim.plant
+
+    def force(alarm_id: str, active: bool) -> None:  # as POST /_sim/alarms {"raise"/"clear": id} does
+        plant.forced_alarms[alarm_id] = active
+        plant.set_alarm(alarm_id, active)
+
+    def ids(item: AlarmNews) -> dict[str, tuple[AlarmState, bool]]:
+        return {a.id.split(":Alarm_")[1]: (a.state, a.acknowledged) for a in item.alarms}
+
+    force("1001", True)
+    async with client_for(sim) as c:
+        assert isinstance(c, AlarmPushingClient)
+
+        async def on_alarms(item: AlarmNews) -> None:
+            news.append(item)
+
+        push = c.open_alarm_push(on_alarms, lambda: lives.append(push.live))
+        push.start()
+        try:
+            await wait_until(lambda: push.live, timeout=10, what="the alarm push live")
+            assert news[0].complete and ids(news[0]) == {"1001#1": (AlarmState.came, False)}
+            force("1002", True)
+            await wait_until(lambda: len(news) >= 2, timeout=5, what="a raised alarm pushed")
+            assert not news[1].complete and ids(news[1]) == {"1002#1": (AlarmState.came, False)}
+            await c.acknowledge(LEVEL + ":Alarm_1001#1", "", "operator")
+            await wait_until(lambda: len(news) >= 3, timeout=5, what="an acknowledge pushed")
+            assert ids(news[2]) == {"1001#1": (AlarmState.came, True)}
+            force("1001", False)  # went while acknowledged: it leaves the active list
+            await wait_until(lambda: len(news) >= 4, timeout=5, what="a cleared alarm pushed")
+            assert news[3].gone == [LEVEL + ":Alarm_1001#1"] and not news[3].alarms
+
+            sim.faults.set({"mode": "ws_down"})
+            await wait_until(lambda: not push.live, timeout=5, what="the push down with its socket")
+            force("1002", False)  # went (unacknowledged) and 1003 came while nobody was told
+            force("1003", True)
+            count = len(news)
+            sim.faults.set({"mode": "none"})
+            await wait_until(lambda: push.live and len(news) > count, timeout=15, what="pushed again")
+            again = news[count]
+            assert again.complete  # the whole list: the consumer reconciles, nothing is announced twice
+            assert ids(again) == {"1002#1": (AlarmState.went, False), "1003#1": (AlarmState.came, False)}
+            assert lives[:2] == [True, False] and lives[-1] is True and push.reconnects >= 1
+            assert sim.stats.requests["POST /graphql activeAlarms"] == 0  # the push never polls
+            assert sim.stats.requests["WS subscribe activeAlarms"] == 2
+        finally:
+            await push.aclose()

@@ -1,6 +1,7 @@
 """node-opcua, an independent A&C client, against the bridge's alarms in both dialects (tests/interop/alarms.js):
 event fields, the notifier chain, Acknowledge (reader refused, operator Good with user and comment reaching the
-simulator, the second refused), AddComment, ConditionRefresh, HistoryReadEvent with a where clause, WinCC down."""
+simulator, the second refused), AddComment, ConditionRefresh, HistoryReadEvent with a where clause, WinCC down; and
+a unified station's alarms pushed (activeAlarms subscription) with Acknowledge reaching it."""
 
 from __future__ import annotations
 
@@ -192,3 +193,43 @@ def test_reader_refused_history_and_wincc_down(stack, node_client) -> None:
     down = out[6]["event"]
     assert down["Retain"] is True and down["ActiveState.Id"] is True
     assert out[9]["event"]["Retain"] is True  # went while WinCC was down, still unacknowledged
+
+
+UNIFIED_1001 = "HMI_RT_1::System1.Tank1.Level:Alarm_1001#1"
+
+
+def test_unified_alarms_pushed_to_node_opcua(bridge_stack, node_client) -> None:
+    """A unified station's alarms reach node-opcua by push (poll_ms is a minute) and Acknowledge reaches WinCC."""
+    stack = bridge_stack("unified", config={"alarms": {"poll_ms": 60000}})
+    out = node_client(
+        spec(
+            stack,
+            [
+                {"op": "eventMonitor", "name": "server", "nodeId": "i=2253", "fields": FIELDS},
+                alarm(stack, {"raise": "1001"}),
+                {"op": "waitEvent", "name": "server", "match": {"WinCCAlarmId": UNIFIED_1001}, "timeoutMs": 3000},
+                {"op": "acknowledge", "name": "server", "alarmId": UNIFIED_1001, "comment": "node saw it"},
+                {
+                    "op": "waitEvent",
+                    "name": "server",
+                    "match": {"WinCCAlarmId": UNIFIED_1001, "AckedState.Id": True},
+                    "timeoutMs": 3000,
+                },
+                alarm(stack, {"clear": "1001"}),
+                {
+                    "op": "waitEvent",
+                    "name": "server",
+                    "match": {"WinCCAlarmId": UNIFIED_1001, "Retain": False},
+                    "timeoutMs": 3000,
+                },
+            ],
+        )
+    )
+    errors = [o for o in out if isinstance(o, dict) and ("error" in o or o.get("timeout"))]
+    assert not errors, errors
+    came = out[2]["event"]
+    assert came["Message"] == "Tank 1 level high" and came["ActiveState.Id"] is True and came["Quality"] == "Good"
+    assert out[3]["status"] == "Good"
+    assert out[6]["event"]["ActiveState.Id"] is False and out[6]["event"]["AckedState.Id"] is True
+    assert stack.sim_stats()["requests"].get("WS subscribe activeAlarms", 0) >= 1
+    assert [a["id"] for a in stack.sim_stats()["acknowledged"]] == [UNIFIED_1001.removesuffix("#1")]

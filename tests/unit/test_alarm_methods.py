@@ -6,6 +6,7 @@ condition, each is one audit log line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import types
@@ -20,6 +21,7 @@ from bridge.opcua.alarms.methods import ConditionMethods
 from bridge.opcua.alarms.service import AlarmService
 from bridge.opcua.security.users import BridgeUser
 from bridge.wincc import open_client
+from bridge.wincc.client import AlarmNews
 from bridge.wincc.models import Alarm, AlarmState, DataType, TagInfo
 from tests.unit.ua_rig import server_with_tags
 
@@ -192,3 +194,48 @@ async def test_condition_follows_its_tag_through_a_re_browse() -> None:
         assert alarms.records["1042"].value("SourceNode") == aspace.root_node_id
     finally:
         await server.stop()
+
+
+class _PushingWinCC:
+    """A WinCC that pushes alarm changes and whose notification of an acknowledge overtakes its answer to it."""
+
+    dialect = "unified"
+
+    def __init__(self) -> None:
+        self.alarms: AlarmService | None = None
+        self.notified = asyncio.Event()
+
+    def open_alarm_push(self, on_alarms, on_live_changed):  # noqa: ANN001, ANN201 - the protocol's signature
+        raise AssertionError("not started in this test")
+
+    async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
+        assert self.alarms is not None
+        acked = Alarm(alarm_id, "Tank 1 level high", AlarmState.came, True, datetime.now(UTC), TAG.name, "Alarm", 800)
+        news = AlarmNews([acked], [], complete=False)
+        task = asyncio.create_task(self.alarms._pushed("", news))
+        task.add_done_callback(lambda _: self.notified.set())
+        await asyncio.sleep(0.05)  # the notification is handled before the answer arrives
+
+
+async def test_a_pushed_acknowledge_overtaking_ours_keeps_the_user_and_comment() -> None:
+    server, directory = await server_with_tags([TAG])
+    wincc = _PushingWinCC()
+    alarms = AlarmService(
+        server,
+        directory,
+        wincc,  # type: ignore[arg-type]
+        AlarmsConfig(),
+        await server.register_namespace("urn:t/alarms"),
+        ua.NodeId("WinCC", directory.bridge_ns),
+    )
+    wincc.alarms = alarms
+    await alarms.reconcile(
+        [Alarm("1042", "Tank 1 level high", AlarmState.came, False, datetime.now(UTC), TAG.name, "Alarm", 800)]
+    )
+    methods = ConditionMethods(alarms, timeout_s=0.5)
+    result = await methods.call(SESSION, ack(alarms))
+    assert result.StatusCode.is_good()
+    await asyncio.wait_for(wincc.notified.wait(), 2)
+    cond = alarms.book.get("1042")
+    assert cond is not None and cond.acked
+    assert (cond.comment, cond.user) == ("why", "op")  # ours applied first; the pushed one then changes nothing

@@ -148,3 +148,19 @@ def test_several_stations_answer_for_their_own_alarms() -> None:
     assert [c.condition.alarm_id for c in bad] == ["b/1"] and book.get("a/1").good
     (gone,) = book.reconcile([], prefix="a/")
     assert gone.condition.alarm_id == "a/1" and gone.reason is Reason.gone and book.get("b/1") is not None
+
+
+def test_pushed_changes_touch_only_the_alarms_named() -> None:
+    book = AlarmBook()
+    book.reconcile([alarm(alarm_id="A"), alarm(alarm_id="B")])
+    # a push names B only: A keeps its state (a poll's answer without A would retire it)
+    (b,) = book.update([alarm("came", acked=True, alarm_id="B", t=2)], [])
+    assert (b.reason, b.condition.alarm_id, b.condition.acked) == (Reason.acked, "B", True)
+    assert book.get("A") is not None and book.get("A").active
+    assert book.update([alarm(alarm_id="A")], []) == []  # repeated state: nothing sent
+    (new,) = book.update([alarm(alarm_id="C", t=3)], [])
+    assert (new.reason, new.condition.alarm_id) == (Reason.came, "C")
+    # REMOVED: went and acknowledged in WinCC, the last event of the cycle; an unknown id is ignored
+    (gone,) = book.update([], ["B", "unknown"])
+    assert (gone.reason, gone.forget, gone.condition.retain) == (Reason.gone, True, False)
+    assert sorted(book.conditions) == ["A", "C"]

@@ -45,3 +45,40 @@ def test_generated_alarms_and_acknowledgements_with_user_and_comment() -> None:
         "timestamp": None,
     }
     assert plant.add_alarms(1) == ["G4"]
+
+
+async def test_unified_alarm_subscription_follows_the_plant_even_past_its_log() -> None:
+    """The simulator's activeAlarms stream (bridge/simulator/unified_socket.py): the active list first, then each
+    raise, acknowledge and clear in order; when more changed than the plant's log keeps, the whole list again."""
+    import types
+
+    from bridge.simulator.unified_socket import alarm_changes
+
+    plant = Plant(generated=10, backfill_days=0.001)
+    plant.set_alarm("1002", True)
+    stream = alarm_changes(types.SimpleNamespace(plant=plant))  # type: ignore[arg-type]
+
+    def seen(batch: list[dict]) -> list[tuple[str, str, int]]:
+        return [(a["name"].rpartition("_")[2], a["notificationReason"], a["state"]) for a in batch]
+
+    assert seen(await anext(stream)) == [("1002", "ADDED", 1)]
+    plant.set_alarm("1001", True)
+    plant.acknowledge("1001")
+    plant.set_alarm("1001", False)  # went while acknowledged: leaves the list
+    plant.set_alarm("1002", False)  # went unacknowledged: stays
+    assert seen(await anext(stream)) == [
+        ("1001", "ADDED", 1),
+        ("1001", "MODIFIED", 5),
+        ("1001", "REMOVED", 6),
+        ("1002", "MODIFIED", 2),
+    ]
+    ids = plant.add_alarms(6000)
+    for alarm_id in ids:  # 12,000 log entries: more than the plant keeps
+        plant.set_alarm(alarm_id, True)
+        plant.set_alarm(alarm_id, False)
+    plant.acknowledge("1002")
+    for alarm_id in ids:
+        plant.acknowledge(alarm_id)
+    plant.set_alarm("1003", True)
+    assert sorted(seen(await anext(stream))) == [("1002", "REMOVED", 6), ("1003", "ADDED", 1)]
+    await stream.aclose()

@@ -10,16 +10,25 @@ where clause it passes.
   everything (alarms that went or were acknowledged meanwhile get their events) and Quality is Good again.
 - A poll whose answer was asked for before an Acknowledge or comment of ours completed is dropped (the next poll
   reconciles): it could still list the alarm unacknowledged and would look like a new occurrence.
+- A station whose WinCC pushes alarm changes (unified: `AlarmPushingClient`) is not polled while its push is live:
+  each notification is applied when it arrives (the first after a (re)subscribe is the whole active list and is
+  reconciled like a poll's answer). While the push is down the station is polled as above, at once and then every
+  `alarms.poll_ms`; a poll answer overtaken by a notification is dropped (the notification is newer). WinCC's
+  notification of an Acknowledge of ours can overtake its answer to it: a pushed change of an alarm with an
+  Acknowledge of ours in flight waits until ours is applied (`AcksInFlight`), so the condition keeps the UA user
+  and comment.
 - The methods (Acknowledge, AddComment, ConditionRefresh/2, Enable/Disable) are in methods.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Server, ua
 
@@ -28,19 +37,66 @@ from bridge.opcua.alarms.delivery import deliver_event, event_items
 from bridge.opcua.alarms.events import EventRecord, matches, select
 from bridge.opcua.alarms.nodes import ConditionNodes
 from bridge.opcua.alarms.records import Source, condition_name, condition_record
-from bridge.opcua.alarms.state import AlarmBook, Change, Condition
+from bridge.opcua.alarms.state import AlarmBook, Change, Condition, Reason
 from bridge.opcua.model.tags import TagDirectory
 from bridge.runtime.gc_policy import freeze_long_lived
-from bridge.wincc.client import WinCCClient
+from bridge.wincc.client import AlarmNews, AlarmPush, AlarmPushingClient, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm
 
-__all__ = ["AlarmService"]
+__all__ = ["AcksInFlight", "AlarmService"]
 
 log = logging.getLogger(__name__)
 O = ua.ObjectIds
 SERVER = ua.NodeId(O.Server)
 _YIELD_EVERY = 100  # changes applied between two turns of the event loop (a new condition is ~35 nodes)
+_ACK_GRACE_S = 1.0  # after WinCC answered an acknowledge: how long a pushed change of that alarm waits for ours
+_ACK_WAIT_S = 60.0  # the bound on that wait whatever happens (an acknowledge is bounded by wincc.timeouts.write_s)
+
+
+class AcksInFlight:
+    """Alarms with an Acknowledge of ours sent to WinCC and not yet applied to the condition."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Event] = {}
+
+    def begin(self, alarm_id: str) -> asyncio.Event:
+        return self._pending.setdefault(alarm_id, asyncio.Event())
+
+    def end(self, alarm_id: str, event: asyncio.Event | None = None) -> None:
+        """Ours is applied (or failed, or its grace is over); `event`: only if it is still that acknowledge's."""
+        if event is not None and self._pending.get(alarm_id) is not event:
+            return
+        done = self._pending.pop(alarm_id, None)
+        if done is not None:
+            done.set()
+
+    async def wait(self, alarm_ids: Sequence[str]) -> None:
+        events = [self._pending[i] for i in alarm_ids if i in self._pending]
+        if events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), _ACK_WAIT_S)
+
+
+class _AcknowledgingClient:
+    """The client the condition methods acknowledge through: it notes each acknowledge in `AcksInFlight` until the
+    methods have applied it (the service ends it in `apply`), or it failed, or `_ACK_GRACE_S` after the answer."""
+
+    def __init__(self, inner: WinCCClient, acks: AcksInFlight) -> None:
+        self._inner = inner
+        self._acks = acks
+
+    async def acknowledge(self, alarm_id: str, comment: str, user: str) -> None:
+        event = self._acks.begin(alarm_id)
+        try:
+            await self._inner.acknowledge(alarm_id, comment, user)
+        except BaseException:
+            self._acks.end(alarm_id, event)
+            raise
+        asyncio.get_running_loop().call_later(_ACK_GRACE_S, self._acks.end, alarm_id, event)
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the client's own
+        return getattr(self._inner, name)
 
 
 class AlarmService:
@@ -60,8 +116,10 @@ class AlarmService:
         each polled on its own so one station down marks only its own conditions (default: `client` alone)."""
         self.server = server
         self.directory = directory
-        self.client = client
         self.feeds = list(feeds) if feeds is not None else [("", client)]
+        self.acks = AcksInFlight()
+        pushing = any(isinstance(c, AlarmPushingClient) for _, c in self.feeds)
+        self.client = cast(WinCCClient, _AcknowledgingClient(client, self.acks)) if pushing else client
         self.config = config
         self.ns = alarms_ns
         self.root = root_node_id
@@ -74,12 +132,21 @@ class AlarmService:
         self.polls = 0
         self.events_sent = 0
         self.connected: bool | None = None
+        self.pushes = 0  # notifications applied from a station that pushes
+        self._pushes: dict[str, AlarmPush] = {}  # station prefix -> its alarm push
+        self._pushed_seq: dict[str, int] = {}  # station prefix -> notifications applied (a poll answer checks it)
+        self._wake = asyncio.Event()  # a push went live or down: poll (or stop polling) now
         self._task: asyncio.Task[None] | None = None
         self._marked_tags = -1
 
     # ---- lifecycle ------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.mark_notifiers()
+        for prefix, client in self.feeds:
+            if isinstance(client, AlarmPushingClient):
+                push = client.open_alarm_push(functools.partial(self._pushed, prefix), self._wake.set)
+                self._pushes[prefix] = push
+                push.start()
         self._task = asyncio.create_task(self._run(), name="alarm-poll")
 
     async def stop(self) -> None:
@@ -87,6 +154,8 @@ class AlarmService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        pushes, self._pushes = list(self._pushes.values()), {}
+        await asyncio.gather(*(push.aclose() for push in pushes), return_exceptions=True)
 
     def mark_notifiers(self) -> None:
         """Make the WinCC root and every folder an event notifier, so a client may subscribe to any area (asyncua
@@ -143,13 +212,25 @@ class AlarmService:
             except Exception:  # a bug in one cycle must not end alarm polling for good
                 log.exception("alarm poll failed")
             elapsed = asyncio.get_running_loop().time() - started
-            await asyncio.sleep(max(0.0, period - elapsed))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, period - elapsed))
+            self._wake.clear()
+
+    def _polled_feeds(self) -> list[tuple[str, WinCCClient]]:
+        """The stations to poll: all but those whose push is live."""
+        return [(p, c) for p, c in self.feeds if not (p in self._pushes and self._pushes[p].live)]
 
     async def poll_once(self) -> None:
-        """One REST read of the active alarms per WinCC station (concurrently), each reconciled on its own."""
+        """One REST read of the active alarms per polled WinCC station (concurrently), each reconciled on its own."""
         generation = self.generation
-        answers = await asyncio.gather(*(client.active_alarms() for _, client in self.feeds), return_exceptions=True)
-        for (prefix, _), answer in zip(self.feeds, answers, strict=True):
+        feeds = self._polled_feeds()
+        if not feeds:
+            return
+        pushed = dict(self._pushed_seq)
+        answers = await asyncio.gather(*(client.active_alarms() for _, client in feeds), return_exceptions=True)
+        for (prefix, _), answer in zip(feeds, answers, strict=True):
+            if self._pushed_seq.get(prefix) != pushed.get(prefix):
+                continue  # the station's push delivered while this poll was on its way: the push is newer
             if isinstance(answer, WinCCError):
                 self.poll_errors += 1
                 if self.connected is not False:
@@ -170,6 +251,21 @@ class AlarmService:
 
     async def reconcile(self, alarms: Sequence[Alarm]) -> None:
         await self.apply(self.book.reconcile(alarms))
+
+    async def _pushed(self, prefix: str, news: AlarmNews) -> None:
+        """A notification of a station's alarm push, applied the moment it arrives."""
+        self._pushed_seq[prefix] = self._pushed_seq.get(prefix, 0) + 1
+        self.pushes += 1
+        if news.complete and self.connected is False:
+            log.info("alarm push is live: reconciling %d conditions", len(self.book))
+        self.connected = True
+        self.mark_notifiers()
+        await self.acks.wait([a.id for a in news.alarms] + news.gone)
+        if news.complete:
+            changes = self.book.reconcile(news.alarms, prefix=prefix)
+        else:
+            changes = self.book.update(news.alarms, news.gone)
+        await self.apply(changes)
 
     # ---- changes -> nodes and events ------------------------------------------------------------------------------
     def source_of(self, cond: Condition) -> Source:
@@ -201,6 +297,8 @@ class AlarmService:
                 self.nodes.add(cond.alarm_id, condition_name(cond.alarm_class, cond.alarm_id), source.node_id)
             record = condition_record(cond, self.condition_id(cond.alarm_id), source, now)
             self.records[cond.alarm_id] = record
+            if change.reason is Reason.acked:
+                self.acks.end(cond.alarm_id)
             log.debug(
                 "alarm %s: %s (active=%s acked=%s retain=%s)",
                 cond.alarm_id,
@@ -243,5 +341,6 @@ class AlarmService:
             "alarm_conditions": len(self.records),
             "alarm_poll_errors_total": self.poll_errors,
             "alarm_polls_total": self.polls,
+            "alarm_pushes_total": self.pushes,
             "alarm_events_sent_total": self.events_sent,
         }

@@ -10,6 +10,8 @@ yet acknowledged. Comparing one snapshot with the conditions we hold gives every
 - inactive -> active, or acknowledged -> unacknowledged while active: a new occurrence of the same alarm id, so a
   fresh cycle (comment and user of the last cycle are dropped, EventIds of the last cycle become unknown);
 - an id we hold that WinCC no longer lists: it went and was acknowledged in WinCC.
+Pushed changes (unified's activeAlarms subscription) go through the same rules one alarm at a time (`update`);
+an alarm the push says left the list is the last case.
 Whenever a condition ends up inactive and acknowledged, its event carries Retain false and the condition is
 forgotten. Every transition is exactly one event, with a new EventId.
 
@@ -136,6 +138,18 @@ class AlarmBook:
             cond = self.conditions[alarm_id]
             cond.active, cond.acked, cond.time, cond.good = False, True, now, True
             changes.append(self._emit(cond, Reason.gone))
+        return changes
+
+    def update(self, changed: Iterable[Alarm], gone: Iterable[str], now: datetime | None = None) -> list[Change]:
+        """Take the alarms WinCC pushed as changed (each with its whole new state) and the ids that left its active
+        list; unlike `reconcile`, alarms not named keep their state."""
+        now = now or datetime.now(UTC)
+        changes = [c for c in (self._one(alarm, now) for alarm in changed) if c is not None]
+        for alarm_id in gone:
+            cond = self.conditions.get(alarm_id)
+            if cond is not None:
+                cond.active, cond.acked, cond.time, cond.good = False, True, now, True
+                changes.append(self._emit(cond, Reason.gone))
         return changes
 
     def _one(self, alarm: Alarm, now: datetime) -> Change | None:
