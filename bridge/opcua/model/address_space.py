@@ -8,13 +8,14 @@ datachange callbacks live on each node's own attribute object) and `write_attrib
 would have produced (a unit test compares the two attribute by attribute). 100,000 tags take ~3 s.
 The nodes themselves are made in nodes.py (NodeFactory); this module puts them into the address space, keeps
 folders, tags and the TagDirectory in step on re-browse, and tells clients about model changes.
-How, and what it costs in memory (~3.7 kB per plain tag against ~7.5 kB with add_variable):
-- attribute values that are the same for many nodes (NodeClass, ValueRank, AccessLevel, DataType, the initial
-  BadWaitingForInitialData value...) are shared `DataValue`s: asyncua replaces an attribute's DataValue on write
-  and never mutates one;
-- each attribute is a `SlimAttribute` (bridge/opcua/_asyncua.py), asyncua's AttributeValue with slots and a
-  callback dict created on first use;
-- the NodeId attribute is computed on read (value_callback) instead of stored;
+How, and what it costs in memory (~1.8 kB per plain tag in the address space against ~7.5 kB with add_variable):
+- the attributes that are the same for every tag of a kind (NodeId - computed on read -, NodeClass, DataType,
+  ValueRank, AccessLevel, WriteMask...) are shared attribute objects, reached through the node's SharedAttributes
+  (bridge/opcua/_asyncua.py), which gives a node its own copy before a Write, a callback or a monitored item
+  changes one; a node owns only its BrowseName, DisplayName, Value (and Description if it has one);
+- each attribute of its own is a `SlimAttribute`, asyncua's AttributeValue with slots and a callback dict created
+  on first use; DataValues many nodes hold alike (the initial BadWaitingForInitialData value...) are shared too:
+  asyncua replaces an attribute's DataValue on write and never mutates one;
 - the garbage collector is paused while building (the objects have no cycles; its passes over millions of new
   objects made the build several times slower);
 - the build yields to the event loop every few thousand tags and logs progress (count, rate) every second.
@@ -42,13 +43,13 @@ import gc
 import inspect
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
 
-from bridge.opcua._asyncua import NodeData, UaAddressSpace, address_space, node_table
+from bridge.opcua._asyncua import NodeData, SharedAttributes, UaAddressSpace, address_space, node_table, own_copy
 from bridge.opcua.model.nodes import (
     ENGINEERING_UNITS,
     EU_RANGE,
@@ -65,7 +66,7 @@ from bridge.opcua.model.nodes import (
     tag_eu_range,
     typedef_of,
 )
-from bridge.opcua.model.tags import TagDirectory
+from bridge.opcua.model.tags import TagDirectory, split_items
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.wincc.models import Folder, TagInfo
 
@@ -133,7 +134,7 @@ class AddressSpace:
     async def _build(self, items: Sequence[Folder | TagInfo]) -> None:
         started = time.monotonic()
         self._ensure_root()
-        folders, tags = self._split(items)
+        folders, tags = split_items(items)
         for path in folders:
             self._listed_folders.add(path)
             self._ensure_folder(path)
@@ -151,7 +152,7 @@ class AddressSpace:
     async def _update(self, items: Sequence[Folder | TagInfo]) -> tuple[list[str], list[str]]:
         started = time.monotonic()
         self._ensure_root()
-        folders, tags = self._split(items)
+        folders, tags = split_items(items)
         current = {name: self.directory.get(name) for name in self.directory.names()}
         removed = [name for name in current if name not in tags]
         added = [t for name, t in tags.items() if name not in current]
@@ -212,34 +213,6 @@ class AddressSpace:
                 len(gone),
             )
         return [t.name for t in added], removed
-
-    # ---- items -> folders and tags ------------------------------------------------------------------------------
-    @staticmethod
-    def _split(items: Iterable[Folder | TagInfo]) -> tuple[list[tuple[str, ...]], dict[str, TagInfo]]:
-        folders: dict[tuple[str, ...], None] = {}
-        tags: dict[str, TagInfo] = {}
-        nameless, duplicates = 0, []
-        for item in items:
-            if isinstance(item, TagInfo):
-                if not item.name:
-                    nameless += 1
-                elif item.name in tags:
-                    duplicates.append(item.name)
-                else:
-                    tags[item.name] = item
-            elif isinstance(item, Folder) and item.path:
-                folders[tuple(item.path)] = None
-        # one line each, however many: a broken export must not flood the log
-        if nameless:
-            log.warning("WinCC listed %d tag(s) without a name; skipped", nameless)
-        if duplicates:
-            log.warning(
-                "WinCC listed %d tag name(s) more than once, keeping the first of each: %s%s",
-                len(duplicates),
-                ", ".join(repr(n) for n in duplicates[:5]),
-                " ..." if len(duplicates) > 5 else "",
-            )
-        return list(folders), tags
 
     # ---- folders ---------------------------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
@@ -422,12 +395,15 @@ class AddressSpace:
             return
         fresh = self._make_tag(new)
         type_changed = old.data_type != new.data_type
+        if isinstance(node.attributes, SharedAttributes) and isinstance(fresh.node.attributes, SharedAttributes):
+            # the attributes the node shares now come from the new kind; its own ones are compared below
+            node.attributes.template = fresh.node.attributes.template
         for attr_id, fresh_attr in fresh.node.attributes.items():
             if attr_id == _A.Value and not type_changed:
                 continue  # the value is still valid for the same type
             attr = node.attributes.get(attr_id)
             if attr is None:
-                node.attributes[attr_id] = fresh_attr
+                node.attributes[attr_id] = own_copy(fresh_attr)
             elif attr.value is not fresh_attr.value:
                 attr.value = fresh_attr.value
                 attr.value_callback = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from asyncua import ua
 
-from bridge.opcua._asyncua import NodeData, UaAddressSpace
+from bridge.opcua._asyncua import NodeData, SharedAttributes, UaAddressSpace
 from bridge.opcua._asyncua import SlimAttribute as _Attr
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES
@@ -174,6 +174,8 @@ class NodeFactory:
         self._typedef_refs: dict[int, ua.ReferenceDescription] = {}
         self._eu_cache: dict[str, ua.EUInformation] = {}
         self._templates: dict[tuple[Any, ...], list[tuple[ua.AttributeIds, ua.DataValue]]] = {}
+        self._shared_attrs: dict[tuple[Any, ...], dict[ua.AttributeIds, _Attr]] = {}
+        self._node_id_attr = node_id_attr()
         self.no_description = self.dv(ua.LocalizedText(), _VT.LocalizedText)
 
     def dv(self, value: Any, vtype: ua.VariantType, is_array: bool = False) -> ua.DataValue:
@@ -284,6 +286,22 @@ class NodeFactory:
                 template.append((_A.Value, self.initial_value()))
         return template
 
+    def shared_attributes(
+        self,
+        key: tuple[Any, ...],
+        *parts: list[tuple[ua.AttributeIds, ua.DataValue]],
+        own: tuple[ua.AttributeIds, ...] = (),
+    ) -> dict[ua.AttributeIds, _Attr]:
+        """The attributes every node of one kind shares (with the NodeId computed on read), made once per kind.
+        Nodes hold them through SharedAttributes, which gives a node its own copy before anything changes one;
+        the shared objects themselves are never changed. Attributes in `own` stay out: each node has its own."""
+        shared = self._shared_attrs.get(key)
+        if shared is None:
+            shared = self._shared_attrs[key] = {_A.NodeId: self._node_id_attr}
+            for part in parts:
+                shared.update((attr_id, _Attr(value)) for attr_id, value in part if attr_id not in own)
+        return shared
+
     def tag(self, tag: TagInfo, inverse_ref: ua.ReferenceDescription) -> Built:
         """A tag's Variable node, its properties and its parent folder's forward reference to it."""
         ns = self._directory.tag_ns
@@ -295,19 +313,20 @@ class NodeFactory:
         type_id = ANALOG_ITEM_TYPE if analog else BASE_DATA_VARIABLE_TYPE
 
         node = NodeData(node_id)
-        attrs = node.attributes
-        attrs[_A.NodeId] = node_id_attr()
+        shared = self.shared_attributes(
+            ("tag", tag.data_type, access_level(tag), tag.archived, not tag.description),
+            self.variable_template(tag.data_type, access_level(tag), tag.archived, self._min_sampling),
+            [] if tag.description else [(_A.Description, self.no_description)],
+            own=(_A.Value,),
+        )
+        attrs = node.attributes = SharedAttributes(shared)
         attrs[_A.BrowseName] = _Attr(ua.DataValue(ua.Variant(bname, _VT.QualifiedName)))
         attrs[_A.DisplayName] = _Attr(ua.DataValue(ua.Variant(dname, _VT.LocalizedText)))
-        attrs[_A.Description] = _Attr(
-            ua.DataValue(ua.Variant(ua.LocalizedText(tag.description), _VT.LocalizedText))
-            if tag.description
-            else self.no_description
-        )
-        for attr_id, value in self.variable_template(
-            tag.data_type, access_level(tag), tag.archived, self._min_sampling
-        ):
-            attrs[attr_id] = _Attr(value)
+        if tag.description:
+            attrs[_A.Description] = _Attr(
+                ua.DataValue(ua.Variant(ua.LocalizedText(tag.description), _VT.LocalizedText))
+            )
+        attrs[_A.Value] = _Attr(self.initial_value())
 
         refs = node.references
         refs.append(inverse_ref)
@@ -339,15 +358,18 @@ class NodeFactory:
         dname = ua.LocalizedText(name)
         dv = self.dv
         node = NodeData(node_id)
-        attrs = node.attributes
-        attrs[_A.NodeId] = node_id_attr()
-        attrs[_A.BrowseName] = _Attr(dv(bname, _VT.QualifiedName))
-        attrs[_A.DisplayName] = _Attr(dv(dname, _VT.LocalizedText))
-        attrs[_A.Description] = _Attr(self.no_description)
-        for attr_id, shared in self.variable_template(None, _CURRENT_READ, False, 0.0):
-            attrs[attr_id] = _Attr(shared)
-        attrs[_A.DataType] = _Attr(dv(data_type, _VT.NodeId))
-        attrs[_A.Value] = _Attr(ua.DataValue(value))
+        shared = self.shared_attributes(
+            ("property", name, data_type.Identifier),
+            self.variable_template(None, _CURRENT_READ, False, 0.0),
+            [
+                (_A.BrowseName, dv(bname, _VT.QualifiedName)),
+                (_A.DisplayName, dv(dname, _VT.LocalizedText)),
+                (_A.Description, self.no_description),
+                (_A.DataType, dv(data_type, _VT.NodeId)),
+            ],
+        )
+        node.attributes = SharedAttributes(shared)
+        node.attributes[_A.Value] = _Attr(ua.DataValue(value))
         owner_attrs = owner.attributes
         node.references.append(
             ua.ReferenceDescription(

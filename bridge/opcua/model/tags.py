@@ -9,13 +9,16 @@ Folders and the bridge's own nodes live in their own namespaces, so no WinCC tag
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 
 from asyncua import ua
 
-from bridge.wincc.models import TagInfo
+from bridge.wincc.models import Folder, TagInfo
 
-__all__ = ["TagDirectory", "folder_node_id", "folder_id_string"]
+__all__ = ["TagDirectory", "folder_node_id", "folder_id_string", "split_items"]
+
+log = logging.getLogger(__name__)
 
 
 def folder_id_string(path: tuple[str, ...]) -> str:
@@ -24,6 +27,35 @@ def folder_id_string(path: tuple[str, ...]) -> str:
 
 def folder_node_id(path: tuple[str, ...], ns: int) -> ua.NodeId:
     return ua.NodeId(folder_id_string(path), ns, ua.NodeIdType.String)
+
+
+def split_items(items: Iterable[Folder | TagInfo]) -> tuple[list[tuple[str, ...]], dict[str, TagInfo]]:
+    """A browse answer as (folder paths, tags by name): tags without a name are skipped, and of a name listed more
+    than once the first is kept."""
+    folders: dict[tuple[str, ...], None] = {}
+    tags: dict[str, TagInfo] = {}
+    nameless, duplicates = 0, []
+    for item in items:
+        if isinstance(item, TagInfo):
+            if not item.name:
+                nameless += 1
+            elif item.name in tags:
+                duplicates.append(item.name)
+            else:
+                tags[item.name] = item
+        elif isinstance(item, Folder) and item.path:
+            folders[tuple(item.path)] = None
+    # one line each, however many: a broken export must not flood the log
+    if nameless:
+        log.warning("WinCC listed %d tag(s) without a name; skipped", nameless)
+    if duplicates:
+        log.warning(
+            "WinCC listed %d tag name(s) more than once, keeping the first of each: %s%s",
+            len(duplicates),
+            ", ".join(repr(n) for n in duplicates[:5]),
+            " ..." if len(duplicates) > 5 else "",
+        )
+    return list(folders), tags
 
 
 class TagDirectory:
