@@ -66,6 +66,8 @@ __all__ = [
     "ItemServiceBase",
     "MonitoredItemData",
     "NodeData",
+    "LeanAttribute",
+    "NameAttribute",
     "SharedAttributes",
     "SlimAttribute",
     "TemplateAttribute",
@@ -194,6 +196,8 @@ def store_value(node: NodeData, dv: ua.DataValue) -> AttributeValue:
 def datachange_callbacks(attval: AttributeValue) -> list[tuple[int, Callable[..., Any]]]:
     """(handle, callback) of every monitored item on an attribute, as asyncua calls them: `await callback(handle,
     dv)`. A copy: a callback may delete items."""
+    if getattr(attval, "_callbacks", False) is None:  # never monitored: do not make it an empty dict to say so
+        return []
     return list(attval.datachange_callbacks.items())
 
 
@@ -1078,13 +1082,65 @@ TOUCHPOINTS += [
 # value_callback and value_setter of what it got, or reads and fills its datachange_callbacks dict.
 
 
-class SharedAttributes(dict[ua.AttributeIds, AttributeValue]):
+class _Callbacks:
+    __slots__ = ("value_callback", "value_setter", "_callbacks")
+    _callbacks: dict[int, Any] | None
+
+    @property
+    def datachange_callbacks(self) -> dict[int, Any]:
+        cbs = self._callbacks
+        if cbs is None:
+            cbs = self._callbacks = {}
+        return cbs
+
+
+class LeanAttribute(_Callbacks):
+    """SlimAttribute (section 2) without AttributeValue as its base, whose instance-dict support costs 40 bytes per
+    object even with slots: 64 bytes. asyncua uses an attribute's four members, never its class."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: ua.DataValue | None) -> None:
+        self.value = value
+        self.value_callback: Callable[[ua.NodeId, ua.AttributeIds], ua.DataValue] | None = None
+        self.value_setter: Callable[..., None] | None = None
+        self._callbacks: dict[int, Any] | None = None
+
+
+class NameAttribute(_Callbacks):
+    """A BrowseName, DisplayName or Description the node keeps as the bare name (the same object its parent's
+    reference holds), its DataValue made on read: 152 bytes less than a stored DataValue and Variant. A Write
+    stores the written DataValue as any attribute does."""
+
+    __slots__ = ("_stored",)
+
+    def __init__(self, name: ua.QualifiedName | ua.LocalizedText) -> None:
+        self._stored: ua.QualifiedName | ua.LocalizedText | ua.DataValue | None = name
+        self.value_callback: Callable[[ua.NodeId, ua.AttributeIds], ua.DataValue] | None = None
+        self.value_setter: Callable[..., None] | None = None
+        self._callbacks: dict[int, Any] | None = None
+
+    @property
+    def value(self) -> ua.DataValue | None:
+        stored = self._stored
+        if isinstance(stored, ua.QualifiedName):
+            return ua.DataValue(ua.Variant(stored, ua.VariantType.QualifiedName))
+        if isinstance(stored, ua.LocalizedText):
+            return ua.DataValue(ua.Variant(stored, ua.VariantType.LocalizedText))
+        return stored
+
+    @value.setter
+    def value(self, value: ua.DataValue | None) -> None:
+        self._stored = value
+
+
+class SharedAttributes(dict[ua.AttributeIds, Any]):
     """A node's attributes: its own ones (the dict itself) over a template shared with nodes of its kind (never
     changed once a node uses it). Lookups, `in`, iteration and len() see both."""
 
     __slots__ = ("template",)
 
-    def __init__(self, template: dict[ua.AttributeIds, SlimAttribute]) -> None:
+    def __init__(self, template: dict[ua.AttributeIds, Any]) -> None:
         super().__init__()
         self.template = template
 
@@ -1129,7 +1185,7 @@ class TemplateAttribute(AttributeValue):
 
     __slots__ = ("_attrs", "_key", "_shared")
 
-    def __init__(self, attrs: SharedAttributes, key: ua.AttributeIds, shared: SlimAttribute) -> None:
+    def __init__(self, attrs: SharedAttributes, key: ua.AttributeIds, shared: Any) -> None:
         # deliberately not calling super(): a view has no state of its own
         self._attrs, self._key, self._shared = attrs, key, shared
 
@@ -1141,7 +1197,7 @@ class TemplateAttribute(AttributeValue):
         own = dict.get(self._attrs, self._key)
         if own is None:
             shared = self._shared
-            own = SlimAttribute(shared.value)
+            own = LeanAttribute(shared.value)
             own.value_callback = shared.value_callback
             own.value_setter = shared.value_setter
             dict.__setitem__(self._attrs, self._key, own)
@@ -1181,7 +1237,7 @@ def own_copy(attr: AttributeValue) -> AttributeValue:
     """`attr` itself, or for a view of a shared attribute a copy another node can own."""
     if not isinstance(attr, TemplateAttribute):
         return attr
-    copy = SlimAttribute(attr.value)
+    copy = LeanAttribute(attr.value)
     copy.value_callback, copy.value_setter = attr.value_callback, attr.value_setter
     return copy
 

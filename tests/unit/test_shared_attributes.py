@@ -152,3 +152,30 @@ async def test_a_replaced_tag_keeps_its_items_and_takes_the_new_kind(server: Ser
         assert await read(server, second, A.AccessLevel) == _READ_WRITE
     finally:
         await sub.delete()
+
+
+async def test_names_are_read_written_and_renamed_per_node(server: Server, space: AddressSpace) -> None:
+    """BrowseName, DisplayName and Description are kept as bare names and made into DataValues on read."""
+    first, second, _ = ids(space)
+    assert await read(server, first, A.BrowseName) == ua.QualifiedName("Twin0", first.NamespaceIndex)
+    assert await read(server, first, A.DisplayName) == ua.LocalizedText("Twin0")
+    aspace = server.iserver.aspace
+    status = await aspace.write_attribute_value(first, A.DisplayName, ua.DataValue(ua.LocalizedText("Renamed")))
+    assert status.is_good()
+    assert await read(server, first, A.DisplayName) == ua.LocalizedText("Renamed")
+    assert await read(server, second, A.DisplayName) == ua.LocalizedText("Twin1")
+    # a re-browse that renames a tag tells the DisplayName's monitored item, and only that once
+    got = Collector()
+    sub = await server.create_subscription(20, got)
+    try:
+        await sub.subscribe_data_change(server.get_node(second), attr=A.DisplayName)
+        await wait_until(lambda: got.values == [ua.LocalizedText("Twin1")], what="initial notification")
+        renamed = TagInfo(name="Twin1", data_type=DataType.double, folder=(), writable=True, display_name="Pump")
+        described = TagInfo(name="Twin2", data_type=DataType.double, folder=(), writable=True, description="spare")
+        await space.update([TWINS[0], renamed, described])
+        await wait_until(lambda: got.values == [ua.LocalizedText("Twin1"), ua.LocalizedText("Pump")], what="rename")
+        assert await read(server, second, A.BrowseName) == ua.QualifiedName("Pump", second.NamespaceIndex)
+        assert await read(server, ids(space)[2], A.Description) == ua.LocalizedText("spare")
+        assert await read(server, first, A.Description) == ua.LocalizedText()
+    finally:
+        await sub.delete()

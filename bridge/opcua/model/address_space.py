@@ -366,7 +366,7 @@ class AddressSpace:
         node = self._aspace.get(node_id)
         if node is None:
             return
-        for attr in node.attributes.values():
+        for attr in dict.values(node.attributes):  # the node's own: a shared attribute has no monitored item
             for handle, callback in list(attr.datachange_callbacks.items()):
                 # the client's monitored item sees the node go away; then asyncua forgets the handle, so a later
                 # DeleteMonitoredItems does not look the node up again
@@ -404,7 +404,7 @@ class AddressSpace:
             attr = node.attributes.get(attr_id)
             if attr is None:
                 node.attributes[attr_id] = own_copy(fresh_attr)
-            elif attr.value is not fresh_attr.value:
+            elif attr.value != fresh_attr.value:  # names are made on read: equal, not the same object
                 attr.value = fresh_attr.value
                 attr.value_callback = None
                 for handle, callback in list(attr.datachange_callbacks.items()):

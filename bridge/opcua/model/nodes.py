@@ -12,7 +12,7 @@ from typing import Any
 
 from asyncua import ua
 
-from bridge.opcua._asyncua import NodeData, SharedAttributes, UaAddressSpace
+from bridge.opcua._asyncua import LeanAttribute, NameAttribute, NodeData, SharedAttributes, UaAddressSpace
 from bridge.opcua._asyncua import SlimAttribute as _Attr
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES
@@ -320,13 +320,11 @@ class NodeFactory:
             own=(_A.Value,),
         )
         attrs = node.attributes = SharedAttributes(shared)
-        attrs[_A.BrowseName] = _Attr(ua.DataValue(ua.Variant(bname, _VT.QualifiedName)))
-        attrs[_A.DisplayName] = _Attr(ua.DataValue(ua.Variant(dname, _VT.LocalizedText)))
+        attrs[_A.BrowseName] = NameAttribute(bname)
+        attrs[_A.DisplayName] = NameAttribute(dname)
         if tag.description:
-            attrs[_A.Description] = _Attr(
-                ua.DataValue(ua.Variant(ua.LocalizedText(tag.description), _VT.LocalizedText))
-            )
-        attrs[_A.Value] = _Attr(self.initial_value())
+            attrs[_A.Description] = NameAttribute(ua.LocalizedText(tag.description))
+        attrs[_A.Value] = LeanAttribute(self.initial_value())
 
         refs = node.references
         refs.append(inverse_ref)
@@ -369,7 +367,7 @@ class NodeFactory:
             ],
         )
         node.attributes = SharedAttributes(shared)
-        node.attributes[_A.Value] = _Attr(ua.DataValue(value))
+        node.attributes[_A.Value] = LeanAttribute(ua.DataValue(value))
         owner_attrs = owner.attributes
         node.references.append(
             ua.ReferenceDescription(
