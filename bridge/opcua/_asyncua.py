@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Server, ua
 from asyncua.common.connection import TransportLimits
@@ -67,6 +67,8 @@ __all__ = [
     "MonitoredItemData",
     "NodeData",
     "LeanAttribute",
+    "LeanNode",
+    "lean_node",
     "NameAttribute",
     "SharedAttributes",
     "SlimAttribute",
@@ -1233,6 +1235,23 @@ class TemplateAttribute(AttributeValue):
         return self._own().datachange_callbacks
 
 
+class LeanNode:
+    """asyncua's NodeData with slots (not a subclass, for the reason LeanAttribute gives): 64 bytes, not 104."""
+
+    __slots__ = ("nodeid", "attributes", "references", "call")
+
+    def __init__(self, nodeid: ua.NodeId, attributes: Any, references: list[ua.ReferenceDescription]) -> None:
+        self.nodeid = nodeid
+        self.attributes = attributes
+        self.references = references
+        self.call: Callable[..., Any] | None = None
+
+
+def lean_node(nodeid: ua.NodeId, attributes: Any, references: list[ua.ReferenceDescription]) -> NodeData:
+    """A node for the address space's node table, which asyncua types as NodeData and uses by its four members."""
+    return cast(NodeData, LeanNode(nodeid, attributes, references))
+
+
 def own_copy(attr: AttributeValue) -> AttributeValue:
     """`attr` itself, or for a view of a shared attribute a copy another node can own."""
     if not isinstance(attr, TemplateAttribute):
@@ -1254,5 +1273,6 @@ TOUCHPOINTS += [
             ("delete_datachange_callback", ("self", "handle")),
         )
     ),
-    InstanceAttribute("15 shared attributes", NodeData, "attributes"),
+    *(InstanceAttribute("15 shared attributes", NodeData, name) for name in ("nodeid", "attributes", "references")),
+    Touchpoint("15 shared attributes", NodeData, "__init__", ("self", "nodeid")),
 ]

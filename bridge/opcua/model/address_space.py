@@ -103,6 +103,7 @@ class AddressSpace:
         self._aspace: UaAddressSpace = address_space(server)
         self._nodes = node_table(server)
         self.directory = directory
+        directory.use_nodes(self._nodes)
         self.root_node_id = ua.NodeId(ROOT_NAME, directory.bridge_ns, ua.NodeIdType.String)
         self._factory = NodeFactory(self._aspace, directory, minimum_sampling_interval_ms)
         self._folders: dict[tuple[str, ...], NodeData] = {}  # () is the root

@@ -12,7 +12,7 @@ from typing import Any
 
 from asyncua import ua
 
-from bridge.opcua._asyncua import LeanAttribute, NameAttribute, NodeData, SharedAttributes, UaAddressSpace
+from bridge.opcua._asyncua import LeanAttribute, NameAttribute, NodeData, SharedAttributes, UaAddressSpace, lean_node
 from bridge.opcua._asyncua import SlimAttribute as _Attr
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES
@@ -312,23 +312,19 @@ class NodeFactory:
         analog = is_analog(tag)
         type_id = ANALOG_ITEM_TYPE if analog else BASE_DATA_VARIABLE_TYPE
 
-        node = NodeData(node_id)
         shared = self.shared_attributes(
             ("tag", tag.data_type, access_level(tag), tag.archived, not tag.description),
             self.variable_template(tag.data_type, access_level(tag), tag.archived, self._min_sampling),
             [] if tag.description else [(_A.Description, self.no_description)],
             own=(_A.Value,),
         )
-        attrs = node.attributes = SharedAttributes(shared)
+        attrs = SharedAttributes(shared)
         attrs[_A.BrowseName] = NameAttribute(bname)
         attrs[_A.DisplayName] = NameAttribute(dname)
         if tag.description:
             attrs[_A.Description] = NameAttribute(ua.LocalizedText(tag.description))
         attrs[_A.Value] = LeanAttribute(self.initial_value())
-
-        refs = node.references
-        refs.append(inverse_ref)
-        refs.append(self.typedef_ref(type_id))
+        node = lean_node(node_id, attrs, [inverse_ref, self.typedef_ref(type_id)])
         properties: list[NodeData] = []
         if analog:
             rng = tag_eu_range(tag)
@@ -355,7 +351,6 @@ class NodeFactory:
         bname = ua.QualifiedName(name, 0)
         dname = ua.LocalizedText(name)
         dv = self.dv
-        node = NodeData(node_id)
         shared = self.shared_attributes(
             ("property", name, data_type.Identifier),
             self.variable_template(None, _CURRENT_READ, False, 0.0),
@@ -366,21 +361,19 @@ class NodeFactory:
                 (_A.DataType, dv(data_type, _VT.NodeId)),
             ],
         )
-        node.attributes = SharedAttributes(shared)
-        node.attributes[_A.Value] = LeanAttribute(ua.DataValue(value))
+        attrs = SharedAttributes(shared)
+        attrs[_A.Value] = LeanAttribute(ua.DataValue(value))
         owner_attrs = owner.attributes
-        node.references.append(
-            ua.ReferenceDescription(
-                ReferenceTypeId=HAS_PROPERTY,
-                IsForward=False,
-                NodeId=owner.nodeid,
-                BrowseName=owner_attrs[_A.BrowseName].value.Value.Value,
-                DisplayName=owner_attrs[_A.DisplayName].value.Value.Value,
-                NodeClass=_VARIABLE,
-                TypeDefinition=ANALOG_ITEM_TYPE,
-            )
+        to_owner = ua.ReferenceDescription(
+            ReferenceTypeId=HAS_PROPERTY,
+            IsForward=False,
+            NodeId=owner.nodeid,
+            BrowseName=owner_attrs[_A.BrowseName].value.Value.Value,
+            DisplayName=owner_attrs[_A.DisplayName].value.Value.Value,
+            NodeClass=_VARIABLE,
+            TypeDefinition=ANALOG_ITEM_TYPE,
         )
-        node.references.append(self.typedef_ref(_PROPERTY_TYPE))
+        node = lean_node(node_id, attrs, [to_owner, self.typedef_ref(_PROPERTY_TYPE)])
         owner.references.append(
             ua.ReferenceDescription(
                 ReferenceTypeId=HAS_PROPERTY,

@@ -10,7 +10,8 @@ Folders and the bridge's own nodes live in their own namespaces, so no WinCC tag
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from asyncua import ua
 
@@ -67,9 +68,17 @@ class TagDirectory:
         self.folder_ns = folder_ns
         self.bridge_ns = bridge_ns
         self._tags: dict[str, TagInfo] = {}
+        self._nodes: Mapping[ua.NodeId, Any] | None = None
+
+    def use_nodes(self, nodes: Mapping[ua.NodeId, Any]) -> None:
+        """The address space's node table: node_id() then hands out the NodeId a tag's node already holds, so
+        whoever keeps one per tag (the sync engine) keeps no copy of it."""
+        self._nodes = nodes
 
     def node_id(self, name: str) -> ua.NodeId:
-        return ua.NodeId(name, self.tag_ns, ua.NodeIdType.String)
+        node_id = ua.NodeId(name, self.tag_ns, ua.NodeIdType.String)
+        node = self._nodes.get(node_id) if self._nodes is not None else None
+        return node_id if node is None else node.nodeid
 
     def folder_node_id(self, path: tuple[str, ...]) -> ua.NodeId:
         return folder_node_id(path, self.folder_ns)
@@ -113,6 +122,10 @@ class _PrefixView(TagDirectory):
         super().__init__(whole.tag_ns, whole.folder_ns, whole.bridge_ns)
         self._tags = whole._tags  # shared, not copied: the view follows every change of the directory
         self._prefix = prefix
+        self._whole = whole
+
+    def node_id(self, name: str) -> ua.NodeId:
+        return self._whole.node_id(name)
 
     def tag_for(self, node_id: ua.NodeId) -> TagInfo | None:
         tag = super().tag_for(node_id)
