@@ -1071,7 +1071,7 @@ TOUCHPOINTS += [
 ]
 
 
-# ---- 15. Attributes a node shares with others of its kind, copied on write ---------------------------------------
+# ---- 16. Attributes a node shares with others of its kind, copied on write ---------------------------------------
 # Why: 11 of a tag Variable's 15 attributes (NodeId, NodeClass, DataType, ValueRank, AccessLevel, WriteMask...) are
 # the same for every tag of its kind; as attribute objects of its own (~110 bytes each) in a 15-entry dict they were
 # ~1.7 kB of the ~5 kB a tag cost. SharedAttributes holds a node's own attributes and falls back to a template of

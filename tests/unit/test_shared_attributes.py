@@ -1,4 +1,4 @@
-"""Attributes tags of one kind share (bridge/opcua/_asyncua.py, section 15): a change to one node - a Write, a value
+"""Attributes tags of one kind share (bridge/opcua/_asyncua, section 16): a change to one node - a Write, a value
 callback, a monitored item - never reaches another node, checked through asyncua's own services on a real (not
 started) server."""
 
