@@ -1,8 +1,8 @@
 """asyncua internals the bridge depends on are still there, with the signatures it calls them with.
 
-Every touchpoint lives in bridge/opcua/_asyncua.py; when an asyncua upgrade moves one, this test names the section
-and the name that moved, instead of a failure deep in a service. A second test keeps the rule that only that
-module reaches into asyncua's server internals.
+Every touchpoint lives in the package bridge/opcua/_asyncua/ (one module per section); when an asyncua upgrade moves
+one, this test names the section and the name that moved, instead of a failure deep in a service. Two more tests keep
+the rule that only that package reaches into asyncua's server internals.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import pytest
 from bridge.opcua import _asyncua
 from bridge.opcua._asyncua import TOUCHPOINTS, Touchpoint
 
-BRIDGE = Path(_asyncua.__file__).resolve().parents[1]
+PACKAGE = Path(_asyncua.__file__).resolve().parent  # bridge/opcua/_asyncua
+BRIDGE = PACKAGE.parents[1]
 
 
 @pytest.mark.parametrize("touchpoint", TOUCHPOINTS, ids=repr)
 def test_touchpoint_is_still_there(touchpoint: Touchpoint) -> None:
     problem = touchpoint.check()
-    assert not problem, f"asyncua changed under bridge/opcua/_asyncua.py section {problem}"
+    assert not problem, f"asyncua changed under bridge/opcua/_asyncua/ section {problem}"
 
 
 def test_a_moved_touchpoint_is_reported_by_name() -> None:
@@ -38,32 +39,49 @@ _INTERNAL = re.compile(
 )
 
 
-def test_only_the_touchpoint_module_imports_asyncua_internals() -> None:
-    offenders = [
-        str(p.relative_to(BRIDGE.parent))
-        for p in BRIDGE.rglob("*.py")
-        if p != Path(_asyncua.__file__).resolve() and _INTERNAL.search(p.read_text())
-    ]
-    assert offenders == [], f"asyncua server internals imported outside bridge/opcua/_asyncua.py: {offenders}"
+def _outside_the_package() -> list[Path]:
+    files = [p for p in BRIDGE.rglob("*.py") if PACKAGE not in p.resolve().parents]
+    # the scan covers the rest of bridge/ and leaves out every module of the package
+    assert BRIDGE / "app.py" in files and not any(p.name == "transport_guard.py" for p in files)
+    return files
+
+
+def test_only_the_touchpoint_package_imports_asyncua_internals() -> None:
+    offenders = [str(p.relative_to(BRIDGE.parent)) for p in _outside_the_package() if _INTERNAL.search(p.read_text())]
+    assert offenders == [], f"asyncua server internals imported outside bridge/opcua/_asyncua/: {offenders}"
 
 
 _PRIVATE_REACH = re.compile(r"\b(aspace|iserver|isub|processor|subscription_service)\._[a-z]")
 
 
-def test_only_the_touchpoint_module_reaches_into_asyncua_private_state() -> None:
+def test_only_the_touchpoint_package_reaches_into_asyncua_private_state() -> None:
     offenders = [
         f"{p.relative_to(BRIDGE.parent)}: {m.group(0)}"
-        for p in BRIDGE.rglob("*.py")
-        if p != Path(_asyncua.__file__).resolve()
+        for p in _outside_the_package()
         for m in _PRIVATE_REACH.finditer(p.read_text())
     ]
-    assert offenders == [], f"asyncua private state used outside bridge/opcua/_asyncua.py: {offenders}"
+    assert offenders == [], f"asyncua private state used outside bridge/opcua/_asyncua/: {offenders}"
+
+
+def test_every_module_of_the_package_registers_its_section() -> None:
+    """A section module that forgot to be added to the package's TOUCHPOINTS would go unchecked."""
+    import importlib
+
+    assembled = set(map(id, TOUCHPOINTS))
+    for path in sorted(PACKAGE.glob("*.py")):
+        module = importlib.import_module(f"bridge.opcua._asyncua.{path.stem}")
+        own = getattr(module, "TOUCHPOINTS", None)
+        if path.stem in ("__init__", "touchpoint", "processor"):
+            continue  # the assembly, the checks themselves, and the class that combines sections 5, 8 and 14
+        assert own is not None, f"{path.name} has no TOUCHPOINTS"
+        assert set(map(id, own)) <= assembled, f"{path.name}'s TOUCHPOINTS are not in bridge.opcua._asyncua.TOUCHPOINTS"
 
 
 def test_the_installed_asyncua_is_the_one_the_touchpoints_were_read_against() -> None:
     from importlib.metadata import version
 
-    # a new asyncua may well be fine: re-read every section of _asyncua.py against it, then raise ASYNCUA_VERSION
+    # a new asyncua may well be fine: re-read every section of bridge/opcua/_asyncua/ against it, then raise
+    # ASYNCUA_VERSION
     assert version("asyncua") == _asyncua.ASYNCUA_VERSION
 
 

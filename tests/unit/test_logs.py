@@ -224,7 +224,7 @@ def test_taken_port_traceback_from_asyncua_is_dropped() -> None:
 
 
 def test_the_asyncua_log_formats_the_fault_filter_matches_are_still_there() -> None:
-    """bridge/opcua/_asyncua.py section 12: an asyncua upgrade that rewords these lines fails here by name."""
+    """bridge/opcua/_asyncua/ section 12: an asyncua upgrade that rewords these lines fails here by name."""
     from pathlib import Path
 
     import asyncua

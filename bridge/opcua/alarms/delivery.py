@@ -1,6 +1,6 @@
 """Condition events to monitored items: the notifier chain, the item's own select and where clauses, one
-subscription or one item for a ConditionRefresh (why the bridge does this itself: bridge/opcua/_asyncua.py,
-section 12)."""
+subscription or one item for a ConditionRefresh (why the bridge does this itself: bridge/opcua/_asyncua/,
+section 13)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ with one precompiled struct per value type; a value that does not fit its tag's 
 size (strings, date-times), goes through asyncua's own encoder as before, so every byte is what asyncua would send.
 
 The result is a HistoryData ExtensionObject whose Body is the encoded HistoryData (asyncua writes an
-ExtensionObject's Body as it is: bridge/opcua/_asyncua.py section 9). Code in this process that reads the answer
+ExtensionObject's Body as it is: bridge/opcua/_asyncua/ section 9). Code in this process that reads the answer
 (tests) gets the DataValues from `.DataValues`, decoded on first use.
 """
 

@@ -17,8 +17,8 @@ service answers from the same address space:
   of them were made by the current request, that node answers BadNoContinuationPoints (Part 4 §5.8.2.1);
 - ResultMask is honoured (fields not asked for are left empty), View must be null (the server has no views).
 
-BrowseNext reaches this service through bridge.opcua._asyncua.BrowseNextProcessor (asyncua 2.1 does not dispatch
-BrowseNext at all), which also lets whoever may Browse use BrowseNext.
+BrowseNext reaches this service through bridge.opcua._asyncua.browse_next.BrowseNextProcessor (asyncua 2.1 does not
+dispatch BrowseNext at all), which also lets whoever may Browse use BrowseNext.
 """
 
 from __future__ import annotations

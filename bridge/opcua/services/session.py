@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,11 +21,13 @@ from asyncua import ua
 from bridge.opcua._asyncua import (
     InternalServer,
     InternalSession,
+    RequestContext,
     install_browse_next,
     install_request_observer,
     is_timeout_close,
     new_session,
     replace_item_service,
+    request_context,
 )
 from bridge.opcua.security.users import client_host, login_from
 from bridge.opcua.services.diagnostics import ServerCounters, SessionCounters, service_count_field
@@ -57,19 +58,6 @@ _SECURITY_CODES = {
     if n.startswith(("BadCertificate", "BadSecurity", "BadIdentity", "BadUserAccess"))
 }
 
-
-@dataclass(frozen=True)
-class RequestContext:
-    """The request being served: whether its SecureChannel is secured, the client's TimeoutHint (ms, 0 = none) and
-    AuditEntryId. Set around each request (BridgeInternalServer.observe_request), read by the session and its
-    services."""
-
-    secured: bool = True
-    timeout_hint_ms: int = 0
-    audit_entry_id: str = ""
-
-
-request_context: ContextVar[RequestContext] = ContextVar("request_context", default=RequestContext())
 
 Handler = Callable[["BridgeSession", Any], Awaitable[Any]]
 
@@ -105,7 +93,7 @@ class SubscriptionObserver(Protocol):
 
 class BridgeSession(InternalSession):
     iserver: BridgeInternalServer
-    # Write, HistoryRead and Call run beside the connection's other requests (bridge/opcua/_asyncua.py, section 8)
+    # Write, HistoryRead and Call run beside the connection's other requests (bridge/opcua/_asyncua/service_calls.py)
     concurrent_service_calls = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -274,8 +262,8 @@ class BridgeInternalServer(InternalServer):
 
     @contextmanager
     def observe_request(self, session: Any, typeid: ua.NodeId, header: Any, secured: bool) -> Iterator[None]:
-        """Around every client request: its context for the services, and its outcome for the diagnostics."""
-        token = request_context.set(RequestContext(secured, int(header.TimeoutHint or 0), header.AuditEntryId or ""))
+        """Around every client request (inside its `request_context`, which the processor sets): its outcome for the
+        diagnostics."""
         mine = session if isinstance(session, BridgeSession) else None
         if mine is not None and typeid == _CLOSE_SESSION_REQUEST:
             mine.closed_by_client = True
@@ -290,6 +278,5 @@ class BridgeInternalServer(InternalServer):
                 self.counters.security_rejected_requests += unauthorized
             raise
         finally:
-            request_context.reset(token)
             if mine is not None:
                 mine.diagnostics.count(service_count_field(typeid), failed, unauthorized)

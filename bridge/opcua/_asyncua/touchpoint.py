@@ -1,4 +1,4 @@
-"""How bridge/opcua/_asyncua.py states what it relies on in asyncua, so tests/unit/test_asyncua_touchpoints.py can
+"""How bridge/opcua/_asyncua/ states what it relies on in asyncua, so tests/unit/test_asyncua_touchpoints.py can
 check it: a `Touchpoint` is a name (and, where given, the parameters) asyncua must still have; `check()` returns
 what is wrong, or ''."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["ASYNCUA_VERSION", "InstanceAttribute", "Touchpoint"]
 
-ASYNCUA_VERSION = "2.1.0"  # what every section of _asyncua.py was read against
+ASYNCUA_VERSION = "2.1.0"  # what every section of bridge/opcua/_asyncua/ was read against
 
 
 class Touchpoint:
