@@ -29,7 +29,6 @@ LINT_PENDING = {  # what ruff check still finds after the whole-tree format and 
 }
 SIZE_PENDING = {  # split after the merge (being edited elsewhere)
     "bridge/app.py",
-    "bridge/config.py",
     # over 500 after the whole-tree format and the merge of the feature branches: split next
     "bridge/opcua/sync/engine.py",
     "bridge/simulator/plant.py",
