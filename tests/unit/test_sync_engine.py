@@ -1,6 +1,6 @@
 """Sync engine against the in-memory WinCC of tests/fakes.py and an in-process asyncua server (server side only: no
-client in this event loop), on a virtual clock: poll cycles run as fast as the code. One test waits real time: the overdue rule times the
-REST read itself (a WinCC that stops answering), which the engine measures on the monotonic clock."""
+client in this event loop), on a virtual clock: poll cycles and the overdue rule (a WinCC that stops answering) run
+as fast as the code, no test waits real time."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.sync.engine import SyncEngine
 from bridge.wincc.models import DataType, TagError, TagInfo, TagValue
 from tests.fakes import FakeClock, FakeWinCC
-from tests.helpers import wait_until
 from tests.unit.ua_rig import server_with_tags
 
 S = ua.StatusCodes
@@ -177,28 +176,32 @@ class StuckWinCC(FakeWinCC):
 async def test_a_read_overdue_by_its_timeout_marks_the_tags_before_the_client_gives_up() -> None:
     server, directory = await server_with_tags(TAGS)
     wincc = StuckWinCC(TAGS)
+    clock = FakeClock()
     config = SyncConfig(interval_ms=50, poll_groups_ms=[50], idle_interval_ms=100, max_backoff_s=0.2)
-    engine = SyncEngine(server, directory, wincc, config, read_timeout_s=0.3)
+    engine = SyncEngine(server, directory, wincc, config, clock=clock, read_timeout_s=0.3)
     await engine.start()
     try:
         wincc.set("Plant.A.Level", 2.5)
-        await wait_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 2.5, timeout=5)
+        await clock.run_until(lambda: dv(server, directory, "Plant.A.Level").Value.Value == 2.5)
         wincc.answer.clear()  # WinCC stops answering, without an error: only the timeout can tell
-        await wait_until(
+        stopped_at = clock.now
+        await clock.run_until(
             lambda: dv(server, directory, "Plant.A.Level").StatusCode.value == S.BadCommunicationError,
-            timeout=5,
+            within_s=5,
             what="overdue tags marked",
         )
+        # marked once the read timeout has passed, not before and not much later: the first read WinCC leaves
+        # unanswered begins at the next cycle of the tags' poll group (unmonitored tags: the 100 ms idle group)
+        assert 0.3 - 1e-6 <= clock.now - stopped_at <= 0.1 + 0.3 + 1e-6
         assert dv(server, directory, "Plant.A.Level").Value.Value == 2.5  # the last value, kept
         assert engine.metrics()["overdue_reads_total"] >= 1
         wincc.set("Plant.A.Level", 3.5)
         wincc.answer.set()  # the late answer applies
-        await wait_until(
+        await clock.run_until(
             lambda: (
                 dv(server, directory, "Plant.A.Level").StatusCode.is_good()
                 and dv(server, directory, "Plant.A.Level").Value.Value == 3.5
             ),
-            timeout=5,
         )
     finally:
         await engine.stop()

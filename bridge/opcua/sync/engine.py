@@ -11,9 +11,9 @@ answers none of a cycle's reads for `read_timeout_s`, the batches still out are 
 same way at that moment, not only when the REST client gives up (which, with retries, can take several timeouts),
 so a slow WinCC never leaves stale values looking Good; an answer that comes later still applies.
 
-Values are published straight into asyncua's node data rather than through `write_attribute_value`: asyncua
-replaces the value with null whenever the StatusCode is Bad, and the design keeps the last value visible with
-the Bad status. The datachange callbacks (subscriptions) are called exactly as asyncua calls them.
+This module schedules the reads (poll groups, reads on demand, the overdue rule); how an answer becomes a value in
+the address space is values.py. Every wait runs on the injected clock (bridge/runtime/clock.py), so tests drive
+poll cycles and the overdue rule in virtual time.
 """
 
 from __future__ import annotations
@@ -21,53 +21,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
 
 from bridge.config import SyncConfig
-from bridge.opcua._asyncua import datachange_callbacks, node_table, store_value, subscriptions
+from bridge.opcua._asyncua import subscriptions
 from bridge.opcua.model.bridge_status import BridgeStatus
-from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.tags import TagDirectory
-from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, json_variant_type
+from bridge.opcua.model.types import from_wincc
 from bridge.opcua.sync.demand import Demand
+from bridge.opcua.sync.values import TagValues
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import SYSTEM_CLOCK, Clock
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
-from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
+from bridge.wincc.models import TagError, TagValue
 
 __all__ = ["MAX_READS_NOW", "SyncEngine"]
 
 log = logging.getLogger(__name__)
 
 S = ua.StatusCodes
-_GOOD = ua.StatusCode(S.Good)
-_ITEM_ERROR = {
-    TagErrorKind.not_found: ua.StatusCode(S.BadConfigurationError),  # WinCC no longer knows the tag
-    TagErrorKind.bad_answer: ua.StatusCode(S.BadCommunicationError),
-    TagErrorKind.item_error: ua.StatusCode(S.Bad),
-}
-_CONVERSION_FAILED = ua.StatusCode(S.BadTypeMismatch)
-_BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 MAX_READS_NOW = 4  # on-demand reads (Read MaxAge) under way at once; more would queue behind a slow WinCC
-
-
-@dataclass(slots=True)
-class _Tag:
-    name: str
-    node_id: ua.NodeId
-    data_type: DataType
-    variant_type: ua.VariantType
-    value: Any = None  # last value shown (None: none yet)
-    status: int = S.BadWaitingForInitialData
-    source_ts: datetime | None = None
+# one batch read: its tags, WinCC's answers (None: the read failed) and why it failed
+_Arrival = tuple[list[str], dict[str, TagValue | TagError] | None, WinCCError | None]
 
 
 class SyncEngine:
@@ -84,14 +65,11 @@ class SyncEngine:
         self._server = server
         self._clock = clock  # monotonic time and sleep of every loop here (tests drive it)
         self._overdue_s = read_timeout_s  # a batch not answered this long after its cycle began is marked failed
-        self._nodes = node_table(server)  # see module docstring
         self._directory = directory
         self._client = client
         self._config = config
         self._status = status
-        self._tags: dict[str, _Tag] = {}
-        # tag -> WinCC's last answer for it; an answer that is this very object again changed nothing
-        self._last: dict[str, TagValue | TagError] = {}
+        self._values = TagValues(server, directory, config.on_failure)
         self.demand = Demand(
             directory,
             config,
@@ -109,7 +87,6 @@ class SyncEngine:
             "poll_cycles_total": 0.0,
             "late_cycles_total": 0.0,
             "poll_errors_total": 0.0,
-            "values_updated_total": 0.0,
             "rest_reads_total": 0.0,
             "rest_read_errors_total": 0.0,
             "pushed_values_total": 0.0,
@@ -118,7 +95,6 @@ class SyncEngine:
         self._cycle_ms: dict[int, float] = {}  # poll group -> its last cycle
         self._logged_at: dict[str, float] = {}
         self._first_cycles: set[int] | None = None  # groups of the first plan that have not completed a cycle yet
-        self._served_as_sent: set[str] = set()  # tags whose values did not fit their declared type (logged once)
         self._push: ValuePush | None = None  # a WinCC that pushes changes (unified): its covered tags are not polled
         # freshness for Read's MaxAge: when each poll group last read all its tags, and tags read on demand
         self._group_of: dict[str, int] = {}
@@ -145,6 +121,7 @@ class SyncEngine:
     def metrics(self) -> dict[str, float]:
         return {
             **self._counters,
+            "values_updated_total": float(self._values.updated),
             "poll_cycle_ms": self.slowest_cycle_ms,
             "monitored_items": float(self.demand.monitored_count),
         }
@@ -181,7 +158,7 @@ class SyncEngine:
 
     def note_written(self, name: str, value: Any) -> None:
         """WinCC confirmed a write: show the value at once; the next poll brings WinCC's own timestamp."""
-        tag = self._tags.get(name)
+        tag = self._values.tags.get(name)
         if tag is None:
             return
         try:
@@ -189,8 +166,8 @@ class SyncEngine:
         except (ValueError, TypeError):
             return  # the next poll shows it
         now = datetime.now(UTC)
-        self._last.pop(name, None)  # the next poll shows WinCC's own value and timestamp, whatever it is
-        task = asyncio.get_running_loop().create_task(self._publish(tag, value, S.Good, now, now))
+        self._values.forget_answer(name)  # the next poll shows WinCC's own value and timestamp, whatever it is
+        task = asyncio.get_running_loop().create_task(self._values.publish(tag, value, S.Good, now, now))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -209,7 +186,7 @@ class SyncEngine:
         `wait_s` for it. The read goes on after that and updates the address space when WinCC answers. A tag
         already being read joins that read; while MAX_READS_NOW reads are under way (a slow WinCC), nothing new is
         asked: the caller answers from the address space (best effort)."""
-        known = [n for n in dict.fromkeys(names) if n in self._tags]
+        known = [n for n in dict.fromkeys(names) if n in self._values.tags]
         waits = {self._read_now[n] for n in known if n in self._read_now}
         todo = [n for n in known if n not in self._read_now]
         if todo and len(set(self._read_now.values())) < MAX_READS_NOW:
@@ -230,7 +207,7 @@ class SyncEngine:
                 if results is None:
                     self._counters["rest_read_errors_total"] += 1
                     continue  # the polls judge WinCC's health; a failed extra read changes nothing shown
-                await self._apply_batch(results, datetime.now(UTC))
+                await self._values.apply_batch(results, datetime.now(UTC))
                 for name in batch:
                     self._read_now_at[name] = started
         except Exception:  # nobody awaits this task's result: a bug must still be seen
@@ -241,20 +218,8 @@ class SyncEngine:
 
     def tags_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
         for name in removed:
-            self._tags.pop(name, None)
-            self._last.pop(name, None)
             self._read_now_at.pop(name, None)
-        for name in added:
-            info = self._directory.get(name)
-            if info is not None:
-                self._tags[name] = _Tag(
-                    name, self._directory.node_id(name), info.data_type, VARIANT_TYPES[info.data_type]
-                )
-        # a re-browse may replace a tag's type in place: keep the record in step with the directory
-        for name, tag in self._tags.items():
-            info = self._directory.get(name)
-            if info is not None and info.data_type is not tag.data_type:
-                self._tags[name] = _Tag(name, tag.node_id, info.data_type, VARIANT_TYPES[info.data_type])
+        self._values.tags_changed(added, removed)
         self._replan_soon()
 
     def _publishing_interval(self, subscription_id: int) -> float | None:
@@ -267,7 +232,7 @@ class SyncEngine:
 
     def _replan(self) -> None:
         self._dirty = False
-        groups = self.demand.groups(self._tags)
+        groups = self.demand.groups(self._values.tags)
         if self._push is not None:
             # Monitored tags are pushed once WinCC delivers them; until then (and while the socket is down) polled.
             self._push.want(self.demand.monitored_names())
@@ -287,7 +252,7 @@ class SyncEngine:
             return
         pending.discard(interval_ms)
         if not pending:
-            freeze_long_lived("first values", len(self._tags))
+            freeze_long_lived("first values", len(self._values.tags))
 
     async def _housekeeping(self) -> None:
         while True:
@@ -337,11 +302,9 @@ class SyncEngine:
     async def _pushed(self, results: dict[str, TagValue | TagError]) -> None:
         """A change WinCC pushed: applied the moment it arrives, exactly like a polled answer."""
         self._counters["pushed_values_total"] += len(results)
-        await self._apply_batch(results, datetime.now(UTC))
+        await self._values.apply_batch(results, datetime.now(UTC))
 
-    async def _read(
-        self, batch: list[str]
-    ) -> tuple[list[str], dict[str, TagValue | TagError] | None, WinCCError | None]:
+    async def _read(self, batch: list[str]) -> _Arrival:
         try:
             return batch, await self._client.read(batch), None
         except WinCCError as exc:
@@ -363,13 +326,13 @@ class SyncEngine:
                     failed += 1
                     self._counters["rest_read_errors_total"] += 1
                     first_error = first_error or error
-                    await self._mark_failed(batch)
+                    await self._values.mark_failed(batch)
                     continue
                 answered += 1
-                await self._apply_batch(results, datetime.now(UTC))
+                await self._values.apply_batch(results, datetime.now(UTC))
         except Exception:  # a bug must not stop polling forever
             log.exception("unexpected error in poll cycle")
-            await self._mark_failed(names)
+            await self._values.mark_failed(names)
             return False
         finally:
             for read in reads:
@@ -393,19 +356,21 @@ class SyncEngine:
         self._last_poll_complete = not failed  # read by _run_group right after this returns (no await between)
         return True
 
-    async def _arrivals(self, reads: list[asyncio.Future[Any]], names: list[str], size: int) -> Any:
+    async def _arrivals(
+        self, reads: Sequence[asyncio.Future[_Arrival]], names: list[str], size: int
+    ) -> AsyncGenerator[_Arrival, None]:
         """The reads' results as they arrive. Once WinCC has answered none of them for `_overdue_s` (since the cycle
         began or since its last answer: a big cycle that makes progress through the request cap is not overdue),
         the batches still out are marked failed there and then (once; see the module docstring), and their answers
-        are still awaited."""
-        progress = time.monotonic()
+        are still awaited. Timed on the engine's clock."""
+        progress = self._clock.monotonic()
         batches = {read: names[i * size : (i + 1) * size] for i, read in enumerate(reads)}
-        pending: set[asyncio.Future[Any]] = set(reads)
+        pending: set[asyncio.Future[_Arrival]] = set(reads)
         overdue = False
         while pending:
-            timeout = None if overdue else max(0.0, progress + self._overdue_s - time.monotonic())
-            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            progress = time.monotonic()
+            done = await self._first_done(pending, None if overdue else progress + self._overdue_s)
+            pending -= done
+            progress = self._clock.monotonic()
             if not done:
                 overdue = True
                 self._counters["overdue_reads_total"] += len(pending)
@@ -416,98 +381,27 @@ class SyncEngine:
                         self._overdue_s,
                     )
                 for read in pending:
-                    await self._mark_failed(batches[read])
+                    await self._values.mark_failed(batches[read])
                 continue
             for read in reads:  # in request order, as far as they are done
                 if read in done:
                     yield read.result()
 
-    async def _apply_batch(self, results: dict[str, TagValue | TagError], now: datetime) -> None:
-        # Most answers of a cycle are what WinCC sent last time, as the very same object (the REST client's
-        # caches): one comprehension over identities finds the few that are not.
-        last = self._last
-        changed = [(name, result) for name, result in results.items() if last.get(name) is not result]
-        tags = self._tags
-        for name, result in changed:
-            tag = tags.get(name)
-            if tag is None:
-                continue
-            last[name] = result
-            if type(result) is TagValue:
-                await self._apply(tag, result, now)
-            elif isinstance(result, TagError):
-                code = _ITEM_ERROR[result.kind].value
-                if code != tag.status:  # an error that persists is news once, not every cycle
-                    await self._publish(tag, tag.value, code, tag.source_ts, now)
-
-    async def _apply(self, tag: _Tag, result: TagValue, now: datetime) -> None:
-        status = quality_to_status(result.quality).value
+    async def _first_done(
+        self, pending: set[asyncio.Future[_Arrival]], until: float | None
+    ) -> set[asyncio.Future[_Arrival]]:
+        """What of `pending` is done once one of them is, or (empty) when the clock passes `until` first."""
+        waits: set[asyncio.Future[Any]] = set(pending)
+        timer = None
+        if until is not None:
+            timer = asyncio.ensure_future(self._clock.sleep(max(0.0, until - self._clock.monotonic())))
+            waits.add(timer)
         try:
-            value = from_wincc(tag.data_type, result.value)
-            variant_type = VARIANT_TYPES[tag.data_type]
-        except (ValueError, TypeError):
-            as_sent = json_variant_type(result.value)
-            if as_sent is None:  # nothing a client could use (null, an object, a list)
-                value, status, variant_type = tag.value, _CONVERSION_FAILED.value, tag.variant_type
-            else:
-                value, variant_type = result.value, as_sent
-                self._serve_as_sent(tag, as_sent, result.value)
-        if (
-            value == tag.value
-            and status == tag.status
-            and result.timestamp == tag.source_ts
-            and type(value) is type(tag.value)
-        ):
-            return
-        tag.variant_type = variant_type
-        await self._publish(tag, value, status, result.timestamp, now)
-
-    def _serve_as_sent(self, tag: _Tag, variant_type: ua.VariantType, sent: Any) -> None:
-        """WinCC declared a type its values do not fit (docs/wincc-rest-api.md: trust the JSON value, log the tag once). The
-        value goes out as WinCC sent it, so the node's DataType becomes BaseDataType, which admits any."""
-        if tag.name in self._served_as_sent:
-            return
-        self._served_as_sent.add(tag.name)
-        log.warning(
-            "tag %s: WinCC declares it %s but sends %s values; serving them as %s (DataType BaseDataType)",
-            tag.name,
-            tag.data_type.value,
-            type(sent).__name__,
-            variant_type.name,
-        )
-        node = self._nodes.get(tag.node_id)
-        attr = node.attributes.get(ua.AttributeIds.DataType) if node is not None else None
-        if attr is not None:
-            attr.value = ua.DataValue(ua.Variant(_BASE_DATA_TYPE, ua.VariantType.NodeId))
-
-    async def _mark_failed(self, names: Iterable[str]) -> None:
-        failed = S.UncertainLastUsableValue if self._config.on_failure == "uncertain" else S.BadCommunicationError
-        now = datetime.now(UTC)
-        for name in names:
-            self._last.pop(name, None)  # when WinCC answers again, even the same answer is news (Good again)
-            tag = self._tags.get(name)
-            if tag is None or tag.status == failed:
-                continue
-            if tag.status == S.BadWaitingForInitialData and failed == S.UncertainLastUsableValue:
-                continue  # nothing to be uncertain about yet
-            await self._publish(tag, tag.value, failed, tag.source_ts, now)
-
-    async def _publish(self, tag: _Tag, value: Any, status: int, source_ts: datetime | None, now: datetime) -> None:
-        tag.value, tag.status, tag.source_ts = value, status, source_ts
-        node = self._nodes.get(tag.node_id)
-        if node is None:
-            return
-        variant = ua.Variant(value, tag.variant_type) if value is not None else ua.Variant(None, ua.VariantType.Null)
-        dv = ua.DataValue(
-            variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now, ServerTimestamp=now
-        )
-        attval = store_value(node, dv)
-        self._counters["values_updated_total"] += 1
-        for handle, callback in datachange_callbacks(attval):
-            try:
-                await callback(handle, dv)
-            except Exception:
-                log.exception("datachange callback failed for %s", tag.name)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return {f for f in pending if f in done}
 
     async def _update_status(self, connected: bool | None = None, state: str | None = None, **fields: Any) -> None:
         if self._status is None:
@@ -519,7 +413,7 @@ class SyncEngine:
             update["State"] = state
         if connected:
             update["LastSuccessfulPoll"] = self._last_success
-        update["TagCount"] = len(self._tags)
+        update["TagCount"] = len(self._values.tags)
         update["PollCycleMs"] = round(self.slowest_cycle_ms, 1)
         update["LateCycles"] = int(self._counters["late_cycles_total"])
         await self._status.update(**update)
