@@ -6,7 +6,8 @@ task keeps browsing with backoff until WinCC answers. The OPC UA endpoint is up 
 
 Each WinCC station is a `Source` (bridge/sources.py) with its own REST client, model, snapshot and sync engine; the
 single `wincc:` form is one source whose names are not qualified. The address space is built from the union of
-every source's model, and Server/ServiceLevel follows the share of sources that answer.
+every source's model (bridge/browsing.py keeps them), and Server/ServiceLevel follows the share of sources that
+answer.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import asyncio
 import logging
 import re
 import signal
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from asyncua import Server, ua
 
+from bridge.browsing import SourceModels
 from bridge.config import BridgeConfig, ConfigError, load_config
 from bridge.opcua._asyncua import ConnectionGuard, bind_condition_refresh, install_connection_guard
 from bridge.opcua.alarms.methods import ConditionMethods
@@ -30,7 +31,6 @@ from bridge.opcua.alarms.wiring import install as install_alarms
 from bridge.opcua.history.service import HistoryService
 from bridge.opcua.model.address_space import AddressSpace
 from bridge.opcua.model.bridge_status import BridgeStatus, load_types
-from bridge.opcua.model.nodeset import read_nodeset, write_nodeset
 from bridge.opcua.model.server_object import set_auditing, set_build_info, set_redundancy
 from bridge.opcua.model.service_level import service_level
 from bridge.opcua.model.tags import TagDirectory
@@ -44,22 +44,18 @@ from bridge.opcua.services.reads import ReadService
 from bridge.opcua.services.session import BridgeInternalServer
 from bridge.opcua.services.writes import WriteRouter
 from bridge.opcua.sync.engine import SyncEngine
-from bridge.runtime.backoff import Backoff
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.logs import set_log_level
 from bridge.runtime.loop_lag import LoopLag
 from bridge.runtime.ports import PortInUse, ensure_free, is_in_use_error
 from bridge.runtime.reload import RELOADABLE, restart_needed
-from bridge.sources import DemandFanOut, Source, SourceRouter, SyncGroup
+from bridge.sources import DemandFanOut, QualifiedClient, Source, SourceRouter, SyncGroup
 from bridge.wincc.client import WinCCClient, open_client
-from bridge.wincc.errors import WinCCError
-from bridge.wincc.models import Folder, TagInfo
 
 __all__ = ["Bridge", "serve"]
 
 log = logging.getLogger(__name__)
 
-Model = Sequence[Folder | TagInfo]
 _SERVICE_LEVEL = ua.NodeId(ua.ObjectIds.Server_ServiceLevel)
 
 
@@ -92,9 +88,12 @@ class Bridge:
         ]
         # what writes, history and alarms talk to: the one client, or a router to each tag's own source
         self.client: WinCCClient = (
-            SourceRouter(s.client for s in self.sources)
-            if qualified  # type: ignore[misc]
+            SourceRouter(c for s in self.sources if isinstance(c := s.client, QualifiedClient))
+            if qualified
             else self.sources[0].client
+        )
+        self.models = SourceModels(
+            self.sources, config.opcua.namespace_uri, config.sync.max_backoff_s, on_browsed=self._model_browsed
         )
         self.directory: TagDirectory | None = None
         self.address_space: AddressSpace | None = None
@@ -126,6 +125,34 @@ class Bridge:
             host, _, port = cfg.health.listen.rpartition(":")
             ensure_free(host.strip("[]") or "0.0.0.0", int(port), "health", "health.listen")
         self.loop_lag.start()
+        await self._init_server(bind_url, public_url)
+        bridge_ns, fresh = await self._build_address_space()
+        self.sync = sync = await self._sync_engines(bridge_ns)
+        await self._install_services(bridge_ns, sync)
+        for source in self.sources:
+            assert source.sync is not None
+            await source.sync.start()
+        if isinstance(sync, SyncGroup):  # each engine installed its own observer: all of them hear every item
+            self.iserver.handlers.subscriptions = DemandFanOut([e.demand for e in sync.engines])
+        lim = cfg.opcua.limits
+        install_connection_guard(self.server, self.connections, lim.max_chunk_size, lim.max_message_size)
+        if self.alarms is not None:
+            await self.alarms.start()
+        try:
+            await self.server.start()
+        except OSError as exc:  # taken since the check above
+            if not is_in_use_error(exc):
+                raise
+            raise PortInUse("OPC UA", bind.hostname or "0.0.0.0", bind.port or 4840, "opcua.endpoint") from None
+        self._serving = True
+        assert self.directory is not None
+        log.info("OPC UA endpoint %s (bound %s), %d tags", public_url, bind_url, len(self.directory))
+        await self._start_background(fresh)
+
+    async def _init_server(self, bind_url: str, public_url: str) -> None:
+        """asyncua's server with the standard nodes the bridge fills in (security, build info, redundancy,
+        diagnostics)."""
+        cfg = self.config
         self.server.set_server_name(cfg.opcua.server_name)
         self.server.set_endpoint(bind_url)
         await self.server.init()
@@ -138,6 +165,10 @@ class Bridge:
         )
         await self.diagnostics.setup()
 
+    async def _build_address_space(self) -> tuple[int, list[bool]]:
+        """The namespaces, every source's first model built into the address space, and BridgeStatus. Returns the
+        bridge's namespace index and, per source, whether its model is a fresh browse."""
+        cfg = self.config
         tag_ns = await self.server.register_namespace(cfg.opcua.namespace_uri)
         folder_ns = await self.server.register_namespace(cfg.opcua.namespace_uri + "/folders")
         bridge_ns = await self.server.register_namespace(cfg.opcua.namespace_uri + "/bridge")
@@ -147,12 +178,10 @@ class Bridge:
             self.directory,
             minimum_sampling_interval_ms=float(min(cfg.sync.poll_groups_ms + [cfg.sync.interval_ms])),
         )
-
         for source in self.sources:
             await source.client.__aenter__()
-        fresh = await asyncio.gather(*(self._first_model(s) for s in self.sources))
-        model = self._model()
-        await self.address_space.build(model)
+        fresh = list(await asyncio.gather(*(self.models.first(s) for s in self.sources)))
+        await self.address_space.build(self.models.union())
         self._built = all(fresh) or any(s.has_model for s in self.sources)
 
         await load_types(self.server)
@@ -164,8 +193,12 @@ class Bridge:
             [],
             [ua.VariantType.String],
         )
-        self.sync = sync = await self._sync_engines(bridge_ns)
+        return bridge_ns, fresh
 
+    async def _install_services(self, bridge_ns: int, sync: SyncEngine | SyncGroup) -> None:
+        """Browse, Read, Write, HistoryRead, Call and (when enabled) Alarms & Conditions, wired to the sessions."""
+        cfg = self.config
+        assert self.directory is not None and self.address_space is not None
         browse = BrowseService(self.server, max_references_per_node=cfg.opcua.max_references_per_node)
         history = HistoryService(self.server, self.directory, self.client, cfg.history)
         if cfg.history.enabled:
@@ -182,7 +215,7 @@ class Bridge:
         )
         await writes.advertise_limits()
         handlers = self.iserver.handlers
-        reads = ReadService(self.server, self.directory, self.sync, cfg.sync.max_age_wait_ms)  # type: ignore[arg-type]
+        reads = ReadService(self.server, self.directory, sync, cfg.sync.max_age_wait_ms)
         handlers.read = reads.read
         handlers.write = writes.write
         handlers.history_read = history.read
@@ -205,33 +238,18 @@ class Bridge:
                 audit=audit,
             )
 
-        for source in self.sources:
-            assert source.sync is not None
-            await source.sync.start()
-        if isinstance(sync, SyncGroup):  # each engine installed its own observer: all of them hear every item
-            handlers.subscriptions = DemandFanOut([e.demand for e in sync.engines])
-        lim = cfg.opcua.limits
-        install_connection_guard(self.server, self.connections, lim.max_chunk_size, lim.max_message_size)
-        if self.alarms is not None:
-            await self.alarms.start()
-        try:
-            await self.server.start()
-        except OSError as exc:  # taken since the check above
-            if not is_in_use_error(exc):
-                raise
-            raise PortInUse("OPC UA", bind.hostname or "0.0.0.0", bind.port or 4840, "opcua.endpoint") from None
-        self._serving = True
-        log.info("OPC UA endpoint %s (bound %s), %d tags", public_url, bind_url, len(self.directory))
-
+    async def _start_background(self, fresh: list[bool]) -> None:
+        """What runs while serving: browsing sources that have no fresh model yet, re-browsing, ServiceLevel,
+        diagnostics, and the health endpoint."""
         for source, browsed in zip(self.sources, fresh, strict=True):
             if not browsed:
-                self._tasks.append(asyncio.create_task(self._browse_until_built(source), name="first-browse"))
+                self._tasks.append(asyncio.create_task(self.models.until_built(source), name="first-browse"))
             if source.config.rebrowse_s > 0:
-                self._tasks.append(asyncio.create_task(self._rebrowse_forever(source), name="rebrowse"))
+                self._tasks.append(asyncio.create_task(self.models.rebrowse_forever(source), name="rebrowse"))
         self._tasks.append(asyncio.create_task(self._service_level_forever(), name="service-level"))
         self._tasks.append(asyncio.create_task(self._diagnostics_forever(), name="diagnostics"))
-        if cfg.health.listen:
-            self.health = HealthServer(cfg.health.listen, self.snapshot)
+        if self.config.health.listen:
+            self.health = HealthServer(self.config.health.listen, self.snapshot)
             await self.health.start()
 
     async def _sync_engines(self, bridge_ns: int) -> SyncEngine | SyncGroup:
@@ -282,93 +300,20 @@ class Bridge:
         if was_serving:  # after a failed start the one line saying why is enough
             log.info("bridge stopped")
 
-    # ---- model: browse, snapshot, re-browse (per source) -----------------------------------------------------
-    def _model(self) -> list[Folder | TagInfo]:
-        """The union of every source's current model (sources never share a name: their prefixes differ)."""
-        return [item for source in self.sources for item in source.items]
-
-    async def _browse(self, source: Source) -> list[Folder | TagInfo]:
-        started = time.monotonic()
-        items = [item async for item in source.client.browse()]
-        tags = sum(isinstance(i, TagInfo) for i in items)
-        log.info(
-            "browsed %s: %d tags, %d folders in %.1f s",
-            source.label,
-            tags,
-            len(items) - tags,
-            time.monotonic() - started,
-        )
-        self._save_snapshot(source.snapshot, items)
-        source.items = items
-        return items
-
-    def _save_snapshot(self, path: Path | None, items: Model) -> None:
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            write_nodeset(items, tmp, self.config.opcua.namespace_uri)
-            tmp.replace(path)
-        except OSError as exc:
-            log.warning("cannot write browse snapshot %s: %s", path, exc)
-
-    async def _first_model(self, source: Source) -> bool:
-        """Give `source` its model at start: a fresh browse, else its snapshot, else nothing. True if fresh."""
-        try:
-            await self._browse(source)
-            source.built = True
-            return True
-        except WinCCError as exc:
-            log.warning("%s browse failed at start: %s", source.label, exc)
-        path = source.snapshot
-        if path is not None and Path(path).is_file():
-            try:
-                source.items = read_nodeset(Path(path))
-            except (OSError, ValueError) as exc:
-                log.warning("cannot read browse snapshot %s: %s", path, exc)
-            else:
-                log.info(
-                    "serving %d nodes from the snapshot %s until %s answers", len(source.items), path, source.label
-                )
-                return False
-        log.warning("%s: no model yet: serving it empty and browsing again in the background", source.label)
-        return False
-
+    # ---- model (bridge/browsing.py keeps each source's) -------------------------------------------------------
     async def _apply_model(self) -> None:
         assert self.address_space is not None and self.sync is not None
-        added, removed = await self.address_space.update(self._model())
+        added, removed = await self.address_space.update(self.models.union())
         if added or removed:
             log.info("model changed: %d tags added, %d removed", len(added), len(removed))
             self.sync.tags_changed(added, removed)
         if self.alarms is not None and (added or removed or self.address_space.last_changed):
             self.alarms.model_changed()
 
-    async def _browse_until_built(self, source: Source) -> None:
-        backoff = Backoff(base_s=1.0, cap_s=self.config.sync.max_backoff_s)
-        while True:
-            await asyncio.sleep(backoff.next())
-            try:
-                await self._browse(source)
-            except WinCCError as exc:
-                log.info("%s browse still failing: %s", source.label, exc)
-                continue
-            await self._apply_model()
-            source.built = True
-            self._built = True
-            return
-
-    async def _rebrowse_forever(self, source: Source) -> None:
-        while True:
-            await asyncio.sleep(source.config.rebrowse_s)
-            try:
-                await self._browse(source)
-            except WinCCError as exc:
-                log.warning("%s re-browse failed, keeping the current model: %s", source.label, exc)
-                continue
-            await self._apply_model()
-            source.built = True
-            self._built = True
+    async def _model_browsed(self) -> None:
+        """A source's browse in the background (the first that answered, or a re-browse) came in."""
+        await self._apply_model()
+        self._built = True
 
     async def _service_level_forever(self) -> None:
         """Server/ServiceLevel from the sources' reachability, checked twice a second (an engine notices a

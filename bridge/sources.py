@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -79,7 +79,7 @@ class QualifiedClient:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
+    async def browse(self) -> AsyncGenerator[Folder | TagInfo, None]:
         yield Folder(path=(self.name,))
         async for item in self.inner.browse():
             if isinstance(item, Folder):
@@ -117,7 +117,7 @@ class QualifiedClient:
 
     def archive(
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
-    ) -> AsyncIterator[list[ArchiveValue]]:
+    ) -> AsyncGenerator[list[ArchiveValue], None]:
         if isinstance(tag, TagInfo):
             tag = dataclasses.replace(tag, name=self.strip(tag.name), folder=tag.folder[1:])
         else:
@@ -215,7 +215,7 @@ class SourceRouter:
     async def aclose(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self._clients.values()), return_exceptions=True)
 
-    async def browse(self) -> AsyncIterator[Folder | TagInfo]:
+    async def browse(self) -> AsyncGenerator[Folder | TagInfo, None]:
         for client in self._clients.values():
             async for item in client.browse():
                 yield item
@@ -283,7 +283,7 @@ class SourceRouter:
 
     def archive(
         self, tag: TagInfo | str, start: datetime, end: datetime, page_size: int = 1000
-    ) -> AsyncIterator[list[ArchiveValue]]:
+    ) -> AsyncGenerator[list[ArchiveValue], None]:
         return self._client(tag.name if isinstance(tag, TagInfo) else tag).archive(tag, start, end, page_size)
 
 

@@ -34,6 +34,7 @@ from bridge.opcua.alarms.events import EventRecord, matches, select
 from bridge.opcua.alarms.nodes import CHILD_SUFFIXES
 from bridge.opcua.alarms.records import refresh_record
 from bridge.opcua.alarms.service import AlarmService
+from bridge.opcua.alarms.state import Condition
 from bridge.opcua.security.users import BridgeUser
 from bridge.opcua.services.audit import AuditEvents
 from bridge.wincc.errors import WinCCError, WinCCForbidden, WinCCNotFound, WinCCRejected, WinCCTimeout
@@ -201,7 +202,7 @@ class ConditionMethods:
         _, _, suffix = object_id.Identifier.rpartition("#")
         return None if suffix in CHILD_SUFFIXES else object_id.Identifier
 
-    async def _acknowledge(self, cond: Any, event_id: bytes, comment: str, user: str) -> int:
+    async def _acknowledge(self, cond: Condition, event_id: bytes, comment: str, user: str) -> int:
         alarms = self._alarms
         if alarms.book.get(cond.alarm_id) is not cond or event_id not in cond.cycle_event_ids:
             return S.BadEventIdUnknown
@@ -226,7 +227,7 @@ class ConditionMethods:
             await alarms.apply([alarms.book.acknowledged(cond, comment, user)])
         return S.Good
 
-    async def _comment(self, cond: Any, event_id: bytes, comment: str, user: str) -> int:
+    async def _comment(self, cond: Condition, event_id: bytes, comment: str, user: str) -> int:
         alarms = self._alarms
         if alarms.book.get(cond.alarm_id) is not cond or event_id not in cond.cycle_event_ids:
             return S.BadEventIdUnknown

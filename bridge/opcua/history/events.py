@@ -143,7 +143,10 @@ class EventHistory:
             return _answer(S.BadEventFilterInvalid)
         start, end = _utc(details.StartTime), _utc(details.EndTime)
         reverse = start is not None and end is not None and start > end
-        lo, hi = (end, start) if reverse else (start or _EPOCH, end or datetime.now(UTC))
+        if reverse and start is not None and end is not None:
+            lo, hi = end, start
+        else:
+            lo, hi = start or _EPOCH, end or datetime.now(UTC)
         cap = details.NumValuesPerNode or MAX_ENTRIES
         events: list[ua.HistoryEventFieldList] = []
         async for alarm in self._log(lo, hi):

@@ -17,6 +17,9 @@ unreachable WinCC must never make Reads slow.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
 from asyncua import Server, ua
 
 from bridge.opcua._asyncua import InternalSession
@@ -25,7 +28,6 @@ from bridge.opcua.security.users import may_write, role_of
 from bridge.opcua.services.calls import may_call
 from bridge.opcua.services.index_range import apply_index_range
 from bridge.opcua.services.session import request_context
-from bridge.opcua.sync.engine import SyncEngine
 from bridge.wincc.models import TagInfo
 
 __all__ = ["ReadService", "user_access_level"]
@@ -34,6 +36,16 @@ A = ua.AttributeIds
 AL = ua.AccessLevel
 S = ua.StatusCodes
 _NOT_READ = {S.BadNodeIdUnknown, S.BadAttributeIdInvalid, S.BadUserAccessDenied, S.BadNotReadable}
+
+
+class TagFreshness(Protocol):
+    """What Read needs of the sync side: a SyncEngine, or the SyncGroup of several stations (bridge/sources.py)."""
+
+    def note_read(self, names: Iterable[str]) -> None: ...
+
+    def age_s(self, name: str) -> float: ...
+
+    async def read_now(self, names: Sequence[str], wait_s: float) -> None: ...
 
 
 def user_access_level(tag: TagInfo, can_write: bool) -> int:
@@ -46,7 +58,7 @@ def user_access_level(tag: TagInfo, can_write: bool) -> int:
 
 
 class ReadService:
-    def __init__(self, server: Server, directory: TagDirectory, sync: SyncEngine, max_age_wait_ms: int = 250) -> None:
+    def __init__(self, server: Server, directory: TagDirectory, sync: TagFreshness, max_age_wait_ms: int = 250) -> None:
         self._directory = directory
         self._sync = sync
         self._max_age_wait_s = max_age_wait_ms / 1000
