@@ -30,111 +30,14 @@ import bisect
 import math
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bridge.simulator.records import GEN_TYPES, INT_RANGE, MAX_GENERATED, RS_TYPE, Alarm, IsoClock, Tag, iso
 from bridge.wincc.models import DataType
 
-__all__ = ["MAX_GENERATED", "Alarm", "Plant", "Tag"]
-
-MAX_GENERATED = 200_000
-
-RS_TYPE = {
-    DataType.bool: 1,
-    DataType.int8: 2,
-    DataType.uint8: 3,
-    DataType.int16: 4,
-    DataType.uint16: 5,
-    DataType.int32: 6,
-    DataType.uint32: 7,
-    DataType.float: 8,
-    DataType.double: 9,
-    DataType.string: 10,
-    DataType.int64: 6,
-    DataType.uint64: 7,
-    DataType.datetime: 10,
-}
-INT_RANGE = {
-    DataType.int8: (-128, 127),
-    DataType.int16: (-32768, 32767),
-    DataType.int32: (-(2**31), 2**31 - 1),
-    DataType.int64: (-(2**63), 2**63 - 1),
-    DataType.uint8: (0, 255),
-    DataType.uint16: (0, 65535),
-    DataType.uint32: (0, 2**32 - 1),
-    DataType.uint64: (0, 2**64 - 1),
-}
-
-
-_GEN_TYPES = (DataType.float, DataType.int32, DataType.bool)
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _IsoClock:
-    """ISO text of POSIX times, the whole-second part cached: a batch of generated tags shares a few seconds, and
-    formatting a datetime per tag was the simulator's largest cost per read."""
-
-    _LIMIT = 4096
-    _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
-
-    def __init__(self) -> None:
-        self._seconds: dict[int, str] = {}
-
-    def text(self, ts: float) -> str:
-        whole = int(ts)
-        head = self._seconds.get(whole)
-        if head is None:
-            if len(self._seconds) >= self._LIMIT:
-                self._seconds.clear()
-            head = self._seconds[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        return head + self._MILLIS[int((ts - whole) * 1000)]
-
-
-@dataclass
-class Tag:
-    name: str  # dp name
-    type: DataType
-    value: Any
-    unit: str | None = None
-    low: float | None = None
-    high: float | None = None
-    writable: bool = False
-    archived: bool = False
-    description: str = ""
-    rs_alias: str | None = None  # a restservice name other than the derived one (e.g. with a space)
-    quality: int = 0xC0
-    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
-    history: list[tuple[datetime, Any, int]] = field(default_factory=list)
-
-    @property
-    def rs_name(self) -> str:
-        """restservice name: System1.Tank1.Level -> Tank1_Level, System1.Hall 2.Temperatur Außen -> Hall2_..."""
-        if self.rs_alias is not None:
-            return self.rs_alias
-        parts = self.name.split(".")
-        return "_".join(p.replace(" ", "") for p in parts[1:] or parts)
-
-    @property
-    def rs_group(self) -> str:
-        parts = self.name.split(".")
-        return parts[min(1, len(parts) - 1)].replace(" ", "")
-
-
-@dataclass
-class Alarm:
-    id: str
-    tag: str
-    text: str
-    alarm_class: str
-    priority: int
-    active: bool = False
-    acknowledged: bool = True
-    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
-    value: Any = None
+# Alarm, Tag, MAX_GENERATED, RS_TYPE and iso are re-exported: the routes import them from here
+__all__ = ["MAX_GENERATED", "RS_TYPE", "Alarm", "Plant", "Tag", "iso"]
 
 
 class Plant:
@@ -162,7 +65,7 @@ class Plant:
         self._gen_names: dict[str, int] = {}  # names already parsed: polls ask for the same names again and again
         # Bumped whenever the tag list changes, so the HTTP side can cache its browse listings.
         self.version = 0
-        self._clock = _IsoClock()
+        self._clock = IsoClock()
         self._period = 1.0 / change_rate if change_rate > 0 else 0.0
         self._build_demo()
         self.alarms: dict[str, Alarm] = {
@@ -253,7 +156,7 @@ class Plant:
     # ---- generated tags ------------------------------------------------------------------------------------
     @staticmethod
     def gen_type(i: int) -> DataType:
-        return _GEN_TYPES[i % 3]
+        return GEN_TYPES[i % 3]
 
     def gen_name(self, i: int, dialect: str) -> str:
         return f"System1.Gen.G{i // 1000:03d}.Tag{i:06d}" if dialect == "dp" else f"Gen_{i:06d}"
@@ -316,7 +219,7 @@ class Plant:
         if i is None:
             return None
         value, ts = self.gen_value(i, now)
-        return value, 0xC0, self._clock.text(ts), _GEN_TYPES[i % 3]
+        return value, 0xC0, self._clock.text(ts), GEN_TYPES[i % 3]
 
     def check_write(self, name: str, value: Any) -> tuple[int, str]:
         """(http status, error text); 200 = ok. Applies the value when ok."""
