@@ -18,7 +18,8 @@ from bridge.wincc.models import Folder, TagInfo
 
 __all__ = ["SourceModels"]
 
-log = logging.getLogger(__name__)
+# the model's lines keep the logger name they always had (operators' filters and the log tests know them by it)
+log = logging.getLogger("bridge.app")
 
 Model = Sequence[Folder | TagInfo]
 

@@ -29,7 +29,8 @@ from bridge.wincc.models import ArchiveValue, DataType, TagInfo
 
 __all__ = ["ProcessedReads"]
 
-log = logging.getLogger(__name__)
+# the logger name these lines always had (operators' log filters know them by it)
+log = logging.getLogger("bridge.opcua.history.service")
 S = ua.StatusCodes
 _NUMERIC = {
     DataType.bool,

@@ -25,7 +25,8 @@ from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
 
 __all__ = ["TagRecord", "TagValues"]
 
-log = logging.getLogger(__name__)
+# the logger name these lines always had (operators' log filters know them by it)
+log = logging.getLogger("bridge.opcua.sync.engine")
 
 S = ua.StatusCodes
 _ITEM_ERROR = {
