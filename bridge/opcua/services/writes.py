@@ -201,7 +201,7 @@ class WriteRouter:
             if wv.Value is not None and wv.Value.Value is not None and _oversized(wv.Value.Value.Value, self._limits):
                 results[i] = _code(S.BadOutOfRange)
                 if tag is not None:
-                    await self._audit(user, tag, wv, results[i])
+                    await self._audit(user, tag, wv, self._variant(wv.NodeId, wv.AttributeId), results[i])
                 else:
                     await self._audit_other(user, wv, results[i])
                 continue
@@ -215,7 +215,7 @@ class WriteRouter:
             status, value = self._check(user, wv, tag)
             if status is not None:
                 results[i] = status
-                await self._audit(user, tag, wv, status)
+                await self._audit(user, tag, wv, self._variant(wv.NodeId, wv.AttributeId), status)
             else:
                 accepted.append((i, tag, value))
 
@@ -239,11 +239,14 @@ class WriteRouter:
                 else:
                     batch[item[1].name] = item
             pending = later
+            # the old values as they were before WinCC took the write: a poll cycle during the REST call may
+            # already bring the new value into the address space
+            before = {name: self._variant(params.NodesToWrite[i].NodeId, _VALUE) for name, (i, _, _) in batch.items()}
             outcome = await self._send({name: value for name, (_, _, value) in batch.items()})
             for name, (i, tag, value) in batch.items():
                 result = outcome.get(name) or WriteResult(name, WriteError.other, "no answer for this tag")
                 results[i] = write_error_to_status(result.error, tag_writable=tag.writable)
-                await self._audit(user, tag, params.NodesToWrite[i], results[i], value, result.reason)
+                await self._audit(user, tag, params.NodesToWrite[i], before[name], results[i], value, result.reason)
                 if result.ok:
                     self._on_written(name, value)
         final = [r if r is not None else _code(S.BadInternalError) for r in results]
@@ -266,9 +269,15 @@ class WriteRouter:
             return {n: WriteResult(n, WriteError.unreachable, type(exc).__name__) for n in items}
 
     async def _audit(
-        self, user: object, tag: TagInfo, wv: ua.WriteValue, status: ua.StatusCode, sent: Any = None, reason: str = ""
+        self,
+        user: object,
+        tag: TagInfo,
+        wv: ua.WriteValue,
+        old: ua.Variant | None,
+        status: ua.StatusCode,
+        sent: Any = None,
+        reason: str = "",
     ) -> None:
-        old = self._variant(wv.NodeId, wv.AttributeId)
         new = wv.Value.Value if wv.Value is not None else None
         attribute = "" if wv.AttributeId == _VALUE else f" attribute={_attribute_name(wv.AttributeId)}"
         log.info(
