@@ -129,6 +129,19 @@ def _dv(value: Any, vt: ua.VariantType) -> ua.DataValue:
     return ua.DataValue(ua.Variant(value, vt))
 
 
+def _ref_to(ref_type: int, forward: bool, node_id: ua.NodeId, node: NodeData) -> ua.ReferenceDescription:
+    """A reference to an existing node, described by its own BrowseName, DisplayName and NodeClass."""
+    attrs = node.attributes
+    return _ref(
+        ref_type,
+        forward,
+        node_id,
+        attrs[_A.BrowseName].value.Value.Value,
+        attrs[_A.DisplayName].value.Value.Value,
+        attrs[_A.NodeClass].value.Value.Value,
+    )
+
+
 def _ref(
     ref_type: int,
     forward: bool,
@@ -453,33 +466,14 @@ class ConditionNodes:
             if na is None or nb is None:
                 continue
             self._linked.add((a, ref_type, b))
-            aa, ab = na.attributes, nb.attributes
             if ref_type == O.HasNotifier:
                 self.make_notifier(b)
             # after a model change a side may still have its reference (scanning is only done then: a folder
             # may have thousands of references)
             if not (self._recheck and _has_ref(na, ref_type, b, True)):
-                na.references.append(
-                    _ref(
-                        ref_type,
-                        True,
-                        b,
-                        ab[_A.BrowseName].value.Value.Value,
-                        ab[_A.DisplayName].value.Value.Value,
-                        ab[_A.NodeClass].value.Value.Value,
-                    )
-                )
+                na.references.append(_ref_to(ref_type, True, b, nb))
             if not (self._recheck and _has_ref(nb, ref_type, a, False)):
-                nb.references.append(
-                    _ref(
-                        ref_type,
-                        False,
-                        a,
-                        aa[_A.BrowseName].value.Value.Value,
-                        aa[_A.DisplayName].value.Value.Value,
-                        aa[_A.NodeClass].value.Value.Value,
-                    )
-                )
+                nb.references.append(_ref_to(ref_type, False, a, na))
 
     def make_notifier(self, node_id: ua.NodeId) -> None:
         node = self._aspace.get(node_id)
