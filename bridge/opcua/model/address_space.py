@@ -11,8 +11,8 @@ folders, tags and the TagDirectory in step on re-browse, and tells clients about
 How, and what it costs in memory (~1.8 kB per plain tag in the address space against ~7.5 kB with add_variable):
 - the attributes that are the same for every tag of a kind (NodeId - computed on read -, NodeClass, DataType,
   ValueRank, AccessLevel, WriteMask...) are shared attribute objects, reached through the node's SharedAttributes
-  (bridge/opcua/_asyncua.py), which gives a node its own copy before a Write, a callback or a monitored item
-  changes one; a node owns only its BrowseName, DisplayName, Value (and Description if it has one);
+  (bridge/opcua/_asyncua/shared_attributes.py), which gives a node its own copy before a Write, a callback or a
+  monitored item changes one; a node owns only its BrowseName, DisplayName, Value (and Description if it has one);
 - each attribute of its own is a `SlimAttribute`, asyncua's AttributeValue with slots and a callback dict created
   on first use; DataValues many nodes hold alike (the initial BadWaitingForInitialData value...) are shared too:
   asyncua replaces an attribute's DataValue on write and never mutates one;

@@ -11,7 +11,7 @@
   event loop busy). The failure table is bounded: it holds only failures of the last minute, and at most
   `_MAX_TRACKED` keys (the oldest are forgotten first).
 - scrypt runs beside the event loop, not on it: asyncua calls get_user synchronously, so its processor first awaits
-  `checked_off_loop` (bridge/opcua/_asyncua.py), which runs the password check on `_CHECK_THREADS` threads of the
+  `checked_off_loop` (bridge/opcua/_asyncua/login.py), which runs the password check on `_CHECK_THREADS` threads of the
   manager's own and hands the verdict to get_user through a context variable. One check costs ~60 ms of CPU and
   16 MiB; ten logins at once used to stall every other client for over a second. At most `_MAX_WAITING` checks wait
   or run at a time; a login beyond that is answered BadServerTooBusy and counts as no failure (threads and memory
