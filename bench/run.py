@@ -790,7 +790,8 @@ def _history_node(endpoint: str, day_end: datetime, per_request: int) -> dict[st
     env = {**os.environ, "NODE_PATH": str(modules)}
     cmd = ["node", str(ROOT / "bench" / "history_reader.js"), json.dumps(args)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # node-opcua may log its own lines to stdout too: the report is the line that is a JSON object
+    report = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
     return {k: float(v) for k, v in report.items()}
 
 
@@ -920,7 +921,8 @@ def scenario_simulator(res: Results, tmp: Path, tags: int) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"simulator ceiling failed: {done.stderr[-2000:]}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # node-opcua may log its own lines to stdout too: the report is the line that is a JSON object
+    report = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
     name = f"simulator {tags // 1000}k"
     for phase, label in (("sequential", "1 in flight"), ("concurrent_4", "4 in flight")):
         figures = report.get(phase) or {}
