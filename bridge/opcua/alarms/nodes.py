@@ -309,17 +309,7 @@ class ConditionNodes:
         src = self._aspace.get(source)
         condition_type = _nid(O.AlarmConditionType)
         if src is not None:
-            a = src.attributes
-            refs.append(
-                _ref(
-                    O.HasCondition,
-                    False,
-                    source,
-                    a[_A.BrowseName].value.Value.Value,
-                    a[_A.DisplayName].value.Value.Value,
-                    a[_A.NodeClass].value.Value.Value,
-                )
-            )
+            refs.append(_ref_to(O.HasCondition, False, source, src))
             src.references.append(
                 _ref(O.HasCondition, True, cond_id, bname, dname, ua.NodeClass.Object, condition_type)
             )
@@ -418,18 +408,8 @@ class ConditionNodes:
         src = self._aspace.get(source)
         if src is None:
             return
-        a, c = src.attributes, cond.attributes
-        cond.references.insert(
-            0,
-            _ref(
-                O.HasCondition,
-                False,
-                source,
-                a[_A.BrowseName].value.Value.Value,
-                a[_A.DisplayName].value.Value.Value,
-                a[_A.NodeClass].value.Value.Value,
-            ),
-        )
+        c = cond.attributes
+        cond.references.insert(0, _ref_to(O.HasCondition, False, source, src))
         if not any(r.NodeId == cond.nodeid and r.ReferenceTypeId == has_condition for r in src.references):
             src.references.append(
                 _ref(
