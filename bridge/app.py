@@ -44,6 +44,7 @@ from bridge.opcua.services.reads import ReadService
 from bridge.opcua.services.session import BridgeInternalServer
 from bridge.opcua.services.writes import WriteRouter
 from bridge.opcua.sync.engine import SyncEngine
+from bridge.runtime.gc_policy import young_generation
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.logs import set_log_level
 from bridge.runtime.loop_lag import LoopLag
@@ -441,12 +442,13 @@ async def serve(
     loop = asyncio.get_running_loop()
     if config_path is not None:
         loop.add_signal_handler(signal.SIGHUP, bridge.reload)
-    try:
-        await bridge.start()
-        if on_started is not None:
-            on_started(bridge)
-        await stop.wait()
-    finally:
-        if config_path is not None:
-            loop.remove_signal_handler(signal.SIGHUP)
-        await bridge.stop()
+    with young_generation():  # bridge/runtime/gc_policy.py
+        try:
+            await bridge.start()
+            if on_started is not None:
+                on_started(bridge)
+            await stop.wait()
+        finally:
+            if config_path is not None:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await bridge.stop()

@@ -42,7 +42,7 @@ class WinCCClient(Protocol):
         """Every folder and tag under `wincc.browse_root`, following continuation points. Parents before children."""
         ...
 
-    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+    async def read(self, names: Sequence[str]) -> Mapping[str, TagValue | TagError]:
         """Current values, in batches of `batch_size`, at most `max_concurrency` requests in flight; exactly one
         tag is read with the dialect's read-one call. A tag WinCC repeats unchanged comes back as the very
         TagValue object returned before.

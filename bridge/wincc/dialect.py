@@ -5,7 +5,7 @@ names and shapes (see docs/wincc-rest-api.md)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
@@ -196,7 +196,7 @@ class DialectClient:
         raise NotImplementedError
 
     # -- read -----------------------------------------------------------------------------------------------
-    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+    async def read(self, names: Sequence[str]) -> Mapping[str, TagValue | TagError]:
         return await read_in_batches(names, self._batch, self._read_chunk, self._read_one)
 
     async def _read_one(self, name: str) -> TagValue | TagError:
@@ -220,7 +220,7 @@ class DialectClient:
         """One item of a batch answer (also the memo's parser for the items that changed)."""
         return self._result(name, raw)
 
-    async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:
+    async def _read_chunk(self, batch: list[str]) -> Mapping[str, TagValue | TagError]:
         path = self.READ_MANY_PATH
         response = await self._t.send("POST", path, json=self._read_many_body(batch), retry=True)
         key = tuple(batch)

@@ -7,8 +7,10 @@ import asyncio
 import json as jsonlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from datetime import UTC, datetime
+from itertools import compress
+from operator import ne
 from typing import Any, TypeVar
 
 import orjson
@@ -18,6 +20,7 @@ from bridge.wincc.models import TagError, TagErrorKind, TagValue, decode_quality
 
 __all__ = [
     "AnswerCache",
+    "BatchAnswer",
     "BatchMemo",
     "cached_result",
     "chunks",
@@ -176,6 +179,50 @@ ItemParser = Callable[[str, dict[str, Any]], "TagValue | TagError"]
 _Entry = tuple[bytes, list[bytes], list["TagValue | TagError"]]  # the last answer, its items' bytes, their results
 
 
+class BatchAnswer(Mapping[str, "TagValue | TagError"]):
+    """The results of one batch read (tag -> result, in request order) as BatchMemo replayed them, with `news`: the
+    positions whose item differs from the last answer to the same batch. Every other result is the very object of
+    that last answer, so the sync engine looks at `news` alone (bridge/opcua/sync/values.py says when it may).
+    A mapping like any read's answer; the dict behind it is only made if somebody asks for it by name."""
+
+    __slots__ = ("_by_name", "names", "news", "results")
+
+    def __init__(self, names: tuple[str, ...], results: Sequence[TagValue | TagError], news: Sequence[int]) -> None:
+        self.names = names
+        self.results = results
+        self.news = news
+        self._by_name: dict[str, TagValue | TagError] | None = None
+
+    def _dict(self) -> dict[str, TagValue | TagError]:
+        if self._by_name is None:
+            self._by_name = dict(zip(self.names, self.results, strict=True))
+        return self._by_name
+
+    def __getitem__(self, name: str) -> TagValue | TagError:
+        return self._dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._dict()
+
+    def keys(self) -> KeysView[str]:
+        return self._dict().keys()
+
+    def items(self) -> ItemsView[str, TagValue | TagError]:
+        return self._dict().items()
+
+    def values(self) -> ValuesView[TagValue | TagError]:
+        return self._dict().values()
+
+    def __repr__(self) -> str:
+        return f"BatchAnswer({len(self.names)} tags, {len(self.news)} new)"
+
+
 class BatchMemo:
     """The last answer to each batch of tag names, item by item as the raw bytes WinCC sent, with the result each
     item was parsed into.
@@ -221,9 +268,7 @@ class BatchMemo:
         return entry
 
     def _put(self, batch: tuple[str, ...], entry: _Entry) -> None:
-        held = self._new.pop(batch, None) or self._old.pop(batch, None)
-        if held is not None:
-            self._items -= len(held[2])
+        self._forget(batch)
         self._new[batch] = entry
         self._items += len(entry[2])
         if self._budget is None:
@@ -236,9 +281,7 @@ class BatchMemo:
                     return
                 self._items -= len(generation.pop(oldest)[2])
 
-    def replay(
-        self, batch: tuple[str, ...], content: bytes, parse_item: ItemParser
-    ) -> dict[str, TagValue | TagError] | None:
+    def replay(self, batch: tuple[str, ...], content: bytes, parse_item: ItemParser) -> BatchAnswer | None:
         """The results for `content` from the last answer plus its changed items, or None (parse it all)."""
         entry = self._get(batch)
         if entry is None:
@@ -246,11 +289,12 @@ class BatchMemo:
         old_content, old_parts, results = entry
         if content == old_content:
             self._put(batch, entry)
-            return dict(zip(batch, results, strict=True))
+            return BatchAnswer(batch, results, ())
         parts = item_bytes(content, len(old_parts))
         if parts is None or len(parts) != len(old_parts):
             return None
-        changed = [i for i, (new, old) in enumerate(zip(parts, old_parts, strict=True)) if new != old]
+        # the positions whose bytes differ, compared in C (most items of most answers are byte for byte the same)
+        changed = list(compress(range(len(parts)), map(ne, parts, old_parts)))
         if changed:
             results = list(results)
             key = self._name_key
@@ -264,21 +308,27 @@ class BatchMemo:
                     return None
                 results[i] = parse_item(name, raw)
         self._put(batch, (content, parts, results))
-        return dict(zip(batch, results, strict=True))
+        return BatchAnswer(batch, results, changed)
 
     def learn(
         self, batch: tuple[str, ...], content: bytes, items: list[Any], out: dict[str, TagValue | TagError]
     ) -> None:
-        """Remember a fully parsed answer, if its items are exactly the batch, in order."""
-        if len(items) != len(batch):
-            return
+        """Remember a fully parsed answer, if its items are exactly the batch, in order; else forget the batch's last
+        answer (a later replay must never compare with an answer older than the last one)."""
         key = self._name_key
-        for name, raw in zip(batch, items, strict=True):
-            if type(raw) is not dict or raw.get(key) != name:
+        if len(items) == len(batch) and all(
+            type(raw) is dict and raw.get(key) == name for name, raw in zip(batch, items, strict=True)
+        ):
+            parts = item_bytes(content)
+            if parts is not None and len(parts) == len(batch):
+                self._put(batch, (content, parts, [out[name] for name in batch]))
                 return
-        parts = item_bytes(content)
-        if parts is not None and len(parts) == len(batch):
-            self._put(batch, (content, parts, [out[name] for name in batch]))
+        self._forget(batch)
+
+    def _forget(self, batch: tuple[str, ...]) -> None:
+        held = self._new.pop(batch, None) or self._old.pop(batch, None)
+        if held is not None:
+            self._items -= len(held[2])
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
@@ -384,9 +434,9 @@ def parse_batch(
 async def read_in_batches(
     names: Sequence[str],
     batch_size: int,
-    read_batch: Callable[[list[str]], Awaitable[dict[str, TagValue | TagError]]],
+    read_batch: Callable[[list[str]], Awaitable[Mapping[str, TagValue | TagError]]],
     read_one: Callable[[str], Awaitable[TagValue | TagError]] | None = None,
-) -> dict[str, TagValue | TagError]:
+) -> Mapping[str, TagValue | TagError]:
     """Read `names` (deduplicated) in batches, concurrently (the transport caps requests in flight).
 
     A failed batch gives its tags TagError(bad_answer) and leaves the others usable; if every batch failed, the
@@ -397,6 +447,8 @@ async def read_in_batches(
         return {}
     if read_one is not None and len(wanted) == 1:
         return {wanted[0]: await read_one(wanted[0])}
+    if len(wanted) <= batch_size:  # the sync engine's reads: one batch, its answer as the dialect made it
+        return await read_batch(wanted)
     batches = list(chunks(wanted, batch_size))
     results = await asyncio.gather(*(read_batch(b) for b in batches), return_exceptions=True)
     out: dict[str, TagValue | TagError] = {}

@@ -194,7 +194,7 @@ class UnifiedClient(UnifiedSession):
 
     # -- read -----------------------------------------------------------------------------------------------
 
-    async def read(self, names: Sequence[str]) -> dict[str, TagValue | TagError]:
+    async def read(self, names: Sequence[str]) -> Mapping[str, TagValue | TagError]:
         return await read_in_batches(names, self._batch, self._read_chunk)
 
     async def _read_chunk(self, batch: list[str]) -> dict[str, TagValue | TagError]:

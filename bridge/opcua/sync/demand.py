@@ -44,6 +44,7 @@ class Demand:
         # that ends is dropped in one step
         self._items: dict[int, dict[int, tuple[str, int]]] = {}
         self._recent: dict[str, float] = {}  # tag -> monotonic time until which a Read keeps it fast
+        self.items_added = 0  # monitored items ever created (the engine freezes long-lived objects after bulk adds)
 
     # ---- intervals ---------------------------------------------------------------------------------------
     def group_for(self, requested_ms: float, subscription_id: int | None = None) -> int:
@@ -115,6 +116,7 @@ class Demand:
             interval = self.group_for(request.RequestedParameters.SamplingInterval, sid)
             result.RevisedSamplingInterval = float(interval)
             self._items.setdefault(sid, {})[result.MonitoredItemId] = (tag.name, interval)
+            self.items_added += 1
             changed = True
         if changed:
             self._on_change()

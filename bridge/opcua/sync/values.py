@@ -10,7 +10,7 @@ the Bad status. The datachange callbacks (subscriptions) are called exactly as a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from bridge.opcua.model.status import quality_to_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, json_variant_type
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
+from bridge.wincc.parse import BatchAnswer
 
 __all__ = ["TagRecord", "TagValues"]
 
@@ -51,7 +52,15 @@ class TagRecord:
 
 class TagValues:
     """The tags kept in step with WinCC (their last shown value, status and timestamp) and WinCC's last answer for
-    each: an answer that is the very same object again changed nothing."""
+    each: an answer that is the very same object again changed nothing.
+
+    Polls settle tags: a poll answer replayed by the REST client's BatchMemo says which of its items differ from the
+    last answer to the same batch (`BatchAnswer.news`), and every other item is the very object of that answer. For
+    a settled tag that last answer is the one applied here, so only the news is looked at (at 100,000 tags, 1 %
+    changing a second: 1,000 looks instead of 100,000). A tag is unsettled (looked at in full, with its whole
+    batch, on its next poll) while its last applied answer may be another one: after a read on demand or a push
+    applied something else, a failure or `forget_answer` dropped it, it was added or retyped, or the poll plan (so
+    the batches) changed."""
 
     def __init__(self, server: Server, directory: TagDirectory, on_failure: Literal["bad", "uncertain"]) -> None:
         self._nodes = node_table(server)  # see module docstring
@@ -60,6 +69,7 @@ class TagValues:
         self.tags: dict[str, TagRecord] = {}
         # tag -> WinCC's last answer for it; an answer that is this very object again changed nothing
         self._last: dict[str, TagValue | TagError] = {}
+        self._unsettled: set[str] = set()  # tags whose next poll answer is looked at in full (class docstring)
         self._served_as_sent: set[str] = set()  # tags whose values did not fit their declared type (logged once)
         self.updated = 0  # values published (metric values_updated_total)
 
@@ -67,33 +77,55 @@ class TagValues:
         for name in removed:
             self.tags.pop(name, None)
             self._last.pop(name, None)
+            self._unsettled.discard(name)
         for name in added:
             info = self._directory.get(name)
             if info is not None:
                 self.tags[name] = TagRecord(
                     name, self._directory.node_id(name), info.data_type, VARIANT_TYPES[info.data_type]
                 )
+                self._unsettled.add(name)
         # a re-browse may replace a tag's type in place: keep the record in step with the directory
         for name, tag in self.tags.items():
             info = self._directory.get(name)
             if info is not None and info.data_type is not tag.data_type:
                 self.tags[name] = TagRecord(name, tag.node_id, info.data_type, VARIANT_TYPES[info.data_type])
+                self._last.pop(name, None)  # the same answer converts to the new type: news
+                self._unsettled.add(name)
 
     def forget_answer(self, name: str) -> None:
         """The next answer for this tag is news, even if it is what WinCC sent last."""
         self._last.pop(name, None)
+        self._unsettled.add(name)
 
-    async def apply_batch(self, results: dict[str, TagValue | TagError], now: datetime) -> None:
-        # Most answers of a cycle are what WinCC sent last time, as the very same object (the REST client's
-        # caches): one comprehension over identities finds the few that are not.
+    def unsettle_all(self) -> None:
+        """The poll plan changed (so the batches did): look at every tag's next poll answer in full."""
+        self._unsettled.update(self.tags)
+
+    async def apply_batch(
+        self, results: Mapping[str, TagValue | TagError], now: datetime, *, poll: bool = False
+    ) -> None:
+        """Apply one answer. `poll`: the answer of a poll group's batch (it settles its tags; class docstring)."""
         last = self._last
-        changed = [(name, result) for name, result in results.items() if last.get(name) is not result]
+        unsettled = self._unsettled
+        if poll and type(results) is BatchAnswer and (not unsettled or unsettled.isdisjoint(results.names)):
+            names, answers = results.names, results.results
+            news = [(names[i], answers[i]) for i in results.news]
+            changed = [(name, result) for name, result in news if last.get(name) is not result]
+        else:
+            # Most answers of a cycle are what WinCC sent last time, as the very same object (the REST client's
+            # caches): one comprehension over identities finds the few that are not.
+            changed = [(name, result) for name, result in results.items() if last.get(name) is not result]
+            if poll and unsettled:
+                unsettled.difference_update(results)
         tags = self.tags
         for name, result in changed:
             tag = tags.get(name)
             if tag is None:
                 continue
             last[name] = result
+            if not poll:
+                unsettled.add(name)
             if type(result) is TagValue:
                 await self._apply_one(tag, result, now)
             elif isinstance(result, TagError):
@@ -146,6 +178,7 @@ class TagValues:
         now = datetime.now(UTC)
         for name in names:
             self._last.pop(name, None)  # when WinCC answers again, even the same answer is news (Good again)
+            self._unsettled.add(name)
             tag = self.tags.get(name)
             if tag is None or tag.status == failed:
                 continue
