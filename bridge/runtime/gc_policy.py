@@ -8,6 +8,13 @@ the long-lived objects has just been made (the address space built, every tag po
 created in bulk by a client). Reference counting still frees frozen objects; only reference cycles among them that
 die later would stay, which is why freezing happens at these few moments and not at random.
 
+What a client leaves behind when it goes is the other side of it: its subscriptions and monitored items hold
+reference cycles (asyncua's subscription and its item service point at each other), and they lived long enough to
+be in the old generation, which with the larger young generation below is examined rarely. A churn of clients
+each subscribing 1,000 tags left +4-6 MiB per 50 clients uncollected (+1 MiB with CPython's defaults). So once
+`COLLECT_FROM_ITEMS` monitored items were deleted, one full collection frees them (`collect_dropped`); with the
+long-lived objects frozen it walks only what is not.
+
 The young generation is made larger too (`young_generation`). A poll cycle at 100,000 tags makes tens of
 thousands of short-lived containers a second (requests, answers, notifications); with CPython's default threshold
 (700) they were examined ~90 times a second, and whatever lived for a cycle (a batch's answer is kept until the
@@ -20,15 +27,24 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["FREEZE_FROM_TAGS", "YOUNG_THRESHOLDS", "freeze_long_lived", "young_generation"]
+__all__ = [
+    "COLLECT_FROM_ITEMS",
+    "FREEZE_FROM_TAGS",
+    "YOUNG_THRESHOLDS",
+    "collect_dropped",
+    "freeze_long_lived",
+    "young_generation",
+]
 
 log = logging.getLogger(__name__)
 
 
 FREEZE_FROM_TAGS = 5000  # below this many tags a full collection is quick: nothing is frozen
+COLLECT_FROM_ITEMS = 1000  # monitored items deleted (clients gone) before their garbage is collected at once
 # collections of the young generation every 20,000 new containers (default 700), of the middle one every 20 of
 # those (default 10); the old generation's rule is CPython's
 YOUNG_THRESHOLDS = (20_000, 20)
@@ -58,3 +74,15 @@ def freeze_long_lived(what: str, tags: int) -> None:
         gc.get_freeze_count() - before,
         gc.get_freeze_count(),
     )
+
+
+def collect_dropped(what: str, items: int) -> bool:
+    """One full collection, if `items` monitored items were deleted since the last one (see above); whether it ran."""
+    if items < COLLECT_FROM_ITEMS:
+        return False
+    started = time.perf_counter()
+    found = gc.collect()
+    log.debug(
+        "%d %s: %d unreachable objects collected in %.1f ms", items, what, found, (time.perf_counter() - started) * 1e3
+    )
+    return True

@@ -86,6 +86,18 @@ def test_new_occurrence_is_a_fresh_cycle() -> None:
     assert third.reason is Reason.came_again and third.condition.time == T0 + timedelta(seconds=20)
 
 
+def test_went_and_came_between_two_snapshots_is_a_new_cycle() -> None:
+    book = AlarmBook()
+    (first,) = book.reconcile([alarm(t=1)])
+    old_ids = set(first.condition.cycle_event_ids)
+    assert book.reconcile([alarm(t=1)]) == []  # the same occurrence again: nothing
+    (again,) = book.reconcile([alarm(t=5)])  # still active and unacknowledged, but it came at a later time
+    assert again.reason is Reason.came_again and again.condition.time == T0 + timedelta(seconds=5)
+    assert not (old_ids & again.condition.cycle_event_ids)
+    assert book.reconcile([alarm(t=5)]) == []
+    assert book.reconcile([alarm(t=3)]) == []  # an older time is no new occurrence
+
+
 def test_restservice_state_4_alone_is_nothing_and_duplicates_count_once() -> None:
     book = AlarmBook()
     assert book.reconcile([alarm("went", acked=True)]) == []

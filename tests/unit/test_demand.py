@@ -140,3 +140,16 @@ def test_a_read_keeps_a_tag_fast_for_a_while() -> None:
     clock.now += 0.2  # 30 s after the Read: idle again
     assert demand.groups(NAMES) == {10_000: NAMES}
     assert demand.next_expiry() is None
+
+
+def test_items_created_and_dropped_are_counted_for_the_garbage_collector_policy() -> None:
+    demand = Demand(directory(), config())
+    create(demand, 1, [("A.x", 200, 1), ("A.y", 200, 2)])
+    create(demand, 2, [("B.z", 200, 3), ("A.x", 200, 4)])
+    assert (demand.items_added, demand.items_dropped) == (4, 0)
+    demand.items_deleted(1, [1, 99])  # 99 is unknown: not counted
+    assert demand.items_dropped == 1
+    demand.subscriptions_deleted([2, 42])  # both of 2's items; 42 is unknown
+    assert demand.items_dropped == 3
+    demand.prune(live_subscriptions=[])  # 1 ended without a Delete: its last item
+    assert (demand.items_added, demand.items_dropped, demand.monitored_count) == (4, 4, 0)

@@ -9,6 +9,9 @@ yet acknowledged. Comparing one snapshot with the conditions we hold gives every
 - unacknowledged -> acknowledged: acked (by us or by an operator in WinCC);
 - inactive -> active, or acknowledged -> unacknowledged while active: a new occurrence of the same alarm id, so a
   fresh cycle (comment and user of the last cycle are dropped, EventIds of the last cycle become unknown);
+- active and unacknowledged in both, with a later came time: it went and came again between two snapshots (a poll
+  period is long enough for that); the list shows only the new occurrence, so its time is the one sign of it, and
+  it is a fresh cycle too (without this a client would never see the alarm come again);
 - an id we hold that WinCC no longer lists: it went and was acknowledged in WinCC.
 Pushed changes (unified's activeAlarms subscription) go through the same rules one alarm at a time (`update`);
 an alarm the push says left the list is the last case.
@@ -177,7 +180,7 @@ class AlarmBook:
             quality_changed = True
         else:
             quality_changed = False
-        if active and (not cond.active or (cond.acked and not alarm.acknowledged)):
+        if active and (not cond.active or (not alarm.acknowledged and (cond.acked or alarm.timestamp > cond.time))):
             cond.new_cycle(alarm)
             return self._emit(cond, Reason.came_again)
         if cond.active and not active:

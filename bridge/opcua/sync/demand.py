@@ -45,6 +45,7 @@ class Demand:
         self._items: dict[int, dict[int, tuple[str, int]]] = {}
         self._recent: dict[str, float] = {}  # tag -> monotonic time until which a Read keeps it fast
         self.items_added = 0  # monitored items ever created (the engine freezes long-lived objects after bulk adds)
+        self.items_dropped = 0  # monitored items ever deleted (the engine collects their garbage after bulk drops)
 
     # ---- intervals ---------------------------------------------------------------------------------------
     def group_for(self, requested_ms: float, subscription_id: int | None = None) -> int:
@@ -142,15 +143,17 @@ class Demand:
         items = self._items.get(subscription_id)
         if not items:
             return
-        removed = [items.pop(i, None) for i in item_ids]
+        removed = sum(items.pop(i, None) is not None for i in item_ids)
         if not items:
             del self._items[subscription_id]
-        if any(removed):
+        if removed:
+            self.items_dropped += removed
             self._on_change()
 
     def subscriptions_deleted(self, subscription_ids: list[int]) -> None:
-        dropped = [self._items.pop(sid, None) for sid in subscription_ids]
-        if any(dropped):
+        dropped = sum(len(self._items.pop(sid, {})) for sid in subscription_ids)
+        if dropped:
+            self.items_dropped += dropped
             self._on_change()
 
     def prune(self, live_subscriptions: Iterable[int]) -> None:

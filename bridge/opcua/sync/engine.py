@@ -36,7 +36,7 @@ from bridge.opcua.sync.demand import Demand
 from bridge.opcua.sync.values import TagValues
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import SYSTEM_CLOCK, Clock
-from bridge.runtime.gc_policy import FREEZE_FROM_TAGS, freeze_long_lived
+from bridge.runtime.gc_policy import FREEZE_FROM_TAGS, collect_dropped, freeze_long_lived
 from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import TagError, TagValue
@@ -98,6 +98,7 @@ class SyncEngine:
         # monitored items created in bulk); None: nothing waits to be frozen
         self._first_cycles: set[int] | None = None
         self._items_frozen = 0  # demand.items_added when a freeze was last armed
+        self._items_collected = 0  # demand.items_dropped at the last collection of what they left
         self._frozen_once = False  # the first values have been frozen
         self._push: ValuePush | None = None  # a WinCC that pushes changes (unified): its covered tags are not polled
         # freshness for Read's MaxAge: when each poll group last read all its tags, and tags read on demand
@@ -276,6 +277,8 @@ class SyncEngine:
         while True:
             await self._clock.sleep(1.0)
             self.demand.prune(subscriptions(self._server))
+            if collect_dropped("monitored items deleted", self.demand.items_dropped - self._items_collected):
+                self._items_collected = self.demand.items_dropped
             expiry = self.demand.next_expiry()
             if expiry is not None and expiry < self._clock.monotonic():
                 self._dirty = True
