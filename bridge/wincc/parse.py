@@ -181,16 +181,24 @@ _Entry = tuple[bytes, list[bytes], list["TagValue | TagError"]]  # the last answ
 
 class BatchAnswer(Mapping[str, "TagValue | TagError"]):
     """The results of one batch read (tag -> result, in request order) as BatchMemo replayed them, with `news`: the
-    positions whose item differs from the last answer to the same batch. Every other result is the very object of
-    that last answer, so the sync engine looks at `news` alone (bridge/opcua/sync/values.py says when it may).
+    positions whose item differs from the last answer to the same batch, and `base`: that last answer's results.
+    Every other result is the very object of `base`, so the sync engine looks at `news` alone if `base` is what it
+    applied last for this batch (bridge/opcua/sync/values.py says when it may).
     A mapping like any read's answer; the dict behind it is only made if somebody asks for it by name."""
 
-    __slots__ = ("_by_name", "names", "news", "results")
+    __slots__ = ("_by_name", "base", "names", "news", "results")
 
-    def __init__(self, names: tuple[str, ...], results: Sequence[TagValue | TagError], news: Sequence[int]) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        results: Sequence[TagValue | TagError],
+        news: Sequence[int],
+        base: Sequence[TagValue | TagError] | None = None,
+    ) -> None:
         self.names = names
         self.results = results
         self.news = news
+        self.base = base
         self._by_name: dict[str, TagValue | TagError] | None = None
 
     def _dict(self) -> dict[str, TagValue | TagError]:
@@ -287,9 +295,10 @@ class BatchMemo:
         if entry is None:
             return None
         old_content, old_parts, results = entry
+        base = results
         if content == old_content:
             self._put(batch, entry)
-            return BatchAnswer(batch, results, ())
+            return BatchAnswer(batch, results, (), base)
         parts = item_bytes(content, len(old_parts))
         if parts is None or len(parts) != len(old_parts):
             return None
@@ -308,7 +317,7 @@ class BatchMemo:
                     return None
                 results[i] = parse_item(name, raw)
         self._put(batch, (content, parts, results))
-        return BatchAnswer(batch, results, changed)
+        return BatchAnswer(batch, results, changed, base)
 
     def learn(
         self, batch: tuple[str, ...], content: bytes, items: list[Any], out: dict[str, TagValue | TagError]

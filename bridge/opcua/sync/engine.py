@@ -336,6 +336,7 @@ class SyncEngine:
         and each is applied the moment it arrives: the first tags of a big group do not wait for the last batch,
         and no step holds the event loop for the whole group. True unless every batch failed."""
         size = self._config.batch_size
+        plan = self._values.plan  # an answer arriving after the plan changed settles nothing (values.py)
         reads = [asyncio.create_task(self._read(names[i : i + size])) for i in range(0, len(names), size)]
         answered, failed = 0, 0
         first_error: WinCCError | None = None
@@ -350,7 +351,7 @@ class SyncEngine:
                     await self._values.mark_failed(batch)
                     continue
                 answered += 1
-                await self._values.apply_batch(results, datetime.now(UTC), poll=True)
+                await self._values.apply_batch(results, datetime.now(UTC), poll=plan == self._values.plan)
         except Exception:  # a bug must not stop polling forever
             log.exception("unexpected error in poll cycle")
             await self._values.mark_failed(names)
