@@ -153,3 +153,16 @@ def test_items_created_and_dropped_are_counted_for_the_garbage_collector_policy(
     assert demand.items_dropped == 3
     demand.prune(live_subscriptions=[])  # 1 ended without a Delete: its last item
     assert (demand.items_added, demand.items_dropped, demand.monitored_count) == (4, 4, 0)
+
+
+def test_items_version_moves_with_monitored_items_only() -> None:
+    """The engine tells a pushing WinCC the monitored names again only when this moved (100,000 names a time)."""
+    demand = Demand(directory(), config())
+    v0 = demand.items_version
+    create(demand, 1, [("A.x", 200, 1)])
+    v1 = demand.items_version
+    assert v1 > v0
+    demand.note_read(["B.z"])  # a Read makes a tag fast for a while: no monitored item changed
+    assert demand.items_version == v1
+    demand.items_deleted(1, [1])
+    assert demand.items_version > v1

@@ -14,6 +14,7 @@ from bridge.runtime.gc_policy import (
     YOUNG_THRESHOLDS,
     collect_dropped,
     freeze_long_lived,
+    paused,
     young_generation,
 )
 
@@ -71,3 +72,20 @@ def test_dropped_items_are_collected_once_there_are_enough(no_automatic_gc: None
     assert gone() is not None  # too few items gone: no full pass for them
     assert collect_dropped("monitored items deleted", COLLECT_FROM_ITEMS)
     assert gone() is None
+
+
+def test_paused_stops_collection_and_restores_it_also_when_nested() -> None:
+    assert gc.isenabled()
+    with paused():
+        assert not gc.isenabled()
+        with paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner one leaves it as the outer one set it
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused():
+            pass
+        assert not gc.isenabled()  # off before: off after
+    finally:
+        gc.enable()

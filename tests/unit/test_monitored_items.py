@@ -257,3 +257,20 @@ async def test_a_big_create_request_lets_other_sessions_in_between() -> None:
         ua.CreateMonitoredItemsParameters(SubscriptionId=sub.SubscriptionId, ItemsToCreate=[])
     )
     assert empty == []
+
+
+async def test_an_ended_subscription_lets_go_of_its_items(rig) -> None:
+    """The subscription and its service are a reference cycle a freeze may keep forever: when it ends, its items
+    are unhooked from their nodes and the tables that held them are let go."""
+    server, directory, service, sub = rig
+    level = directory.node_id("P.Level")
+    await publish(server, level, 100.0, ua.VariantType.Double)
+    await create(service, request(level, deadband(ua.DeadbandType.Percent, 1.0)))
+    tables = (service.items, service.datachange_items)
+    assert all(tables)
+    service.delete_all_monitored_items()
+    assert not service.items and not service.datachange_items
+    assert service.items is not tables[0] and service.datachange_items is not tables[1]  # new, small tables
+    sent = len(sub.sent)
+    await publish(server, level, 150.0, ua.VariantType.Double)
+    assert len(sub.sent) == sent  # no callback left on the node

@@ -104,6 +104,9 @@ TOUCHPOINTS: list[Touchpoint] = [
     ),
     Touchpoint("6 monitored item service", MonitoredItemService, "_modify_monitored_item", ("self", "params")),
     Touchpoint("6 monitored item service", MonitoredItemService, "_delete_monitored_items", ("self", "mid")),
+    # called by InternalSubscription when it ends (stop, or its lifetime ran out); the bridge's service lets go of
+    # its tables there (sync/monitored_items.py)
+    Touchpoint("6 monitored item service", MonitoredItemService, "delete_all_monitored_items", ("self",)),
     InstanceAttribute("6 monitored item service", InternalSubscription, "data"),
     Touchpoint(
         "6 monitored item service",

@@ -39,7 +39,6 @@ Initial Value: null Variant with BadWaitingForInitialData; asyncua checks later 
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import time
@@ -67,7 +66,7 @@ from bridge.opcua.model.nodes import (
     typedef_of,
 )
 from bridge.opcua.model.tags import TagDirectory, split_items
-from bridge.runtime.gc_policy import freeze_long_lived
+from bridge.runtime.gc_policy import freeze_long_lived, paused
 from bridge.wincc.models import Folder, TagInfo
 
 __all__ = [
@@ -294,14 +293,11 @@ class AddressSpace:
         # trigger walk everything built so far, which made a 100k build several times slower. The collector is
         # off while building and back on (as it was) afterwards, and a big build is then frozen out of its
         # passes (see bridge/runtime/gc_policy.py).
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return await self._add_chunks(tags, aspace_nodes, started, last_log)
-        finally:
-            freeze_long_lived("address space", len(tags))
-            if gc_was_enabled:
-                gc.enable()
+        with paused():
+            try:
+                return await self._add_chunks(tags, aspace_nodes, started, last_log)
+            finally:
+                freeze_long_lived("address space", len(tags))
 
     async def _add_chunks(
         self, tags: Sequence[TagInfo], aspace_nodes: dict[ua.NodeId, NodeData], started: float, last_log: float

@@ -36,7 +36,7 @@ from bridge.opcua.sync.demand import Demand
 from bridge.opcua.sync.values import TagValues
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import SYSTEM_CLOCK, Clock
-from bridge.runtime.gc_policy import FREEZE_FROM_TAGS, collect_dropped, freeze_long_lived
+from bridge.runtime.gc_policy import FREEZE_FROM_TAGS, collect_dropped, freeze_long_lived, paused
 from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import TagError, TagValue
@@ -101,6 +101,7 @@ class SyncEngine:
         self._items_collected = 0  # demand.items_dropped at the last collection of what they left
         self._frozen_once = False  # the first values have been frozen
         self._push: ValuePush | None = None  # a WinCC that pushes changes (unified): its covered tags are not polled
+        self._pushed_version = -1  # demand.items_version last told to the push
         # freshness for Read's MaxAge: when each poll group last read all its tags, and tags read on demand
         self._group_of: dict[str, int] = {}
         self._group_read_at: dict[int, float] = {}
@@ -224,7 +225,8 @@ class SyncEngine:
     def tags_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
         for name in removed:
             self._read_now_at.pop(name, None)
-        self._values.tags_changed(added, removed)
+        with paused():  # a record per tag, all long-lived (bridge/runtime/gc_policy.py)
+            self._values.tags_changed(added, removed)
         self._replan_soon()
 
     def _publishing_interval(self, subscription_id: int) -> float | None:
@@ -240,7 +242,9 @@ class SyncEngine:
         groups = self.demand.groups(self._values.tags)
         if self._push is not None:
             # Monitored tags are pushed once WinCC delivers them; until then (and while the socket is down) polled.
-            self._push.want(self.demand.monitored_names())
+            if self._pushed_version != self.demand.items_version:  # the names of 100,000 items: only on a change
+                self._pushed_version = self.demand.items_version
+                self._push.want(self.demand.monitored_names())
             covered = self._push.covered
             if covered:
                 groups = {ms: [n for n in names if n not in covered] for ms, names in groups.items()}

@@ -146,6 +146,18 @@ class BridgeMonitoredItemService(ItemServiceBase):
         self._bands: dict[int, float] = {}  # item -> absolute deadband (Percent already turned into units)
         self._callback = self.datachange_callback  # one bound method for every item, not one each
 
+    def delete_all_monitored_items(self) -> None:
+        """The subscription ends. It and this service are a reference cycle (each holds the other), which a freeze
+        (bridge/runtime/gc_policy.py: after monitored items were created in bulk) may have taken out of the
+        collector's view for good; so what they hold goes now, by reference counting: the item tables, sized for
+        every item the client ever had (a dict does not shrink as it empties), are replaced by empty ones."""
+        super().delete_all_monitored_items()
+        self._monitored_items: dict[int, Any] = {}
+        self._monitored_datachange: dict[int, int] = {}
+        self._monitored_events: dict[ua.NodeId, list[int]] = {}
+        self._reported = {}
+        self._bands = {}
+
     # ---- filters --------------------------------------------------------------------------------------------
     def _node_facts(self, node_id: ua.NodeId) -> tuple[ua.NodeId | None, ua.Range | None]:
         """The node's DataType and its EURange property value, where it has them."""
