@@ -46,7 +46,6 @@ class Demand:
         self._recent: dict[str, float] = {}  # tag -> monotonic time until which a Read keeps it fast
         self.items_added = 0  # monitored items ever created (the engine freezes long-lived objects after bulk adds)
         self.items_dropped = 0  # monitored items ever deleted (the engine collects their garbage after bulk drops)
-        self.items_version = 0  # bumped whenever monitored items change (the engine re-tells a push only then)
 
     # ---- intervals ---------------------------------------------------------------------------------------
     def group_for(self, requested_ms: float, subscription_id: int | None = None) -> int:
@@ -102,9 +101,11 @@ class Demand:
         if changed:
             self._on_change()
 
-    def _items_changed(self) -> None:
-        self.items_version += 1
-        self._on_change()
+    @property
+    def items_version(self) -> int:
+        """Moves whenever a monitored item is created or deleted, so whenever `monitored_names` may have changed
+        (the engine tells a push the names only then): both counts only grow."""
+        return self.items_added + self.items_dropped
 
     # ---- SubscriptionObserver ----------------------------------------------------------------------------
     def items_created(
@@ -125,7 +126,7 @@ class Demand:
             self.items_added += 1
             changed = True
         if changed:
-            self._items_changed()
+            self._on_change()
 
     def items_modified(
         self, params: ua.ModifyMonitoredItemsParameters, results: list[ua.MonitoredItemModifyResult]
@@ -142,7 +143,7 @@ class Demand:
             items[request.MonitoredItemId] = (known[0], interval)
             changed = True
         if changed:
-            self._items_changed()
+            self._on_change()
 
     def items_deleted(self, subscription_id: int, item_ids: list[int]) -> None:
         items = self._items.get(subscription_id)
@@ -153,13 +154,13 @@ class Demand:
             del self._items[subscription_id]
         if removed:
             self.items_dropped += removed
-            self._items_changed()
+            self._on_change()
 
     def subscriptions_deleted(self, subscription_ids: list[int]) -> None:
         dropped = sum(len(self._items.pop(sid, {})) for sid in subscription_ids)
         if dropped:
             self.items_dropped += dropped
-            self._items_changed()
+            self._on_change()
 
     def prune(self, live_subscriptions: Iterable[int]) -> None:
         """Forget items of subscriptions that ended without a Delete (lifetime expired)."""
