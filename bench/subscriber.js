@@ -1,7 +1,9 @@
 // One subscribed node-opcua client (another OPC UA stack than the servers'), the twin of bench/subscriber.py:
 // subscribes to every tag, counts notifications, measures latency (receive time - SourceTimestamp).
 // Usage: node bench/subscriber.js '{"endpoint":..., "tagsFile":..., "seconds":20, "warmup":3, "samplingMs":1000,
-//                                  "publishMs":500, "signalWindow":true}'
+//                                  "publishMs":500, "signalWindow":true, "goFile":"/path"}'
+// With goFile: after the warmup prints "subscribed" and waits for that file to exist (the harness saw the server
+// settle) before the window opens.
 // node-opcua comes from tests/interop (npm ci there); the harness sets NODE_PATH to its node_modules.
 // Prints "start" when counting starts, then one JSON line like the Python subscriber's.
 // Monitored items are created with raw CreateMonitoredItems requests and counted from the subscription's raw
@@ -70,6 +72,14 @@ async function main() {
   }
   const subscribeS = (Date.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, args.warmup * 1000));
+  if (args.goFile) {
+    console.log("subscribed");
+    const deadline = Date.now() + 600000;
+    while (!fs.existsSync(args.goFile)) {
+      if (Date.now() > deadline) throw new Error(`${args.goFile} did not appear within 600 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   counting = true;
   if (args.signalWindow) console.log("start");
   const t1 = Date.now();

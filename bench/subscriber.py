@@ -1,8 +1,8 @@
 """One subscribed OPC UA client in its own process: subscribes to every tag, counts notifications, measures latency.
 
-`python -m bench.subscriber --endpoint URL --tags-file F --seconds S [--sampling-ms 1000] [--warmup S]`
-prints one JSON line: notifications, per second, and latency percentiles (receive time - SourceTimestamp, which
-the simulator stamps at the moment it changes a value; both on this machine's clock).
+`python -m bench.subscriber --endpoint URL --tags-file F --seconds S [--sampling-ms 1000] [--warmup S]
+[--go-file P]` prints one JSON line: notifications, per second, and latency percentiles (receive time -
+SourceTimestamp, which the simulator stamps at the moment it changes a value; both on this machine's clock).
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ async def main() -> None:
     ap.add_argument("--sampling-ms", type=float, default=1000)
     ap.add_argument("--publish-ms", type=float, default=500)
     ap.add_argument("--signal-window", action="store_true", help='print "start" when counting starts')
+    ap.add_argument(
+        "--go-file",
+        type=Path,
+        help='after the warmup print "subscribed" and wait for this file to exist (the harness saw the server settle)',
+    )
     args = ap.parse_args()
 
     # asyncua 2.1 drops a server that misses its ServerState probe for 1 s; at saturation (100 % change/s at 50k+
@@ -78,6 +83,13 @@ async def main() -> None:
             await sub.subscribe_data_change(nodes, sampling_interval=args.sampling_ms, queuesize=1)
         subscribe_s = time.monotonic() - t0
         await asyncio.sleep(args.warmup)  # initial values of every item arrive first; not counted
+        if args.go_file is not None:
+            print("subscribed", flush=True)
+            deadline = time.monotonic() + 600
+            while not args.go_file.exists():
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{args.go_file} did not appear within 600 s")
+                await asyncio.sleep(0.1)
         counter.counting = True
         if args.signal_window:
             print("start", flush=True)

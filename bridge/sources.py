@@ -137,6 +137,14 @@ class _QualifiedPush:
         prefix = self._client.prefix
         return frozenset(prefix + name for name in self._inner.covered)
 
+    @property
+    def covered_count(self) -> int:
+        return self._inner.covered_count
+
+    def covers(self, name: str) -> bool:
+        prefix = self._client.prefix
+        return name.startswith(prefix) and self._inner.covers(name[len(prefix) :])
+
     def want(self, names: Iterable[str]) -> None:
         self._inner.want([self._client.strip(n) for n in names])
 

@@ -80,7 +80,16 @@ class ValuePush(Protocol):
 
     @property
     def covered(self) -> frozenset[str]:
-        """The tags being pushed right now; the caller polls every other tag."""
+        """The tags being pushed right now (a copy); the caller polls every other tag."""
+        ...
+
+    @property
+    def covered_count(self) -> int:
+        """How many tags are being pushed right now."""
+        ...
+
+    def covers(self, name: str) -> bool:
+        """Whether this tag is being pushed right now: what a per-tag check asks (`covered` copies every name)."""
         ...
 
     def want(self, names: Iterable[str]) -> None: ...

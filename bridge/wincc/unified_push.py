@@ -178,6 +178,13 @@ class TagPush(_Subscriber):
     def covered(self) -> frozenset[str]:
         return frozenset(self._covered)
 
+    @property
+    def covered_count(self) -> int:
+        return len(self._covered)
+
+    def covers(self, name: str) -> bool:
+        return name in self._covered
+
     def want(self, names: Iterable[str]) -> None:
         wanted = set(names)
         if wanted != self._wanted:

@@ -75,12 +75,29 @@ async def test_browse_read_and_every_subscribed_tag_pushed_not_polled(stack) -> 
         # once every monitored tag is pushed, nothing is polled any more: count tagValues queries over a window
         # longer than the fastest poll group
         await wait_until(lambda: _no_polls_for(stack, 2.0), timeout=20, what="steady state without tagValues polls")
+        assert _metric(stack, "pushed_tags") == len(nodes)
+        # a pushed tag is as fresh as WinCC has it: a Read with a short MaxAge asks WinCC nothing
+        polls = stack.sim_stats()["requests"].get("POST /graphql tagValues", 0)
+        params = ua.ReadParameters()
+        params.MaxAge = 100
+        params.NodesToRead = [ua.ReadValueId(NodeId=n.nodeid, AttributeId=ua.AttributeIds.Value) for n in nodes]
+        for _ in range(3):
+            answers = await client.uaclient.read(params)
+            assert all(dv.StatusCode.is_good() for dv in answers)
+        assert stack.sim_stats()["requests"].get("POST /graphql tagValues", 0) == polls
         stack.sim_control("/_sim/tags", {"set": {"System1.Tank1.LevelSetpoint": 6.25}})
         await wait_until(lambda: changes.seen(SETPOINT, 6.25), timeout=5, what="a pushed change")
         assert stack.sim_stats()["requests"].get("WS subscribe tagValues", 0) >= 1
         await sub.delete()
     finally:
         await client.disconnect()
+
+
+def _metric(stack, name: str) -> float:
+    for line in httpx.get(stack.health_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(f"wincc_bridge_{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"wincc_bridge_{name} is not in /metrics")
 
 
 async def _no_polls_for(stack, seconds: float) -> bool:

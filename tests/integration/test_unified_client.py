@@ -178,6 +178,8 @@ async def test_push_delivers_current_values_then_changes_and_survives_a_dropped_
             await wait_until(lambda: push.covered == frozenset(names), timeout=10, what="every tag pushed")
             first = {v.name for v in got.values}
             assert first == set(names)  # ADDED: the current value of each
+            assert push.covered_count == len(names) and all(push.covers(n) for n in names)
+            assert not push.covers("HMI_RT_1::NoSuchTag")
             sim.plant.set("System1.Tank1.LevelSetpoint", 7.75)
             await wait_until(
                 lambda: any(getattr(v, "value", None) == 7.75 for v in got.values),
@@ -196,6 +198,7 @@ async def test_push_delivers_current_values_then_changes_and_survives_a_dropped_
             # fewer tags wanted: the rest is still pushed, the dropped ones are not
             push.want(names[:10])
             await wait_until(lambda: push.covered == frozenset(names[:10]), timeout=5, what="coverage shrinks")
+            assert push.covered_count == 10 and not push.covers(names[10])
             assert sim.stats.requests["POST /graphql tagValues"] == polls  # push never polls
         finally:
             await push.aclose()

@@ -175,6 +175,9 @@ async def test_a_pushing_station_pushes_in_qualified_names() -> None:
             try:
                 push.want([name])
                 await wait_until(lambda: push.covered == frozenset([name]), timeout=10, what="the tag pushed")
+                assert push.covers(name) and push.covered_count == 1
+                # the station's own name for it is not the bridge's: only the qualified name is covered
+                assert not push.covers("HMI_RT_1::System1.Tank1.LevelSetpoint")
                 await wait_until(lambda: any(name in values for values in got), timeout=5, what="its value")
                 assert all(set(values) == {name} for values in got)
             finally:

@@ -130,6 +130,7 @@ class SyncEngine:
             "values_updated_total": float(self._values.updated),
             "poll_cycle_ms": self.slowest_cycle_ms,
             "monitored_items": float(self.demand.monitored_count),
+            "pushed_tags": float(self._push.covered_count if self._push is not None else 0),
         }
 
     def _may_log(self, kind: str, every_s: float = 60.0) -> bool:
@@ -180,7 +181,7 @@ class SyncEngine:
     # ---- reads on demand (Read with MaxAge) --------------------------------------------------------------
     def age_s(self, name: str) -> float:
         """Seconds since WinCC last answered for this tag (inf if never; 0 while WinCC pushes its changes)."""
-        if self._push is not None and name in self._push.covered:
+        if self._push is not None and self._push.covers(name):
             return 0.0
         read_at = max(
             self._group_read_at.get(self._group_of.get(name, -1), -math.inf), self._read_now_at.get(name, -math.inf)
@@ -245,9 +246,9 @@ class SyncEngine:
             if self._pushed_version != self.demand.items_version:  # the names of 100,000 items: only on a change
                 self._pushed_version = self.demand.items_version
                 self._push.want(self.demand.monitored_names())
-            covered = self._push.covered
-            if covered:
-                groups = {ms: [n for n in names if n not in covered] for ms, names in groups.items()}
+            if self._push.covered_count:
+                covers = self._push.covers
+                groups = {ms: [n for n in names if not covers(n)] for ms, names in groups.items()}
         if groups != self._groups:
             self._values.unsettle_all()  # new batches: their first answers are looked at in full
         self._groups = groups
