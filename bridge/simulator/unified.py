@@ -140,17 +140,16 @@ class UnifiedApi:
         ]
         for dp_name, data_type, archived in entries:
             name = unified_name(dp_name)
-            if match is not None and not match.match(name):
-                continue
             leaf = dp_name.rsplit(".", 1)[-1]
-            if kinds & {"SIMPLETAG", "TAG"}:
+            if kinds & {"SIMPLETAG", "TAG"} and (match is None or match.match(name)):
                 out.append(
                     {"name": name, "displayName": leaf, "objectType": "SIMPLETAG", "dataType": TYPE_NAMES[data_type]}
                 )
-            if archived and "LOGGINGTAG" in kinds:
+            logging_name = f"{name}:{LOGGING_TAG}"  # a subelement: matched by its own name, like Unified does
+            if archived and "LOGGINGTAG" in kinds and (match is None or match.match(logging_name)):
                 out.append(
                     {
-                        "name": f"{name}:{LOGGING_TAG}",
+                        "name": logging_name,
                         "displayName": LOGGING_TAG,
                         "objectType": "LOGGINGTAG",
                         "dataType": None,
@@ -283,9 +282,15 @@ class UnifiedApi:
         self._check(info)
         return tag_changes(self, list(dict.fromkeys(names)))
 
-    async def _subscribe_active_alarms(self, _root: Any, info: Any, **_: Any) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _subscribe_active_alarms(self, _root: Any, info: Any, **_: Any) -> AsyncIterator[dict[str, Any]]:
         self._check(info)
-        return alarm_changes(self)
+        return _one_by_one(alarm_changes(self))
+
+
+async def _one_by_one(batches: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    async for batch in batches:
+        for item in batch:
+            yield item
 
 
 def _event(event: Any, _info: Any, **_: Any) -> Any:

@@ -50,7 +50,12 @@ type LoggedValue { value: Value }
 type LoggedTagValuesResult { loggingTagName: String error: ErrorInfo values: [LoggedValue] }
 type Alarm {
   name: String instanceID: Int raiseTime: Timestamp acknowledgmentTime: Timestamp clearTime: Timestamp
-  state: Variant stateText: String priority: Int alarmClassName: String eventText: [String] origin: String
+  state: Variant stateText: [String] priority: Int alarmClassName: String eventText: [String] origin: String
+  area: String value: Variant
+}
+type ActiveAlarmNotification {
+  name: String instanceID: Int raiseTime: Timestamp acknowledgmentTime: Timestamp clearTime: Timestamp
+  state: Variant stateText: [String] priority: Int alarmClassName: String eventText: [String] origin: String
   area: String value: Variant notificationReason: String
 }
 type AcknowledgeAlarmsResult { alarmName: String alarmInstanceID: Int error: ErrorInfo }
@@ -75,7 +80,7 @@ type Mutation {
 }
 type Subscription {
   tagValues(names: [String!]!): TagValueNotification
-  activeAlarms(systemNames: [String], filterString: String, languages: [String]): [Alarm]
+  activeAlarms(systemNames: [String], filterString: String, languages: [String]): ActiveAlarmNotification
 }
 """
 
@@ -133,7 +138,8 @@ def quality(q: int) -> dict[str, Any]:
 
 
 def filter_regex(patterns: list[str] | None) -> re.Pattern[str] | None:
-    """Unified's browse wildcards: `**` across levels, `*` within one level, `?` one character."""
+    """Unified's browse wildcards: `**` across the dotted levels, `*` within one level, `?` one character. Neither
+    crosses the `:` of a subelement (`<tag>:<logging tag>`): only a filter with its own `:` part reaches those."""
     if not patterns:
         return None
     parts = []
@@ -142,7 +148,7 @@ def filter_regex(patterns: list[str] | None) -> re.Pattern[str] | None:
         i = 0
         while i < len(p):
             if p.startswith("**", i):
-                out.append(".*")
+                out.append("[^:]*")
                 i += 2
             elif p[i] == "*":
                 out.append(r"[^.:]*")
@@ -172,14 +178,13 @@ def alarm_json(entry: dict[str, Any]) -> dict[str, Any]:
         "clearTime": None if came else ts,
         "acknowledgmentTime": ts if acked else None,
         "state": state,
-        "stateText": ["Raised", "Cleared"][not came],
+        "stateText": [["Raised", "Cleared"][not came]],  # [String]: one text per language asked
         "priority": entry["priority"],
         "alarmClassName": entry["class"],
         "eventText": [entry["text"]],
         "origin": unified_name(entry["dp"]),
         "area": SYSTEM,
         "value": entry["value"],
-        "notificationReason": None,
     }
 
 

@@ -220,7 +220,8 @@ async def _run_subscription(
             if not api.token_ok(token):
                 raise api.unauthenticated()
             async for alarms in alarm_changes(api):
-                await send({"type": "next", "id": sub_id, "payload": {"data": {"activeAlarms": alarms}}})
+                for alarm in alarms:  # one ActiveAlarmNotification per message, as Unified sends them
+                    await send({"type": "next", "id": sub_id, "payload": {"data": {"activeAlarms": alarm}}})
             return
         stream = await subscribe(
             api.schema, document, root_value=api, context_value={"token": token}, variable_values=variables

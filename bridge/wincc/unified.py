@@ -53,7 +53,7 @@ from bridge.wincc.unified_wire import (
     split_logging_tag,
 )
 
-__all__ = ["DATA_TYPES", "UnifiedClient", "tag_folder"]
+__all__ = ["DATA_TYPES", "UnifiedClient", "browse_filters", "tag_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +106,17 @@ def tag_folder(name: str) -> tuple[tuple[str, ...], str]:
     return (system, *parts[:-1]), parts[-1]
 
 
-def _name_filter(root: str) -> str:
-    """The browse filter for `wincc.browse_root`: "" = every system, `System` = one system, `System::A.B` = a
-    subtree. `**` matches across levels."""
+def browse_filters(root: str) -> list[str]:
+    """The browse filters for `wincc.browse_root`: "" = every system, `System` = one system, `System::A.B` = a
+    subtree. `**` matches across the dotted levels but not into subelements (`<tag>:<logging tag>`), which only a
+    filter with a `:` part matches: hence the second filter, for the logging tags."""
     if not root:
-        return "*::**"
-    if "::" not in root:
-        return root + "::**"
-    return root + ("**" if root.endswith("::") else ".**")
+        tags = "*::**"
+    elif "::" not in root:
+        tags = root + "::**"
+    else:
+        tags = root + ("**" if root.endswith("::") else ".**")
+    return [tags, tags + ":*"]
 
 
 class UnifiedClient(UnifiedSession):
@@ -144,7 +147,7 @@ class UnifiedClient(UnifiedSession):
         """One browse call per root; folders come from the names (system, then the dotted path)."""
         entries = await self.call(
             BROWSE,
-            {"nameFilters": [_name_filter(root.strip())], "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
+            {"nameFilters": browse_filters(root.strip()), "objectTypeFilters": ["SIMPLETAG", "LOGGINGTAG"]},
             "browse",
         )
         if not isinstance(entries, list):

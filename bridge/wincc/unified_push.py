@@ -5,7 +5,8 @@ one subscription per batch of names and tells, through `covered`, which tags it 
 covered from its first notification (ADDED, its current value) on a live socket until the socket drops or the
 tag is no longer wanted; everything not covered is polled by the sync engine. A dropped socket is reconnected with
 backoff and every batch is subscribed again. `AlarmPush` does the same for alarm changes with the `activeAlarms`
-subscription on a socket of its own. See docs/wincc-rest-api.md, section Unified.
+subscription on a socket of its own, reading the active list once over HTTP after each subscribe (Unified never
+says when the alarms already active have all been notified). See docs/wincc-rest-api.md, section Unified.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from websockets.typing import Subprotocol
 
 from bridge.runtime.backoff import Backoff
 from bridge.wincc.client import AlarmNews
+from bridge.wincc.errors import WinCCError
 from bridge.wincc.models import Alarm, TagError, TagErrorKind, TagValue
 from bridge.wincc.unified_wire import SUBSCRIBE_ACTIVE_ALARMS, SUBSCRIBE_TAG_VALUES, alarm_from_unified, parse_tag_item
 
@@ -109,6 +111,8 @@ class _Subscriber:
                     exc.rcvd.code if exc.rcvd else "no close frame",
                     what,
                 )
+            except WinCCError as exc:  # the login before connecting
+                log.warning("WinCC Unified: no session for the WebSocket (%s); %s are polled meanwhile", exc, what)
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 log.warning(
                     "WinCC Unified WebSocket failed (%s); %s are polled until it is back", type(exc).__name__, what
@@ -296,11 +300,14 @@ class TagPush(_Subscriber):
 
 
 class AlarmPush(_Subscriber):
-    """The `activeAlarms` subscription on its own socket. Its first notification after a (re)subscribe is the whole
-    active list (`AlarmNews.complete`: reconciled like a poll, so an alarm that went while the socket was down is
-    cleared and none is announced twice); every later one lists the alarms that changed, REMOVED ones as `gone`.
-    `live` from that first notification until the socket drops or the subscription ends: meanwhile the alarm
-    service polls `activeAlarms` instead."""
+    """The `activeAlarms` subscription on its own socket. Unified sends one alarm per notification (ADDED: it entered
+    the subscription, which every alarm active when the subscription is made does too; MODIFIED; REMOVED: it left),
+    and never says when the alarms that were already active have all been sent. So after each (re)subscribe the
+    active list is read once over HTTP, as a poll reads it, and delivered as `AlarmNews.complete`: the consumer
+    reconciles it, so an alarm that went while the socket was down is cleared and none is announced twice.
+    Notifications that arrive while that read is under way are held and delivered after it, in order; each carries
+    the alarm's whole state, so one the list already shows changes nothing. `live` from then until the socket drops
+    or the subscription ends: meanwhile the alarm service polls `activeAlarms` instead."""
 
     _what = "alarms"
 
@@ -315,9 +322,11 @@ class AlarmPush(_Subscriber):
         self._on_alarms = on_alarms
         self._on_live_changed = on_live_changed
         self._sub_id: str | None = None
-        self._first = True
+        self._held: list[Any] | None = None  # notifications while the active list is read; None: deliver at once
+        self._listing: asyncio.Task[None] | None = None
         self._live = False
         self._refused = False
+        self.list_reads = 0  # active lists read over HTTP: one per (re)subscribe
 
     @property
     def live(self) -> bool:
@@ -330,67 +339,107 @@ class AlarmPush(_Subscriber):
 
     def _lost(self) -> None:
         self._sub_id = None
+        self._stop_listing()
         self._set_live(False)
 
+    def _stop_listing(self) -> None:
+        if self._listing is not None:
+            self._listing.cancel()
+            self._listing = None
+        self._held = None
+
     async def _subscribe(self, ws: ClientConnection) -> None:
-        self._sub_id, self._first = str(next(self._ids)), True
+        self._stop_listing()
+        self._sub_id, self._held = str(next(self._ids)), []
         message = {"id": self._sub_id, "type": "subscribe", "payload": {"query": SUBSCRIBE_ACTIVE_ALARMS}}
         await ws.send(orjson.dumps(message).decode())
+        # the list is read after the subscribe went out: whatever changes from here on is also notified
+        self._listing = asyncio.create_task(self._read_list(ws), name="wincc-unified-active-alarms")
+
+    async def _read_list(self, ws: ClientConnection) -> None:
+        try:
+            alarms = await self._client.active_alarms()
+            self.list_reads += 1
+            self._backoff.reset()
+            self._refused = False
+            await self._on_alarms(AlarmNews(alarms, [], complete=True))
+            while self._held:  # what came meanwhile, then anything that came while that was delivered
+                held, self._held = self._held, []
+                await self._deliver(held)
+        except WinCCError as exc:
+            log.warning("WinCC Unified: reading the active alarms after subscribing failed (%s): alarms polled", exc)
+            await ws.close()  # the reconnect's backoff paces the next try
+            return
+        except Exception:  # a bug must not leave the push half-started: start over on a new socket
+            log.exception("WinCC Unified: applying the active alarms failed")
+            await ws.close()
+            return
+        self._held = None
+        self._listing = None
+        self._set_live(True)
 
     async def _serve(self, ws: ClientConnection) -> None:
-        await self._subscribe(ws)
-        async for raw in ws:
-            message = orjson.loads(raw)
-            kind = message.get("type")
-            if kind == "ping":
-                await ws.send('{"type":"pong"}')
-            elif str(message.get("id")) != self._sub_id:
-                continue
-            elif kind == "next":
-                await self._next(message.get("payload"))
-            elif kind == "error":
-                # closing the socket here: the reconnect's backoff (not reset before a first notification) keeps a
-                # server that refuses the subscription from being asked again at once
-                log.log(
-                    logging.DEBUG if self._refused else logging.WARNING,
-                    "WinCC Unified refused the activeAlarms subscription (%s); alarms are polled",
-                    _error_text(message.get("payload")),
-                )
-                self._refused = True  # said once until a subscription delivers again
-                return
-            elif kind == "complete":
-                self._set_live(False)
-                await self._subscribe(ws)  # the server ended it: subscribe again, its first notification reconciles
+        try:
+            await self._subscribe(ws)
+            async for raw in ws:
+                message = orjson.loads(raw)
+                kind = message.get("type")
+                if kind == "ping":
+                    await ws.send('{"type":"pong"}')
+                elif str(message.get("id")) != self._sub_id:
+                    continue
+                elif kind == "next":
+                    entries = _alarm_entries(message.get("payload"))
+                    if self._held is not None:
+                        self._held.extend(entries)
+                    else:
+                        await self._deliver(entries)
+                elif kind == "error":
+                    # closing the socket here: the reconnect's backoff (not reset before a list was read) keeps a
+                    # server that refuses the subscription from being asked again at once
+                    log.log(
+                        logging.DEBUG if self._refused else logging.WARNING,
+                        "WinCC Unified refused the activeAlarms subscription (%s); alarms are polled",
+                        _error_text(message.get("payload")),
+                    )
+                    self._refused = True  # said once until a subscription delivers again
+                    return
+                elif kind == "complete":
+                    self._set_live(False)
+                    await self._subscribe(ws)  # the server ended it: subscribe again, read the list again
+        finally:
+            self._stop_listing()
 
-    async def _next(self, payload: Any) -> None:
-        data = payload.get("data") if isinstance(payload, dict) else None
-        raw = data.get("activeAlarms") if isinstance(data, dict) else None
-        entries = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else None
-        if entries is None:
-            log.warning("activeAlarms notification without data.activeAlarms: skipped")
-            return
-        complete, self._first = self._first, False
+    async def _deliver(self, entries: list[Any]) -> None:
         alarms: list[Alarm] = []
         gone: list[str] = []
         for entry in entries:
             self.notifications += 1
             try:
                 alarm = alarm_from_unified(entry)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.warning("activeAlarms notification: skipping an alarm: %s", exc)
                 continue
             if alarm is None:
                 continue
-            reason = str(entry.get("notificationReason") or "").upper()
-            if reason.startswith("REMOVED") and not complete:
+            if str(entry.get("notificationReason") or "").upper().startswith("REMOVED"):
                 gone.append(alarm.id)
             else:
                 alarms.append(alarm)
-        if complete:
-            self._backoff.reset()
-            self._refused = False
-        await self._on_alarms(AlarmNews(alarms, gone, complete))
-        self._set_live(True)
+        if alarms or gone:
+            await self._on_alarms(AlarmNews(alarms, gone, complete=False))
+
+
+def _alarm_entries(payload: Any) -> list[Any]:
+    """The alarms of one `next`: Unified sends one ActiveAlarmNotification object; a list is taken as well."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    raw = data.get("activeAlarms") if isinstance(data, dict) else None
+    if isinstance(raw, dict):
+        return [raw]
+    if isinstance(raw, list):
+        return [e for e in raw if isinstance(e, dict)]
+    log.warning("activeAlarms notification without data.activeAlarms: skipped")
+    return []
 
 
 def _error_text(payload: Any) -> str:

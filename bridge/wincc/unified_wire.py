@@ -193,15 +193,14 @@ def alarm_from_unified(raw: Any) -> Alarm | None:
         for t in (_time(raw.get("raiseTime")), _time(raw.get("clearTime")), _time(raw.get("acknowledgmentTime")))
         if t is not None
     ]
-    text = raw.get("eventText")
-    if isinstance(text, list):
-        text = next((t for t in text if isinstance(t, str) and t), "")
+    text = _first_text(raw.get("eventText"))
+    state_text = _first_text(raw.get("stateText"))  # both are [String] (one per language asked) in Unified's schema
     tag, _ = split_logging_tag(name)
     origin = raw.get("origin")
     priority = error_code(raw.get("priority"))
     return Alarm(
         id=f"{name}#{instance if instance not in (None, -1) else 0}",
-        text=str(text or raw.get("stateText") or name),
+        text=text or state_text or name,
         state=state,
         acknowledged=acknowledged,
         timestamp=max(times) if times else datetime.now(UTC),
@@ -211,6 +210,13 @@ def alarm_from_unified(raw: Any) -> Alarm | None:
         value=raw.get("value"),
         extra={k: raw[k] for k in ("area", "stateText", "origin") if raw.get(k) is not None},
     )
+
+
+def _first_text(raw: Any) -> str:
+    """A text field as Unified sends it: a string, or a list with one text per language (the first non-empty)."""
+    if isinstance(raw, list):
+        return next((t for t in raw if isinstance(t, str) and t), "")
+    return raw if isinstance(raw, str) else ""
 
 
 def parse_tag_item(name: str, raw: Any) -> TagValue | TagError:

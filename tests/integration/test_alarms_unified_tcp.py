@@ -41,7 +41,9 @@ def queries(stack) -> int:
 
 
 async def _pushed_live(stack) -> bool:
-    return int(stack.sim_stats()["requests"].get("WS subscribe activeAlarms", 0)) >= 1
+    """The bridge's alarm push is live: subscribed, and the active list read once after it (no more queries)."""
+    metrics = httpx.get(stack.health_url + "/metrics", timeout=5).text.splitlines()
+    return "wincc_bridge_alarm_push_live 1.0" in metrics
 
 
 async def test_alarms_are_pushed_not_polled_and_acknowledge_reaches_wincc(stack) -> None:
@@ -144,13 +146,7 @@ async def test_a_unified_station_among_sources_pushes_its_alarms_qualified(bridg
             events = Events()
             sub = await op.create_subscription(PUBLISH_MS, events)
             on_server = await sub.subscribe_events(ua.ObjectIds.Server, evfilter=event_filter())
-            await wait_until(
-                lambda: (
-                    httpx.get(hmi_base + "/_sim/stats", timeout=5).json()["requests"].get("WS subscribe activeAlarms")
-                ),
-                timeout=15,
-                what="the unified station's alarms subscribed",
-            )
+            await wait_until(lambda: _pushed_live(stack), timeout=15, what="the unified station's alarm push live")
             httpx.post(hmi_base + "/_sim/alarms", json={"raise": "1001"}, timeout=5).raise_for_status()
             came = (
                 await wait_until(

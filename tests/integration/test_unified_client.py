@@ -10,10 +10,11 @@ import pytest
 
 from bridge.config import WinCCConfig
 from bridge.simulator import Simulator, SimulatorOptions
+from bridge.simulator.unified_schema import filter_regex
 from bridge.wincc.client import AlarmNews, AlarmPushingClient, PushingClient, open_client
 from bridge.wincc.errors import WinCCNotFound, WinCCRejected, WinCCUnauthorized, WinCCUnreachable
 from bridge.wincc.models import AlarmState, Folder, TagError, TagErrorKind, TagInfo, TagValue, WriteError
-from bridge.wincc.unified import UnifiedClient, tag_folder
+from bridge.wincc.unified import UnifiedClient, browse_filters, tag_folder
 from bridge.wincc.unified_wire import alarm_from_unified, quality_byte, split_logging_tag
 from tests.helpers import wait_until
 
@@ -46,6 +47,16 @@ def client_for(sim: Simulator, password_env: str = "UNI_TEST_PW") -> UnifiedClie
     client = open_client(cfg, batch_size=100)
     assert isinstance(client, UnifiedClient)
     return client
+
+
+def test_browse_wildcards_reach_logging_tags_only_through_a_subelement_filter():
+    """Unified's `**` spans the dotted levels but not the `:` of a subelement; logging tags are subelements."""
+    tags, logging_tags = filter_regex(["*::**"]), filter_regex(["*::**:*"])
+    assert tags is not None and logging_tags is not None
+    assert tags.match(LEVEL) and not tags.match(LEVEL + ":LoggingTag_1")
+    assert logging_tags.match(LEVEL + ":LoggingTag_1") and not logging_tags.match(LEVEL)
+    assert browse_filters("") == ["*::**", "*::**:*"]
+    assert browse_filters("HMI_RT_1::System1") == ["HMI_RT_1::System1.**", "HMI_RT_1::System1.**:*"]
 
 
 async def test_browse_builds_folders_from_names_and_finds_logging_tags(sim):
@@ -237,6 +248,9 @@ def test_names_qualities_and_alarm_states_decode_as_the_contract_says():
         assert alarm.timestamp == datetime(2026, 12, 1, 10, tzinfo=UTC)  # 1970 means "not set"
     with pytest.raises(ValueError):
         alarm_from_unified({**base, "state": 42})
+    # eventText and stateText are [String] (one per language): without an event text the first state text shows
+    untitled = alarm_from_unified({**base, "state": 1, "eventText": [""], "stateText": ["", "Raised"]})
+    assert untitled is not None and untitled.text == "Raised"
 
 
 async def test_pushed_and_polled_share_one_item_parser(sim):
@@ -294,7 +308,9 @@ async def test_session_is_extended_before_it_expires(monkeypatch):
         await short.stop()
 
 
-async def test_alarm_push_sends_the_active_list_then_changes_and_reconciles_after_a_dropped_socket(sim):
+async def test_alarm_push_reads_the_active_list_then_applies_changes_and_reconciles_after_a_dropped_socket(sim):
+    """Unified notifies one alarm per message and never marks the end of the alarms already active: the push reads
+    the active list once after each subscribe (complete news), then delivers each change as it comes."""
     news: list[AlarmNews] = []
     lives: list[bool] = []
     plant = sim.plant
@@ -306,7 +322,11 @@ async def test_alarm_push_sends_the_active_list_then_changes_and_reconciles_afte
     def ids(item: AlarmNews) -> dict[str, tuple[AlarmState, bool]]:
         return {a.id.split(":Alarm_")[1]: (a.state, a.acknowledged) for a in item.alarms}
 
+    def told(alarm_id: str, state: tuple[AlarmState, bool], since: int = 0) -> bool:
+        return any(not n.complete and ids(n).get(alarm_id) == state for n in news[since:])
+
     force("1001", True)
+    force("1003", True)
     async with client_for(sim) as c:
         assert isinstance(c, AlarmPushingClient)
 
@@ -317,29 +337,71 @@ async def test_alarm_push_sends_the_active_list_then_changes_and_reconciles_afte
         push.start()
         try:
             await wait_until(lambda: push.live, timeout=10, what="the alarm push live")
-            assert news[0].complete and ids(news[0]) == {"1001#1": (AlarmState.came, False)}
+            assert news[0].complete  # the list read over HTTP after subscribing, whatever the socket sent meanwhile
+            assert ids(news[0]) == {"1001#1": (AlarmState.came, False), "1003#1": (AlarmState.came, False)}
+            assert sim.stats.requests["POST /graphql activeAlarms"] == 1 and push.list_reads == 1
+            # the ADDED of the alarms already active come too (held while the list was read): they change nothing
+            await wait_until(
+                lambda: told("1001#1", (AlarmState.came, False)) and told("1003#1", (AlarmState.came, False)),
+                timeout=5,
+                what="the ADDED of the active alarms",
+            )
+            assert push.notifications >= 2
+            count = len(news)
             force("1002", True)
-            await wait_until(lambda: len(news) >= 2, timeout=5, what="a raised alarm pushed")
-            assert not news[1].complete and ids(news[1]) == {"1002#1": (AlarmState.came, False)}
+            await wait_until(lambda: told("1002#1", (AlarmState.came, False), count), timeout=5, what="a raise")
             await c.acknowledge(LEVEL + ":Alarm_1001#1", "", "operator")
-            await wait_until(lambda: len(news) >= 3, timeout=5, what="an acknowledge pushed")
-            assert ids(news[2]) == {"1001#1": (AlarmState.came, True)}
+            await wait_until(lambda: told("1001#1", (AlarmState.came, True), count), timeout=5, what="an ack")
             force("1001", False)  # went while acknowledged: it leaves the active list
-            await wait_until(lambda: len(news) >= 4, timeout=5, what="a cleared alarm pushed")
-            assert news[3].gone == [LEVEL + ":Alarm_1001#1"] and not news[3].alarms
+            await wait_until(
+                lambda: any(n.gone == [LEVEL + ":Alarm_1001#1"] for n in news[count:]), timeout=5, what="a REMOVED"
+            )
 
             sim.faults.set({"mode": "ws_down"})
             await wait_until(lambda: not push.live, timeout=5, what="the push down with its socket")
-            force("1002", False)  # went (unacknowledged) and 1003 came while nobody was told
-            force("1003", True)
+            force("1002", False)  # went (unacknowledged) and 1001 came again while nobody was told
+            force("1001", True)
+            force("1003", False)
+            plant.acknowledge("1003")  # went and acknowledged: no longer active
             count = len(news)
             sim.faults.set({"mode": "none"})
             await wait_until(lambda: push.live and len(news) > count, timeout=15, what="pushed again")
-            again = news[count]
-            assert again.complete  # the whole list: the consumer reconciles, nothing is announced twice
-            assert ids(again) == {"1002#1": (AlarmState.went, False), "1003#1": (AlarmState.came, False)}
+            again = next(n for n in news[count:] if n.complete)
+            # the whole list: the consumer reconciles (1003 is gone), nothing is announced twice
+            assert ids(again) == {"1001#1": (AlarmState.came, False), "1002#1": (AlarmState.went, False)}
             assert lives[:2] == [True, False] and lives[-1] is True and push.reconnects >= 1
-            assert sim.stats.requests["POST /graphql activeAlarms"] == 0  # the push never polls
+            assert sim.stats.requests["POST /graphql activeAlarms"] == 2  # one read per subscribe, no polling
             assert sim.stats.requests["WS subscribe activeAlarms"] == 2
+        finally:
+            await push.aclose()
+
+
+async def test_alarm_push_is_not_live_while_the_active_list_cannot_be_read(sim):
+    """The list read after subscribing fails (HTTP 500): the socket is closed and opened again with backoff, the
+    push stays down (the alarm service keeps polling) until a read succeeds."""
+    news: list[AlarmNews] = []
+    sim.plant.forced_alarms["1001"] = True
+    sim.plant.set_alarm("1001", True)
+    async with client_for(sim) as c:
+        await c.read([LEVEL])  # logged in: the socket can open, only the queries fail
+        sim.faults.set({"mode": "error500"})
+
+        async def on_alarms(item: AlarmNews) -> None:
+            news.append(item)
+
+        push = c.open_alarm_push(on_alarms, lambda: None)
+        push.start()
+        try:
+            await wait_until(
+                lambda: sim.stats.requests["WS subscribe activeAlarms"] >= 2, timeout=10, what="subscribed again"
+            )
+            assert not push.live and push.list_reads == 0 and not any(n.complete for n in news)
+            sim.faults.set({"mode": "none"})
+            await wait_until(lambda: push.live, timeout=15, what="live once the list can be read")
+            assert (
+                push.list_reads == 1
+                and news[0].complete
+                and [a.id for a in news[0].alarms] == [LEVEL + ":Alarm_1001#1"]
+            )
         finally:
             await push.aclose()

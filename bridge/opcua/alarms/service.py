@@ -342,5 +342,6 @@ class AlarmService:
             "alarm_poll_errors_total": self.poll_errors,
             "alarm_polls_total": self.polls,
             "alarm_pushes_total": self.pushes,
+            "alarm_push_live": sum(push.live for push in self._pushes.values()),  # stations not polled now
             "alarm_events_sent_total": self.events_sent,
         }
