@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 # Extend the session this long before it runs out (at most a fifth of its life).
 _EXTEND_MARGIN_S = 60.0
 _UNAUTHENTICATED = "UNAUTHENTICATED"
+_SESSION_GONE = (
+    "unauthenticated",
+    "not authenticated",
+    "not logged in",
+    "session expired",
+    "session has expired",
+    "invalid token",
+    "token expired",
+    "token is expired",
+    "invalid session",
+)
 
 
 class _Session(httpx.Auth):
@@ -107,13 +118,20 @@ class UnifiedSession:
             if self._auth.mode != "none" and self._session.token is None:
                 await self._login(generation)
                 generation = self._session.generation
-            body = await self._t.request_json(
-                "POST",
-                self._path,
-                json={"query": query, "variables": dict(variables)},
-                retry=retry,
-                kind="write" if kind == "write" else "read",
-            )
+            try:
+                body = await self._t.request_json(
+                    "POST",
+                    self._path,
+                    json={"query": query, "variables": dict(variables)},
+                    retry=retry,
+                    kind="write" if kind == "write" else "read",
+                )
+            except WinCCUnauthorized:  # HTTP 401: a gateway in front of the runtime refused the token
+                if self._auth.mode == "none" or relogged:
+                    raise
+                relogged = True
+                self._drop_session(generation)
+                continue
             if not isinstance(body, dict):
                 raise self._t.bad_answer("POST", self._path, f"{field}: answer is not an object")
             errors = body.get("errors") or []
@@ -200,21 +218,30 @@ class UnifiedSession:
 
 
 def _unauthenticated(errors: Any) -> bool:
-    return (
-        any(
-            isinstance(e, dict)
-            and isinstance(e.get("extensions"), dict)
-            and str(e["extensions"].get("code", "")).upper() == _UNAUTHENTICATED
-            for e in errors
-        )
-        if isinstance(errors, list)
-        else False
-    )
+    """Whether GraphQL errors say the session is gone. `extensions.code` UNAUTHENTICATED is the convention of
+    GraphQL servers; no public source shows what a Unified runtime sends, so its message text counts as well
+    (the request is repeated after one new login only, so a wrong guess costs one login)."""
+    if not isinstance(errors, list):
+        return False
+    for e in errors:
+        if not isinstance(e, dict):
+            continue
+        extensions = e.get("extensions")
+        if isinstance(extensions, dict) and str(extensions.get("code", "")).upper() == _UNAUTHENTICATED:
+            return True
+        message = str(e.get("message") or e.get("description") or "").lower()
+        if any(words in message for words in _SESSION_GONE):
+            return True
+    return False
 
 
 def _error_text(errors: Any) -> str:
     if isinstance(errors, list):
-        texts = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
+        texts = [
+            str(e.get("message") or e.get("description"))
+            for e in errors
+            if isinstance(e, dict) and (e.get("message") or e.get("description"))
+        ]
         if texts:
             return "; ".join(texts)[:300]
     return "request failed"
