@@ -412,13 +412,22 @@ def scenario_sync(
 
             def all_pushed() -> None:
                 # the push takes the client's items on batch by batch (100k: ~15 s); until then the rest is polled,
-                # which is the ramp, not the steady state the window measures
+                # which is the ramp, not the steady state the window measures. Settled: every tag pushed, and no
+                # REST read for 2.5 s (a poll cycle that started before the last tag was pushed has ended)
                 t0 = time.monotonic()
                 while scrape(br.health).get("pushed_tags", 0) < total:
                     if time.monotonic() - t0 > 300:
                         raise RuntimeError(f"the push did not take on {total} tags within 300 s")
                     time.sleep(0.2)
                 seen["settle_s"] = time.monotonic() - t0
+                while True:
+                    reads = scrape(br.health).get("rest_reads_total", 0)
+                    time.sleep(2.5)
+                    if scrape(br.health).get("rest_reads_total", 0) == reads:
+                        break
+                    if time.monotonic() - t0 > 300:
+                        raise RuntimeError("the bridge still polls 300 s after every tag is pushed")
+                seen["quiet_s"] = time.monotonic() - t0
 
             b = _measure(
                 client,
@@ -498,6 +507,7 @@ def scenario_sync(
     res.add(name, "REST reads at the simulator (whole run)", float(sim_reads), None, "")
     if pushed:
         res.add(name, "every tag pushed, after subscribe + 3 s warmup", seen["settle_s"], None, "s")
+        res.add(name, "no poll any more (2.5 s without a REST read), same origin", seen["quiet_s"], None, "s")
         res.add(
             name,
             "values pushed in the window",
