@@ -53,6 +53,7 @@ TEST_SECRETS: tuple[str, ...] = (
     "lg-tok-0c93d1",  # tests/unit/test_logs.py
     "cli-Pw-6f2b",  # tests/integration/test_cli_logging.py
     "uni-Pw-5d21",  # tests/integration/test_unified_client.py
+    "uni-Secret-77",  # tests/unit/test_unified_session.py
     "deploy-Pw-5e1c",  # tests/unit/test_deploy.py
 )
 _HASHES: dict[str, str] = {}
