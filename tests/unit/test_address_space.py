@@ -557,3 +557,17 @@ async def test_changing_many_tags_of_one_folder_is_linear(server: Server, space:
     assert [r.NodeId for r in await refs(server, d.folder_node_id(("Elsewhere",)))] == [
         d.node_id(t.name) for t in items[:10]
     ]
+
+
+@pytest.mark.parametrize("count", [3, 2_500])  # under and over the size where node_ids() takes one pass
+async def test_node_ids_in_bulk_are_the_nodes_own(server: Server, space: AddressSpace, count: int) -> None:
+    names = [f"Plant.Bulk.T{i}" for i in range(count)]
+    await space.build([tag(n, DataType.int32, ("Plant", "Bulk")) for n in names])
+    d = space.directory
+    asked = [*names, "Plant.Bulk.NotThere"]
+    ids = d.node_ids(asked)
+    assert list(ids) == asked
+    for name in names:  # the very NodeId the node holds: one per tag in the process, not a copy
+        assert ids[name] is server.iserver.aspace.get(ua.NodeId(name, d.tag_ns)).nodeid
+    assert ids["Plant.Bulk.NotThere"] == ua.NodeId("Plant.Bulk.NotThere", d.tag_ns, ua.NodeIdType.String)
+    assert d.only("Plant.Bulk.T1").node_ids(names[:2]) == {n: d.node_id(n) for n in names[:2]}

@@ -21,6 +21,8 @@ __all__ = ["TagDirectory", "folder_node_id", "folder_id_string", "split_items"]
 
 log = logging.getLogger(__name__)
 
+_BULK_NODE_IDS = 2_000  # node_ids(): from this many names on, one pass over the node table
+
 
 def folder_id_string(path: tuple[str, ...]) -> str:
     return "/".join(seg.replace("%", "%25").replace("/", "%2F") for seg in path)
@@ -80,6 +82,21 @@ class TagDirectory:
         node = self._nodes.get(node_id) if self._nodes is not None else None
         return node_id if node is None else node.nodeid
 
+    def node_ids(self, names: Iterable[str]) -> dict[str, ua.NodeId]:
+        """node_id() of many tags at once. Past a few thousand names one pass over the node table is cheaper than
+        making and hashing a NodeId per name (100,000 tags at start: ~0.04 s against ~0.3 s, all of it holding
+        the event loop)."""
+        names = list(names)
+        if self._nodes is None or len(names) < _BULK_NODE_IDS:
+            return {name: self.node_id(name) for name in names}
+        ns = self.tag_ns
+        held = {
+            nid.Identifier: node.nodeid
+            for nid, node in self._nodes.items()
+            if nid.NamespaceIndex == ns and type(nid.Identifier) is str
+        }
+        return {name: held.get(name) or ua.NodeId(name, ns, ua.NodeIdType.String) for name in names}
+
     def folder_node_id(self, path: tuple[str, ...]) -> ua.NodeId:
         return folder_node_id(path, self.folder_ns)
 
@@ -126,6 +143,9 @@ class _PrefixView(TagDirectory):
 
     def node_id(self, name: str) -> ua.NodeId:
         return self._whole.node_id(name)
+
+    def node_ids(self, names: Iterable[str]) -> dict[str, ua.NodeId]:
+        return self._whole.node_ids(names)
 
     def tag_for(self, node_id: ua.NodeId) -> TagInfo | None:
         tag = super().tag_for(node_id)

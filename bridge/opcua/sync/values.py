@@ -82,19 +82,23 @@ class TagValues:
             self.tags.pop(name, None)
             self._last.pop(name, None)
             self._unsettled.discard(name)
-        for name in added:
-            info = self._directory.get(name)
-            if info is not None:
-                self.tags[name] = TagRecord(
-                    name, self._directory.node_id(name), info.data_type, VARIANT_TYPES[info.data_type]
-                )
-                self._unsettled.add(name)
         # a re-browse may replace a tag's type in place: keep the record in step with the directory
         for name, tag in self.tags.items():
             info = self._directory.get(name)
             if info is not None and info.data_type is not tag.data_type:
                 self.tags[name] = TagRecord(name, tag.node_id, info.data_type, VARIANT_TYPES[info.data_type])
                 self._last.pop(name, None)  # the same answer converts to the new type: news
+                self._unsettled.add(name)
+        self.add(added)
+
+    def add(self, names: Sequence[str]) -> None:
+        """Records for tags new to the directory (their first answer is news)."""
+        directory = self._directory
+        node_ids = directory.node_ids(names)
+        for name in names:
+            info = directory.get(name)
+            if info is not None:
+                self.tags[name] = TagRecord(name, node_ids[name], info.data_type, VARIANT_TYPES[info.data_type])
                 self._unsettled.add(name)
 
     def forget_answer(self, name: str) -> None:
