@@ -274,3 +274,33 @@ async def test_an_ended_subscription_lets_go_of_its_items(rig) -> None:
     sent = len(sub.sent)
     await publish(server, level, 150.0, ua.VariantType.Double)
     assert len(sub.sent) == sent  # no callback left on the node
+
+
+async def test_a_subscription_ending_with_many_items_lets_go_of_them_between_turns(rig) -> None:
+    """A client leaving with a plant's worth of items: the subscription is empty at once, no value reaches it any
+    more, and the node callbacks leave in slices between turns of the event loop (100,000 at once held it 0.4 s)."""
+    from tests.helpers import next_turn, wait_until
+
+    server, directory, service, sub = rig
+    level, count = directory.node_id("P.Level"), directory.node_id("P.Count")
+    await service.create_monitored_items(
+        ua.CreateMonitoredItemsParameters(
+            SubscriptionId=1, ItemsToCreate=[request(n, handle=i) for i in range(6_000) for n in (level, count)]
+        )
+    )
+    aspace = server.iserver.aspace
+    callbacks = [aspace.get(n).attributes[ua.AttributeIds.Value].datachange_callbacks for n in (level, count)]
+
+    def left() -> int:
+        return sum(map(len, callbacks))
+
+    assert left() == 12_000
+    sent = len(sub.sent)
+    service.delete_all_monitored_items()
+    assert not service.items and not service.datachange_items  # the subscription is empty at once
+    assert left() == 12_000  # its callbacks leave afterwards, not in this call
+    await publish(server, level, 42.0, ua.VariantType.Double)  # a change while they are still there
+    assert len(sub.sent) == sent
+    await next_turn()
+    assert 0 < left() < 12_000  # one slice per turn of the loop
+    await wait_until(lambda: left() == 0, what="every callback released")

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import uuid
@@ -56,6 +57,7 @@ _HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
 
 
 _DEFAULT_ENCODING = ua.QualifiedName()
+_BULK_ITEMS = 1_000  # a subscription ending with this many data change items lets go of them in slices
 
 
 class DataItem:
@@ -139,21 +141,53 @@ def deadband_error(flt: Any, data_type: ua.NodeId | None, eu_range: ua.Range | N
     return None
 
 
+_RELEASE_PER_TURN = 5_000  # callbacks removed from the address space between two turns of the event loop
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _release_callbacks(aspace: Any, handles: list[int]) -> None:
+    for i in range(0, len(handles), _RELEASE_PER_TURN):
+        for handle in handles[i : i + _RELEASE_PER_TURN]:
+            try:
+                aspace.delete_datachange_callback(handle)
+            except KeyError:
+                pass  # its node went meanwhile (a re-browse), and its callbacks with it
+        await asyncio.sleep(0)
+
+
 class BridgeMonitoredItemService(ItemServiceBase):
     def __init__(self, isub: Any, aspace: Any) -> None:
         super().__init__(isub, aspace)
         self._reported: dict[int, ua.DataValue] = {}  # item -> the last value sent to the client
         self._bands: dict[int, float] = {}  # item -> absolute deadband (Percent already turned into units)
         self._callback = self.datachange_callback  # one bound method for every item, not one each
+        self._release: asyncio.Task[None] | None = None  # callbacks of a deleted subscription leaving (see below)
 
     def delete_all_monitored_items(self) -> None:
         """The subscription ends. It and this service are a reference cycle (each holds the other), which a freeze
         (bridge/runtime/gc_policy.py: after monitored items were created in bulk) may have taken out of the
         collector's view for good; so what they hold goes now, by reference counting: the item tables, sized for
-        every item the client ever had (a dict does not shrink as it empties), are replaced by empty ones."""
+        every item the client ever had (a dict does not shrink as it empties), are replaced by empty ones.
+
+        A client leaving with many data change items: their callbacks leave the address space in slices between
+        turns of the event loop (100,000 at once held it for 0.4 s). Until then a change of such a node calls
+        `datachange_callback` with a handle no item has any more, which does nothing."""
+        handles = list(self.datachange_items)
+        loop = _running_loop()
+        if len(handles) >= _BULK_ITEMS and loop is not None:
+            # what is left for the item by item delete below: the event items (alarms), a few
+            self._monitored_datachange: dict[int, int] = {}
+            self._monitored_items = {mid: self.items[mid] for mids in self.event_items.values() for mid in mids}
+            self._release = loop.create_task(_release_callbacks(self.aspace, handles), name="release-callbacks")
         super().delete_all_monitored_items()
-        self._monitored_items: dict[int, Any] = {}
-        self._monitored_datachange: dict[int, int] = {}
+        self._monitored_items = {}
+        self._monitored_datachange = {}
         self._monitored_events: dict[ua.NodeId, list[int]] = {}
         self._reported = {}
         self._bands = {}
@@ -296,9 +330,11 @@ class BridgeMonitoredItemService(ItemServiceBase):
         )
 
     async def datachange_callback(self, handle: int, value: ua.DataValue, error: ua.StatusCode | None = None) -> None:
-        if error:
+        if error and handle in self.datachange_items:
             await super().datachange_callback(handle, value, error)
             return
+        if error:
+            return  # the item is gone (delete_all_monitored_items)
         mid = self.datachange_items.get(handle)
         mdata = self.items.get(mid) if mid is not None else None
         if mdata is None or mdata.mode == ua.MonitoringMode.Disabled:
