@@ -16,7 +16,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -133,6 +133,24 @@ class _Subscriber:
     async def _serve(self, ws: ClientConnection) -> None:
         raise NotImplementedError
 
+    @staticmethod
+    async def _messages(ws: ClientConnection) -> AsyncIterator[dict[str, Any]]:
+        """The socket's messages, parsed. Messages already received come one after the other without a turn of the
+        event loop in between: the first values of 100 batches of 1,000 tags held it for 0.2 s (bench/README.md,
+        worst lag). So after _HOLD_S of handling such a run the loop gets a turn; a gap between two messages means
+        it had one (or the socket waited)."""
+        clock = time.perf_counter
+        run_from = done = clock()
+        async for raw in ws:
+            now = clock()
+            if now - done > _GAP_S:
+                run_from = now
+            yield orjson.loads(raw)  # the caller handles it before this goes on
+            done = clock()
+            if done - run_from > _HOLD_S:
+                await asyncio.sleep(0)
+                run_from = done = clock()
+
     async def _connect_once(self) -> None:
         token = await self._client.ensure_session()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -212,19 +230,8 @@ class TagPush(_Subscriber):
         self._changed.set()
         reconcile = asyncio.create_task(self._keep_subscriptions(ws))
         try:
-            # Messages already received come one after the other without a turn of the loop in between: the first
-            # values of 100 batches of 1,000 tags held it for 0.2 s (bench/README.md, worst lag). So after _HOLD_S
-            # of such a run the loop gets one; a gap between two messages means it had one (or the socket waited).
-            clock = time.perf_counter
-            run_from = done = clock()
-            async for raw in ws:
-                if clock() - done > _GAP_S:
-                    run_from = clock()
-                await self._handle(ws, orjson.loads(raw))
-                done = clock()
-                if done - run_from > _HOLD_S:
-                    await asyncio.sleep(0)
-                    run_from = done = clock()
+            async for message in self._messages(ws):
+                await self._handle(ws, message)
         finally:
             reconcile.cancel()
             await asyncio.gather(reconcile, return_exceptions=True)
@@ -395,8 +402,7 @@ class AlarmPush(_Subscriber):
     async def _serve(self, ws: ClientConnection) -> None:
         try:
             await self._subscribe(ws)
-            async for raw in ws:
-                message = orjson.loads(raw)
+            async for message in self._messages(ws):
                 kind = message.get("type")
                 if kind == "ping":
                     await ws.send('{"type":"pong"}')

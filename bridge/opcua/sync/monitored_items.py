@@ -57,7 +57,6 @@ _HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
 
 
 _DEFAULT_ENCODING = ua.QualifiedName()
-_BULK_ITEMS = 1_000  # a subscription ending with this many data change items lets go of them in slices
 
 
 class DataItem:
@@ -141,6 +140,7 @@ def deadband_error(flt: Any, data_type: ua.NodeId | None, eu_range: ua.Range | N
     return None
 
 
+_BULK_ITEMS = 1_000  # a subscription ending with this many data change items lets go of them in slices
 _RELEASE_PER_TURN = 5_000  # callbacks removed from the address space between two turns of the event loop
 
 
@@ -178,9 +178,9 @@ class BridgeMonitoredItemService(ItemServiceBase):
         A client leaving with many data change items: their callbacks leave the address space in slices between
         turns of the event loop (100,000 at once held it for 0.4 s). Until then a change of such a node calls
         `datachange_callback` with a handle no item has any more, which does nothing."""
-        handles = list(self.datachange_items)
         loop = _running_loop()
-        if len(handles) >= _BULK_ITEMS and loop is not None:
+        if len(self.datachange_items) >= _BULK_ITEMS and loop is not None:
+            handles = list(self.datachange_items)
             # what is left for the item by item delete below: the event items (alarms), a few
             self._monitored_datachange: dict[int, int] = {}
             self._monitored_items = {mid: self.items[mid] for mids in self.event_items.values() for mid in mids}
@@ -330,11 +330,10 @@ class BridgeMonitoredItemService(ItemServiceBase):
         )
 
     async def datachange_callback(self, handle: int, value: ua.DataValue, error: ua.StatusCode | None = None) -> None:
-        if error and handle in self.datachange_items:
-            await super().datachange_callback(handle, value, error)
-            return
         if error:
-            return  # the item is gone (delete_all_monitored_items)
+            if handle in self.datachange_items:  # else the item is gone (delete_all_monitored_items)
+                await super().datachange_callback(handle, value, error)
+            return
         mid = self.datachange_items.get(handle)
         mdata = self.items.get(mid) if mid is not None else None
         if mdata is None or mdata.mode == ua.MonitoringMode.Disabled:
