@@ -18,7 +18,7 @@ from typing import Any, Literal
 from asyncua import Server, ua
 
 from bridge.opcua._asyncua import datachange_callbacks, node_table, store_value
-from bridge.opcua.model.status import quality_to_status
+from bridge.opcua.model.status import quality_to_status, shared_status
 from bridge.opcua.model.tags import TagDirectory
 from bridge.opcua.model.types import VARIANT_TYPES, from_wincc, json_variant_type
 from bridge.wincc.models import DataType, TagError, TagErrorKind, TagValue
@@ -211,7 +211,7 @@ class TagValues:
             return
         variant = ua.Variant(value, tag.variant_type) if value is not None else ua.Variant(None, ua.VariantType.Null)
         dv = ua.DataValue(
-            variant, StatusCode=ua.StatusCode(status), SourceTimestamp=source_ts or now, ServerTimestamp=now
+            variant, StatusCode=shared_status(status), SourceTimestamp=source_ts or now, ServerTimestamp=now
         )
         attval = store_value(node, dv)
         self.updated += 1
