@@ -442,7 +442,16 @@ def scenario_sync(
             stats = httpx.get(sim + "/_sim/stats").json()
     m0, m1 = seen["m0"], seen["m1"]
     low = rate <= 0.01
-    res.add(name, "notifications/s delivered", b["per_second"], base["per_second"], "1/s")
+    # saturated (every tag changing every second), issue 24 asks for twice bare asyncua's deliveries on one core
+    saturated = rate >= 1.0 and n >= 50_000
+    res.add(
+        name,
+        "notifications/s delivered",
+        b["per_second"],
+        base["per_second"],
+        "1/s",
+        Goal("ratio", ">=", 2.0) if saturated else None,
+    )
     res.add(
         name, "server CPU", b["cpu"], base["cpu"], "cores", Goal("bridge", "<=", 0.25) if n == 100_000 and low else None
     )
