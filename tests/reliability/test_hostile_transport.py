@@ -21,7 +21,7 @@ from asyncua import Client, ua
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import wait_until
+from tests.helpers import wait_until, wait_until_sync
 from tests.integration.conftest import Stack, bridge_stack  # noqa: F401  (the fixture, for this module)
 from tests.reliability.uaraw import RawUa, Reader, header, hello, metric, port_of, rss_bytes
 
@@ -231,9 +231,7 @@ def test_connections_are_capped_per_address_and_in_total(stack: Stack, held: lis
         async with Client(stack.url_for("reader"), timeout=10) as client:
             return await client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)).read_value()
 
-    deadline = time.monotonic() + 10
-    while metric(stack, "opcua_connections") > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_sync(lambda: metric(stack, "opcua_connections") == 0, timeout=10, what="the held connections closed")
     assert asyncio.run(read()) == ua.ServerState.Running
 
 

@@ -214,4 +214,4 @@ class Reader:
                 except Exception as exc:  # recorded: the test fails on any
                     self.failures.append(repr(exc))
                 self.slowest = max(self.slowest, time.monotonic() - started)
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # pacing of the load: about 50 reads a second, not a wait for a condition

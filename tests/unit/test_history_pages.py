@@ -4,13 +4,12 @@ its continuation point (released, or the session closed) leaves nothing running.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import pytest_asyncio
 
 from bridge.config import HistoryConfig
 from bridge.opcua.history.service import HistoryService
+from tests.helpers import next_turn, wait_until
 from tests.unit.test_history_service import TAGS, memory_archive, params, raw, read_all, read_one, reader, s
 from tests.unit.ua_rig import server_with_tags
 
@@ -51,15 +50,11 @@ async def test_an_abandoned_read_leaves_nothing_running(stage) -> None:
     session = reader(7)
     first = await read_one(service, d, "A.Flow", raw(s(0), s(50_000), n=1000), session)
     assert first.ContinuationPoint
-    await asyncio.sleep(0)  # the page fetched ahead
+    await next_turn()  # the page fetched ahead has started
     released = params(raw(s(0), s(50_000), n=1000), ["A.Flow"], d, first.ContinuationPoint)
     released.ReleaseContinuationPoints = True
     (res,) = await service.read(session, released)
     assert res.StatusCode.is_good()
     service.release(session)
     # the page fetched ahead completes on its own, and the dropped read is closed (asyncio finalizes it)
-    for _ in range(100):
-        if archive.inflight == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert archive.inflight == 0
+    await wait_until(lambda: archive.inflight == 0, timeout=5, interval=0.01, what="no archive read in flight")
