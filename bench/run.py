@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.history_counter import read_counted
 from bench.naming import browse_tags, save_tags
 from bench.procstat import CpuWindow, peak_rss_bytes, rss_bytes
 from bench.results import Goal, Results, commit
@@ -43,6 +44,8 @@ from tests.helpers import free_port
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_PASSWORD = "bench-only-pw"  # a throw-away user of the benchmark's own bridge on 127.0.0.1
 PY = sys.executable
+TAGS_NS = "urn:wincc-opcua-bridge:tags"
+HISTORY_TAG = "System1.Gen.G000.Tag000000"  # archived at 1 value per second by the simulator
 
 
 # ---- processes -------------------------------------------------------------------------------------------------
@@ -650,7 +653,7 @@ async def _single_tag_latency(endpoint: str, sim: str, changes: int) -> list[flo
     from asyncua import Client, ua
 
     async with Client(endpoint, timeout=30) as client:
-        ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+        ns = await client.get_namespace_index(TAGS_NS)
         handler = _Arrivals()
         sub = await client.create_subscription(50, handler)
         await sub.subscribe_data_change(client.get_node(ua.NodeId("System1.Counters.Batch", ns)), sampling_interval=200)
@@ -689,7 +692,7 @@ async def _subscribe_groups(endpoint: str) -> Any:
 
     client = Client(endpoint, timeout=30)
     await client.connect()
-    ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+    ns = await client.get_namespace_index(TAGS_NS)
     sub = await client.create_subscription(500, _Arrivals())
     await sub.subscribe_data_change(client.get_node(ua.NodeId("System1.Counters.Int8Value", ns)), sampling_interval=200)
     await sub.subscribe_data_change(
@@ -739,7 +742,7 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, brid
     from bridge.wincc.client import open_client
 
     start = day_end - timedelta(days=1)
-    name = "System1.Gen.G000.Tag000000"  # archived at 1 value per second by the simulator
+    name = HISTORY_TAG
     out: dict[str, float] = {}
     cfg = WinCCConfig.model_validate({"url": sim_base, "dialect": "dp"})
     sim = CpuWindow(SIMULATOR_PIDS[int(sim_base.rsplit(":", 1)[1])])
@@ -752,7 +755,7 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, brid
         out["rest_values_per_cpu_s"] = n / (time.process_time() - c0)
         out["sim_cpu_s_rest"] = sim.cores * sim.seconds
     async with Client(endpoint, timeout=60) as client:
-        ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+        ns = await client.get_namespace_index(TAGS_NS)
         node = ua.NodeId(name, ns)
         window = CpuWindow(bridge_pid)
         window.start()
@@ -807,7 +810,7 @@ async def _history_many(endpoint: str, day_end: datetime, nodes: int = 100) -> d
     start = day_end - timedelta(hours=1)
     names = [f"System1.Gen.G{i // 1000:03d}.Tag{i:06d}" for i in range(0, nodes * 10, 10)]  # i % 10 == 0: archived
     async with Client(endpoint, timeout=120) as client:
-        ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+        ns = await client.get_namespace_index(TAGS_NS)
         todo = {ua.NodeId(n, ns): None for n in names}
         got = requests = 0
         t0 = time.perf_counter()
@@ -843,7 +846,7 @@ def _history_node(endpoint: str, day_end: datetime, per_request: int) -> dict[st
         return None
     args = {
         "endpoint": endpoint,
-        "name": "System1.Gen.G000.Tag000000",
+        "name": HISTORY_TAG,
         "start": (day_end - timedelta(days=1)).isoformat(),
         "end": day_end.isoformat(),
         "perRequest": per_request,
@@ -854,6 +857,21 @@ def _history_node(endpoint: str, day_end: datetime, per_request: int) -> dict[st
     # node-opcua may log its own lines to stdout too: the report is the line that is a JSON object
     report = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
     return {k: float(v) for k, v in report.items()}
+
+
+def _history_counted(endpoint: str, day_end: datetime, per_request: int, bridge_pid: int) -> dict[str, float]:
+    """The same day read by bench/history_counter.py, which counts the values without decoding each: the bridge's
+    serving rate apart from a client's decoding cost."""
+    window = CpuWindow(bridge_pid)
+    window.start()
+    got = asyncio.run(read_counted(endpoint, HISTORY_TAG, TAGS_NS, day_end - timedelta(days=1), day_end, per_request))
+    window.stop()
+    return {
+        "values": float(got.values),
+        "seconds": got.seconds,
+        "client_cpu_s": got.client_cpu_s,
+        "bridge_cpu_s": window.cores * window.seconds,
+    }
 
 
 def _reset_peak(pid: int) -> None:
@@ -867,6 +885,7 @@ def scenario_history(res: Results, tmp: Path) -> None:
     with simulator(tmp, 1000, 0.0) as sim, bridge(tmp, sim) as br:
         f = asyncio.run(_history_figures(br.endpoint, sim, day_end, br.proc.pid))
         node = {n: _history_node(br.endpoint, day_end, n) for n in (1000, 10_000)}
+        counted = {n: _history_counted(br.endpoint, day_end, n, br.proc.pid) for n in (1000, 10_000)}
         before = rss_bytes(br.proc.pid)
         _reset_peak(br.proc.pid)
         many = asyncio.run(_history_many(br.endpoint, day_end))
@@ -908,6 +927,12 @@ def scenario_history(res: Results, tmp: Path) -> None:
         scenario = f"history raw 1 day @1 s, node-opcua reader, {per_request:,} per request"
         res.add(scenario, "values/s served", got["values"] / got["seconds"], None, "1/s", Goal("bridge", ">=", 100_000))
         res.add(scenario, "client CPU per value", got["client_cpu_s"] / got["values"] * 1e6, None, "us")
+    for per_request, got in counted.items():
+        scenario = f"history raw 1 day @1 s, counting reader, {per_request:,} per request"
+        res.add(scenario, "values/s served", got["values"] / got["seconds"], None, "1/s", Goal("bridge", ">=", 100_000))
+        res.add(scenario, "values returned", got["values"], 86_400.0, "", "every value once")
+        res.add(scenario, "bridge values per CPU-second", got["values"] / max(1e-9, got["bridge_cpu_s"]), None, "1/s")
+        res.add(scenario, "client CPU per value", got["client_cpu_s"] / got["values"] * 1e6, None, "us")
     res.add("history Average 1 day", "24 x 1 h Average over 86,400 values", f["average_day_s"], None, "s")
     res.add("history raw 100 nodes x 1 h", "values/s, one request", many["values_per_s"], None, "1/s")
     res.add("history raw 100 nodes x 1 h", "values returned", many["values"], 360_000.0, "", "every value once")
@@ -920,7 +945,7 @@ async def _write_figures(endpoint: str) -> dict[str, float]:
 
     host = endpoint.removeprefix("opc.tcp://")
     async with Client(f"opc.tcp://bench:{BENCH_PASSWORD}@{host}", timeout=60) as client:
-        ns = await client.get_namespace_index("urn:wincc-opcua-bridge:tags")
+        ns = await client.get_namespace_index(TAGS_NS)
         out = {}
         for count in (1, 100):
             names = [f"Extra_W{i:03d}" for i in range(count)]

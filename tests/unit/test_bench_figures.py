@@ -1,8 +1,15 @@
 """The rules that turn benchmark samples into claims: a goal is met only where the margin exceeds the spread of the
-runs, and the event-loop lag's p99 over a window comes from the counters of two scrapes."""
+runs, the event-loop lag's p99 over a window comes from the counters of two scrapes, and the counting history
+reader reads the OPC UA binary answer as asyncua encodes it."""
 
 from __future__ import annotations
 
+import pytest
+from asyncua import ua
+from asyncua.common.utils import Buffer
+from asyncua.ua.ua_binary import struct_to_binary
+
+from bench.history_counter import count_answer
 from bench.results import Goal, Results
 from bench.run import lag_p99
 from bridge.runtime.loop_lag import LoopLag
@@ -41,3 +48,36 @@ def test_lag_p99_from_two_scrapes() -> None:
     for _ in range(100):
         lag.observe(0.6)
     assert lag_p99(before, lag.metrics()) == 1.0  # only the window counts
+
+
+def _history_answer(pages: list[tuple[int, bytes | None]]) -> Buffer:
+    """A HistoryReadResponse as a server sends it (type id first), encoded by asyncua."""
+    results = [
+        ua.HistoryReadResult(
+            StatusCode=ua.StatusCode(ua.StatusCodes.Good),
+            ContinuationPoint=point,
+            HistoryData=ua.HistoryData(DataValues=[ua.DataValue(ua.Variant(float(i))) for i in range(n)]),
+        )
+        for n, point in pages
+    ]
+    return Buffer(struct_to_binary(ua.HistoryReadResponse(Results=results)))  # its TypeId field leads
+
+
+def test_the_counting_history_reader_counts_what_a_full_decode_finds() -> None:
+    pages = [(1000, b"cp-1"), (0, None), (3, b"\x00" * 16)]
+    assert count_answer(_history_answer(pages)) == pages
+
+
+def test_the_counting_history_reader_refuses_what_it_cannot_count() -> None:
+    bad = ua.HistoryReadResponse(
+        Results=[ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))]
+    )
+    with pytest.raises(ValueError, match="BadNodeIdUnknown"):
+        count_answer(Buffer(struct_to_binary(bad)))
+    events = ua.HistoryReadResponse(
+        Results=[
+            ua.HistoryReadResult(StatusCode=ua.StatusCode(ua.StatusCodes.Good), HistoryData=ua.HistoryEvent(Events=[]))
+        ]
+    )
+    with pytest.raises(ValueError, match="not HistoryData"):
+        count_answer(Buffer(struct_to_binary(events)))
