@@ -23,7 +23,7 @@ from asyncua import Client, ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import Primitives, nodeid_from_binary, struct_from_binary
 
-__all__ = ["CountedRead", "count_answer", "read_counted"]
+__all__ = ["CountedRead", "count_answer", "raw_history_params", "read_counted"]
 
 _HISTORY_DATA = ua.NodeId(ua.ObjectIds.HistoryData_Encoding_DefaultBinary)
 
@@ -60,19 +60,20 @@ def count_answer(data: Buffer) -> list[tuple[int, bytes | None]]:
     return out
 
 
-def _request(
-    node: ua.NodeId, start: datetime, end: datetime, per_request: int, point: bytes | None
-) -> ua.HistoryReadRequest:
+def raw_history_params(
+    reads: dict[ua.NodeId, bytes | None], start: datetime, end: datetime, per_request: int
+) -> ua.HistoryReadParameters:
+    """A raw HistoryRead of these nodes (each with its continuation point, or None to begin), both timestamps, no
+    bounds: what every history reader of the benchmark asks (`per_request` 0: all in one answer)."""
     details = ua.ReadRawModifiedDetails(
         IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=per_request, ReturnBounds=False
     )
-    params = ua.HistoryReadParameters(
+    return ua.HistoryReadParameters(
         HistoryReadDetails=details,
         ReleaseContinuationPoints=False,
         TimestampsToReturn=ua.TimestampsToReturn.Both,
-        NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=point)],
+        NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=point) for node, point in reads.items()],
     )
-    return ua.HistoryReadRequest(Parameters=params)
 
 
 async def read_counted(
@@ -87,14 +88,15 @@ async def read_counted(
         point: bytes | None = None
         t0, c0 = time.perf_counter(), time.process_time()
         while True:
-            data = await protocol.send_request(_request(node, start, end, per_request, point))
+            params = raw_history_params({node: point}, start, end, per_request)
+            data = await protocol.send_request(ua.HistoryReadRequest(Parameters=params))
+            counted = count_answer(data.copy())
             if requests == 0:  # the check: asyncua's full decoding of the first answer says the same
-                full = struct_from_binary(ua.HistoryReadResponse, data.copy())
-                counted = count_answer(data.copy())
+                full = struct_from_binary(ua.HistoryReadResponse, data)
                 decoded = [(len(r.HistoryData.DataValues), r.ContinuationPoint or None) for r in full.Results]
                 if counted != decoded:
                     raise ValueError(f"counted {counted}, decoded {decoded}")
-            ((got, point),) = count_answer(data)
+            ((got, point),) = counted
             values += got
             requests += 1
             if not point:

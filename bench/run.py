@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.history_counter import read_counted
+from bench.history_counter import raw_history_params, read_counted
 from bench.naming import browse_tags, save_tags
 from bench.procstat import CpuWindow, peak_rss_bytes, rss_bytes
 from bench.results import Goal, Results, commit
@@ -763,16 +763,7 @@ async def _history_figures(endpoint: str, sim_base: str, day_end: datetime, brid
         t0, c0 = time.perf_counter(), time.process_time()
         got, cp = 0, None
         while True:
-            details = ua.ReadRawModifiedDetails(
-                IsReadModified=False, StartTime=start, EndTime=day_end, NumValuesPerNode=1000, ReturnBounds=False
-            )
-            params = ua.HistoryReadParameters(
-                HistoryReadDetails=details,
-                ReleaseContinuationPoints=False,
-                TimestampsToReturn=ua.TimestampsToReturn.Both,
-                NodesToRead=[ua.HistoryReadValueId(NodeId=node, ContinuationPoint=cp)],
-            )
-            (res,) = await client.uaclient.history_read(params)
+            (res,) = await client.uaclient.history_read(raw_history_params({node: cp}, start, day_end, 1000))
             got += len(res.HistoryData.DataValues)
             cp = res.ContinuationPoint
             if not cp:
@@ -811,20 +802,11 @@ async def _history_many(endpoint: str, day_end: datetime, nodes: int = 100) -> d
     names = [f"System1.Gen.G{i // 1000:03d}.Tag{i:06d}" for i in range(0, nodes * 10, 10)]  # i % 10 == 0: archived
     async with Client(endpoint, timeout=120) as client:
         ns = await client.get_namespace_index(TAGS_NS)
-        todo = {ua.NodeId(n, ns): None for n in names}
+        todo: dict[ua.NodeId, bytes | None] = {ua.NodeId(n, ns): None for n in names}
         got = requests = 0
         t0 = time.perf_counter()
         while todo:
-            details = ua.ReadRawModifiedDetails(
-                IsReadModified=False, StartTime=start, EndTime=day_end, NumValuesPerNode=0, ReturnBounds=False
-            )
-            params = ua.HistoryReadParameters(
-                HistoryReadDetails=details,
-                ReleaseContinuationPoints=False,
-                TimestampsToReturn=ua.TimestampsToReturn.Both,
-                NodesToRead=[ua.HistoryReadValueId(NodeId=k, ContinuationPoint=cp) for k, cp in todo.items()],
-            )
-            results = await client.uaclient.history_read(params)
+            results = await client.uaclient.history_read(raw_history_params(todo, start, day_end, 0))
             requests += 1
             nxt = {}
             for (node, _), r in zip(todo.items(), results, strict=True):
