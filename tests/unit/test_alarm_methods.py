@@ -23,6 +23,7 @@ from bridge.opcua.security.users import BridgeUser
 from bridge.wincc import open_client
 from bridge.wincc.client import AlarmNews
 from bridge.wincc.models import Alarm, AlarmState, DataType, TagInfo
+from tests.helpers import wait_until
 from tests.unit.ua_rig import server_with_tags
 
 BASE = "http://wincc.test:8700"
@@ -212,9 +213,11 @@ class _PushingWinCC:
         assert self.alarms is not None
         acked = Alarm(alarm_id, "Tank 1 level high", AlarmState.came, True, datetime.now(UTC), TAG.name, "Alarm", 800)
         news = AlarmNews([acked], [], complete=False)
-        task = asyncio.create_task(self.alarms._pushed("", news))
+        alarms, before = self.alarms, self.alarms.pushes
+        task = asyncio.create_task(alarms._pushed("", news))
         task.add_done_callback(lambda _: self.notified.set())
-        await asyncio.sleep(0.05)  # the notification is handled before the answer arrives
+        # the notification arrives (and waits behind our acknowledge) before the answer does
+        await wait_until(lambda: alarms.pushes > before, timeout=5, interval=0.005, what="the pushed acknowledge")
 
 
 async def test_a_pushed_acknowledge_overtaking_ours_keeps_the_user_and_comment() -> None:
