@@ -116,7 +116,7 @@ class HealthServer:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._server.should_exit = True
+        self._server.request_exit()
         try:
             await asyncio.wait_for(self._task, timeout=5)
         except (TimeoutError, asyncio.CancelledError):

@@ -39,7 +39,9 @@ class LoopLag:
         self.gc_pause_max_s = 0.0  # the longest garbage collection: the usual suspect of a stall
         self.gc_pauses_total_s = 0.0
         self._gc_started = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -84,21 +86,29 @@ class LoopLag:
             self.stalls += 1
             log.warning("event loop stalled for %.2f s (OPC UA requests and polling waited that long)", lag)
 
-    async def run(self) -> None:
-        while True:
-            asked = time.monotonic()
-            await asyncio.sleep(self._period)
-            self.observe(max(0.0, time.monotonic() - asked - self._period))
+    def _arm(self) -> None:
+        assert self._loop is not None
+        self._due = self._loop.time() + self._period
+        self._timer = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        # a bare timer callback, not a task sleeping in a loop: one loop turn per tick instead of two (the sleep's
+        # future, then the task's step), the cheaper half of the monitor's cost in an idle bridge
+        assert self._loop is not None
+        try:
+            self.observe(max(0.0, self._loop.time() - self._due))
+        finally:
+            self._arm()
 
     def start(self) -> None:
-        if self._task is None:
+        if self._timer is None:
             gc.callbacks.append(self._on_gc)
-            self._task = asyncio.create_task(self.run(), name="loop-lag")
+            self._loop = asyncio.get_running_loop()
+            self._arm()
 
     async def stop(self) -> None:
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -172,7 +172,7 @@ class Simulator:
             listener.close()  # closes the listening socket: new connections are refused from here on
         for connection in list(server.server_state.connections):
             connection.shutdown()  # idle keep-alive connections close now, busy ones after their answer
-        server.should_exit = True
+        server.request_exit()
         self._comeback = asyncio.create_task(self._come_back(down_s), name="simulator-restart")
         log.info("WinCC simulator restarting: down for %.1f s, then %d tags", down_s, self.plant.tag_count())
 
@@ -205,7 +205,7 @@ class Simulator:
             if task is not None:
                 task.cancel()
         for server, _ in self._servers:
-            server.should_exit = True
+            server.request_exit()
         tasks = [t for t in (self._comeback, self._ticker) if t is not None] + [t for _, t in self._servers]
         await asyncio.gather(*tasks, return_exceptions=True)
         self._servers.clear()
