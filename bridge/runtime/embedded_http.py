@@ -27,7 +27,7 @@ TICK_S = 1.0  # uvicorn's Date header has a resolution of one second: one tick a
 class EmbeddedServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
-        self._exit_requested: asyncio.Event | None = None  # made in the serving loop, in main_loop
+        self._exit_requested = asyncio.Event()  # binds to the serving loop when first awaited (Python >= 3.10)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -36,14 +36,12 @@ class EmbeddedServer(uvicorn.Server):
     def request_exit(self) -> None:
         """Stop serving: the main loop sees it now, not at its next tick."""
         self.should_exit = True
-        if self._exit_requested is not None:
-            self._exit_requested.set()
+        self._exit_requested.set()
 
     async def main_loop(self) -> None:
-        self._exit_requested = exit_requested = asyncio.Event()  # a stop asked before this is seen by on_tick
         ticks = 0
         # uvicorn's own on_tick does the per-second work when its counter is a multiple of 10 (its 0.1 s ticks)
         while not await self.on_tick(ticks * 10):
             ticks = (ticks + 1) % 86_400
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(exit_requested.wait(), TICK_S)
+                await asyncio.wait_for(self._exit_requested.wait(), TICK_S)

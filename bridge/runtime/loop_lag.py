@@ -41,7 +41,6 @@ class LoopLag:
         self._gc_started = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._due = 0.0
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -88,15 +87,14 @@ class LoopLag:
 
     def _arm(self) -> None:
         assert self._loop is not None
-        self._due = self._loop.time() + self._period
-        self._timer = self._loop.call_at(self._due, self._tick)
+        self._timer = self._loop.call_later(self._period, self._tick)
 
     def _tick(self) -> None:
         # a bare timer callback, not a task sleeping in a loop: one loop turn per tick instead of two (the sleep's
         # future, then the task's step), the cheaper half of the monitor's cost in an idle bridge
-        assert self._loop is not None
+        assert self._loop is not None and self._timer is not None
         try:
-            self.observe(max(0.0, self._loop.time() - self._due))
+            self.observe(max(0.0, self._loop.time() - self._timer.when()))
         finally:
             self._arm()
 
