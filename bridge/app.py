@@ -44,6 +44,7 @@ from bridge.opcua.services.reads import ReadService
 from bridge.opcua.services.session import BridgeInternalServer
 from bridge.opcua.services.writes import WriteRouter
 from bridge.opcua.sync.engine import SyncEngine
+from bridge.runtime.clock import sleep_to_tick
 from bridge.runtime.gc_policy import young_generation
 from bridge.runtime.health import HealthServer, HealthSnapshot
 from bridge.runtime.logs import set_log_level
@@ -338,7 +339,7 @@ class Bridge:
                     )
             except Exception:  # retried next turn; serving must not stop over it
                 log.exception("cannot publish ServiceLevel")
-            await asyncio.sleep(0.5)
+            await sleep_to_tick(0.5)
 
     # ---- reload (SIGHUP, the Reload method) -----------------------------------------------------------------
     def reload(self) -> tuple[bool, str]:
@@ -397,7 +398,7 @@ class Bridge:
                 await self.diagnostics.publish()
             except Exception:  # a bug here must not stop the next update
                 log.exception("publishing server diagnostics failed")
-            await asyncio.sleep(1.0)
+            await sleep_to_tick(1.0)
 
     # ---- health ----------------------------------------------------------------------------------------------
     def snapshot(self) -> HealthSnapshot:

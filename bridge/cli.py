@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -162,8 +162,16 @@ def _cmd_run(config_path: Path, redact: RedactingFilter) -> int:
     from bridge.app import serve
 
     # SIGHUP re-reads users, write rules, trust list and log level from this file (see README, Reload)
-    asyncio.run(_until_signal(lambda stop: serve(config, stop, on_secret=redact.add, config_path=config_path)))
+    _serve_measured(_until_signal(lambda stop: serve(config, stop, on_secret=redact.add, config_path=config_path)))
     return 0
+
+
+def _serve_measured(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run on a loop whose lag is measured without a timer waking it (bridge/runtime/loop_lag.py)."""
+    from bridge.runtime.loop_lag import MeasuredLoop
+
+    with asyncio.Runner(loop_factory=MeasuredLoop) as runner:
+        runner.run(main)
 
 
 _DEMO_PATHS = {"dp": "", "restservice": "/WinCCRestService", "unified": "/graphql"}
@@ -269,7 +277,7 @@ def _cmd_demo(redact: RedactingFilter, ns: argparse.Namespace) -> int:
         finally:
             await sim.stop()
 
-    asyncio.run(_until_signal(work))
+    _serve_measured(_until_signal(work))
     return 0
 
 

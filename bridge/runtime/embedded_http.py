@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Generator
 
 import uvicorn
+
+from bridge.runtime.clock import seconds_to_tick
 
 __all__ = ["TICK_S", "EmbeddedServer"]
 
@@ -44,4 +47,5 @@ class EmbeddedServer(uvicorn.Server):
         while not await self.on_tick(ticks * 10):
             ticks = (ticks + 1) % 86_400
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit_requested.wait(), TICK_S)
+                # on the grid of the bridge's other periodic work (bridge/runtime/clock.py): no wake-up of its own
+                await asyncio.wait_for(self._exit_requested.wait(), seconds_to_tick(TICK_S, time.monotonic()))

@@ -2,12 +2,22 @@
 
 Everything in the bridge (OPC UA sessions, polling, writes, history) shares one asyncio loop. When one piece of work
 holds it too long, every other one waits; asyncua 2.1 clients even drop the connection when the server's answer to
-their once-a-second ServerState probe takes longer than a second. A timer every `period_s` measures how much later
-than asked it fires. Exported as gauges (worst lag in the last `window_s`, worst since start) and a counter of
-stalls longer than `stall_s`, each stall logged once with its length; next to them the longest garbage
-collection pause, the usual cause of a stall in a process holding millions of objects. Cumulative counters of the
-timer's ticks and of the ticks later than each of a few bounds let a scraper compute a percentile (p99) over any
-window of its own by differencing two scrapes (bench/ does).
+their once-a-second ServerState probe takes longer than a second. The monitor is a timer every `period_s` and the
+figure is how much later than asked it fires. Exported as gauges (worst lag in the last `window_s`, worst since
+start) and a counter of stalls longer than `stall_s`, each stall logged once with its length; next to them the
+longest garbage collection pause, the usual cause of a stall in a process holding millions of objects. Cumulative
+counters of the timer's ticks and of the ticks later than each of a few bounds let a scraper compute a percentile
+(p99) over any window of its own by differencing two scrapes (bench/ does).
+
+A real timer ten times a second costs an idle process ~2 ms of CPU a second on the 2-core VMs the bench runs on
+(each wake-up from idle ~0.2 ms), a third of an idle bridge's CPU (bench/README.md, "The lag monitor without a
+timer"). On a `MeasuredLoop` (what the CLI runs the bridge on) the timer is therefore not armed but followed on
+paper: the loop's selector reports when each turn begins (the wait returns) and ends (the next wait begins), and a
+tick falls due on the same grid as the timer's. A tick due while the loop waited would have fired at once (lag 0,
+no wake-up needed to know it); a tick due while the loop was busy would have fired at the end of that turn, or, when
+the loop went straight on to another turn (ready callbacks, a wait of 0), at the latest at the end of that one. So
+the figure is the real timer's lag or a little more, never less. On any other loop (tests, embedding) the timer is
+armed for real.
 """
 
 from __future__ import annotations
@@ -15,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import selectors
 import time
 from collections import deque
 from typing import Any
 
-__all__ = ["LAG_BOUNDS_MS", "LoopLag"]
+__all__ = ["LAG_BOUNDS_MS", "LoopLag", "MeasuredLoop"]
 
 LAG_BOUNDS_MS = (5, 10, 20, 50, 100, 250, 500, 1000)  # exported as event_loop_lag_over_<ms>ms_total
 
@@ -40,7 +51,13 @@ class LoopLag:
         self.gc_pauses_total_s = 0.0
         self._gc_started = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the real timer, on a loop that is not a MeasuredLoop
+        # the timer followed on paper, on a MeasuredLoop (see the module docstring)
+        self._measured: MeasuredLoop | None = None
+        self._due = 0.0  # when the next tick falls due
+        self._woke = 0.0  # when the loop's current turn began (its wait returned)
+        self._went_on = False  # the last turn ended with a wait of 0: the loop went straight on to the next
+        self._due_in_turn = False  # the tick fell due in a turn that went straight on: it fires as this one ends
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -98,10 +115,42 @@ class LoopLag:
         finally:
             self._arm()
 
+    # ---- the timer followed on paper (called by MeasuredLoop's selector, with the time: tests feed their own)
+    def turn_began(self, now: float) -> None:
+        self._woke = now
+
+    def turn_ended(self, now: float, goes_on: bool) -> None:
+        """The loop's turn that began at `_woke` ends at `now`; `goes_on`: its next wait is 0 (work is ready)."""
+        due = self._due
+        if self._due_in_turn:  # due in the last turn, which went straight on to this one: fired by now
+            self._due_in_turn = False
+            self.observe(now - due)
+            due = now + self._period
+        elif due < now:
+            if due < self._woke and not self._went_on:  # due while the loop waited: fired at once, re-armed
+                n = int((self._woke - due) / self._period) + 1
+                self.ticks += n  # lag 0: nothing to add to the window or the bounds
+                due += n * self._period
+            if due < now:  # due while the loop was busy
+                if goes_on:
+                    self._due_in_turn = True
+                else:
+                    self.observe(now - due)
+                    due = now + self._period
+        self._due = due
+        self._went_on = goes_on
+
     def start(self) -> None:
-        if self._timer is None:
-            gc.callbacks.append(self._on_gc)
-            self._loop = asyncio.get_running_loop()
+        if self._timer is not None or self._measured is not None:
+            return
+        gc.callbacks.append(self._on_gc)
+        self._loop = loop = asyncio.get_running_loop()
+        if isinstance(loop, MeasuredLoop):
+            self._measured = loop
+            now = time.monotonic()
+            self._woke, self._due = now, now + self._period
+            loop.watch(self)
+        else:
             self._arm()
 
     async def stop(self) -> None:
@@ -110,3 +159,34 @@ class LoopLag:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._measured is not None:
+            self._measured.watch(None)
+            self._measured = None
+
+
+class _TurnSelector(selectors.DefaultSelector):  # epoll on Linux
+    """The loop's selector, telling a LoopLag when each wait begins (a turn ends) and returns (a turn begins)."""
+
+    watcher: LoopLag | None = None
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        watcher = self.watcher
+        if watcher is None:
+            return super().select(timeout)
+        watcher.turn_ended(time.monotonic(), timeout == 0)
+        try:
+            return super().select(timeout)
+        finally:
+            watcher.turn_began(time.monotonic())
+
+
+class MeasuredLoop(asyncio.SelectorEventLoop):
+    """The asyncio loop the CLI runs the bridge on (`asyncio.Runner(loop_factory=MeasuredLoop)`): a plain selector
+    loop whose turns a LoopLag can follow, so that measuring the loop's lag does not wake an idle process."""
+
+    def __init__(self) -> None:
+        self._turns = _TurnSelector()
+        super().__init__(self._turns)
+
+    def watch(self, watcher: LoopLag | None) -> None:
+        self._turns.watcher = watcher

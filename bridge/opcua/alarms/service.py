@@ -39,6 +39,7 @@ from bridge.opcua.alarms.nodes import ConditionNodes
 from bridge.opcua.alarms.records import Source, condition_name, condition_record
 from bridge.opcua.alarms.state import AlarmBook, Change, Condition, Reason
 from bridge.opcua.model.tags import TagDirectory
+from bridge.runtime.clock import seconds_to_tick
 from bridge.runtime.gc_policy import freeze_long_lived
 from bridge.wincc.client import AlarmNews, AlarmPush, AlarmPushingClient, WinCCClient
 from bridge.wincc.errors import WinCCError
@@ -211,9 +212,9 @@ class AlarmService:
                 await self.poll_once()
             except Exception:  # a bug in one cycle must not end alarm polling for good
                 log.exception("alarm poll failed")
-            elapsed = asyncio.get_running_loop().time() - started
+            wait = seconds_to_tick(period, asyncio.get_running_loop().time(), since=started)  # the grid: clock.py
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, period - elapsed))
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
 
     def _polled_feeds(self) -> list[tuple[str, WinCCClient]]:

@@ -35,7 +35,7 @@ from bridge.opcua.model.types import from_wincc
 from bridge.opcua.sync.demand import Demand
 from bridge.opcua.sync.values import TagValues
 from bridge.runtime.backoff import Backoff
-from bridge.runtime.clock import SYSTEM_CLOCK, Clock
+from bridge.runtime.clock import SYSTEM_CLOCK, Clock, sleep_to_tick
 from bridge.runtime.gc_policy import FREEZE_FROM_TAGS, collect_dropped, freeze_long_lived, paused
 from bridge.wincc.client import PushingClient, ValuePush, WinCCClient
 from bridge.wincc.errors import WinCCError
@@ -291,7 +291,7 @@ class SyncEngine:
 
     async def _housekeeping(self) -> None:
         while True:
-            await self._clock.sleep(1.0)
+            await sleep_to_tick(1.0, self._clock)
             self.demand.prune(subscriptions(self._server))
             if collect_dropped("monitored items deleted", self.demand.items_dropped - self._items_collected):
                 self._items_collected = self.demand.items_dropped
@@ -331,10 +331,9 @@ class SyncEngine:
                 if names:
                     self._first_cycle_done(interval_ms)
                 backoff.reset()
-                delay = period - (self._clock.monotonic() - started)
+                await sleep_to_tick(period, self._clock, since=started)  # on the grid: one wake-up for all groups
             else:
-                delay = backoff.next()
-            await self._clock.sleep(max(0.0, delay))
+                await self._clock.sleep(backoff.next())
 
     async def _pushed(self, results: dict[str, TagValue | TagError]) -> None:
         """A change WinCC pushed: applied the moment it arrives, exactly like a polled answer."""
