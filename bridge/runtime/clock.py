@@ -2,9 +2,10 @@
 instead of waiting (tests/fakes.py has FakeClock); and the grid periodic work wakes on.
 
 Every wake-up of an idle process costs CPU (~0.2 ms on the bench's 2-core VMs, bench/README.md, "The lag monitor
-without a timer"). The bridge's periodic work (poll groups, ServiceLevel, diagnostics, housekeeping, the health
-endpoint's tick) therefore sleeps until the next multiple of its period on the monotonic clock rather than for its
-period: work of the same or dividing periods falls due in the same turn of the event loop and costs one wake-up.
+without a timer"). The bridge's periodic work (poll groups, ServiceLevel, diagnostics, housekeeping, alarm
+polling, the health endpoint's tick) therefore sleeps until the next multiple of its period on the monotonic clock
+rather than for its period: work of the same or dividing periods falls due in the same turn of the event loop and
+costs one wake-up.
 """
 
 from __future__ import annotations

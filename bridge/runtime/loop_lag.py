@@ -12,12 +12,12 @@ counters of the timer's ticks and of the ticks later than each of a few bounds l
 A real timer ten times a second costs an idle process ~2 ms of CPU a second on the 2-core VMs the bench runs on
 (each wake-up from idle ~0.2 ms), a third of an idle bridge's CPU (bench/README.md, "The lag monitor without a
 timer"). On a `MeasuredLoop` (what the CLI runs the bridge on) the timer is therefore not armed but followed on
-paper: the loop's selector reports when each turn begins (the wait returns) and ends (the next wait begins), and a
-tick falls due on the same grid as the timer's. A tick due while the loop waited would have fired at once (lag 0,
-no wake-up needed to know it); a tick due while the loop was busy would have fired at the end of that turn, or, when
-the loop went straight on to another turn (ready callbacks, a wait of 0), at the latest at the end of that one. So
-the figure is the real timer's lag or a little more, never less. On any other loop (tests, embedding) the timer is
-armed for real.
+paper: the loop's selector reports when each turn begins (the wait returns) and ends (the next wait begins), and
+ticks fall due as the timer's would (a period after the last one fired). A tick due while the loop waited would
+have fired at once (lag 0, no wake-up needed to know it); a tick due while the loop was busy would have fired at
+the end of that turn, or, when the loop went straight on to another turn (ready callbacks, a wait of 0), at the
+latest at the end of that one. So the figure is the real timer's lag or a little more, never less. On any other
+loop (tests, embedding) the timer is armed for real.
 """
 
 from __future__ import annotations
