@@ -56,8 +56,7 @@ class LoopLag:
         self._measured: MeasuredLoop | None = None
         self._due = 0.0  # when the next tick falls due
         self._woke = 0.0  # when the loop's current turn began (its wait returned)
-        self._went_on = False  # the last turn ended with a wait of 0: the loop went straight on to the next
-        self._due_in_turn = False  # the tick fell due in a turn that went straight on: it fires as this one ends
+        self._went_on = False  # the last turn ended with a wait of 0: the loop went straight on to this one
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -122,21 +121,15 @@ class LoopLag:
     def turn_ended(self, now: float, goes_on: bool) -> None:
         """The loop's turn that began at `_woke` ends at `now`; `goes_on`: its next wait is 0 (work is ready)."""
         due = self._due
-        if self._due_in_turn:  # due in the last turn, which went straight on to this one: fired by now
-            self._due_in_turn = False
+        if due < self._woke and not self._went_on:  # due while the loop waited: fired at once, re-armed
+            n = int((self._woke - due) / self._period) + 1
+            self.ticks += n  # lag 0: nothing to add to the window or the bounds
+            due += n * self._period
+        # Due before this turn began (the last one went straight on to it): the timer ran in this turn, so by now.
+        # Due during this turn: it fires as the turn ends, unless the loop goes straight on to the next one.
+        if due < now and (due < self._woke or not goes_on):
             self.observe(now - due)
             due = now + self._period
-        elif due < now:
-            if due < self._woke and not self._went_on:  # due while the loop waited: fired at once, re-armed
-                n = int((self._woke - due) / self._period) + 1
-                self.ticks += n  # lag 0: nothing to add to the window or the bounds
-                due += n * self._period
-            if due < now:  # due while the loop was busy
-                if goes_on:
-                    self._due_in_turn = True
-                else:
-                    self.observe(now - due)
-                    due = now + self._period
         self._due = due
         self._went_on = goes_on
 

@@ -88,6 +88,15 @@ def test_a_tick_due_in_a_turn_that_goes_straight_on_waits_for_the_next_turn() ->
     assert lag.over[LAG_BOUNDS_MS.index(100)] == 1 and lag.over[LAG_BOUNDS_MS.index(250)] == 0
 
 
+def test_a_busy_loop_that_never_waits_still_fires_the_tick_in_the_next_turn() -> None:
+    lag = LoopLag(period_s=0.1)
+    lag._due, lag._woke = 0.1, 0.0
+    lag.turn_ended(0.12, goes_on=True)  # due at 0.1 in this turn; the loop goes straight on
+    lag.turn_began(0.12)
+    lag.turn_ended(0.14, goes_on=True)  # ... and on again: the timer ran in this turn all the same
+    assert lag.ticks == 1 and abs(lag.max_s - 0.04) < 1e-9 and abs(lag._due - 0.24) < 1e-9
+
+
 def test_a_measured_loop_sees_a_stall_and_is_not_woken_by_the_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
     turns: list[float] = []  # when each turn of the loop ended
     follow = LoopLag.turn_ended
@@ -102,9 +111,10 @@ def test_a_measured_loop_sees_a_stall_and_is_not_woken_by_the_monitor(monkeypatc
     async def scenario() -> int:
         lag.start()
         try:
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: lag.ticks >= 3, timeout=10, what="the monitor following the loop")
             before, ticks = len(turns), lag.ticks
-            await asyncio.sleep(1.0)  # idle: a timer would have woken the loop 20 times
+            # the idle second under test (a span of time, not a wait for something): a timer would wake it 20 times
+            await asyncio.sleep(1.0)
             idle_turns = len(turns) - before
             assert lag.ticks - ticks >= 18  # the ticks still count (as lag 0), read off the wait
             assert lag._timer is None  # no timer armed at all
