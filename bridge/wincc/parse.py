@@ -457,7 +457,9 @@ async def read_in_batches(
     A failed batch gives its tags TagError(bad_answer) and leaves the others usable; if every batch failed, the
     first error is raised so the caller can mark everything as unreachable at once. Exactly one tag goes through
     `read_one` (the dialect's read-one endpoint), whose whole-request errors are raised the same way."""
-    wanted = list(dict.fromkeys(names))
+    # The sync engine's batches never repeat a name: a set's size says so in half the time of rebuilding the list
+    # (at 100,000 polled tags the rebuild alone was ~3 % of the bridge's CPU, bench/README.md).
+    wanted = list(names) if len(set(names)) == len(names) else list(dict.fromkeys(names))
     if not wanted:
         return {}
     if read_one is not None and len(wanted) == 1:
