@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -349,6 +350,10 @@ def _measure(
             go = Path(gate) / "go"
             cmd = subscriber_cmd(client, endpoint, tags_file, seconds, publish_ms, go_file=go)
             report = windowed(cmd, pid, on_start, on_stop, on_subscribed=lambda: (settled(), go.touch()))
+    return _figures(report)
+
+
+def _figures(report: dict[str, Any]) -> dict[str, float]:
     per_s = report["per_second"] or math.nan
     return {
         "per_second": per_s,
@@ -357,6 +362,60 @@ def _measure(
         "p50": report.get("latency_p50_ms"),
         "p99": report.get("latency_p99_ms"),
     }
+
+
+@dataclass
+class Side:
+    """One server of a paired measurement and what to do around its window."""
+
+    endpoint: str
+    pid: int
+    on_start: Callable[[], None] = lambda: None
+    on_stop: Callable[[], None] = lambda: None
+    settled: Callable[[], None] | None = None
+
+
+def _measure_paired(
+    client: str, tags_file: Path, seconds: float, sides: list[Side], publish_ms: float = 500
+) -> list[dict[str, float]]:
+    """One subscriber per server, their windows open at the same moment (`--paired`): each client subscribes and
+    warms up, each server settles, then both go at once. Both servers' CPU is then measured under the same machine
+    conditions, so a slow minute of the machine (on these VMs 30 s windows of the same process differ by up to
+    1.5x) moves both sides of the ratio alike. Only for loads far below the cores: the two servers share them."""
+    barrier = threading.Barrier(len(sides), timeout=600)
+    figures: list[dict[str, float] | None] = [None] * len(sides)
+    errors: list[BaseException] = []
+    with tempfile.TemporaryDirectory() as gate:
+
+        def measure(i: int, side: Side) -> None:
+            go = Path(gate) / f"go-{i}"
+
+            def ready() -> None:
+                try:
+                    if side.settled is not None:
+                        side.settled()
+                    barrier.wait()
+                except BaseException:
+                    barrier.abort()  # the other side must not wait for this one
+                    raise
+                finally:
+                    go.touch()  # the client finishes its window either way and exits
+
+            cmd = subscriber_cmd(client, side.endpoint, tags_file, seconds, publish_ms, go_file=go)
+            try:
+                figures[i] = _figures(windowed(cmd, side.pid, side.on_start, side.on_stop, on_subscribed=ready))
+            except BaseException as exc:
+                errors.append(exc)
+                barrier.abort()
+
+        threads = [threading.Thread(target=measure, args=(i, side)) for i, side in enumerate(sides)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:  # the cause, not the other side's broken barrier
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    return [f for f in figures if f is not None]
 
 
 def scenario_sync(
@@ -370,6 +429,7 @@ def scenario_sync(
     label: str = "",
     http: str = "aiohttp",
     dialect: str = "dp",
+    paired: bool = False,
 ) -> None:
     name = f"sync {n // 1000}k @{rate:.0%}/s{label}"
     batch = int((sync or {}).get("batch_size", 500))
@@ -377,8 +437,9 @@ def scenario_sync(
     with simulator(tmp, n, rate, dialect=dialect) as sim:
         sim_port = int(sim.rsplit(":", 1)[1])
         tags_file, total = asyncio.run(_tags_file(tmp, sim, dialect))
-        with baseline(tmp, tags_file, rate) as (p, endpoint, _):
-            base = _measure(client, endpoint, tags_file, seconds, p.pid)
+        if not paired:
+            with baseline(tmp, tags_file, rate) as (p, endpoint, _):
+                base = _measure(client, endpoint, tags_file, seconds, p.pid)
         poller = (
             {"cpu": math.nan}
             if pushed
@@ -432,16 +493,26 @@ def scenario_sync(
                         raise RuntimeError("the bridge still polls 300 s after every tag is pushed")
                 seen["quiet_s"] = time.monotonic() - t0
 
-            b = _measure(
-                client,
-                br.endpoint,
-                tags_file,
-                seconds,
-                br.proc.pid,
-                on_start=opened,
-                on_stop=closed,
-                settled=all_pushed if pushed else None,
-            )
+            settled = all_pushed if pushed else None
+            if paired:
+                with baseline(tmp, tags_file, rate) as (p, endpoint, _):
+                    b, base = _measure_paired(
+                        client,
+                        tags_file,
+                        seconds,
+                        [Side(br.endpoint, br.proc.pid, opened, closed, settled), Side(endpoint, p.pid)],
+                    )
+            else:
+                b = _measure(
+                    client,
+                    br.endpoint,
+                    tags_file,
+                    seconds,
+                    br.proc.pid,
+                    on_start=opened,
+                    on_stop=closed,
+                    settled=settled,
+                )
             stats = httpx.get(sim + "/_sim/stats").json()
     m0, m1 = seen["m0"], seen["m1"]
     low = rate <= 0.01
@@ -1030,6 +1101,8 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
         label += f" ({args.http})"
     if args.dialect != "dp":
         label += f" ({args.dialect})"
+    if args.paired:
+        label += " paired"
     runs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
     if "simulator" in only:
         runs.append(
@@ -1041,7 +1114,7 @@ def plan(args: argparse.Namespace, res: Results, tmp: Path) -> list[tuple[str, C
             (
                 f"sync {n // 1000}k @{rate:.0%}/s",
                 scenario_sync,
-                (res, tmp, n, rate, seconds, args.client, sync, label, args.http, args.dialect),
+                (res, tmp, n, rate, seconds, args.client, sync, label, args.http, args.dialect, args.paired),
             )
             for n in sizes
             for rate in rates
@@ -1101,6 +1174,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["asyncua", "node"],
         default="asyncua",
         help="the subscribed client's stack (node: node-opcua from tests/interop, npm ci there first)",
+    )
+    ap.add_argument(
+        "--paired",
+        action="store_true",
+        help="sync: measure the bridge and bare asyncua in the same window, side by side (low loads only: the two "
+        "servers share the cores); the default measures one after the other",
     )
     args = ap.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
