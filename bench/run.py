@@ -567,6 +567,13 @@ def scenario_sync(
         Goal("bridge", "<=", 0.25),
     )
     res.add(name, "longest GC pause since start", m1.get("gc_pause_max_seconds"), None, "s")
+    res.add(
+        name,
+        "GC pauses in the window, in all",
+        m1.get("gc_pause_seconds_total", 0) - m0.get("gc_pause_seconds_total", 0),
+        None,
+        "s",
+    )
     cycles = m1.get("poll_cycles_total", 0) - m0.get("poll_cycles_total", 0)
     reads = m1.get("rest_reads_total", 0) - m0.get("rest_reads_total", 0)
     res.add(

@@ -1,14 +1,19 @@
 """The rules that turn benchmark samples into claims: a goal is met only where the margin exceeds the spread of the
-runs, the event-loop lag's p99 over a window comes from the counters of two scrapes, and the counting history
-reader reads the OPC UA binary answer as asyncua encodes it."""
+runs, the event-loop lag's p99 over a window comes from the counters of two scrapes, the counting history
+reader reads the OPC UA binary answer as asyncua encodes it, and paired windows (`--paired`) open together."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_to_binary
 
+import bench.run as bench_run
 from bench.history_counter import count_answer
 from bench.results import Goal, Results
 from bench.run import lag_p99
@@ -81,3 +86,54 @@ def test_the_counting_history_reader_refuses_what_it_cannot_count() -> None:
     )
     with pytest.raises(ValueError, match="not HistoryData"):
         count_answer(Buffer(struct_to_binary(events)))
+
+
+def _fake_windows(monkeypatch: pytest.MonkeyPatch, opened: dict[str, float]) -> None:
+    """`windowed` as a client that subscribes, waits for its go file and then opens its window (the real clients
+    poll the go file every 0.1 s); the window's start time is recorded per endpoint."""
+
+    def windowed(cmd: list[str], pid: int | None, on_start: Any, on_stop: Any, on_subscribed: Any) -> dict[str, Any]:
+        go = Path(cmd[cmd.index("--go-file") + 1])
+        endpoint = cmd[cmd.index("--endpoint") + 1]
+        on_subscribed()
+        deadline = time.monotonic() + 5
+        while not go.exists():
+            assert time.monotonic() < deadline, "the go file never came"
+            time.sleep(0.01)
+        opened[endpoint] = time.monotonic()
+        on_start()
+        on_stop()
+        return {"per_second": 100.0, "cpu": 0.01}
+
+    monkeypatch.setattr(bench_run, "windowed", windowed)
+
+
+def test_paired_windows_open_together_after_the_slow_side_settled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    opened: dict[str, float] = {}
+    _fake_windows(monkeypatch, opened)
+    settled: list[float] = []
+    sides = [bench_run.Side("bridge", 1, settled=lambda: (time.sleep(0.3), settled.append(time.monotonic()))[0])]
+    sides.append(bench_run.Side("baseline", 2))
+    figures = bench_run._measure_paired("asyncua", tmp_path / "tags.json", 1.0, sides)
+    assert [f["cpu_per_notif_us"] for f in figures] == [100.0, 100.0]
+    assert set(opened) == {"bridge", "baseline"}
+    assert min(opened.values()) >= settled[0]  # the quick side waited for the bridge to settle
+    assert abs(opened["bridge"] - opened["baseline"]) < 0.1
+
+
+def test_a_paired_side_that_fails_releases_the_other_and_its_error_is_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    opened: dict[str, float] = {}
+    _fake_windows(monkeypatch, opened)
+
+    def never_settles() -> None:
+        raise RuntimeError("the push did not take on the tags")
+
+    sides = [bench_run.Side("bridge", 1, settled=never_settles), bench_run.Side("baseline", 2)]
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not take on"):
+        bench_run._measure_paired("asyncua", tmp_path / "tags.json", 1.0, sides)
+    assert time.monotonic() - started < 5  # not the barrier's 600 s
